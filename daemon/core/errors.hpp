@@ -1,0 +1,31 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace sweepd::core {
+
+/// Error codes of protocol v1 (DESIGN §3). `ok` is not an error and is never sent as a code.
+enum class error_code {
+  ok,
+  bad_json,
+  bad_request,
+  unknown_op,
+  unknown_run,
+  conflict,
+  forbidden,
+  too_large,
+  busy,
+  internal,
+};
+
+/// The wire name of a code, e.g. "bad_request".
+std::string_view to_string(error_code code);
+
+/// An error as a value: what went wrong and a message that names the field or the limit.
+struct error {
+  error_code code = error_code::ok;
+  std::string message;
+};
+
+}  // namespace sweepd::core

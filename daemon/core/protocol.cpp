@@ -1,0 +1,335 @@
+#include "core/protocol.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <initializer_list>
+
+namespace sweepd::core {
+
+namespace {
+
+using json = nlohmann::json;
+
+std::string_view type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "boolean";
+    case json::value_t::string: return "string";
+    case json::value_t::array: return "array";
+    case json::value_t::object: return "object";
+    case json::value_t::binary: return "binary";
+    case json::value_t::discarded: return "invalid";
+    default: return "number";
+  }
+}
+
+bool is_printable_name(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '/';
+  });
+}
+
+/// Reads typed, bounded fields of one request object; keeps the first problem.
+class field_reader {
+ public:
+  field_reader(const json& obj, std::string_view op) : obj_(obj), op_(op) {}
+
+  bool failed() const { return err_.code != error_code::ok; }
+  const error& err() const { return err_; }
+
+  /// Refuses any field not in `allowed` (and not "op").
+  void only(std::initializer_list<std::string_view> allowed) {
+    for (const auto& [key, value] : obj_.items()) {
+      if (key == "op") continue;
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        fail(fmt::format("unknown field '{}' for op '{}'", key, op_));
+        return;
+      }
+    }
+  }
+
+  std::string run_id() {
+    const json* v = required("run");
+    if (v == nullptr || !expect(*v, "run", json::value_t::string)) return {};
+    const auto& s = v->get_ref<const std::string&>();
+    if (!is_valid_run_id(s)) {
+      fail(fmt::format("field 'run': must be 1-{} characters of [A-Za-z0-9._-]", max_run_id_chars));
+    }
+    return s;
+  }
+
+  std::optional<std::string> name(std::string_view key) {
+    const json* v = optional(key);
+    if (v == nullptr || !expect(*v, key, json::value_t::string)) return std::nullopt;
+    const auto& s = v->get_ref<const std::string&>();
+    if (s.empty() || s.size() > max_name_chars || !is_printable_name(s)) {
+      fail(fmt::format("field '{}': must be 1-{} bytes without control characters or '/'", key,
+                       max_name_chars));
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  std::optional<run_state> state(std::string_view key) {
+    auto s = name(key);
+    if (!s) return std::nullopt;
+    auto parsed = parse_run_state(*s);
+    if (!parsed) {
+      fail(fmt::format("field '{}': '{}' is not a state (initializing, running, success, failed, "
+                       "crashed, timeout)",
+                       key, *s));
+    }
+    return parsed;
+  }
+
+  /// A finite number in [lo, hi]; `lo_open` makes the lower bound exclusive.
+  std::optional<double> number(std::string_view key, double lo, double hi, bool lo_open = false) {
+    const json* v = optional(key);
+    if (v == nullptr) return std::nullopt;
+    if (!v->is_number()) {
+      fail(fmt::format("field '{}': expected a number, got {}", key, type_name(*v)));
+      return std::nullopt;
+    }
+    const double d = v->get<double>();
+    const bool below = lo_open ? d <= lo : d < lo;
+    if (!std::isfinite(d) || below || d > hi) {
+      fail(fmt::format("field '{}': {} is out of range ({} {} and <= {})", key, v->dump(),
+                       lo_open ? ">" : ">=", lo, hi));
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  /// Any finite number.
+  std::optional<double> finite(std::string_view key) {
+    return number(key, -std::numeric_limits<double>::max(), std::numeric_limits<double>::max());
+  }
+
+  bool boolean(std::string_view key) {
+    const json* v = optional(key);
+    if (v == nullptr || !expect(*v, key, json::value_t::boolean)) return false;
+    return v->get<bool>();
+  }
+
+  json object(std::string_view key, std::size_t max_bytes) {
+    const json* v = optional(key);
+    if (v == nullptr || !expect(*v, key, json::value_t::object)) return json();
+    const std::size_t size = v->dump().size();
+    if (size > max_bytes) {
+      fail(fmt::format("field '{}': {} bytes, more than the {} allowed", key, size, max_bytes));
+      return json();
+    }
+    return *v;
+  }
+
+  std::string text(std::string_view key, std::size_t max_bytes) {
+    const json* v = required(key);
+    if (v == nullptr || !expect(*v, key, json::value_t::string)) return {};
+    return truncate_utf8(v->get<std::string>(), max_bytes);
+  }
+
+ private:
+  /// The field's value, or nullptr when it is absent or null (null means "not given").
+  const json* optional(std::string_view key) {
+    if (failed()) return nullptr;
+    auto it = obj_.find(key);
+    if (it == obj_.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+
+  const json* required(std::string_view key) {
+    if (failed()) return nullptr;
+    const json* v = optional(key);
+    if (v == nullptr) fail(fmt::format("missing field '{}' for op '{}'", key, op_));
+    return v;
+  }
+
+  bool expect(const json& v, std::string_view key, json::value_t type) {
+    if (v.type() == type) return true;
+    fail(fmt::format("field '{}': expected {}, got {}", key, type_name(json(type)), type_name(v)));
+    return false;
+  }
+
+  void fail(std::string message) {
+    if (!failed()) err_ = {error_code::bad_request, std::move(message)};
+  }
+
+  const json& obj_;
+  std::string_view op_;
+  error err_;
+};
+
+request read_register(field_reader& f) {
+  f.only({"run", "sweep", "entity", "project", "suggestion", "watch_peer", "heartbeat_timeout_s",
+          "max_runtime_s"});
+  register_params p;
+  p.run = f.run_id();
+  p.sweep = f.name("sweep");
+  p.entity = f.name("entity");
+  p.project = f.name("project");
+  p.suggestion = f.object("suggestion", max_suggestion_bytes);
+  p.watch_peer = f.boolean("watch_peer");
+  p.heartbeat_timeout_s = f.number("heartbeat_timeout_s", 0, max_timeout_s, true);
+  p.max_runtime_s = f.number("max_runtime_s", 0, max_timeout_s);
+  return p;
+}
+
+request read_heartbeat(field_reader& f) {
+  f.only({"run", "progress", "timeout_s"});
+  heartbeat_params p;
+  p.run = f.run_id();
+  p.progress = f.finite("progress");
+  p.timeout_s = f.number("timeout_s", 0, max_timeout_s, true);
+  return p;
+}
+
+request read_complete(field_reader& f) {
+  f.only({"run", "objective", "cost"});
+  complete_params p;
+  p.run = f.run_id();
+  p.objective = f.finite("objective");
+  p.cost = f.number("cost", 0, std::numeric_limits<double>::max());
+  return p;
+}
+
+request read_fail(field_reader& f) {
+  f.only({"run", "error"});
+  fail_params p;
+  p.run = f.run_id();
+  p.error = f.text("error", max_error_bytes);
+  return p;
+}
+
+request read_list(field_reader& f) {
+  f.only({"sweep", "state", "limit"});
+  list_request r;
+  r.sweep = f.name("sweep");
+  r.state = f.state("state");
+  if (auto limit = f.number("limit", 1, static_cast<double>(max_list_limit))) {
+    r.limit = static_cast<std::size_t>(*limit);
+  }
+  return r;
+}
+
+using op_reader = request (*)(field_reader&);
+
+struct op_entry {
+  std::string_view name;
+  op_reader read;
+};
+
+const std::array<op_entry, 10> ops = {{
+    {"hello",
+     [](field_reader& f) -> request {
+       f.only({});
+       return hello_request{};
+     }},
+    {"register", read_register},
+    {"start",
+     [](field_reader& f) -> request {
+       f.only({"run"});
+       return start_request{f.run_id()};
+     }},
+    {"heartbeat", read_heartbeat},
+    {"complete", read_complete},
+    {"fail", read_fail},
+    {"status",
+     [](field_reader& f) -> request {
+       f.only({});
+       return status_request{};
+     }},
+    {"show",
+     [](field_reader& f) -> request {
+       f.only({"run"});
+       return show_request{f.run_id()};
+     }},
+    {"list", read_list},
+    {"observations",
+     [](field_reader& f) -> request {
+       f.only({"sweep"});
+       return observations_request{f.name("sweep")};
+     }},
+}};
+
+std::string known_ops() {
+  std::string names;
+  for (const auto& op : ops) {
+    if (!names.empty()) names += ", ";
+    names += op.name;
+  }
+  return names;
+}
+
+}  // namespace
+
+bool is_valid_run_id(std::string_view id) {
+  if (id.empty() || id.size() > max_run_id_chars) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+  });
+}
+
+std::string truncate_utf8(std::string s, std::size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  std::size_t cut = max_bytes;
+  // Step back over continuation bytes (10xxxxxx) so the cut lands on a character boundary.
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  s.resize(cut);
+  return s;
+}
+
+parse_result parse_request(std::string_view line) {
+  parse_result out;
+  json obj = json::parse(line.begin(), line.end(), nullptr, false);
+  if (obj.is_discarded()) {
+    out.err = {error_code::bad_json, "the line is not valid JSON (UTF-8, one object per line)"};
+    return out;
+  }
+  if (!obj.is_object()) {
+    out.err = {error_code::bad_request,
+               fmt::format("a request is a JSON object, got {}", type_name(obj))};
+    return out;
+  }
+  auto op_it = obj.find("op");
+  if (op_it == obj.end()) {
+    out.err = {error_code::bad_request, "missing field 'op'"};
+    return out;
+  }
+  if (!op_it->is_string()) {
+    out.err = {error_code::bad_request,
+               fmt::format("field 'op': expected string, got {}", type_name(*op_it))};
+    return out;
+  }
+  const auto& op = op_it->get_ref<const std::string&>();
+  const auto entry =
+      std::find_if(ops.begin(), ops.end(), [&](const op_entry& e) { return e.name == op; });
+  if (entry == ops.end()) {
+    out.err = {error_code::unknown_op,
+               fmt::format("unknown op '{}' (known: {})", truncate_utf8(op, 64), known_ops())};
+    return out;
+  }
+  field_reader fields(obj, entry->name);
+  request req = entry->read(fields);
+  if (fields.failed()) {
+    out.err = fields.err();
+  } else {
+    out.req = std::move(req);
+  }
+  return out;
+}
+
+std::string error_reply(const error& e) {
+  json j = {{"ok", false}, {"error", {{"code", to_string(e.code)}, {"message", e.message}}}};
+  return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+std::string ok_reply(json body) {
+  body["ok"] = true;
+  return body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace sweepd::core

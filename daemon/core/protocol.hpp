@@ -1,0 +1,69 @@
+#pragma once
+
+#include <cstddef>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "core/errors.hpp"
+#include "core/run.hpp"
+#include "core/supervisor.hpp"
+
+namespace sweepd::core {
+
+/// Protocol v1 (DESIGN §3): one JSON object per line in, one per line out.
+inline constexpr int protocol_version = 1;
+inline constexpr std::size_t max_run_id_chars = 128;
+inline constexpr std::size_t max_name_chars = 128;
+inline constexpr std::size_t max_suggestion_bytes = 64 * 1024;
+inline constexpr std::size_t max_error_bytes = 4 * 1024;
+inline constexpr std::size_t default_list_limit = 1000;
+inline constexpr std::size_t max_list_limit = 100000;
+/// Longest per-run timeout accepted from a worker: one year.
+inline constexpr double max_timeout_s = 365.0 * 24 * 3600;
+
+struct hello_request {};
+struct status_request {};
+struct start_request {
+  std::string run;
+};
+struct show_request {
+  std::string run;
+};
+struct list_request {
+  std::optional<std::string> sweep;
+  std::optional<run_state> state;
+  std::size_t limit = default_list_limit;
+};
+struct observations_request {
+  std::optional<std::string> sweep;
+};
+
+using request = std::variant<hello_request, register_params, start_request, heartbeat_params,
+                             complete_params, fail_params, status_request, show_request,
+                             list_request, observations_request>;
+
+/// A parsed request, or the error to answer with.
+struct parse_result {
+  std::optional<request> req;
+  error err;
+};
+
+/// Parses and validates one request line (without its '\n'). Every field is type-checked and
+/// bounded; unknown fields are refused so that a typo never passes silently.
+parse_result parse_request(std::string_view line);
+
+/// True for 1–128 characters of [A-Za-z0-9._-], the W&B run id alphabet.
+bool is_valid_run_id(std::string_view id);
+
+/// Cuts `s` to at most `max_bytes` without splitting a UTF-8 sequence.
+std::string truncate_utf8(std::string s, std::size_t max_bytes);
+
+/// {"ok":false,"error":{"code","message"}} as one line with its '\n'.
+std::string error_reply(const error& e);
+/// `body` with "ok":true added, as one line with its '\n'. Never throws on bad UTF-8.
+std::string ok_reply(nlohmann::json body);
+
+}  // namespace sweepd::core

@@ -1,0 +1,158 @@
+#include "core/run.hpp"
+
+#include <algorithm>
+
+namespace sweepd::core {
+
+namespace {
+
+constexpr double min_observation_cost_s = 0.001;
+
+template <typename Enum, std::size_t N>
+std::optional<Enum> parse_by_name(std::string_view name, const Enum (&all)[N]) {
+  for (Enum e : all) {
+    if (to_string(e) == name) return e;
+  }
+  return std::nullopt;
+}
+
+constexpr transition_reason all_reasons[] = {
+    transition_reason::registered,        transition_reason::started,
+    transition_reason::completed,         transition_reason::worker_failed,
+    transition_reason::process_exited,    transition_reason::heartbeat_timeout,
+    transition_reason::max_runtime,       transition_reason::stalled,
+    transition_reason::revived,           transition_reason::late_completed,
+    transition_reason::late_failed,
+};
+
+template <typename T>
+void put_optional(nlohmann::json& j, const char* key, const std::optional<T>& v) {
+  if (v) j[key] = *v;
+}
+
+double seconds_or_off(mono_clock::duration d) {
+  return std::chrono::duration_cast<seconds_d>(d).count();
+}
+
+}  // namespace
+
+std::string_view to_string(run_state s) {
+  switch (s) {
+    case run_state::initializing: return "initializing";
+    case run_state::running: return "running";
+    case run_state::success: return "success";
+    case run_state::failed: return "failed";
+    case run_state::crashed: return "crashed";
+    case run_state::timeout: return "timeout";
+  }
+  return "unknown";
+}
+
+std::optional<run_state> parse_run_state(std::string_view name) {
+  return parse_by_name(name, all_run_states);
+}
+
+bool is_final(run_state s) {
+  return s == run_state::success || s == run_state::failed || s == run_state::crashed;
+}
+
+bool is_terminal(run_state s) { return is_final(s) || s == run_state::timeout; }
+
+bool is_failure(run_state s) {
+  return s == run_state::failed || s == run_state::crashed || s == run_state::timeout;
+}
+
+std::string_view to_string(transition_reason r) {
+  switch (r) {
+    case transition_reason::registered: return "registered";
+    case transition_reason::started: return "started";
+    case transition_reason::completed: return "completed";
+    case transition_reason::worker_failed: return "worker_failed";
+    case transition_reason::process_exited: return "process_exited";
+    case transition_reason::heartbeat_timeout: return "heartbeat_timeout";
+    case transition_reason::max_runtime: return "max_runtime";
+    case transition_reason::stalled: return "stalled";
+    case transition_reason::revived: return "revived";
+    case transition_reason::late_completed: return "late_completed";
+    case transition_reason::late_failed: return "late_failed";
+  }
+  return "unknown";
+}
+
+std::optional<transition_reason> parse_transition_reason(std::string_view name) {
+  return parse_by_name(name, all_reasons);
+}
+
+double observation_cost(const run_record& run) {
+  if (run.cost) return *run.cost;
+  return std::max(run.runtime_s.value_or(0.0), min_observation_cost_s);
+}
+
+nlohmann::json transition_json(const transition& t) {
+  nlohmann::json j = {{"run", t.run},
+                      {"from", t.from ? nlohmann::json(to_string(*t.from)) : nlohmann::json()},
+                      {"to", to_string(t.to)},
+                      {"reason", to_string(t.reason)},
+                      {"at", format_utc(t.at)}};
+  put_optional(j, "runtime_s", t.runtime_s);
+  put_optional(j, "objective", t.objective);
+  put_optional(j, "cost", t.cost);
+  put_optional(j, "error", t.error);
+  put_optional(j, "late_by_s", t.late_by_s);
+  return j;
+}
+
+nlohmann::json run_summary_json(const run_record& run, instant now) {
+  nlohmann::json j = {{"run", run.id},
+                      {"sweep", run.sweep},
+                      {"state", to_string(run.state)},
+                      {"reason", to_string(run.reason)},
+                      {"registered_at", format_utc(run.registered_wall)},
+                      {"updated_at", format_utc(run.history.back().at)}};
+  if (is_terminal(run.state)) {
+    put_optional(j, "runtime_s", run.runtime_s);
+  } else {
+    j["age_s"] = seconds_between(run.registered_mono, now.mono);
+    j["last_seen_s"] = seconds_between(run.last_seen, now.mono);
+  }
+  put_optional(j, "objective", run.objective);
+  put_optional(j, "cost", run.cost);
+  return j;
+}
+
+nlohmann::json run_detail_json(const run_record& run, instant now) {
+  nlohmann::json j = run_summary_json(run, now);
+  j["entity"] = run.entity;
+  j["project"] = run.project;
+  j["suggestion"] = run.suggestion;
+  j["owner_uid"] = run.owner_uid;
+  j["watch_peer"] = run.watch_peer;
+  if (run.watch_peer) j["peer_pid"] = run.peer_pid;
+  j["heartbeat_timeout_s"] = seconds_or_off(run.heartbeat_timeout);
+  j["max_runtime_s"] = seconds_or_off(run.max_runtime);
+  j["stall_timeout_s"] = seconds_or_off(run.stall_timeout);
+  put_optional(j, "progress", run.progress);
+  if (run.deadline != mono_time::max()) {
+    j["deadline_in_s"] = seconds_between(now.mono, run.deadline);
+  }
+  put_optional(j, "error", run.error);
+  put_optional(j, "late_by_s", run.late_by_s);
+  if (run.finished_wall) j["finished_at"] = format_utc(*run.finished_wall);
+  nlohmann::json history = nlohmann::json::array();
+  for (const transition& t : run.history) history.push_back(transition_json(t));
+  j["transitions"] = std::move(history);
+  return j;
+}
+
+nlohmann::json observation_json(const run_record& run) {
+  nlohmann::json j = {{"run_id", run.id},
+                      {"suggestion", run.suggestion},
+                      {"objective", run.objective ? nlohmann::json(*run.objective) : nlohmann::json()},
+                      {"cost", observation_cost(run)},
+                      {"is_failure", is_failure(run.state)},
+                      {"state", to_string(run.state)}};
+  if (run.late_by_s) j["late"] = true;
+  return j;
+}
+
+}  // namespace sweepd::core

@@ -1,0 +1,112 @@
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/time.hpp"
+
+namespace sweepd::core {
+
+/// Run states of DESIGN §2. `success`, `failed`, `crashed` are final; `timeout` is terminal but
+/// can be corrected by a late completion or (after a silence timeout) revived.
+enum class run_state { initializing, running, success, failed, crashed, timeout };
+inline constexpr run_state all_run_states[] = {run_state::initializing, run_state::running,
+                                               run_state::success,      run_state::failed,
+                                               run_state::crashed,      run_state::timeout};
+
+std::string_view to_string(run_state s);
+/// Parses a wire name; nullopt for anything else.
+std::optional<run_state> parse_run_state(std::string_view name);
+/// success, failed, crashed.
+bool is_final(run_state s);
+/// Final or timeout: the run is an observation for the optimizer.
+bool is_terminal(run_state s);
+/// failed, crashed, timeout count as failures for the optimizer.
+bool is_failure(run_state s);
+
+/// Why a transition happened (DESIGN §2).
+enum class transition_reason {
+  registered,
+  started,
+  completed,
+  worker_failed,
+  process_exited,
+  heartbeat_timeout,
+  max_runtime,
+  stalled,
+  revived,
+  late_completed,
+  late_failed,
+};
+
+std::string_view to_string(transition_reason r);
+std::optional<transition_reason> parse_transition_reason(std::string_view name);
+
+/// One state change, as journaled, logged and sent to W&B.
+struct transition {
+  std::string run;
+  std::optional<run_state> from;  // nullopt for the registration that created the run
+  run_state to = run_state::initializing;
+  transition_reason reason = transition_reason::registered;
+  wall_time at{};
+  std::optional<double> runtime_s;  // terminal transitions: seconds since register
+  std::optional<double> objective;
+  std::optional<double> cost;
+  std::optional<std::string> error;
+  std::optional<double> late_by_s;  // late completions: seconds since the timeout
+};
+
+/// Everything sweepd knows about one run.
+struct run_record {
+  // Identity, fixed at register.
+  std::string id;
+  std::string sweep;
+  std::string entity;
+  std::string project;
+  nlohmann::json suggestion;  // null when not given
+  std::uint32_t owner_uid = 0;
+  bool watch_peer = false;
+  std::int32_t peer_pid = 0;  // from SO_PEERCRED at register, never from a message
+
+  run_state state = run_state::initializing;
+  transition_reason reason = transition_reason::registered;
+
+  // Liveness and deadlines (monotonic; a zero duration turns a limit off).
+  mono_time registered_mono{};
+  wall_time registered_wall{};
+  mono_time last_seen{};
+  mono_clock::duration heartbeat_timeout{};
+  mono_clock::duration max_runtime{};
+  mono_clock::duration stall_timeout{};
+  std::optional<double> progress;
+  mono_time progress_changed_at{};
+  mono_time deadline = mono_time::max();  // the earliest active deadline, max() when none
+  mono_time timed_out_at{};               // when the run became `timeout`
+
+  // Outcome.
+  std::optional<double> objective;
+  std::optional<double> cost;
+  std::optional<std::string> error;
+  std::optional<double> runtime_s;
+  std::optional<double> late_by_s;
+  std::optional<wall_time> finished_wall;
+
+  std::vector<transition> history;
+};
+
+/// The cost an observation reports: the given cost, else the runtime (at least 1 ms, since
+/// Protein loaders take log(cost)).
+double observation_cost(const run_record& run);
+
+/// JSON views of a run: the one-line summary of `list` and the full record of `show`.
+nlohmann::json run_summary_json(const run_record& run, instant now);
+nlohmann::json run_detail_json(const run_record& run, instant now);
+nlohmann::json transition_json(const transition& t);
+/// The entry a Protein loader needs for one terminal run.
+nlohmann::json observation_json(const run_record& run);
+
+}  // namespace sweepd::core

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "core/protocol.hpp"
+#include "core/supervisor.hpp"
+
+namespace sweepd::core {
+
+/// What the daemon around the core reports in `status`: figures the core cannot know.
+struct daemon_stats {
+  std::size_t connections = 0;
+  nlohmann::json wandb = nlohmann::json::object();  // {mode, pending, in_flight, dead, last_error}
+};
+
+/// The answer to one request line: the reply to send and, when the request changed a run, the
+/// outcome whose transition must be stored (and undone if storing fails) before replying.
+struct handled {
+  std::string reply;  // one line, '\n'-terminated
+  outcome result;     // result.change is set when a transition happened
+};
+
+/// Protocol v1 on top of the supervisor: parses a line, runs the op, formats the reply. Pure.
+class service {
+ public:
+  using stats_source = std::function<daemon_stats()>;
+
+  service(supervisor& runs, std::string version, mono_time started, stats_source stats);
+
+  handled handle(std::string_view line, const caller& who, instant now);
+
+ private:
+  nlohmann::json status_body(instant now) const;
+  nlohmann::json list_body(const list_request& r, instant now) const;
+  nlohmann::json observations_body(const observations_request& r) const;
+
+  supervisor& runs_;
+  std::string version_;
+  mono_time started_;
+  stats_source stats_;
+};
+
+}  // namespace sweepd::core

@@ -1,0 +1,318 @@
+#include "core/supervisor.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace sweepd::core {
+
+namespace {
+
+std::size_t index_of(run_state s) { return static_cast<std::size_t>(s); }
+
+bool can_revive(const run_record& r) {
+  return r.state == run_state::timeout && r.reason == transition_reason::heartbeat_timeout;
+}
+
+bool is_live(run_state s) { return s == run_state::initializing || s == run_state::running; }
+
+error conflict_already(const run_record& r) {
+  return {error_code::conflict, fmt::format("run '{}' is already {}", r.id, to_string(r.state))};
+}
+
+}  // namespace
+
+supervisor::supervisor(supervisor_limits limits) : limits_(std::move(limits)) {}
+
+run_record* supervisor::lookup(std::string_view run) {
+  auto it = runs_.find(run);
+  return it == runs_.end() ? nullptr : &it->second;
+}
+
+const run_record* supervisor::find(std::string_view run) const {
+  auto it = runs_.find(run);
+  return it == runs_.end() ? nullptr : &it->second;
+}
+
+void supervisor::for_each(const std::function<void(const run_record&)>& visit) const {
+  for (const auto& [id, r] : runs_) visit(r);
+}
+
+run_record* supervisor::authorized(std::string_view run, const caller& who, outcome& o) {
+  run_record* r = lookup(run);
+  if (r == nullptr) {
+    o.err = {error_code::unknown_run, fmt::format("no run '{}'", run)};
+    return nullptr;
+  }
+  if (!who.admin && who.uid != r->owner_uid) {
+    o.err = {error_code::forbidden,
+             fmt::format("run '{}' belongs to uid {}; uid {} may not change it", r->id,
+                         r->owner_uid, who.uid)};
+    return nullptr;
+  }
+  o.run = r;
+  return r;
+}
+
+mono_time supervisor::earliest_deadline(const run_record& r) const {
+  if (!is_live(r.state)) return mono_time::max();
+  mono_time earliest = mono_time::max();
+  if (r.heartbeat_timeout > mono_clock::duration::zero()) {
+    earliest = std::min(earliest, r.last_seen + r.heartbeat_timeout);
+  }
+  if (r.max_runtime > mono_clock::duration::zero()) {
+    earliest = std::min(earliest, r.registered_mono + r.max_runtime);
+  }
+  if (r.stall_timeout > mono_clock::duration::zero() && r.progress) {
+    earliest = std::min(earliest, r.progress_changed_at + r.stall_timeout);
+  }
+  return earliest;
+}
+
+transition_reason supervisor::due_reason(const run_record& r) const {
+  // Ties go to the reasons that cannot be revived: a run over its runtime stays over it.
+  if (r.max_runtime > mono_clock::duration::zero() &&
+      r.registered_mono + r.max_runtime <= r.deadline) {
+    return transition_reason::max_runtime;
+  }
+  if (r.stall_timeout > mono_clock::duration::zero() && r.progress &&
+      r.progress_changed_at + r.stall_timeout <= r.deadline) {
+    return transition_reason::stalled;
+  }
+  return transition_reason::heartbeat_timeout;
+}
+
+void supervisor::reindex(run_record& r) {
+  const mono_time next = earliest_deadline(r);
+  if (next == r.deadline) return;
+  if (r.deadline != mono_time::max()) deadlines_.erase({r.deadline, &r});
+  r.deadline = next;
+  if (next != mono_time::max()) deadlines_.insert({next, &r});
+}
+
+void supervisor::refresh_liveness(run_record& r, instant now) {
+  r.last_seen = now.mono;
+  reindex(r);
+}
+
+void supervisor::apply(run_record& r, run_state to, transition_reason why, instant now,
+                       outcome& o, transition extra) {
+  transition t = std::move(extra);
+  t.run = r.id;
+  t.from = r.history.empty() ? std::nullopt : std::optional<run_state>(r.state);
+  t.to = to;
+  t.reason = why;
+  t.at = now.wall;
+  if (!r.history.empty()) --counts_[index_of(r.state)];
+  ++counts_[index_of(to)];
+  r.state = to;
+  r.reason = why;
+  if (is_terminal(to)) {
+    const double runtime = seconds_between(r.registered_mono, now.mono);
+    t.runtime_s = runtime;
+    r.runtime_s = runtime;
+    r.finished_wall = now.wall;
+  }
+  if (to == run_state::timeout) r.timed_out_at = now.mono;
+  r.history.push_back(t);
+  reindex(r);
+  o.run = &r;
+  o.change = std::move(t);
+}
+
+outcome supervisor::register_run(const register_params& p, const caller& who, instant now) {
+  outcome o;
+  const std::string& entity = p.entity ? *p.entity : limits_.default_entity;
+  const std::string& project = p.project ? *p.project : limits_.default_project;
+  if (run_record* existing = lookup(p.run)) {
+    if (!who.admin && who.uid != existing->owner_uid) {
+      o.err = {error_code::forbidden, fmt::format("run '{}' belongs to uid {}", p.run,
+                                                  existing->owner_uid)};
+      return o;
+    }
+    if (existing->entity != entity || existing->project != project) {
+      o.err = {error_code::conflict,
+               fmt::format("run '{}' is registered under '{}/{}', not '{}/{}'", p.run,
+                           existing->entity, existing->project, entity, project)};
+      return o;
+    }
+    if (is_terminal(existing->state)) {
+      o.err = conflict_already(*existing);
+      return o;
+    }
+    refresh_liveness(*existing, now);
+    o.run = existing;
+    return o;
+  }
+  if (runs_.size() >= limits_.max_runs) {
+    o.err = {error_code::busy,
+             fmt::format("sweepd tracks {} runs, the limit (state.max_runs)", runs_.size())};
+    return o;
+  }
+  run_record& r = runs_.try_emplace(p.run).first->second;
+  r.id = p.run;
+  r.sweep = p.sweep.value_or("");
+  r.entity = entity;
+  r.project = project;
+  r.suggestion = p.suggestion;
+  r.owner_uid = who.uid;
+  r.watch_peer = p.watch_peer;
+  r.peer_pid = p.watch_peer ? who.pid : 0;
+  r.registered_mono = now.mono;
+  r.registered_wall = now.wall;
+  r.last_seen = now.mono;
+  r.heartbeat_timeout = to_duration(p.heartbeat_timeout_s.value_or(limits_.heartbeat_timeout_s));
+  r.max_runtime = to_duration(p.max_runtime_s.value_or(limits_.max_runtime_s));
+  r.stall_timeout = to_duration(limits_.stall_timeout_s);
+  apply(r, run_state::initializing, transition_reason::registered, now, o);
+  return o;
+}
+
+outcome supervisor::start(std::string_view run, const caller& who, instant now) {
+  outcome o;
+  run_record* r = authorized(run, who, o);
+  if (r == nullptr) return o;
+  if (r->state == run_state::initializing || can_revive(*r)) {
+    o.before = *r;
+    const auto why = r->state == run_state::initializing ? transition_reason::started
+                                                         : transition_reason::revived;
+    r->last_seen = now.mono;
+    apply(*r, run_state::running, why, now, o);
+  } else if (r->state == run_state::running) {
+    refresh_liveness(*r, now);
+  }
+  // Final runs and timeouts that cannot be revived answer with their state, unchanged.
+  return o;
+}
+
+outcome supervisor::heartbeat(const heartbeat_params& p, const caller& who, instant now) {
+  outcome o;
+  run_record* r = authorized(p.run, who, o);
+  if (r == nullptr) return o;
+  const bool revive = can_revive(*r);
+  if (!is_live(r->state) && !revive) return o;
+  if (revive) o.before = *r;
+  if (p.timeout_s) r->heartbeat_timeout = to_duration(*p.timeout_s);
+  if (p.progress && (!r->progress || *p.progress > *r->progress)) {
+    r->progress = p.progress;
+    r->progress_changed_at = now.mono;
+  }
+  r->last_seen = now.mono;
+  if (revive) {
+    apply(*r, run_state::running, transition_reason::revived, now, o);
+  } else {
+    reindex(*r);
+  }
+  return o;
+}
+
+outcome supervisor::complete(const complete_params& p, const caller& who, instant now) {
+  outcome o;
+  run_record* r = authorized(p.run, who, o);
+  if (r == nullptr) return o;
+  if (r->state == run_state::success) {
+    if (r->objective != p.objective || r->cost != p.cost) o.err = conflict_already(*r);
+    return o;  // an identical retry: ok, nothing new
+  }
+  if (r->state == run_state::failed || r->state == run_state::crashed) {
+    o.err = conflict_already(*r);
+    return o;
+  }
+  o.before = *r;
+  transition extra;
+  extra.objective = p.objective;
+  r->objective = p.objective;
+  r->cost = p.cost;
+  auto why = transition_reason::completed;
+  if (r->state == run_state::timeout) {
+    why = transition_reason::late_completed;
+    r->late_by_s = seconds_between(r->timed_out_at, now.mono);
+    extra.late_by_s = r->late_by_s;
+  }
+  // The cost always travels with the transition: the runtime when the worker gave none.
+  r->runtime_s = seconds_between(r->registered_mono, now.mono);
+  extra.cost = observation_cost(*r);
+  apply(*r, run_state::success, why, now, o, std::move(extra));
+  return o;
+}
+
+outcome supervisor::fail(const fail_params& p, const caller& who, instant now) {
+  outcome o;
+  run_record* r = authorized(p.run, who, o);
+  if (r == nullptr) return o;
+  if (r->state == run_state::failed) {
+    if (r->error != p.error) o.err = conflict_already(*r);
+    return o;
+  }
+  if (r->state == run_state::success || r->state == run_state::crashed) {
+    o.err = conflict_already(*r);
+    return o;
+  }
+  o.before = *r;
+  transition extra;
+  extra.error = p.error;
+  r->error = p.error;
+  auto why = transition_reason::worker_failed;
+  if (r->state == run_state::timeout) {
+    why = transition_reason::late_failed;
+    r->late_by_s = seconds_between(r->timed_out_at, now.mono);
+    extra.late_by_s = r->late_by_s;
+  }
+  r->runtime_s = seconds_between(r->registered_mono, now.mono);
+  extra.cost = observation_cost(*r);
+  apply(*r, run_state::failed, why, now, o, std::move(extra));
+  return o;
+}
+
+outcome supervisor::process_exited(std::string_view run, instant now) {
+  outcome o;
+  run_record* r = lookup(run);
+  if (r == nullptr) {
+    o.err = {error_code::unknown_run, fmt::format("no run '{}'", run)};
+    return o;
+  }
+  o.run = r;
+  if (!is_live(r->state)) return o;
+  o.before = *r;
+  transition extra;
+  r->runtime_s = seconds_between(r->registered_mono, now.mono);
+  extra.cost = observation_cost(*r);
+  apply(*r, run_state::crashed, transition_reason::process_exited, now, o, std::move(extra));
+  return o;
+}
+
+std::vector<transition> supervisor::expire(instant now) {
+  std::vector<transition> fired;
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now.mono) {
+    run_record& r = *deadlines_.begin()->second;
+    outcome o;
+    transition extra;
+    r.runtime_s = seconds_between(r.registered_mono, now.mono);
+    extra.cost = observation_cost(r);
+    apply(r, run_state::timeout, due_reason(r), now, o, std::move(extra));
+    fired.push_back(std::move(*o.change));
+  }
+  return fired;
+}
+
+std::optional<mono_time> supervisor::next_deadline() const {
+  if (deadlines_.empty()) return std::nullopt;
+  return deadlines_.begin()->first;
+}
+
+void supervisor::undo(const outcome& o) {
+  if (!o.change) return;
+  run_record* r = lookup(o.change->run);
+  if (r == nullptr) return;
+  if (r->deadline != mono_time::max()) deadlines_.erase({r->deadline, r});
+  --counts_[index_of(r->state)];
+  if (!o.before) {
+    runs_.erase(o.change->run);
+    return;
+  }
+  *r = *o.before;
+  ++counts_[index_of(r->state)];
+  if (r->deadline != mono_time::max()) deadlines_.insert({r->deadline, r});
+}
+
+}  // namespace sweepd::core

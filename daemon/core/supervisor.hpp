@@ -1,0 +1,142 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/errors.hpp"
+#include "core/run.hpp"
+#include "core/time.hpp"
+
+namespace sweepd::core {
+
+/// Who sent a request: from SO_PEERCRED, never from the message.
+struct caller {
+  std::uint32_t uid = 0;
+  std::int32_t pid = 0;
+  bool admin = false;  // root or socket.admin_uids: may act on any run
+};
+
+/// Defaults applied to runs that do not set their own limits (config `timeouts`, `state`).
+struct supervisor_limits {
+  double heartbeat_timeout_s = 300;
+  double max_runtime_s = 0;  // 0 = off
+  double stall_timeout_s = 0;
+  std::uint64_t max_runs = 1000000;
+  std::string default_entity;
+  std::string default_project;
+};
+
+struct register_params {
+  std::string run;
+  std::optional<std::string> sweep;
+  std::optional<std::string> entity;
+  std::optional<std::string> project;
+  nlohmann::json suggestion;  // null when absent
+  bool watch_peer = false;
+  std::optional<double> heartbeat_timeout_s;
+  std::optional<double> max_runtime_s;
+};
+
+struct heartbeat_params {
+  std::string run;
+  std::optional<double> progress;
+  std::optional<double> timeout_s;
+};
+
+struct complete_params {
+  std::string run;
+  std::optional<double> objective;
+  std::optional<double> cost;
+};
+
+struct fail_params {
+  std::string run;
+  std::string error;
+};
+
+/// What an operation did. On success `run` points at the run (valid until the next mutation);
+/// `change` is set when a transition happened and carries what undo() needs.
+struct outcome {
+  error err;
+  const run_record* run = nullptr;
+  std::optional<transition> change;
+  /// The run as it was before the transition; nullopt when the transition created it.
+  std::optional<run_record> before;
+
+  bool ok() const { return err.code == error_code::ok; }
+};
+
+/// The run state machines of DESIGN §2 and their deadlines. Pure: every call takes `now`;
+/// nothing here reads a clock or does I/O. One ordered index holds each run's earliest deadline,
+/// so a heartbeat costs a hash lookup plus an O(log n) re-index, and expiry visits only due runs.
+class supervisor {
+ public:
+  explicit supervisor(supervisor_limits limits);
+
+  supervisor(const supervisor&) = delete;
+  supervisor& operator=(const supervisor&) = delete;
+
+  outcome register_run(const register_params& p, const caller& who, instant now);
+  outcome start(std::string_view run, const caller& who, instant now);
+  outcome heartbeat(const heartbeat_params& p, const caller& who, instant now);
+  outcome complete(const complete_params& p, const caller& who, instant now);
+  outcome fail(const fail_params& p, const caller& who, instant now);
+  /// The watched process of `run` exited: `crashed` if it was still initializing or running.
+  outcome process_exited(std::string_view run, instant now);
+
+  /// Marks every run whose deadline is at or before `now` as `timeout`; returns the transitions.
+  std::vector<transition> expire(instant now);
+  /// The earliest deadline of any run, nullopt when no run has one. "Wake me at T".
+  std::optional<mono_time> next_deadline() const;
+
+  /// Reverts the transition of a successful outcome (used when it could not be stored).
+  void undo(const outcome& o);
+
+  const run_record* find(std::string_view run) const;
+  std::size_t size() const { return runs_.size(); }
+  /// Number of runs per state, indexed by run_state.
+  const std::array<std::size_t, std::size(all_run_states)>& counts() const { return counts_; }
+  /// Visits every run (unordered).
+  void for_each(const std::function<void(const run_record&)>& visit) const;
+
+  /// New defaults for runs registered from now on (config reload).
+  void set_limits(supervisor_limits limits) { limits_ = std::move(limits); }
+  const supervisor_limits& limits() const { return limits_; }
+
+ private:
+  struct string_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using run_map = std::unordered_map<std::string, run_record, string_hash, std::equal_to<>>;
+  using deadline_key = std::pair<mono_time, run_record*>;
+
+  run_record* lookup(std::string_view run);
+  /// Finds a run the caller may change, or sets the error of `o`.
+  run_record* authorized(std::string_view run, const caller& who, outcome& o);
+
+  /// Records a transition: history, counters, and the outcome's copy.
+  void apply(run_record& r, run_state to, transition_reason why, instant now, outcome& o,
+             transition extra = {});
+  void refresh_liveness(run_record& r, instant now);
+  void reindex(run_record& r);
+  mono_time earliest_deadline(const run_record& r) const;
+  /// The reason a deadline fired (the earliest of silence, max_runtime, stall).
+  transition_reason due_reason(const run_record& r) const;
+
+  supervisor_limits limits_;
+  run_map runs_;
+  std::set<deadline_key> deadlines_;
+  std::array<std::size_t, std::size(all_run_states)> counts_{};
+};
+
+}  // namespace sweepd::core

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+namespace sweepd::io {
+
+/// A blocking JSON-lines client for the control socket, for sweepctl and tests. Every call has a
+/// deadline; errors are values (a message naming the socket), never exceptions.
+class client {
+ public:
+  client() = default;
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+  client(client&& other) noexcept;
+  client& operator=(client&& other) noexcept;
+
+  /// Connects to the Unix socket at `path`; false with last_error() set on failure.
+  bool connect(const std::string& path);
+  /// Sends one request object and waits up to `timeout` for its reply line.
+  std::optional<nlohmann::json> call(const nlohmann::json& request,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  /// Sends raw bytes as they are (tests use it for malformed input).
+  bool send_raw(std::string_view bytes);
+  /// Reads one reply line (without its '\n'); nullopt on timeout, error or EOF.
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  void close();
+
+  bool connected() const { return fd_ >= 0; }
+  const std::string& last_error() const { return error_; }
+
+ private:
+  int fd_ = -1;
+  std::string buffer_;
+  std::string error_;
+  std::string path_;
+};
+
+}  // namespace sweepd::io
