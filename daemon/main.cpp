@@ -1,1 +1,69 @@
-int main() { return 1; }
+// sweepd: parse the command line, load the config, run the daemon. Everything else is in app/.
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "app/daemon.hpp"
+#include "app/options.hpp"
+#include "core/config.hpp"
+#include "core/version.hpp"
+#include "io/config_loader.hpp"
+#include "io/logging.hpp"
+
+namespace {
+
+using sweepd::app::options;
+
+/// Loads the config named on the command line, the default file, or the built-in defaults.
+sweepd::io::config_load_result load(const options& opts, std::string& used_path) {
+  if (opts.config_path) {
+    used_path = *opts.config_path;
+  } else if (std::filesystem::exists(sweepd::app::default_config_path)) {
+    used_path = sweepd::app::default_config_path;
+  } else {
+    return {sweepd::core::config{}, {}};
+  }
+  return sweepd::io::load_config_file(used_path);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const auto parsed = sweepd::app::parse_options({argv + 1, argv + argc});
+  if (!parsed.opts) {
+    std::cerr << "sweepd: " << parsed.error << "\n";
+    return 2;
+  }
+  const options& opts = *parsed.opts;
+  if (opts.what == options::action::help) {
+    std::cout << sweepd::app::usage();
+    return 0;
+  }
+  if (opts.what == options::action::version) {
+    std::cout << "sweepd " << sweepd::core::version << "\n";
+    return 0;
+  }
+  std::string config_path;
+  auto loaded = load(opts, config_path);
+  if (!loaded.cfg) {
+    for (const auto& e : loaded.errors) std::cerr << e << "\n";
+    return 1;
+  }
+  if (opts.what == options::action::check_config) {
+    std::cout << sweepd::core::describe(*loaded.cfg) << "\n";
+    return 0;
+  }
+  sweepd::io::setup_logging(loaded.cfg->log);
+  try {
+    sweepd::app::daemon d(std::move(*loaded.cfg), config_path);
+    if (auto err = d.open()) {
+      spdlog::critical("{}", *err);
+      return 1;
+    }
+    return d.run();
+  } catch (const std::exception& e) {
+    spdlog::critical("sweepd failed: {}", e.what());
+    return 1;
+  }
+}

@@ -11,17 +11,21 @@ namespace sweepd::core {
 
 std::string_view to_string(config::wandb_mode m) {
   switch (m) {
-    case config::wandb_mode::auto_: return "auto";
-    case config::wandb_mode::online: return "online";
-    case config::wandb_mode::offline: return "offline";
-    case config::wandb_mode::disabled: return "disabled";
+    case config::wandb_mode::auto_:
+      return "auto";
+    case config::wandb_mode::online:
+      return "online";
+    case config::wandb_mode::offline:
+      return "offline";
+    case config::wandb_mode::disabled:
+      return "disabled";
   }
   return "auto";
 }
 
 std::optional<config::wandb_mode> parse_wandb_mode(std::string_view s) {
-  for (auto m : {config::wandb_mode::auto_, config::wandb_mode::online,
-                 config::wandb_mode::offline, config::wandb_mode::disabled}) {
+  for (auto m : {config::wandb_mode::auto_, config::wandb_mode::online, config::wandb_mode::offline,
+                 config::wandb_mode::disabled}) {
     if (to_string(m) == s) return m;
   }
   return std::nullopt;
@@ -38,7 +42,7 @@ std::optional<config::log_format> parse_log_format(std::string_view s) {
 }
 
 bool is_valid_log_level(std::string_view s) {
-  static constexpr std::array<std::string_view, 7> levels = {"trace", "debug", "info",    "warn",
+  static constexpr std::array<std::string_view, 7> levels = {"trace", "debug",    "info", "warn",
                                                              "error", "critical", "off"};
   for (auto l : levels) {
     if (l == s) return true;
@@ -51,8 +55,9 @@ std::vector<config_problem> validate(const config& c) {
   if (c.socket.path.empty()) problems.push_back({"socket.path", "must not be empty"});
   // sockaddr_un::sun_path holds 108 bytes including the terminating NUL.
   if (c.socket.path.size() > 107) {
-    problems.push_back({"socket.path", fmt::format("is {} bytes; a Unix socket path holds at most 107",
-                                                   c.socket.path.size())});
+    problems.push_back(
+        {"socket.path",
+         fmt::format("is {} bytes; a Unix socket path holds at most 107", c.socket.path.size())});
   }
   if (c.state.path.empty()) problems.push_back({"state.path", "must not be empty"});
   const auto& base = c.wandb.base_url;
@@ -90,9 +95,8 @@ std::string describe(const config& c) {
   j["timeouts"] = {{"heartbeat", c.timeouts.heartbeat},
                    {"max_runtime", c.timeouts.max_runtime},
                    {"stall", c.timeouts.stall}};
-  j["state"] = {{"path", c.state.path},
-                {"retention", c.state.retention},
-                {"max_runs", c.state.max_runs}};
+  j["state"] = {
+      {"path", c.state.path}, {"retention", c.state.retention}, {"max_runs", c.state.max_runs}};
   nlohmann::ordered_json names = nlohmann::ordered_json::object();
   for (const auto& [k, v] : c.wandb.state_names) names[k] = v;
   j["wandb"] = {{"mode", to_string(c.wandb.mode)},

@@ -15,14 +15,22 @@ using json = nlohmann::json;
 
 std::string_view type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "boolean";
-    case json::value_t::string: return "string";
-    case json::value_t::array: return "array";
-    case json::value_t::object: return "object";
-    case json::value_t::binary: return "binary";
-    case json::value_t::discarded: return "invalid";
-    default: return "number";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "boolean";
+    case json::value_t::string:
+      return "string";
+    case json::value_t::array:
+      return "array";
+    case json::value_t::object:
+      return "object";
+    case json::value_t::binary:
+      return "binary";
+    case json::value_t::discarded:
+      return "invalid";
+    default:
+      return "number";
   }
 }
 
@@ -78,9 +86,10 @@ class field_reader {
     if (!s) return std::nullopt;
     auto parsed = parse_run_state(*s);
     if (!parsed) {
-      fail(fmt::format("field '{}': '{}' is not a state (initializing, running, success, failed, "
-                       "crashed, timeout)",
-                       key, *s));
+      fail(
+          fmt::format("field '{}': '{}' is not a state (initializing, running, success, failed, "
+                      "crashed, timeout)",
+                      key, *s));
     }
     return parsed;
   }
@@ -268,8 +277,8 @@ std::string known_ops() {
 bool is_valid_run_id(std::string_view id) {
   if (id.empty() || id.size() > max_run_id_chars) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
   });
 }
 

@@ -41,9 +41,9 @@ struct observations_request {
   std::optional<std::string> sweep;
 };
 
-using request = std::variant<hello_request, register_params, start_request, heartbeat_params,
-                             complete_params, fail_params, status_request, show_request,
-                             list_request, observations_request>;
+using request =
+    std::variant<hello_request, register_params, start_request, heartbeat_params, complete_params,
+                 fail_params, status_request, show_request, list_request, observations_request>;
 
 /// A parsed request, or the error to answer with.
 struct parse_result {

@@ -17,11 +17,11 @@ std::optional<Enum> parse_by_name(std::string_view name, const Enum (&all)[N]) {
 }
 
 constexpr transition_reason all_reasons[] = {
-    transition_reason::registered,        transition_reason::started,
-    transition_reason::completed,         transition_reason::worker_failed,
-    transition_reason::process_exited,    transition_reason::heartbeat_timeout,
-    transition_reason::max_runtime,       transition_reason::stalled,
-    transition_reason::revived,           transition_reason::late_completed,
+    transition_reason::registered,     transition_reason::started,
+    transition_reason::completed,      transition_reason::worker_failed,
+    transition_reason::process_exited, transition_reason::heartbeat_timeout,
+    transition_reason::max_runtime,    transition_reason::stalled,
+    transition_reason::revived,        transition_reason::late_completed,
     transition_reason::late_failed,
 };
 
@@ -38,12 +38,18 @@ double seconds_or_off(mono_clock::duration d) {
 
 std::string_view to_string(run_state s) {
   switch (s) {
-    case run_state::initializing: return "initializing";
-    case run_state::running: return "running";
-    case run_state::success: return "success";
-    case run_state::failed: return "failed";
-    case run_state::crashed: return "crashed";
-    case run_state::timeout: return "timeout";
+    case run_state::initializing:
+      return "initializing";
+    case run_state::running:
+      return "running";
+    case run_state::success:
+      return "success";
+    case run_state::failed:
+      return "failed";
+    case run_state::crashed:
+      return "crashed";
+    case run_state::timeout:
+      return "timeout";
   }
   return "unknown";
 }
@@ -64,17 +70,28 @@ bool is_failure(run_state s) {
 
 std::string_view to_string(transition_reason r) {
   switch (r) {
-    case transition_reason::registered: return "registered";
-    case transition_reason::started: return "started";
-    case transition_reason::completed: return "completed";
-    case transition_reason::worker_failed: return "worker_failed";
-    case transition_reason::process_exited: return "process_exited";
-    case transition_reason::heartbeat_timeout: return "heartbeat_timeout";
-    case transition_reason::max_runtime: return "max_runtime";
-    case transition_reason::stalled: return "stalled";
-    case transition_reason::revived: return "revived";
-    case transition_reason::late_completed: return "late_completed";
-    case transition_reason::late_failed: return "late_failed";
+    case transition_reason::registered:
+      return "registered";
+    case transition_reason::started:
+      return "started";
+    case transition_reason::completed:
+      return "completed";
+    case transition_reason::worker_failed:
+      return "worker_failed";
+    case transition_reason::process_exited:
+      return "process_exited";
+    case transition_reason::heartbeat_timeout:
+      return "heartbeat_timeout";
+    case transition_reason::max_runtime:
+      return "max_runtime";
+    case transition_reason::stalled:
+      return "stalled";
+    case transition_reason::revived:
+      return "revived";
+    case transition_reason::late_completed:
+      return "late_completed";
+    case transition_reason::late_failed:
+      return "late_failed";
   }
   return "unknown";
 }
@@ -145,12 +162,13 @@ nlohmann::json run_detail_json(const run_record& run, instant now) {
 }
 
 nlohmann::json observation_json(const run_record& run) {
-  nlohmann::json j = {{"run_id", run.id},
-                      {"suggestion", run.suggestion},
-                      {"objective", run.objective ? nlohmann::json(*run.objective) : nlohmann::json()},
-                      {"cost", observation_cost(run)},
-                      {"is_failure", is_failure(run.state)},
-                      {"state", to_string(run.state)}};
+  nlohmann::json j = {
+      {"run_id", run.id},
+      {"suggestion", run.suggestion},
+      {"objective", run.objective ? nlohmann::json(*run.objective) : nlohmann::json()},
+      {"cost", observation_cost(run)},
+      {"is_failure", is_failure(run.state)},
+      {"state", to_string(run.state)}};
   if (run.late_by_s) j["late"] = true;
   return j;
 }

@@ -48,9 +48,8 @@ handled service::handle(std::string_view line, const caller& who, instant now) {
   std::visit(
       overloaded{
           [&](const hello_request&) {
-            h.reply = ok_reply({{"server", "sweepd"},
-                                {"version", version_},
-                                {"protocol", protocol_version}});
+            h.reply = ok_reply(
+                {{"server", "sweepd"}, {"version", version_}, {"protocol", protocol_version}});
           },
           [&](const register_params& p) { mutate(runs_.register_run(p, who, now)); },
           [&](const start_request& r) { mutate(runs_.start(r.run, who, now)); },
@@ -60,8 +59,9 @@ handled service::handle(std::string_view line, const caller& who, instant now) {
           [&](const status_request&) { h.reply = ok_reply(status_body(now)); },
           [&](const show_request& r) {
             const run_record* run = runs_.find(r.run);
-            h.reply = run ? ok_reply({{"run", run_detail_json(*run, now)}})
-                          : error_reply({error_code::unknown_run, fmt::format("no run '{}'", r.run)});
+            h.reply =
+                run ? ok_reply({{"run", run_detail_json(*run, now)}})
+                    : error_reply({error_code::unknown_run, fmt::format("no run '{}'", r.run)});
           },
           [&](const list_request& r) { h.reply = ok_reply(list_body(r, now)); },
           [&](const observations_request& r) { h.reply = ok_reply(observations_body(r)); },

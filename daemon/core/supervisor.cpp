@@ -95,8 +95,8 @@ void supervisor::refresh_liveness(run_record& r, instant now) {
   reindex(r);
 }
 
-void supervisor::apply(run_record& r, run_state to, transition_reason why, instant now,
-                       outcome& o, transition extra) {
+void supervisor::apply(run_record& r, run_state to, transition_reason why, instant now, outcome& o,
+                       transition extra) {
   transition t = std::move(extra);
   t.run = r.id;
   t.from = r.history.empty() ? std::nullopt : std::optional<run_state>(r.state);
@@ -126,8 +126,8 @@ outcome supervisor::register_run(const register_params& p, const caller& who, in
   const std::string& project = p.project ? *p.project : limits_.default_project;
   if (run_record* existing = lookup(p.run)) {
     if (!who.admin && who.uid != existing->owner_uid) {
-      o.err = {error_code::forbidden, fmt::format("run '{}' belongs to uid {}", p.run,
-                                                  existing->owner_uid)};
+      o.err = {error_code::forbidden,
+               fmt::format("run '{}' belongs to uid {}", p.run, existing->owner_uid)};
       return o;
     }
     if (existing->entity != entity || existing->project != project) {

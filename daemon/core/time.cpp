@@ -1,7 +1,8 @@
 #include "core/time.hpp"
 
-#include <ctime>
 #include <fmt/format.h>
+
+#include <ctime>
 
 namespace sweepd::core {
 

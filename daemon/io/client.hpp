@@ -26,7 +26,8 @@ class client {
   /// Sends raw bytes as they are (tests use it for malformed input).
   bool send_raw(std::string_view bytes);
   /// Reads one reply line (without its '\n'); nullopt on timeout, error or EOF.
-  std::optional<std::string> read_line(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  std::optional<std::string> read_line(
+      std::chrono::milliseconds timeout = std::chrono::seconds(10));
   void close();
 
   bool connected() const { return fd_ >= 0; }

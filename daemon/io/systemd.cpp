@@ -1,1 +1,27 @@
-// placeholder: being written
+#include "io/systemd.hpp"
+
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include <string>
+
+namespace sweepd::io {
+
+void notify_ready() { sd_notify(0, "READY=1"); }
+
+void notify_reloading() {
+  // systemd ≥ 253 wants the monotonic time with RELOADING=1 (Type=notify-reload).
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const long long usec = static_cast<long long>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+  sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%lld", usec);
+}
+
+void notify_stopping() { sd_notify(0, "STOPPING=1"); }
+
+void notify_status(std::string_view status) {
+  const std::string line = "STATUS=" + std::string(status);
+  sd_notify(0, line.c_str());
+}
+
+}  // namespace sweepd::io

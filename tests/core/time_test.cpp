@@ -6,7 +6,8 @@ namespace sweepd::core {
 namespace {
 
 TEST(FormatUtc, PrintsIso8601WithMilliseconds) {
-  const wall_time t = wall_time{} + std::chrono::seconds(1795900000) + std::chrono::milliseconds(42);
+  const wall_time t =
+      wall_time{} + std::chrono::seconds(1795900000) + std::chrono::milliseconds(42);
   EXPECT_EQ(format_utc(t), "2026-11-28T21:06:40.042Z");
 }
 

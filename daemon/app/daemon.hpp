@@ -1,0 +1,70 @@
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/outbox.hpp"
+#include "core/service.hpp"
+#include "core/supervisor.hpp"
+#include "io/control_server.hpp"
+
+namespace sweepd::app {
+
+namespace asio = boost::asio;
+
+/// sweepd itself: one io_context on one thread, the control socket, the run supervisor, the one
+/// deadline timer (armed at the earliest deadline of any run), signals and config reload.
+class daemon {
+ public:
+  /// `config_path` is re-read on SIGHUP; empty when running on built-in defaults.
+  daemon(core::config cfg, std::string config_path);
+
+  /// Binds the control socket; an error message on failure.
+  std::optional<std::string> open();
+  /// Serves until SIGTERM/SIGINT or stop(); returns the process exit code.
+  int run();
+  /// Stops serving (safe to call from the loop's thread only, or via post()).
+  void stop();
+
+  asio::io_context& io() { return io_; }
+
+ private:
+  std::string on_line(std::string_view line, const io::peer_credentials& peer);
+  /// Logs each transition and queues it for W&B.
+  void record(const core::transition& t);
+  /// Wakes the deadline loop if a run now has a deadline earlier than the armed one.
+  void rearm_if_earlier();
+  asio::awaitable<void> deadline_loop();
+  asio::awaitable<void> signal_loop();
+  void reload();
+  void apply_reloadable(const core::config& next);
+  core::instant now() const;
+  core::caller caller_of(const io::peer_credentials& peer) const;
+  core::daemon_stats stats() const;
+
+  core::config cfg_;
+  std::string config_path_;
+  asio::io_context io_{1};
+  core::supervisor runs_;
+  core::wandb_outbox outbox_;
+  core::service service_;
+  io::control_server server_;
+  asio::steady_timer deadline_timer_;
+  core::mono_time armed_for_ = core::mono_time::max();
+  asio::signal_set signals_;
+  bool stopping_ = false;
+};
+
+/// The supervisor's defaults for new runs, from the config.
+core::supervisor_limits limits_from(const core::config& cfg);
+/// W&B mode as it is in effect: `auto` and `online` are offline until delivery exists.
+std::string effective_wandb_mode(const core::config& cfg);
+
+}  // namespace sweepd::app
