@@ -101,8 +101,8 @@ std::optional<transition_reason> parse_transition_reason(std::string_view name) 
 }
 
 double observation_cost(const run_record& run) {
-  if (run.cost) return *run.cost;
-  return std::max(run.runtime_s.value_or(0.0), min_observation_cost_s);
+  // A given cost of 0 is valid input but would still be log(0) = -inf for the optimizer.
+  return std::max(run.cost ? *run.cost : run.runtime_s.value_or(0.0), min_observation_cost_s);
 }
 
 nlohmann::json transition_json(const transition& t) {

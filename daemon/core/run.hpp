@@ -98,8 +98,8 @@ struct run_record {
   std::vector<transition> history;
 };
 
-/// The cost an observation reports: the given cost, else the runtime (at least 1 ms, since
-/// Protein loaders take log(cost)).
+/// The cost an observation reports: the given cost, else the runtime; either at least 1 ms,
+/// since Protein loaders take log(cost).
 double observation_cost(const run_record& run);
 
 /// JSON views of a run: the one-line summary of `list` and the full record of `show`.

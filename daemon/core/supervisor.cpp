@@ -10,8 +10,12 @@ namespace {
 
 std::size_t index_of(run_state s) { return static_cast<std::size_t>(s); }
 
-bool can_revive(const run_record& r) {
-  return r.state == run_state::timeout && r.reason == transition_reason::heartbeat_timeout;
+bool can_revive(const run_record& r, mono_time now) {
+  if (r.state != run_state::timeout || r.reason != transition_reason::heartbeat_timeout) {
+    return false;
+  }
+  // A run already past its max_runtime stays given up on rather than reviving to time out again.
+  return r.max_runtime <= mono_clock::duration::zero() || now < r.registered_mono + r.max_runtime;
 }
 
 bool is_live(run_state s) { return s == run_state::initializing || s == run_state::running; }
@@ -112,6 +116,10 @@ void supervisor::apply(run_record& r, run_state to, transition_reason why, insta
     t.runtime_s = runtime;
     r.runtime_s = runtime;
     r.finished_wall = now.wall;
+  } else {
+    // A revived run is live again: it has no runtime or finish time until it ends once more.
+    r.runtime_s.reset();
+    r.finished_wall.reset();
   }
   if (to == run_state::timeout) r.timed_out_at = now.mono;
   r.history.push_back(t);
@@ -172,7 +180,7 @@ outcome supervisor::start(std::string_view run, const caller& who, instant now) 
   outcome o;
   run_record* r = authorized(run, who, o);
   if (r == nullptr) return o;
-  if (r->state == run_state::initializing || can_revive(*r)) {
+  if (r->state == run_state::initializing || can_revive(*r, now.mono)) {
     o.before = *r;
     const auto why = r->state == run_state::initializing ? transition_reason::started
                                                          : transition_reason::revived;
@@ -189,7 +197,7 @@ outcome supervisor::heartbeat(const heartbeat_params& p, const caller& who, inst
   outcome o;
   run_record* r = authorized(p.run, who, o);
   if (r == nullptr) return o;
-  const bool revive = can_revive(*r);
+  const bool revive = can_revive(*r, now.mono);
   if (!is_live(r->state) && !revive) return o;
   if (revive) o.before = *r;
   if (p.timeout_s) r->heartbeat_timeout = to_duration(*p.timeout_s);
