@@ -1,0 +1,98 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sweepd::cli {
+
+/// sweepctl's exit statuses, as --help lists them.
+inline constexpr int exit_ok = 0;
+inline constexpr int exit_daemon_error = 1;  // sweepd answered with an error (or nonsense)
+inline constexpr int exit_usage = 2;         // bad command line; nothing was sent
+inline constexpr int exit_unreachable = 3;   // sweepd could not be reached or did not answer
+
+inline constexpr std::string_view default_socket_path = "/run/sweepd/sweepd.sock";
+inline constexpr std::chrono::seconds default_timeout{10};
+/// Longest --timeout accepted: a day (poll() takes milliseconds as an int).
+inline constexpr double max_timeout_s = 86400;
+
+/// Options that apply to every command; they may stand before or after the command name.
+struct global_options {
+  std::string socket;
+  bool json = false;
+  std::chrono::milliseconds timeout = default_timeout;
+};
+
+/// A command's own arguments after parsing: operands in order, option values by name.
+struct arguments {
+  std::vector<std::string> operands;
+  std::map<std::string, std::string, std::less<>> options;  // "--sweep" → "s1"; flags → ""
+
+  bool has(std::string_view option) const { return options.find(option) != options.end(); }
+  /// The option's value, or nullptr when it was not given.
+  const std::string* value(std::string_view option) const;
+};
+
+/// One option as the parser knows it and --help shows it.
+struct option_spec {
+  std::string_view name;        // "--sweep"
+  std::string_view value_name;  // "S"; empty for a flag
+  std::string_view help;
+};
+
+struct command;
+
+/// Everything a command needs to run: its parsed arguments and where to write.
+struct invocation {
+  const command& cmd;
+  const global_options& global;
+  const arguments& args;
+  std::ostream& out;
+  std::ostream& err;
+};
+
+/// One sweepctl command: what the parser accepts, what --help says, and the function to run.
+struct command {
+  std::string_view name;
+  std::string_view operands;  // for the usage line, e.g. "RUN [MESSAGE]"
+  std::string_view summary;   // one line in `sweepctl --help`
+  std::string_view details;   // more lines for `sweepctl NAME --help`; may be empty
+  std::vector<option_spec> options;
+  std::size_t min_operands = 0;
+  std::size_t max_operands = 0;
+  int (*run)(const invocation&) = nullptr;
+
+  const option_spec* find_option(std::string_view option) const;
+};
+
+/// Every command, in the order `sweepctl --help` lists them.
+const std::vector<command>& all_commands();
+/// The command called `name`, or nullptr.
+const command* find_command(std::string_view name);
+/// The options every command accepts (--socket, --json, --timeout, --help, --version).
+const std::vector<option_spec>& global_option_specs();
+
+/// `sweepctl --help`.
+std::string program_usage();
+/// `sweepctl NAME --help`: the usage line, what it does, and every option it takes.
+std::string command_usage(const command& cmd);
+
+/// A number parsed from the command line, or the reason it was refused (naming the option).
+struct parsed_number {
+  std::optional<double> value;
+  std::string problem;
+};
+
+/// A finite number ("0.93", "-1e-3"); never inf or nan.
+parsed_number parse_finite(std::string_view option, std::string_view text);
+/// A duration in seconds, with an optional unit: "90", "1.5", "90s", "15m", "2h", "1d".
+parsed_number parse_duration(std::string_view option, std::string_view text);
+
+}  // namespace sweepd::cli
