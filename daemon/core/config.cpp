@@ -64,6 +64,10 @@ std::vector<config_problem> validate(const config& c) {
   if (base.rfind("https://", 0) != 0 && base.rfind("http://", 0) != 0) {
     problems.push_back({"wandb.base_url", "must start with https:// or http://"});
   }
+  if (c.wandb.summary_prefix.empty()) {
+    // Without a prefix sweepd's keys (state, cost, …) would overwrite the run's own summary keys.
+    problems.push_back({"wandb.summary_prefix", "must not be empty (the default is \"protein.\")"});
+  }
   for (const auto& [state, name] : c.wandb.state_names) {
     if (!parse_run_state(state)) {
       problems.push_back({"wandb.state_names",

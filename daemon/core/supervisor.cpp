@@ -289,9 +289,9 @@ outcome supervisor::process_exited(std::string_view run, instant now) {
   return o;
 }
 
-std::vector<transition> supervisor::expire(instant now) {
+std::vector<transition> supervisor::expire(instant now, std::size_t limit) {
   std::vector<transition> fired;
-  while (!deadlines_.empty() && deadlines_.begin()->first <= now.mono) {
+  while (fired.size() < limit && !deadlines_.empty() && deadlines_.begin()->first <= now.mono) {
     run_record& r = *deadlines_.begin()->second;
     outcome o;
     transition extra;

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -93,8 +94,10 @@ class supervisor {
   /// The watched process of `run` exited: `crashed` if it was still initializing or running.
   outcome process_exited(std::string_view run, instant now);
 
-  /// Marks every run whose deadline is at or before `now` as `timeout`; returns the transitions.
-  std::vector<transition> expire(instant now);
+  /// Marks runs whose deadline is at or before `now` as `timeout`, earliest first, at most
+  /// `limit` of them (so a caller can serve other work between batches); returns the transitions.
+  std::vector<transition> expire(instant now,
+                                 std::size_t limit = std::numeric_limits<std::size_t>::max());
   /// The earliest deadline of any run, nullopt when no run has one. "Wake me at T".
   std::optional<mono_time> next_deadline() const;
 

@@ -934,6 +934,22 @@ TEST_F(SupervisorTest, TenThousandRunsExpireInOneCallAndNoneEarly) {
   EXPECT_FALSE(sup.next_deadline().has_value());
 }
 
+TEST_F(SupervisorTest, ExpireInBatchesTakesTheEarliestFirstAndLeavesTheRestDue) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(reg("run-" + std::to_string(i), std::chrono::seconds(i)).ok());
+  }
+  auto fired = sup.expire(at(400s), 2);
+  ASSERT_EQ(fired.size(), 2u);
+  EXPECT_EQ(fired[0].run, "run-0");
+  EXPECT_EQ(fired[1].run, "run-1");
+  EXPECT_EQ(sup.next_deadline(), at(302s).mono);  // still due: the caller comes back at once
+  fired = sup.expire(at(400s), 2);
+  ASSERT_EQ(fired.size(), 2u);
+  EXPECT_EQ(fired[0].run, "run-2");
+  EXPECT_EQ(sup.expire(at(400s), 2).size(), 1u);
+  EXPECT_FALSE(sup.next_deadline().has_value());
+}
+
 // ---------------------------------------------------------------------------------------------
 // costs
 
