@@ -1,6 +1,7 @@
 // sweepd: parse the command line, load the config, run the daemon. Everything else is in app/.
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <filesystem>
 #include <iostream>
 
@@ -55,6 +56,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   sweepd::io::setup_logging(loaded.cfg->log);
+  // Over a file-size limit, a write should fail (and be answered `internal`), not kill sweepd.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     sweepd::app::daemon d(std::move(*loaded.cfg), config_path);
     if (auto err = d.open()) {

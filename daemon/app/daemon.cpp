@@ -7,6 +7,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
+#include <span>
 
 #include "core/version.hpp"
 #include "io/config_loader.hpp"
@@ -22,6 +23,8 @@ using asio::use_awaitable;
 
 /// Runs marked `timeout` per turn of the event loop.
 constexpr std::size_t expire_batch = 2048;
+/// How long expiry waits after a failed commit before trying again.
+constexpr auto storage_retry_pause = std::chrono::seconds(1);
 
 io::control_server_options server_options(const core::config& cfg) {
   return {cfg.socket.path, cfg.socket.mode, cfg.socket.group, cfg.socket.max_connections,
@@ -65,6 +68,7 @@ daemon::daemon(core::config cfg, std::string config_path)
                 return on_line(line, peer);
               }),
       deadline_timer_(io_),
+      retention_timer_(io_),
       signals_(io_, SIGTERM, SIGINT, SIGHUP) {}
 
 std::optional<std::string> daemon::open() {
@@ -73,13 +77,48 @@ std::optional<std::string> daemon::open() {
         "wandb.mode is online, but this build does not deliver to W&B yet: transitions wait in "
         "the outbox (mode offline)");
   }
+  if (auto err = restore_from_journal()) return err;
   return server_.open();
+}
+
+std::optional<std::string> daemon::restore_from_journal() {
+  const auto started = core::mono_clock::now();
+  auto opened = io::journal::open(cfg_.state.path);
+  if (!opened.value) return opened.error;
+  journal_ = std::move(opened.value);
+  auto contents = journal_->load(now());
+  if (!contents.error.empty()) return contents.error;
+  const core::instant restored_at = now();
+  for (core::run_record& r : contents.runs) runs_.restore(std::move(r), restored_at);
+  prune_expired_runs();
+  spdlog::info("restored {} runs ({} live) and {} pending W&B writes from {} in {:.0f} ms",
+               runs_.size(),
+               runs_.counts()[0] + runs_.counts()[1],  // initializing + running
+               journal_->outbox_pending(), cfg_.state.path,
+               core::seconds_between(started, core::mono_clock::now()) * 1000);
+  return std::nullopt;
+}
+
+void daemon::prune_expired_runs() {
+  const auto cutoff = std::chrono::system_clock::now() -
+                      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                          core::seconds_d(cfg_.state.retention));
+  const auto pruned = runs_.prune(cutoff);
+  if (pruned.empty()) return;
+  if (auto err = journal_->prune(pruned)) {
+    // Already forgotten in memory; the rows are pruned again after the next restart.
+    spdlog::error("pruning {} runs from the journal failed: {}", pruned.size(), *err);
+    return;
+  }
+  spdlog::info("pruned {} runs finished more than {}s ago (state.retention)", pruned.size(),
+               cfg_.state.retention);
 }
 
 int daemon::run() {
   server_.start();
   asio::co_spawn(io_, deadline_loop(), rethrow_if_failed);
   asio::co_spawn(io_, signal_loop(), rethrow_if_failed);
+  asio::co_spawn(io_, retention_loop(), rethrow_if_failed);
   spdlog::info("sweepd {} ready on {} (heartbeat timeout {}s, W&B {})", core::version,
                server_.path(), cfg_.timeouts.heartbeat, effective_wandb_mode(cfg_));
   io::notify_ready();
@@ -95,6 +134,7 @@ void daemon::stop() {
   server_.stop();
   signals_.cancel();
   deadline_timer_.cancel();
+  retention_timer_.cancel();
 }
 
 core::instant daemon::now() const {
@@ -112,7 +152,7 @@ core::daemon_stats daemon::stats() const {
   core::daemon_stats s;
   s.connections = server_.connections();
   s.wandb = {{"mode", effective_wandb_mode(cfg_)},
-             {"pending", outbox_.pending()},
+             {"pending", journal_ ? journal_->outbox_pending() : 0},
              {"in_flight", 0},
              {"dead", 0}};
   return s;
@@ -120,16 +160,27 @@ core::daemon_stats daemon::stats() const {
 
 std::string daemon::on_line(std::string_view line, const io::peer_credentials& peer) {
   core::handled h = service_.handle(line, caller_of(peer), now());
-  if (h.result.change) {
-    record(*h.result.change);
-    rearm_if_earlier();
+  if (!h.result.change) return std::move(h.reply);  // heartbeats and reads never touch the disk
+  // Commit before reply: a worker is told only what is stored.
+  if (!commit({&h.result, 1})) {
+    return core::error_reply({core::error_code::internal,
+                              "sweepd could not store the transition; nothing was changed "
+                              "(see the daemon's log)"});
   }
+  rearm_if_earlier();
   return std::move(h.reply);
 }
 
-void daemon::record(const core::transition& t) {
-  spdlog::info("{}", describe(t));
-  if (cfg_.wandb.mode != core::config::wandb_mode::disabled) outbox_.push(t);
+bool daemon::commit(std::span<core::outcome> changes) {
+  const bool to_outbox = cfg_.wandb.mode != core::config::wandb_mode::disabled;
+  if (auto err = journal_->commit(changes, to_outbox)) {
+    spdlog::error("storing {} transition(s) failed, undone: {}", changes.size(), *err);
+    // Newest first, so that several changes of one run unwind in order.
+    for (auto it = changes.rbegin(); it != changes.rend(); ++it) runs_.undo(*it);
+    return false;
+  }
+  for (const core::outcome& o : changes) spdlog::info("{}", describe(*o.change));
+  return true;
 }
 
 void daemon::rearm_if_earlier() {
@@ -145,9 +196,24 @@ asio::awaitable<void> daemon::deadline_loop() {
     co_await deadline_timer_.async_wait(as_tuple(use_awaitable));
     if (stopping_) break;
     // Woken early (a new, earlier deadline) or on time: either way expire what is due. In
-    // batches: when many runs share a deadline, the next turn of the loop re-arms in the past
-    // and requests queued meanwhile are served between batches.
-    for (const core::transition& t : runs_.expire(now(), expire_batch)) record(t);
+    // batches, each one transaction (group commit): when many runs share a deadline, the next
+    // turn of the loop re-arms in the past and requests queued meanwhile are served in between.
+    auto fired = runs_.expire_outcomes(now(), expire_batch);
+    if (!fired.empty() && !commit(fired)) {
+      // Undone and still due: try again after a pause rather than spinning on a failing disk.
+      deadline_timer_.expires_after(storage_retry_pause);
+      co_await deadline_timer_.async_wait(as_tuple(use_awaitable));
+    }
+  }
+}
+
+asio::awaitable<void> daemon::retention_loop() {
+  while (!stopping_) {
+    const double every_s = std::clamp(cfg_.state.retention / 10, 1.0, 3600.0);
+    retention_timer_.expires_after(core::to_duration(every_s));
+    co_await retention_timer_.async_wait(as_tuple(use_awaitable));
+    if (stopping_) break;
+    prune_expired_runs();
   }
 }
 

@@ -5,15 +5,16 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/config.hpp"
-#include "core/outbox.hpp"
 #include "core/service.hpp"
 #include "core/supervisor.hpp"
 #include "io/control_server.hpp"
+#include "io/journal.hpp"
 
 namespace sweepd::app {
 
@@ -26,7 +27,8 @@ class daemon {
   /// `config_path` is re-read on SIGHUP; empty when running on built-in defaults.
   daemon(core::config cfg, std::string config_path);
 
-  /// Binds the control socket; an error message on failure.
+  /// Opens the journal, restores its runs, then binds the control socket; an error message on
+  /// failure (a locked, unreadable or corrupt state file stops startup).
   std::optional<std::string> open();
   /// Serves until SIGTERM/SIGINT or stop(); returns the process exit code.
   int run();
@@ -34,15 +36,20 @@ class daemon {
   void stop();
 
   asio::io_context& io() { return io_; }
+  /// The journal once open(), for tests that inject storage failures.
+  io::journal* journal() { return journal_.get(); }
 
  private:
   std::string on_line(std::string_view line, const io::peer_credentials& peer);
-  /// Logs each transition and queues it for W&B.
-  void record(const core::transition& t);
+  /// Stores the transitions of `changes` (then logs them) or undoes them; false when undone.
+  bool commit(std::span<core::outcome> changes);
+  std::optional<std::string> restore_from_journal();
+  void prune_expired_runs();
   /// Wakes the deadline loop if a run now has a deadline earlier than the armed one.
   void rearm_if_earlier();
   asio::awaitable<void> deadline_loop();
   asio::awaitable<void> signal_loop();
+  asio::awaitable<void> retention_loop();
   void reload();
   void apply_reloadable(const core::config& next);
   core::instant now() const;
@@ -53,10 +60,11 @@ class daemon {
   std::string config_path_;
   asio::io_context io_{1};
   core::supervisor runs_;
-  core::wandb_outbox outbox_;
+  std::unique_ptr<io::journal> journal_;
   core::service service_;
   io::control_server server_;
   asio::steady_timer deadline_timer_;
+  asio::steady_timer retention_timer_;
   core::mono_time armed_for_ = core::mono_time::max();
   asio::signal_set signals_;
   bool stopping_ = false;

@@ -86,6 +86,7 @@ struct run_record {
   mono_time progress_changed_at{};
   mono_time deadline = mono_time::max();  // the earliest active deadline, max() when none
   mono_time timed_out_at{};               // when the run became `timeout`
+  mono_time not_before{};  // no deadline fires earlier (the grace a restart gives live runs)
 
   // Outcome.
   std::optional<double> objective;

@@ -70,6 +70,7 @@ mono_time supervisor::earliest_deadline(const run_record& r) const {
   if (r.stall_timeout > mono_clock::duration::zero() && r.progress) {
     earliest = std::min(earliest, r.progress_changed_at + r.stall_timeout);
   }
+  if (earliest != mono_time::max()) earliest = std::max(earliest, r.not_before);
   return earliest;
 }
 
@@ -289,18 +290,51 @@ outcome supervisor::process_exited(std::string_view run, instant now) {
   return o;
 }
 
-std::vector<transition> supervisor::expire(instant now, std::size_t limit) {
-  std::vector<transition> fired;
+std::vector<outcome> supervisor::expire_outcomes(instant now, std::size_t limit) {
+  std::vector<outcome> fired;
   while (fired.size() < limit && !deadlines_.empty() && deadlines_.begin()->first <= now.mono) {
     run_record& r = *deadlines_.begin()->second;
-    outcome o;
+    outcome& o = fired.emplace_back();
+    o.before = r;
     transition extra;
     r.runtime_s = seconds_between(r.registered_mono, now.mono);
     extra.cost = observation_cost(r);
     apply(r, run_state::timeout, due_reason(r), now, o, std::move(extra));
-    fired.push_back(std::move(*o.change));
   }
   return fired;
+}
+
+std::vector<transition> supervisor::expire(instant now, std::size_t limit) {
+  std::vector<transition> fired;
+  for (outcome& o : expire_outcomes(now, limit)) fired.push_back(std::move(*o.change));
+  return fired;
+}
+
+bool supervisor::restore(run_record run, instant now) {
+  if (runs_.count(run.id) != 0) return false;
+  run_record& r = runs_.try_emplace(run.id, std::move(run)).first->second;
+  r.deadline = mono_time::max();
+  r.last_seen = now.mono;
+  r.progress_changed_at = now.mono;
+  r.not_before = now.mono + r.heartbeat_timeout;
+  ++counts_[index_of(r.state)];
+  reindex(r);
+  return true;
+}
+
+std::vector<std::string> supervisor::prune(wall_time cutoff) {
+  std::vector<std::string> pruned;
+  for (auto it = runs_.begin(); it != runs_.end();) {
+    const run_record& r = it->second;
+    if (is_terminal(r.state) && r.finished_wall && *r.finished_wall < cutoff) {
+      --counts_[index_of(r.state)];
+      pruned.push_back(r.id);
+      it = runs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return pruned;
 }
 
 std::optional<mono_time> supervisor::next_deadline() const {

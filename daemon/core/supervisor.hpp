@@ -98,11 +98,22 @@ class supervisor {
   /// `limit` of them (so a caller can serve other work between batches); returns the transitions.
   std::vector<transition> expire(instant now,
                                  std::size_t limit = std::numeric_limits<std::size_t>::max());
+  /// Like expire(), with each transition's outcome, so that a batch can be undone if it cannot be
+  /// stored.
+  std::vector<outcome> expire_outcomes(instant now,
+                                       std::size_t limit = std::numeric_limits<std::size_t>::max());
   /// The earliest deadline of any run, nullopt when no run has one. "Wake me at T".
   std::optional<mono_time> next_deadline() const;
 
   /// Reverts the transition of a successful outcome (used when it could not be stored).
   void undo(const outcome& o);
+
+  /// Puts back a run read from the journal at startup. A live run starts afresh: its silence and
+  /// stall clocks count from `now`, and no deadline of it fires within its heartbeat timeout, so a
+  /// restart never mass-times-out runs. False if a run with that id is already known.
+  bool restore(run_record run, instant now);
+  /// Forgets terminal runs that finished before `cutoff`; returns their ids.
+  std::vector<std::string> prune(wall_time cutoff);
 
   const run_record* find(std::string_view run) const;
   std::size_t size() const { return runs_.size(); }

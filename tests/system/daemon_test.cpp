@@ -203,21 +203,54 @@ TEST(DaemonCli, CheckConfigPrintsTheEffectiveConfigOrLocatedErrors) {
   EXPECT_THAT(r.err, HasSubstr(bad + ":2:3"));
 }
 
+/// Starts sweepd on `config` and waits (bounded) until `socket` answers.
+test::process start_and_connect(const std::string& config, const std::string& socket,
+                                io::client& c) {
+  auto daemon = test::process::start({SWEEPD_BINARY, "--config", config});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!c.connect(socket) && std::chrono::steady_clock::now() < deadline) {
+    if (daemon.wait_for(std::chrono::milliseconds(20))) break;
+  }
+  EXPECT_TRUE(c.connected()) << daemon.err();
+  return daemon;
+}
+
 TEST(DaemonCli, RefusesToStartOnASocketAnotherDaemonServes) {
   test::temp_dir dir;
-  const std::string cfg = dir.file("c.yaml");
-  std::ofstream(cfg) << "socket: {path: " << dir.file("s.sock") << "}\n";
-  auto first = test::process::start({SWEEPD_BINARY, "--config", cfg});
+  const std::string first_cfg = dir.file("a.yaml");
+  const std::string second_cfg = dir.file("b.yaml");
+  std::ofstream(first_cfg) << "socket: {path: " << dir.file("s.sock") << "}\n"
+                           << "state: {path: " << dir.file("a.db") << "}\n";
+  std::ofstream(second_cfg) << "socket: {path: " << dir.file("s.sock") << "}\n"
+                            << "state: {path: " << dir.file("b.db") << "}\n";
   io::client c;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!c.connect(dir.file("s.sock")) && std::chrono::steady_clock::now() < deadline) {
-    ASSERT_FALSE(first.wait_for(std::chrono::milliseconds(20))) << first.err();
-  }
+  auto first = start_and_connect(first_cfg, dir.file("s.sock"), c);
   ASSERT_TRUE(c.connected());
-  auto second = test::run_command({SWEEPD_BINARY, "--config", cfg}, {}, std::chrono::seconds(10));
+  auto second =
+      test::run_command({SWEEPD_BINARY, "--config", second_cfg}, {}, std::chrono::seconds(10));
   EXPECT_EQ(second.exit_code, 1);
   EXPECT_THAT(second.err, HasSubstr("another process"));
   EXPECT_TRUE(c.call({{"op", "hello"}}));  // the first one is untouched
+}
+
+TEST(DaemonCli, RefusesToStartOnAStateFileAnotherDaemonUses) {
+  test::temp_dir dir;
+  const std::string first_cfg = dir.file("a.yaml");
+  const std::string second_cfg = dir.file("b.yaml");
+  std::ofstream(first_cfg) << "socket: {path: " << dir.file("a.sock") << "}\n"
+                           << "state: {path: " << dir.file("state.db") << "}\n";
+  std::ofstream(second_cfg) << "socket: {path: " << dir.file("b.sock") << "}\n"
+                            << "state: {path: " << dir.file("state.db") << "}\n";
+  io::client c;
+  auto first = start_and_connect(first_cfg, dir.file("a.sock"), c);
+  ASSERT_TRUE(c.connected());
+  auto second =
+      test::run_command({SWEEPD_BINARY, "--config", second_cfg}, {}, std::chrono::seconds(10));
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_THAT(second.err, HasSubstr("another sweepd (pid " + std::to_string(first.pid())));
+  EXPECT_THAT(second.err, HasSubstr(dir.file("state.db")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("b.sock")));
+  EXPECT_TRUE(c.call({{"op", "hello"}}));
 }
 
 }  // namespace

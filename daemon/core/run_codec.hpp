@@ -1,0 +1,35 @@
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "core/run.hpp"
+#include "core/time.hpp"
+
+namespace sweepd::core {
+
+/// The durable form of a run: everything but its history (stored as transitions) and its
+/// monotonic times (meaningless after a restart). Wall times are milliseconds since the epoch.
+nlohmann::json encode_run(const run_record& run);
+
+/// Rebuilds a run from encode_run()'s form. Monotonic times are rebased on `now` so that ages and
+/// runtimes carry on; liveness starts afresh (see supervisor::restore). An error names the field.
+struct decoded_run {
+  std::optional<run_record> run;
+  std::string error;
+};
+decoded_run decode_run(const nlohmann::json& j, instant now);
+
+/// The durable form of a transition, and back.
+nlohmann::json encode_transition(const transition& t);
+struct decoded_transition {
+  std::optional<transition> value;
+  std::string error;
+};
+decoded_transition decode_transition(const nlohmann::json& j);
+
+std::int64_t to_unix_ms(wall_time t);
+wall_time from_unix_ms(std::int64_t ms);
+
+}  // namespace sweepd::core

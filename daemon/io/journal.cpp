@@ -1,0 +1,346 @@
+#include "io/journal.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "core/run_codec.hpp"
+
+namespace sweepd::io {
+
+namespace {
+
+// The C API with two small RAII types: libsqlite3-dev is the one SQLite package the project
+// depends on, and the few statements here do not warrant a wrapper library.
+struct statement_deleter {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using statement = std::unique_ptr<sqlite3_stmt, statement_deleter>;
+
+constexpr const char* schema_v1 = R"sql(
+CREATE TABLE runs(
+  id          TEXT PRIMARY KEY,
+  state       TEXT NOT NULL,
+  finished_ms INTEGER,           -- NULL while the run is live
+  record      TEXT NOT NULL      -- core::encode_run
+) WITHOUT ROWID;
+CREATE TABLE transitions(
+  seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+  run   TEXT NOT NULL,
+  at_ms INTEGER NOT NULL,
+  body  TEXT NOT NULL            -- core::encode_transition
+);
+CREATE INDEX transitions_by_run ON transitions(run);
+CREATE TABLE outbox(
+  seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+  run            TEXT NOT NULL,
+  transition_seq INTEGER NOT NULL,
+  status         TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead')),
+  attempts       INTEGER NOT NULL DEFAULT 0,
+  last_error     TEXT
+);
+CREATE INDEX outbox_by_status ON outbox(status, seq);
+CREATE INDEX outbox_by_run ON outbox(run);
+)sql";
+
+/// Schema migrations: entry i takes user_version i to i + 1.
+constexpr const char* migrations[] = {schema_v1};
+static_assert(std::size(migrations) == journal::schema_version);
+
+std::string errno_text() { return std::strerror(errno); }
+
+/// Takes the lock file beside the database; -1 and a message when another process holds it.
+int take_lock(const std::string& db_path, std::string& error) {
+  const std::string lock_path = db_path + ".lock";
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    error = fmt::format("cannot open the lock file {}: {}", lock_path, errno_text());
+    return -1;
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char pid[32] = {};
+    const ssize_t n = ::pread(fd, pid, sizeof(pid) - 1, 0);
+    ::close(fd);
+    error = err == EWOULDBLOCK
+                ? fmt::format(
+                      "another sweepd (pid {}) is using the state file {}; stop it first "
+                      "or give this one another state.path",
+                      n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "?", db_path)
+                : fmt::format("cannot lock {}: {}", lock_path, std::strerror(err));
+    return -1;
+  }
+  const std::string me = std::to_string(::getpid());
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, me.data(), me.size(), 0) < 0) {
+    // The pid is only a hint for people; the flock is what protects the file.
+  }
+  return fd;
+}
+
+bool bind_text(sqlite3_stmt* s, int index, const std::string& text) {
+  return sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()),
+                           SQLITE_TRANSIENT) == SQLITE_OK;
+}
+
+std::string column_text(sqlite3_stmt* s, int column) {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, column));
+  return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, column))) : "";
+}
+
+/// Rolls back an open transaction unless dismissed; keeps every early return all-or-nothing.
+class transaction_guard {
+ public:
+  explicit transaction_guard(sqlite3* db) : db_(db) {}
+  ~transaction_guard() {
+    if (db_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  void dismiss() { db_ = nullptr; }
+
+ private:
+  sqlite3* db_;
+};
+
+}  // namespace
+
+journal::journal(std::string path, sqlite3* db, int lock_fd)
+    : path_(std::move(path)), db_(db), lock_fd_(lock_fd) {}
+
+journal::~journal() {
+  if (db_) sqlite3_close_v2(db_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+std::string journal::describe_error(const char* what) const {
+  return fmt::format("{} {}: {}", what, path_, sqlite3_errmsg(db_));
+}
+
+std::optional<std::string> journal::exec(const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) == SQLITE_OK) return std::nullopt;
+  std::string error = fmt::format("{}: {}", path_, message ? message : sqlite3_errmsg(db_));
+  sqlite3_free(message);
+  return error;
+}
+
+journal::open_result journal::open(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path file(path);
+  std::error_code ec;
+  if (file.has_parent_path()) {
+    fs::create_directories(file.parent_path(), ec);
+    if (ec) {
+      return {nullptr, fmt::format("cannot create the state directory {}: {}",
+                                   file.parent_path().string(), ec.message())};
+    }
+  }
+  std::string error;
+  const int lock_fd = take_lock(path, error);
+  if (lock_fd < 0) return {nullptr, error};
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  std::unique_ptr<journal> j(new journal(path, db, lock_fd));
+  if (rc != SQLITE_OK) return {nullptr, j->describe_error("cannot open the state file")};
+  if (auto err = j->prepare_schema()) return {nullptr, *err};
+  return {std::move(j), {}};
+}
+
+std::optional<std::string> journal::prepare_schema() {
+  sqlite3_busy_timeout(db_, 1000);
+  // The first statement reads the header: a file that is not a database fails here, loudly.
+  if (auto err = exec("PRAGMA journal_mode=WAL")) {
+    return fmt::format("the state file is unreadable or not a sweepd database: {}", *err);
+  }
+  // FULL: a committed transition survives power loss too, not only a killed process.
+  if (auto err = exec("PRAGMA synchronous=FULL")) return err;
+  statement check;
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_, "PRAGMA quick_check", -1, &raw, nullptr) != SQLITE_OK) {
+    return describe_error("cannot check the state file");
+  }
+  check.reset(raw);
+  if (sqlite3_step(check.get()) != SQLITE_ROW || column_text(check.get(), 0) != "ok") {
+    return fmt::format(
+        "the state file {} is corrupt ({}); move it away to start afresh or "
+        "restore a backup",
+        path_, sqlite3_errmsg(db_));
+  }
+  check.reset();
+  if (sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &raw, nullptr) != SQLITE_OK) {
+    return describe_error("cannot read the schema version of");
+  }
+  check.reset(raw);
+  if (sqlite3_step(check.get()) != SQLITE_ROW) return describe_error("cannot read");
+  const int version = sqlite3_column_int(check.get(), 0);
+  check.reset();
+  if (version > schema_version) {
+    return fmt::format("the state file {} has schema {}, newer than this sweepd knows ({})", path_,
+                       version, schema_version);
+  }
+  for (int v = version; v < schema_version; ++v) {
+    const std::string step =
+        fmt::format("BEGIN IMMEDIATE; {} PRAGMA user_version={}; COMMIT;", migrations[v], v + 1);
+    if (auto err = exec(step.c_str())) {
+      exec("ROLLBACK");
+      return fmt::format("cannot migrate the state file to schema {}: {}", v + 1, *err);
+    }
+  }
+  return std::nullopt;
+}
+
+journal::contents journal::load(core::instant now) {
+  contents out;
+  std::unordered_map<std::string, std::size_t> index;
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(db_, "SELECT id, record FROM runs", -1, &raw, nullptr);
+  statement runs(raw);
+  int rc;
+  while ((rc = sqlite3_step(runs.get())) == SQLITE_ROW) {
+    const std::string id = column_text(runs.get(), 0);
+    auto decoded =
+        core::decode_run(nlohmann::json::parse(column_text(runs.get(), 1), nullptr, false), now);
+    if (!decoded.run) {
+      out.error = fmt::format("{}: run '{}' cannot be read back: {}", path_, id, decoded.error);
+      return out;
+    }
+    index.emplace(id, out.runs.size());
+    out.runs.push_back(std::move(*decoded.run));
+  }
+  if (rc != SQLITE_DONE) {
+    out.error = describe_error("cannot read the runs of");
+    return out;
+  }
+  sqlite3_prepare_v2(db_, "SELECT run, body FROM transitions ORDER BY seq", -1, &raw, nullptr);
+  statement history(raw);
+  while ((rc = sqlite3_step(history.get())) == SQLITE_ROW) {
+    auto it = index.find(column_text(history.get(), 0));
+    if (it == index.end()) continue;  // kept only for a pending W&B write of a pruned run
+    auto decoded = core::decode_transition(
+        nlohmann::json::parse(column_text(history.get(), 1), nullptr, false));
+    if (!decoded.value) {
+      out.error = fmt::format("{}: a transition of run '{}' cannot be read back: {}", path_,
+                              it->first, decoded.error);
+      return out;
+    }
+    out.runs[it->second].history.push_back(std::move(*decoded.value));
+  }
+  if (rc != SQLITE_DONE) {
+    out.error = describe_error("cannot read the transitions of");
+    return out;
+  }
+  for (const auto& r : out.runs) {
+    if (r.history.empty()) {
+      out.error = fmt::format("{}: run '{}' has no transitions", path_, r.id);
+      return out;
+    }
+  }
+  sqlite3_prepare_v2(db_, "SELECT COUNT(*) FROM outbox WHERE status = 'pending'", -1, &raw,
+                     nullptr);
+  statement pending(raw);
+  if (sqlite3_step(pending.get()) != SQLITE_ROW) {
+    out.error = describe_error("cannot count the outbox of");
+    return out;
+  }
+  out.outbox_pending = static_cast<std::size_t>(sqlite3_column_int64(pending.get(), 0));
+  outbox_pending_ = out.outbox_pending;
+  return out;
+}
+
+std::optional<std::string> journal::commit(std::span<const core::outcome> changes, bool to_outbox) {
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return describe_error("cannot write to");
+  }
+  transaction_guard guard(db_);
+  sqlite3_stmt* raw = nullptr;
+  auto prepare = [&](const char* sql) {
+    raw = nullptr;
+    sqlite3_prepare_v2(db_, sql, -1, &raw, nullptr);
+    return statement(raw);
+  };
+  statement upsert = prepare(
+      "INSERT INTO runs(id, state, finished_ms, record) VALUES(?1, ?2, ?3, ?4) "
+      "ON CONFLICT(id) DO UPDATE SET state = ?2, finished_ms = ?3, record = ?4");
+  statement append = prepare("INSERT INTO transitions(run, at_ms, body) VALUES(?1, ?2, ?3)");
+  statement enqueue = prepare("INSERT INTO outbox(run, transition_seq) VALUES(?1, ?2)");
+  if (!upsert || !append || !enqueue) return describe_error("cannot prepare a write to");
+  std::size_t queued = 0;
+  for (const core::outcome& o : changes) {
+    if (!o.change || o.run == nullptr) continue;
+    const core::run_record& r = *o.run;
+    sqlite3_reset(upsert.get());
+    bind_text(upsert.get(), 1, r.id);
+    bind_text(upsert.get(), 2, std::string(core::to_string(r.state)));
+    if (r.finished_wall) {
+      sqlite3_bind_int64(upsert.get(), 3, core::to_unix_ms(*r.finished_wall));
+    } else {
+      sqlite3_bind_null(upsert.get(), 3);
+    }
+    bind_text(upsert.get(), 4, core::encode_run(r).dump());
+    if (sqlite3_step(upsert.get()) != SQLITE_DONE) return describe_error("cannot store a run in");
+    sqlite3_reset(append.get());
+    bind_text(append.get(), 1, r.id);
+    sqlite3_bind_int64(append.get(), 2, core::to_unix_ms(o.change->at));
+    bind_text(append.get(), 3, core::encode_transition(*o.change).dump());
+    if (sqlite3_step(append.get()) != SQLITE_DONE) {
+      return describe_error("cannot store a transition in");
+    }
+    if (!to_outbox) continue;
+    sqlite3_reset(enqueue.get());
+    bind_text(enqueue.get(), 1, r.id);
+    sqlite3_bind_int64(enqueue.get(), 2, sqlite3_last_insert_rowid(db_));
+    if (sqlite3_step(enqueue.get()) != SQLITE_DONE) {
+      return describe_error("cannot queue a W&B write in");
+    }
+    ++queued;
+  }
+  upsert.reset();
+  append.reset();
+  enqueue.reset();
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return describe_error("cannot commit to");
+  }
+  guard.dismiss();
+  outbox_pending_ += queued;
+  return std::nullopt;
+}
+
+std::optional<std::string> journal::prune(const std::vector<std::string>& run_ids) {
+  if (run_ids.empty()) return std::nullopt;
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return describe_error("cannot prune");
+  }
+  transaction_guard guard(db_);
+  const char* sql[] = {
+      "DELETE FROM runs WHERE id = ?1",
+      "DELETE FROM outbox WHERE run = ?1 AND status <> 'pending'",
+      "DELETE FROM transitions WHERE run = ?1 AND seq NOT IN "
+      "(SELECT transition_seq FROM outbox WHERE run = ?1)",
+  };
+  for (const char* text : sql) {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db_, text, -1, &raw, nullptr) != SQLITE_OK) {
+      return describe_error("cannot prune");
+    }
+    statement s(raw);
+    for (const std::string& id : run_ids) {
+      sqlite3_reset(s.get());
+      bind_text(s.get(), 1, id);
+      if (sqlite3_step(s.get()) != SQLITE_DONE) return describe_error("cannot prune");
+    }
+  }
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return describe_error("cannot commit pruning to");
+  }
+  guard.dismiss();
+  return std::nullopt;
+}
+
+}  // namespace sweepd::io
