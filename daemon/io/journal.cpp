@@ -33,10 +33,17 @@ CREATE TABLE runs(
   record      TEXT NOT NULL      -- core::encode_run
 ) WITHOUT ROWID;
 CREATE TABLE transitions(
-  seq   INTEGER PRIMARY KEY AUTOINCREMENT,
-  run   TEXT NOT NULL,
-  at_ms INTEGER NOT NULL,
-  body  TEXT NOT NULL            -- core::encode_transition
+  seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+  run        TEXT NOT NULL,
+  from_state TEXT,               -- NULL for the registration that created the run
+  to_state   TEXT NOT NULL,
+  reason     TEXT NOT NULL,
+  at_ms      INTEGER NOT NULL,
+  runtime_s  REAL,
+  objective  REAL,
+  cost       REAL,
+  error      TEXT,
+  late_by_s  REAL
 );
 CREATE INDEX transitions_by_run ON transitions(run);
 CREATE TABLE outbox(
@@ -93,6 +100,64 @@ bool bind_text(sqlite3_stmt* s, int index, const std::string& text) {
 std::string column_text(sqlite3_stmt* s, int column) {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, column));
   return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, column))) : "";
+}
+
+void bind_optional(sqlite3_stmt* s, int index, const std::optional<double>& v) {
+  if (v) {
+    sqlite3_bind_double(s, index, *v);
+  } else {
+    sqlite3_bind_null(s, index);
+  }
+}
+
+std::optional<double> column_optional(sqlite3_stmt* s, int column) {
+  if (sqlite3_column_type(s, column) == SQLITE_NULL) return std::nullopt;
+  return sqlite3_column_double(s, column);
+}
+
+/// Binds ?1..?10 of the transitions insert. Columns, not JSON: a restart reads every transition,
+/// and reading columns is several times cheaper than parsing a JSON text each.
+void bind_transition(sqlite3_stmt* s, const core::transition& t) {
+  bind_text(s, 1, t.run);
+  if (t.from) {
+    bind_text(s, 2, std::string(core::to_string(*t.from)));
+  } else {
+    sqlite3_bind_null(s, 2);
+  }
+  bind_text(s, 3, std::string(core::to_string(t.to)));
+  bind_text(s, 4, std::string(core::to_string(t.reason)));
+  sqlite3_bind_int64(s, 5, core::to_unix_ms(t.at));
+  bind_optional(s, 6, t.runtime_s);
+  bind_optional(s, 7, t.objective);
+  bind_optional(s, 8, t.cost);
+  if (t.error) {
+    bind_text(s, 9, *t.error);
+  } else {
+    sqlite3_bind_null(s, 9);
+  }
+  bind_optional(s, 10, t.late_by_s);
+}
+
+/// Reads a row of (run, from_state, …, late_by_s); nullopt when a state or reason is unknown.
+std::optional<core::transition> read_transition(sqlite3_stmt* s, const std::string& run) {
+  core::transition t;
+  t.run = run;
+  if (sqlite3_column_type(s, 1) != SQLITE_NULL) {
+    t.from = core::parse_run_state(column_text(s, 1));
+    if (!t.from) return std::nullopt;
+  }
+  const auto to = core::parse_run_state(column_text(s, 2));
+  const auto reason = core::parse_transition_reason(column_text(s, 3));
+  if (!to || !reason) return std::nullopt;
+  t.to = *to;
+  t.reason = *reason;
+  t.at = core::from_unix_ms(sqlite3_column_int64(s, 4));
+  t.runtime_s = column_optional(s, 5);
+  t.objective = column_optional(s, 6);
+  t.cost = column_optional(s, 7);
+  if (sqlite3_column_type(s, 8) != SQLITE_NULL) t.error = column_text(s, 8);
+  t.late_by_s = column_optional(s, 9);
+  return t;
 }
 
 /// Rolls back an open transaction unless dismissed; keeps every early return all-or-nothing.
@@ -218,19 +283,21 @@ journal::contents journal::load(core::instant now) {
     out.error = describe_error("cannot read the runs of");
     return out;
   }
-  sqlite3_prepare_v2(db_, "SELECT run, body FROM transitions ORDER BY seq", -1, &raw, nullptr);
+  sqlite3_prepare_v2(db_,
+                     "SELECT run, from_state, to_state, reason, at_ms, runtime_s, objective, cost, "
+                     "error, late_by_s FROM transitions ORDER BY seq",
+                     -1, &raw, nullptr);
   statement history(raw);
   while ((rc = sqlite3_step(history.get())) == SQLITE_ROW) {
     auto it = index.find(column_text(history.get(), 0));
     if (it == index.end()) continue;  // kept only for a pending W&B write of a pruned run
-    auto decoded = core::decode_transition(
-        nlohmann::json::parse(column_text(history.get(), 1), nullptr, false));
-    if (!decoded.value) {
-      out.error = fmt::format("{}: a transition of run '{}' cannot be read back: {}", path_,
-                              it->first, decoded.error);
+    auto t = read_transition(history.get(), it->first);
+    if (!t) {
+      out.error = fmt::format("{}: a transition of run '{}' cannot be read back", path_,
+                              it->first);
       return out;
     }
-    out.runs[it->second].history.push_back(std::move(*decoded.value));
+    out.runs[it->second].history.push_back(std::move(*t));
   }
   if (rc != SQLITE_DONE) {
     out.error = describe_error("cannot read the transitions of");
@@ -268,7 +335,9 @@ std::optional<std::string> journal::commit(std::span<const core::outcome> change
   statement upsert = prepare(
       "INSERT INTO runs(id, state, finished_ms, record) VALUES(?1, ?2, ?3, ?4) "
       "ON CONFLICT(id) DO UPDATE SET state = ?2, finished_ms = ?3, record = ?4");
-  statement append = prepare("INSERT INTO transitions(run, at_ms, body) VALUES(?1, ?2, ?3)");
+  statement append = prepare(
+      "INSERT INTO transitions(run, from_state, to_state, reason, at_ms, runtime_s, objective, "
+      "cost, error, late_by_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
   statement enqueue = prepare("INSERT INTO outbox(run, transition_seq) VALUES(?1, ?2)");
   if (!upsert || !append || !enqueue) return describe_error("cannot prepare a write to");
   std::size_t queued = 0;
@@ -286,9 +355,7 @@ std::optional<std::string> journal::commit(std::span<const core::outcome> change
     bind_text(upsert.get(), 4, core::encode_run(r).dump());
     if (sqlite3_step(upsert.get()) != SQLITE_DONE) return describe_error("cannot store a run in");
     sqlite3_reset(append.get());
-    bind_text(append.get(), 1, r.id);
-    sqlite3_bind_int64(append.get(), 2, core::to_unix_ms(o.change->at));
-    bind_text(append.get(), 3, core::encode_transition(*o.change).dump());
+    bind_transition(append.get(), *o.change);
     if (sqlite3_step(append.get()) != SQLITE_DONE) {
       return describe_error("cannot store a transition in");
     }
