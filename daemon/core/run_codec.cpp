@@ -13,11 +13,28 @@ void put(json& j, const char* key, const std::optional<T>& v) {
   if (v) j[key] = *v;
 }
 
+/// Reads `key` as T; the error names the key (nlohmann's own type errors do not).
+template <typename T>
+T convert(const json& value, const char* key) {
+  try {
+    return value.get<T>();
+  } catch (const json::exception& e) {
+    throw std::invalid_argument(fmt::format("field '{}': {}", key, e.what()));
+  }
+}
+
+template <typename T>
+T get_field(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end()) throw std::invalid_argument(fmt::format("field '{}' is missing", key));
+  return convert<T>(*it, key);
+}
+
 template <typename T>
 std::optional<T> get_optional(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
-  return it->get<T>();
+  return convert<T>(*it, key);
 }
 
 double seconds_of(mono_clock::duration d) {
@@ -33,16 +50,16 @@ mono_time rebase(wall_time then, instant now) {
 }
 
 run_state state_field(const json& j, const char* key) {
-  const auto name = j.at(key).get<std::string>();
+  const auto name = get_field<std::string>(j, key);
   auto s = parse_run_state(name);
-  if (!s) throw std::invalid_argument(fmt::format("'{}' is not a state", name));
+  if (!s) throw std::invalid_argument(fmt::format("field '{}': '{}' is not a state", key, name));
   return *s;
 }
 
 transition_reason reason_field(const json& j, const char* key) {
-  const auto name = j.at(key).get<std::string>();
+  const auto name = get_field<std::string>(j, key);
   auto r = parse_transition_reason(name);
-  if (!r) throw std::invalid_argument(fmt::format("'{}' is not a reason", name));
+  if (!r) throw std::invalid_argument(fmt::format("field '{}': '{}' is not a reason", key, name));
   return *r;
 }
 
@@ -83,23 +100,27 @@ json encode_run(const run_record& r) {
 
 decoded_run decode_run(const json& j, instant now) {
   decoded_run out;
+  if (!j.is_object()) {
+    out.error = fmt::format("not a JSON object but {}", j.type_name());
+    return out;
+  }
   try {
     run_record r;
-    r.id = j.at("id").get<std::string>();
-    r.sweep = j.at("sweep").get<std::string>();
-    r.entity = j.at("entity").get<std::string>();
-    r.project = j.at("project").get<std::string>();
-    r.suggestion = j.at("suggestion");
-    r.owner_uid = j.at("owner_uid").get<std::uint32_t>();
-    r.watch_peer = j.at("watch_peer").get<bool>();
-    r.peer_pid = j.at("peer_pid").get<std::int32_t>();
+    r.id = get_field<std::string>(j, "id");
+    r.sweep = get_field<std::string>(j, "sweep");
+    r.entity = get_field<std::string>(j, "entity");
+    r.project = get_field<std::string>(j, "project");
+    r.suggestion = get_field<json>(j, "suggestion");
+    r.owner_uid = get_field<std::uint32_t>(j, "owner_uid");
+    r.watch_peer = get_field<bool>(j, "watch_peer");
+    r.peer_pid = get_field<std::int32_t>(j, "peer_pid");
     r.state = state_field(j, "state");
     r.reason = reason_field(j, "reason");
-    r.registered_wall = from_unix_ms(j.at("registered_ms").get<std::int64_t>());
+    r.registered_wall = from_unix_ms(get_field<std::int64_t>(j, "registered_ms"));
     r.registered_mono = rebase(r.registered_wall, now);
-    r.heartbeat_timeout = to_duration(j.at("heartbeat_timeout_s").get<double>());
-    r.max_runtime = to_duration(j.at("max_runtime_s").get<double>());
-    r.stall_timeout = to_duration(j.at("stall_timeout_s").get<double>());
+    r.heartbeat_timeout = to_duration(get_field<double>(j, "heartbeat_timeout_s"));
+    r.max_runtime = to_duration(get_field<double>(j, "max_runtime_s"));
+    r.stall_timeout = to_duration(get_field<double>(j, "stall_timeout_s"));
     r.progress = get_optional<double>(j, "progress");
     r.objective = get_optional<double>(j, "objective");
     r.cost = get_optional<double>(j, "cost");
@@ -133,13 +154,17 @@ json encode_transition(const transition& t) {
 
 decoded_transition decode_transition(const json& j) {
   decoded_transition out;
+  if (!j.is_object()) {
+    out.error = fmt::format("not a JSON object but {}", j.type_name());
+    return out;
+  }
   try {
     transition t;
-    t.run = j.at("run").get<std::string>();
+    t.run = get_field<std::string>(j, "run");
     if (j.contains("from")) t.from = state_field(j, "from");
     t.to = state_field(j, "to");
     t.reason = reason_field(j, "reason");
-    t.at = from_unix_ms(j.at("at_ms").get<std::int64_t>());
+    t.at = from_unix_ms(get_field<std::int64_t>(j, "at_ms"));
     t.runtime_s = get_optional<double>(j, "runtime_s");
     t.objective = get_optional<double>(j, "objective");
     t.cost = get_optional<double>(j, "cost");

@@ -21,7 +21,9 @@ struct instant {
 
 /// Converts fractional seconds to the monotonic clock's duration (rounded to nanoseconds).
 inline mono_clock::duration to_duration(double seconds) {
-  return std::chrono::duration_cast<mono_clock::duration>(seconds_d(seconds));
+  // Rounded, not truncated: 1.001 s is not exact in binary and would lose a nanosecond (and one
+  // more on each journal round trip).
+  return std::chrono::round<mono_clock::duration>(seconds_d(seconds));
 }
 
 /// Seconds between two monotonic points as a double.

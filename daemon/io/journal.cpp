@@ -297,7 +297,11 @@ journal::contents journal::load(core::instant now) {
                               it->first);
       return out;
     }
-    out.runs[it->second].history.push_back(std::move(*t));
+    auto& run_history = out.runs[it->second].history;
+    // A registration begins a run: rows before it are those of a pruned run of the same id, kept
+    // for their pending W&B writes, not this run's history.
+    if (!t->from) run_history.clear();
+    run_history.push_back(std::move(*t));
   }
   if (rc != SQLITE_DONE) {
     out.error = describe_error("cannot read the transitions of");

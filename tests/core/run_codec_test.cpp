@@ -1,0 +1,426 @@
+#include "core/run_codec.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace sweepd::core {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+const wall_time wall_origin = wall_time{} + std::chrono::seconds(1795900000);
+
+/// The fake clock: `d` after an arbitrary origin, on both the monotonic and the wall clock.
+instant at(mono_clock::duration d) {
+  return {mono_time{} + d, wall_origin + std::chrono::duration_cast<wall_time::duration>(d)};
+}
+
+/// A restarted daemon: its monotonic clock starts afresh (at `mono`) while the wall clock reads
+/// `wall` after the origin.
+instant after_restart(mono_clock::duration mono, mono_clock::duration wall) {
+  return {mono_time{} + mono, at(wall).wall};
+}
+
+/// A run with every field, optional or not, set to something other than its default.
+run_record full_run() {
+  run_record r;
+  r.id = "ab12cd34";
+  r.sweep = "s1";
+  r.entity = "team";
+  r.project = "proj";
+  r.suggestion = {{"lr", 0.01}, {"layers", {64, 32}}};
+  r.owner_uid = 1000;
+  r.watch_peer = true;
+  r.peer_pid = 4242;
+  r.state = run_state::success;
+  r.reason = transition_reason::late_completed;
+  r.registered_mono = at(35s).mono;
+  r.registered_wall = at(35s).wall + 123ms;
+  r.heartbeat_timeout = 1001ms;  // not a whole number of seconds, nor exact in binary
+  r.max_runtime = 7200s + 3ms;
+  r.stall_timeout = 600s + 300ms;
+  r.progress = 1234.5;
+  r.objective = 0.875;
+  r.cost = 3.25;
+  r.error = "CUDA out of memory";
+  r.runtime_s = 456.789;
+  r.late_by_s = 12.5;
+  r.finished_wall = at(491s).wall + 789ms;
+  return r;
+}
+
+/// A run as register leaves it: every optional unset.
+run_record bare_run() {
+  run_record r;
+  r.id = "r0";
+  r.state = run_state::initializing;
+  r.reason = transition_reason::registered;
+  r.registered_mono = at(35s).mono;
+  r.registered_wall = at(35s).wall;
+  r.heartbeat_timeout = 300s;
+  return r;
+}
+
+/// Every field that encode_run() stores must come back as it was.
+void expect_same_durable_fields(const run_record& got, const run_record& want) {
+  EXPECT_EQ(got.id, want.id);
+  EXPECT_EQ(got.sweep, want.sweep);
+  EXPECT_EQ(got.entity, want.entity);
+  EXPECT_EQ(got.project, want.project);
+  EXPECT_EQ(got.suggestion, want.suggestion);
+  EXPECT_EQ(got.owner_uid, want.owner_uid);
+  EXPECT_EQ(got.watch_peer, want.watch_peer);
+  EXPECT_EQ(got.peer_pid, want.peer_pid);
+  EXPECT_EQ(got.state, want.state);
+  EXPECT_EQ(got.reason, want.reason);
+  EXPECT_EQ(got.registered_wall, want.registered_wall);
+  EXPECT_EQ(got.heartbeat_timeout, want.heartbeat_timeout);
+  EXPECT_EQ(got.max_runtime, want.max_runtime);
+  EXPECT_EQ(got.stall_timeout, want.stall_timeout);
+  EXPECT_EQ(got.progress, want.progress);
+  EXPECT_EQ(got.objective, want.objective);
+  EXPECT_EQ(got.cost, want.cost);
+  EXPECT_EQ(got.error, want.error);
+  EXPECT_EQ(got.runtime_s, want.runtime_s);
+  EXPECT_EQ(got.late_by_s, want.late_by_s);
+  EXPECT_EQ(got.finished_wall, want.finished_wall);
+}
+
+/// Encodes, serialises to text as the journal does, parses and decodes.
+decoded_run round_trip(const run_record& r, instant now) {
+  return decode_run(json::parse(encode_run(r).dump()), now);
+}
+
+// ---------------------------------------------------------------------------------------------
+// runs
+
+TEST(RunCodec, FullRunRoundTripsEveryField) {
+  const run_record want = full_run();
+  const decoded_run got = round_trip(want, at(1000s));
+  ASSERT_TRUE(got.run) << got.error;
+  EXPECT_EQ(got.error, "");
+  expect_same_durable_fields(*got.run, want);
+  EXPECT_TRUE(got.run->history.empty());  // stored as transitions, not in the record
+}
+
+TEST(RunCodec, BareRunRoundTripsWithOptionalsUnset) {
+  const run_record want = bare_run();
+  const json j = encode_run(want);
+  for (const char* key :
+       {"progress", "objective", "cost", "error", "runtime_s", "late_by_s", "finished_ms"}) {
+    EXPECT_FALSE(j.contains(key)) << key;
+  }
+  const decoded_run got = round_trip(want, at(1000s));
+  ASSERT_TRUE(got.run) << got.error;
+  expect_same_durable_fields(*got.run, want);
+  EXPECT_TRUE(got.run->suggestion.is_null());
+  EXPECT_FALSE(got.run->finished_wall.has_value());
+}
+
+TEST(RunCodec, EachOptionalRoundTripsAlone) {
+  // One optional set at a time, so that no field is read back from another's key.
+  auto with = [](auto set) {
+    run_record r = bare_run();
+    set(r);
+    return r;
+  };
+  const std::vector<run_record> cases = {
+      with([](run_record& r) { r.progress = -2.5; }),
+      with([](run_record& r) { r.objective = 0.0; }),
+      with([](run_record& r) { r.cost = 1e-3; }),
+      with([](run_record& r) { r.error = ""; }),
+      with([](run_record& r) { r.runtime_s = 0.001; }),
+      with([](run_record& r) { r.late_by_s = 1e6; }),
+      with([](run_record& r) { r.finished_wall = at(40s).wall; }),
+      with([](run_record& r) {
+        r.suggestion = json::array({1, "two"});
+      }),
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(i);
+    const decoded_run got = round_trip(cases[i], at(1000s));
+    ASSERT_TRUE(got.run) << got.error;
+    expect_same_durable_fields(*got.run, cases[i]);
+  }
+}
+
+TEST(RunCodec, EveryStateAndReasonRoundTrips) {
+  for (run_state state : all_run_states) {
+    run_record r = bare_run();
+    r.state = state;
+    r.reason = transition_reason::stalled;
+    const decoded_run got = round_trip(r, at(1000s));
+    ASSERT_TRUE(got.run) << got.error;
+    EXPECT_EQ(got.run->state, state);
+    EXPECT_EQ(got.run->reason, transition_reason::stalled);
+  }
+}
+
+TEST(RunCodec, DurationsSurviveManyRestartsExactly) {
+  // A daemon restarted every day for years must not shave a nanosecond off a limit each time.
+  run_record r = full_run();
+  for (int restart = 0; restart < 100; ++restart) {
+    const decoded_run got = round_trip(r, at(1000s));
+    ASSERT_TRUE(got.run) << got.error;
+    r = *got.run;
+  }
+  EXPECT_EQ(r.heartbeat_timeout, 1001ms);
+  EXPECT_EQ(r.max_runtime, 7200s + 3ms);
+  EXPECT_EQ(r.stall_timeout, 600s + 300ms);
+}
+
+TEST(RunCodec, WallTimesAreStoredInMilliseconds) {
+  run_record r = bare_run();
+  r.registered_wall = at(35s).wall + 5ms + 999us;
+  const json j = encode_run(r);
+  EXPECT_EQ(j.at("registered_ms").get<std::int64_t>(), (1795900000LL + 35) * 1000 + 5);
+  EXPECT_EQ(from_unix_ms(to_unix_ms(r.registered_wall)), at(35s).wall + 5ms);
+}
+
+TEST(RunCodec, MonotonicTimesAreRebasedToTheWallAge) {
+  // Registered at wall 35 s; the daemon restarts and its monotonic clock reads only 7 s when the
+  // wall clock reads 1000 s. The run must still be 965 s old.
+  run_record r = bare_run();
+  r.registered_mono = mono_time{} + 12345s;  // the old daemon's clock: meaningless now
+  const instant now = after_restart(7s, 1000s);
+  const decoded_run got = round_trip(r, now);
+  ASSERT_TRUE(got.run) << got.error;
+  EXPECT_EQ(now.mono - got.run->registered_mono, now.wall - r.registered_wall);
+  EXPECT_EQ(got.run->registered_mono, mono_time{} + 7s - 965s);
+}
+
+TEST(RunCodec, TimeoutKeepsWhenItTimedOutRebased) {
+  run_record r = bare_run();
+  r.state = run_state::timeout;
+  r.reason = transition_reason::heartbeat_timeout;
+  r.finished_wall = at(335s).wall;
+  const instant now = after_restart(7s, 1000s);
+  const decoded_run got = round_trip(r, now);
+  ASSERT_TRUE(got.run) << got.error;
+  EXPECT_EQ(now.mono - got.run->timed_out_at, 665s);
+  EXPECT_EQ(now.mono - got.run->registered_mono, 965s);
+}
+
+TEST(RunCodec, WallClockInTheFutureGivesNoFutureMonotonicTime) {
+  // The wall clock went back (or the record came from a machine whose clock ran ahead).
+  run_record r = bare_run();
+  r.state = run_state::timeout;
+  r.reason = transition_reason::heartbeat_timeout;
+  r.registered_wall = at(5000s).wall;
+  r.finished_wall = at(6000s).wall;
+  const instant now = after_restart(7s, 1000s);
+  const decoded_run got = round_trip(r, now);
+  ASSERT_TRUE(got.run) << got.error;
+  EXPECT_EQ(got.run->registered_mono, now.mono);
+  EXPECT_EQ(got.run->timed_out_at, now.mono);
+  EXPECT_EQ(got.run->registered_wall, r.registered_wall);  // what people read stays as stored
+}
+
+// ---------------------------------------------------------------------------------------------
+// run decode errors
+
+TEST(RunCodec, MissingRequiredFieldIsNamed) {
+  const json full = encode_run(full_run());
+  for (const char* key : {"id", "sweep", "entity", "project", "suggestion", "owner_uid",
+                          "watch_peer", "peer_pid", "state", "reason", "registered_ms",
+                          "heartbeat_timeout_s", "max_runtime_s", "stall_timeout_s"}) {
+    SCOPED_TRACE(key);
+    json j = full;
+    ASSERT_EQ(j.erase(key), 1u);
+    decoded_run got;
+    ASSERT_NO_THROW(got = decode_run(j, at(1000s)));
+    EXPECT_FALSE(got.run.has_value());
+    EXPECT_THAT(got.error, HasSubstr(std::string("'") + key + "'"));
+  }
+}
+
+TEST(RunCodec, BadStateOrReasonNameIsNamed) {
+  json j = encode_run(full_run());
+  j["state"] = "finished";
+  decoded_run got = decode_run(j, at(1000s));
+  EXPECT_FALSE(got.run.has_value());
+  EXPECT_THAT(got.error, HasSubstr("'finished' is not a state"));
+
+  j = encode_run(full_run());
+  j["reason"] = "because";
+  got = decode_run(j, at(1000s));
+  EXPECT_FALSE(got.run.has_value());
+  EXPECT_THAT(got.error, HasSubstr("'because' is not a reason"));
+}
+
+TEST(RunCodec, WrongTypeNamesTheField) {
+  const json full = encode_run(full_run());
+  const std::vector<std::pair<const char*, json>> cases = {
+      {"id", 5},
+      {"owner_uid", "root"},
+      {"watch_peer", "yes"},
+      {"state", 3},
+      {"registered_ms", "yesterday"},
+      {"heartbeat_timeout_s", json::array()},
+      {"objective", "high"},
+      {"error", 42},
+      {"finished_ms", json::object()},
+  };
+  for (const auto& [key, value] : cases) {
+    SCOPED_TRACE(key);
+    json j = full;
+    j[key] = value;
+    decoded_run got;
+    ASSERT_NO_THROW(got = decode_run(j, at(1000s)));
+    EXPECT_FALSE(got.run.has_value());
+    EXPECT_THAT(got.error, HasSubstr(std::string("'") + key + "'"));
+  }
+}
+
+TEST(RunCodec, NullOptionalReadsAsUnset) {
+  json j = encode_run(bare_run());
+  j["objective"] = nullptr;
+  j["finished_ms"] = nullptr;
+  const decoded_run got = decode_run(j, at(1000s));
+  ASSERT_TRUE(got.run) << got.error;
+  EXPECT_FALSE(got.run->objective.has_value());
+  EXPECT_FALSE(got.run->finished_wall.has_value());
+}
+
+TEST(RunCodec, NonObjectNeverThrows) {
+  for (const json& j : {json(), json::array({1, 2}), json("run"), json(3.5),
+                        json::parse("{not json", nullptr, false)}) {
+    SCOPED_TRACE(j.dump());
+    decoded_run got;
+    ASSERT_NO_THROW(got = decode_run(j, at(1000s)));
+    EXPECT_FALSE(got.run.has_value());
+    EXPECT_NE(got.error, "");
+    decoded_transition t;
+    ASSERT_NO_THROW(t = decode_transition(j));
+    EXPECT_FALSE(t.value.has_value());
+    EXPECT_NE(t.error, "");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// transitions
+
+transition full_transition() {
+  transition t;
+  t.run = "ab12cd34";
+  t.from = run_state::timeout;
+  t.to = run_state::success;
+  t.reason = transition_reason::late_completed;
+  t.at = at(491s).wall + 789ms;
+  t.runtime_s = 456.789;
+  t.objective = -0.125;
+  t.cost = 3.25;
+  t.error = "none";
+  t.late_by_s = 12.5;
+  return t;
+}
+
+void expect_same_transition(const transition& got, const transition& want) {
+  EXPECT_EQ(got.run, want.run);
+  EXPECT_EQ(got.from, want.from);
+  EXPECT_EQ(got.to, want.to);
+  EXPECT_EQ(got.reason, want.reason);
+  EXPECT_EQ(got.at, want.at);
+  EXPECT_EQ(got.runtime_s, want.runtime_s);
+  EXPECT_EQ(got.objective, want.objective);
+  EXPECT_EQ(got.cost, want.cost);
+  EXPECT_EQ(got.error, want.error);
+  EXPECT_EQ(got.late_by_s, want.late_by_s);
+}
+
+TEST(TransitionCodec, FullTransitionRoundTrips) {
+  const transition want = full_transition();
+  const decoded_transition got = decode_transition(json::parse(encode_transition(want).dump()));
+  ASSERT_TRUE(got.value) << got.error;
+  expect_same_transition(*got.value, want);
+}
+
+TEST(TransitionCodec, RegistrationWithoutFromRoundTrips) {
+  transition want;
+  want.run = "r0";
+  want.to = run_state::initializing;
+  want.reason = transition_reason::registered;
+  want.at = at(35s).wall;
+  const json j = encode_transition(want);
+  for (const char* key : {"from", "runtime_s", "objective", "cost", "error", "late_by_s"}) {
+    EXPECT_FALSE(j.contains(key)) << key;
+  }
+  const decoded_transition got = decode_transition(json::parse(j.dump()));
+  ASSERT_TRUE(got.value) << got.error;
+  expect_same_transition(*got.value, want);
+  EXPECT_FALSE(got.value->from.has_value());
+}
+
+TEST(TransitionCodec, EachOptionalRoundTripsAlone) {
+  auto with = [](auto set) {
+    transition t;
+    t.run = "r0";
+    t.from = run_state::running;
+    t.to = run_state::failed;
+    t.reason = transition_reason::worker_failed;
+    t.at = at(40s).wall;
+    set(t);
+    return t;
+  };
+  const std::vector<transition> cases = {
+      with([](transition& t) { t.runtime_s = 5.0; }),
+      with([](transition& t) { t.objective = 0.5; }),
+      with([](transition& t) { t.cost = 0.001; }),
+      with([](transition& t) { t.error = "boom"; }),
+      with([](transition& t) { t.late_by_s = 0.25; }),
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(i);
+    const decoded_transition got = decode_transition(encode_transition(cases[i]));
+    ASSERT_TRUE(got.value) << got.error;
+    expect_same_transition(*got.value, cases[i]);
+  }
+}
+
+TEST(TransitionCodec, ErrorsNameTheProblemAndNeverThrow) {
+  const json full = encode_transition(full_transition());
+  struct bad_case {
+    const char* name;
+    json value;
+    std::string expected;
+  };
+  auto without = [&](const char* key) {
+    json j = full;
+    j.erase(key);
+    return j;
+  };
+  auto with = [&](const char* key, json v) {
+    json j = full;
+    j[key] = std::move(v);
+    return j;
+  };
+  const std::vector<bad_case> cases = {
+      {"missing run", without("run"), "'run'"},
+      {"missing to", without("to"), "'to'"},
+      {"missing reason", without("reason"), "'reason'"},
+      {"missing at", without("at_ms"), "'at_ms'"},
+      {"bad from", with("from", "done"), "'done' is not a state"},
+      {"bad to", with("to", "done"), "'done' is not a state"},
+      {"bad reason", with("reason", "whim"), "'whim' is not a reason"},
+      {"run not a string", with("run", 7), "'run'"},
+      {"from not a string", with("from", true), "'from'"},
+      {"at not a number", with("at_ms", "noon"), "'at_ms'"},
+      {"cost not a number", with("cost", "cheap"), "'cost'"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    decoded_transition got;
+    ASSERT_NO_THROW(got = decode_transition(c.value));
+    EXPECT_FALSE(got.value.has_value());
+    EXPECT_THAT(got.error, HasSubstr(c.expected));
+  }
+}
+
+}  // namespace
+}  // namespace sweepd::core

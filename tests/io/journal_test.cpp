@@ -1,0 +1,660 @@
+#include "io/journal.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/run_codec.hpp"
+#include "core/supervisor.hpp"
+#include "support/process_support.hpp"
+
+namespace sweepd::io {
+namespace {
+
+using namespace std::chrono_literals;
+using core::instant;
+using core::mono_clock;
+using core::outcome;
+using core::run_state;
+using core::transition_reason;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+const core::wall_time wall_origin = core::wall_time{} + std::chrono::seconds(1795900000);
+
+/// The fake clock: `d` after an arbitrary origin, on both the monotonic and the wall clock.
+instant at(mono_clock::duration d) {
+  return {core::mono_time{} + d,
+          wall_origin + std::chrono::duration_cast<core::wall_time::duration>(d)};
+}
+
+/// The clock of a restarted daemon when the wall clock reads `wall` after the origin.
+instant restarted_at(mono_clock::duration wall) { return {core::mono_time{} + 3s, at(wall).wall}; }
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// A second, read-only connection to the database, to see what is really stored.
+class db_reader {
+ public:
+  explicit db_reader(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << "cannot open " << path << ": " << sqlite3_errmsg(db_);
+    }
+  }
+  ~db_reader() { sqlite3_close_v2(db_); }
+  db_reader(const db_reader&) = delete;
+  db_reader& operator=(const db_reader&) = delete;
+
+  /// The first column of the first row of `sql` as an integer; -1 when there is none.
+  std::int64_t integer(const std::string& sql) {
+    std::int64_t value = -1;
+    query(sql, [&](sqlite3_stmt* s) { value = sqlite3_column_int64(s, 0); });
+    return value;
+  }
+
+  /// The first column of the first row of `sql` as text; "" when there is none.
+  std::string text(const std::string& sql) {
+    std::string value;
+    query(sql, [&](sqlite3_stmt* s) {
+      const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+      value = p ? p : "";
+    });
+    return value;
+  }
+
+  /// The first column of every row of `sql` as text.
+  std::vector<std::string> texts(const std::string& sql) {
+    std::vector<std::string> rows;
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db_);
+      return rows;
+    }
+    while (sqlite3_step(s) == SQLITE_ROW) {
+      const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+      rows.emplace_back(p ? p : "");
+    }
+    sqlite3_finalize(s);
+    return rows;
+  }
+
+ private:
+  template <typename F>
+  void query(const std::string& sql, F read) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db_);
+      return;
+    }
+    if (sqlite3_step(s) == SQLITE_ROW) read(s);
+    sqlite3_finalize(s);
+  }
+
+  sqlite3* db_ = nullptr;
+};
+
+/// Runs `sql` on a connection, failing the test if it does not succeed.
+void exec_ok(sqlite3* db, const char* sql) {
+  char* message = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &message);
+  EXPECT_EQ(rc, SQLITE_OK) << sql << ": " << (message ? message : "");
+  sqlite3_free(message);
+}
+
+class JournalTest : public ::testing::Test {
+ protected:
+  static core::supervisor_limits limits() {
+    core::supervisor_limits l;
+    l.default_entity = "team";
+    l.default_project = "proj";
+    return l;
+  }
+
+  /// Opens the journal at `path`; fails the test (and returns null) if it cannot.
+  std::unique_ptr<journal> open_ok() {
+    auto opened = journal::open(path);
+    EXPECT_EQ(opened.error, "");
+    EXPECT_NE(opened.value, nullptr);
+    return std::move(opened.value);
+  }
+
+  /// Opens the journal again and loads it, as the daemon does at startup.
+  journal::contents reopen_and_load(instant now = restarted_at(1000s)) {
+    j.reset();
+    j = open_ok();
+    if (!j) return {};
+    auto contents = j->load(now);
+    EXPECT_EQ(contents.error, "");
+    return contents;
+  }
+
+  outcome reg(const std::string& id, instant when) {
+    core::register_params p;
+    p.run = id;
+    p.sweep = "s1";
+    p.suggestion = {{"lr", 0.01}};
+    return sup.register_run(p, alice, when);
+  }
+
+  /// Stores one outcome, as the daemon does before it replies.
+  std::optional<std::string> commit(const outcome& o, bool to_outbox = true) {
+    EXPECT_TRUE(o.ok()) << o.err.message;
+    EXPECT_TRUE(o.change.has_value());
+    return j->commit(std::span<const outcome>(&o, 1), to_outbox);
+  }
+
+  /// Registers, starts and completes `id`, committing each transition; they happen at 0, 10 and
+  /// 20 s after `t0`.
+  void run_to_success(const std::string& id, mono_clock::duration t0 = 0s) {
+    ASSERT_EQ(commit(reg(id, at(t0))), std::nullopt);
+    ASSERT_EQ(commit(sup.start(id, alice, at(t0 + 10s))), std::nullopt);
+    ASSERT_EQ(commit(sup.complete({id, 0.5, 7.0}, alice, at(t0 + 20s))), std::nullopt);
+  }
+
+  static constexpr core::caller alice{1000, 4242, false};
+
+  test::temp_dir dir;
+  const std::string path = dir.file("state/sweepd.db");
+  core::supervisor sup{limits()};
+  std::unique_ptr<journal> j;
+};
+
+// ---------------------------------------------------------------------------------------------
+// open
+
+TEST_F(JournalTest, OpenCreatesDirectoryAndFileInWalModeAtCurrentSchema) {
+  ASSERT_FALSE(std::filesystem::exists(dir.file("state")));
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  EXPECT_EQ(j->path(), path);
+  EXPECT_TRUE(std::filesystem::is_directory(dir.file("state")));
+  EXPECT_TRUE(std::filesystem::is_regular_file(path));
+
+  db_reader db(path);
+  EXPECT_EQ(db.integer("PRAGMA user_version"), journal::schema_version);
+  EXPECT_EQ(db.text("PRAGMA journal_mode"), "wal");
+  EXPECT_THAT(db.texts("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+                       "'sqlite_%' ORDER BY name"),
+              ElementsAre("outbox", "runs", "transitions"));
+}
+
+TEST_F(JournalTest, FreshJournalLoadsNothing) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  const auto contents = j->load(at(0s));
+  EXPECT_EQ(contents.error, "");
+  EXPECT_THAT(contents.runs, IsEmpty());
+  EXPECT_EQ(contents.outbox_pending, 0u);
+  EXPECT_EQ(j->outbox_pending(), 0u);
+}
+
+TEST_F(JournalTest, SecondOpenWhileFirstIsOpenIsRefused) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  auto second = journal::open(path);
+  EXPECT_EQ(second.value, nullptr);
+  EXPECT_THAT(second.error, HasSubstr("another sweepd"));
+  EXPECT_THAT(second.error, HasSubstr(path));
+  EXPECT_THAT(second.error, HasSubstr(std::to_string(::getpid())));
+
+  // The refused open must not have broken the first one's lock or its database.
+  run_to_success("r1");
+  auto third = journal::open(path);
+  EXPECT_THAT(third.error, HasSubstr("another sweepd"));
+
+  j.reset();
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  const auto contents = j->load(restarted_at(1000s));
+  EXPECT_EQ(contents.runs.size(), 1u);
+}
+
+TEST_F(JournalTest, GarbageFileIsRefusedAndLeftUntouched) {
+  std::filesystem::create_directories(dir.file("state"));
+  const std::string garbage(4096, 'x');
+  std::ofstream(path, std::ios::binary) << garbage;
+
+  auto opened = journal::open(path);
+  EXPECT_EQ(opened.value, nullptr);
+  EXPECT_THAT(opened.error, HasSubstr(path));
+  EXPECT_EQ(read_bytes(path), garbage);
+
+  // Refused for what it is, again: the failed open released its lock.
+  opened = journal::open(path);
+  EXPECT_EQ(opened.value, nullptr);
+  EXPECT_THAT(opened.error, Not(HasSubstr("another sweepd")));
+  EXPECT_THAT(opened.error, HasSubstr(path));
+  EXPECT_EQ(read_bytes(path), garbage);
+}
+
+TEST_F(JournalTest, CorruptDatabaseIsRefusedNotStartedAfresh) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  for (int i = 0; i < 200; ++i) run_to_success("run-" + std::to_string(i));
+  j.reset();  // checkpoints the WAL into the file
+  std::string bytes = read_bytes(path);
+  ASSERT_GT(bytes.size(), 8u * 4096);
+  // Overwrite pages 3 to 6 (b-tree pages of the tables) with garbage; the header stays valid.
+  for (std::size_t i = 2 * 4096; i < 6 * 4096; ++i) bytes[i] = 'x';
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+
+  auto opened = journal::open(path);
+  EXPECT_EQ(opened.value, nullptr);
+  EXPECT_THAT(opened.error, HasSubstr(path));
+  EXPECT_THAT(opened.error, HasSubstr("corrupt"));
+  EXPECT_EQ(read_bytes(path), bytes);
+}
+
+TEST_F(JournalTest, NewerSchemaIsRefused) {
+  std::filesystem::create_directories(dir.file("state"));
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  exec_ok(raw, "CREATE TABLE future(x); PRAGMA user_version=99;");
+  sqlite3_close(raw);
+
+  auto opened = journal::open(path);
+  EXPECT_EQ(opened.value, nullptr);
+  EXPECT_THAT(opened.error, HasSubstr("schema 99"));
+  EXPECT_THAT(opened.error, HasSubstr(path));
+  db_reader db(path);
+  EXPECT_EQ(db.integer("PRAGMA user_version"), 99);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM sqlite_master WHERE name = 'runs'"), 0);
+}
+
+TEST_F(JournalTest, StatePathUnderARegularFileNamesTheDirectory) {
+  const std::string file = dir.file("file");
+  std::ofstream(file) << "not a directory";
+  for (const std::string& state : {file + "/state.db", file + "/sub/state.db"}) {
+    SCOPED_TRACE(state);
+    auto opened = journal::open(state);
+    EXPECT_EQ(opened.value, nullptr);
+    EXPECT_THAT(opened.error, HasSubstr("directory"));
+    EXPECT_THAT(opened.error, HasSubstr(std::filesystem::path(state).parent_path().string()));
+  }
+  EXPECT_EQ(read_bytes(file), "not a directory");
+}
+
+// ---------------------------------------------------------------------------------------------
+// commit and load
+
+TEST_F(JournalTest, CommittedRunComesBackWithItsHistoryInOrder) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  run_to_success("r1");
+  EXPECT_EQ(j->outbox_pending(), 3u);
+
+  const auto contents = reopen_and_load(restarted_at(1000s));
+  EXPECT_EQ(contents.outbox_pending, 3u);
+  EXPECT_EQ(j->outbox_pending(), 3u);
+  ASSERT_EQ(contents.runs.size(), 1u);
+  const core::run_record& r = contents.runs[0];
+  EXPECT_EQ(r.id, "r1");
+  EXPECT_EQ(r.sweep, "s1");
+  EXPECT_EQ(r.suggestion, nlohmann::json({{"lr", 0.01}}));
+  EXPECT_EQ(r.owner_uid, 1000u);
+  EXPECT_EQ(r.state, run_state::success);
+  EXPECT_EQ(r.reason, transition_reason::completed);
+  EXPECT_EQ(r.objective, 0.5);
+  EXPECT_EQ(r.cost, 7.0);
+  EXPECT_EQ(r.runtime_s, 20.0);
+  EXPECT_EQ(r.registered_wall, at(0s).wall);
+  EXPECT_EQ(r.finished_wall, at(20s).wall);
+
+  ASSERT_EQ(r.history.size(), 3u);
+  EXPECT_EQ(r.history[0].from, std::nullopt);
+  EXPECT_EQ(r.history[0].to, run_state::initializing);
+  EXPECT_EQ(r.history[0].reason, transition_reason::registered);
+  EXPECT_EQ(r.history[0].at, at(0s).wall);
+  EXPECT_EQ(r.history[1].from, run_state::initializing);
+  EXPECT_EQ(r.history[1].reason, transition_reason::started);
+  EXPECT_EQ(r.history[1].at, at(10s).wall);
+  EXPECT_EQ(r.history[2].from, run_state::running);
+  EXPECT_EQ(r.history[2].to, run_state::success);
+  EXPECT_EQ(r.history[2].reason, transition_reason::completed);
+  EXPECT_EQ(r.history[2].objective, 0.5);
+  EXPECT_EQ(r.history[2].cost, 7.0);
+  EXPECT_EQ(r.history[2].runtime_s, 20.0);
+  EXPECT_EQ(r.history[2].at, at(20s).wall);
+
+  db_reader db(path);
+  EXPECT_EQ(db.text("SELECT state FROM runs WHERE id = 'r1'"), "success");
+  EXPECT_EQ(db.integer("SELECT finished_ms FROM runs WHERE id = 'r1'"),
+            core::to_unix_ms(at(20s).wall));
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE status = 'pending'"), 3);
+}
+
+TEST_F(JournalTest, LiveRunIsStoredWithoutFinishTime) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  ASSERT_EQ(commit(reg("live", at(0s))), std::nullopt);
+  db_reader db(path);
+  EXPECT_EQ(db.text("SELECT state FROM runs WHERE id = 'live'"), "initializing");
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs WHERE finished_ms IS NULL"), 1);
+}
+
+TEST_F(JournalTest, CommitWithoutOutboxAddsNoOutboxRows) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  ASSERT_EQ(commit(reg("r1", at(0s)), false), std::nullopt);
+  ASSERT_EQ(commit(sup.start("r1", alice, at(10s)), false), std::nullopt);
+  EXPECT_EQ(j->outbox_pending(), 0u);
+  {
+    db_reader db(path);
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions"), 2);
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), 0);
+  }
+  const auto contents = reopen_and_load();
+  EXPECT_EQ(contents.outbox_pending, 0u);
+  ASSERT_EQ(contents.runs.size(), 1u);
+  EXPECT_EQ(contents.runs[0].history.size(), 2u);
+}
+
+TEST_F(JournalTest, OutcomesWithoutTransitionStoreNothing) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  ASSERT_EQ(commit(reg("r1", at(0s))), std::nullopt);
+  core::heartbeat_params hb;
+  hb.run = "r1";
+  const outcome beat = sup.heartbeat(hb, alice, at(5s));
+  ASSERT_FALSE(beat.change);
+  EXPECT_EQ(j->commit(std::span<const outcome>(&beat, 1), true), std::nullopt);
+  EXPECT_EQ(j->commit({}, true), std::nullopt);
+  EXPECT_EQ(j->outbox_pending(), 1u);
+  db_reader db(path);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions"), 1);
+}
+
+TEST_F(JournalTest, CommitRefusedByTheDatabaseStoresNothing) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  ASSERT_EQ(commit(reg("r1", at(0s))), std::nullopt);
+  ASSERT_EQ(j->outbox_pending(), 1u);
+
+  exec_ok(j->handle(), "PRAGMA query_only=1");
+  const outcome started = sup.start("r1", alice, at(10s));
+  const auto err = commit(started);
+  ASSERT_TRUE(err.has_value());
+  EXPECT_THAT(*err, HasSubstr(path));
+  EXPECT_EQ(j->outbox_pending(), 1u);
+  sup.undo(started);  // as the daemon does
+  EXPECT_EQ(sup.find("r1")->state, run_state::initializing);
+
+  exec_ok(j->handle(), "PRAGMA query_only=0");
+  const auto contents = reopen_and_load();
+  ASSERT_EQ(contents.runs.size(), 1u);
+  EXPECT_EQ(contents.runs[0].state, run_state::initializing);
+  EXPECT_EQ(contents.runs[0].history.size(), 1u);
+  EXPECT_EQ(contents.outbox_pending, 1u);
+}
+
+TEST_F(JournalTest, JournalWritesAgainOnceTheDatabaseAcceptsWrites) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  ASSERT_EQ(commit(reg("r1", at(0s))), std::nullopt);
+  exec_ok(j->handle(), "PRAGMA query_only=1");
+  const outcome refused = sup.start("r1", alice, at(10s));
+  ASSERT_TRUE(commit(refused).has_value());
+  sup.undo(refused);
+  exec_ok(j->handle(), "PRAGMA query_only=0");
+
+  // No transaction was left open by the failure: the retry is stored, once.
+  ASSERT_EQ(commit(sup.start("r1", alice, at(11s))), std::nullopt);
+  EXPECT_EQ(j->outbox_pending(), 2u);
+  const auto contents = reopen_and_load();
+  ASSERT_EQ(contents.runs.size(), 1u);
+  EXPECT_EQ(contents.runs[0].state, run_state::running);
+  ASSERT_EQ(contents.runs[0].history.size(), 2u);
+  EXPECT_EQ(contents.runs[0].history[1].at, at(11s).wall);
+  EXPECT_EQ(contents.outbox_pending, 2u);
+}
+
+TEST_F(JournalTest, BatchOfTimeoutsIsAllOrNothing) {
+  constexpr std::size_t batch = 2048;
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  std::vector<outcome> registered;
+  for (std::size_t i = 0; i < batch; ++i)
+    registered.push_back(reg("run-" + std::to_string(i), at(0s)));
+  ASSERT_EQ(j->commit(registered, true), std::nullopt);
+  ASSERT_EQ(j->outbox_pending(), batch);
+
+  auto expect_only_registrations = [&] {
+    db_reader db(path);
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions"), static_cast<std::int64_t>(batch));
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), static_cast<std::int64_t>(batch));
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs WHERE state <> 'initializing'"), 0);
+    EXPECT_EQ(j->outbox_pending(), batch);
+  };
+
+  // A failure late in the batch, after most of it was written inside the transaction.
+  exec_ok(j->handle(),
+          "CREATE TEMP TRIGGER refuse_late BEFORE INSERT ON main.transitions "
+          "WHEN NEW.run = 'run-2000' BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+  auto fired = sup.expire_outcomes(at(300s));
+  ASSERT_EQ(fired.size(), batch);
+  auto err = j->commit(fired, true);
+  ASSERT_TRUE(err.has_value());
+  EXPECT_THAT(*err, HasSubstr("injected failure"));
+  for (auto it = fired.rbegin(); it != fired.rend(); ++it) sup.undo(*it);
+  expect_only_registrations();
+
+  // A database that refuses every write.
+  exec_ok(j->handle(), "DROP TRIGGER temp.refuse_late");
+  exec_ok(j->handle(), "PRAGMA query_only=1");
+  fired = sup.expire_outcomes(at(300s));
+  ASSERT_EQ(fired.size(), batch);
+  ASSERT_TRUE(j->commit(fired, true).has_value());
+  for (auto it = fired.rbegin(); it != fired.rend(); ++it) sup.undo(*it);
+  expect_only_registrations();
+
+  // Once writes are accepted the same batch goes in whole.
+  exec_ok(j->handle(), "PRAGMA query_only=0");
+  fired = sup.expire_outcomes(at(300s));
+  ASSERT_EQ(fired.size(), batch);
+  ASSERT_EQ(j->commit(fired, true), std::nullopt);
+  EXPECT_EQ(j->outbox_pending(), 2 * batch);
+  const auto contents = reopen_and_load();
+  ASSERT_EQ(contents.runs.size(), batch);
+  for (const core::run_record& r : contents.runs) {
+    ASSERT_EQ(r.state, run_state::timeout) << r.id;
+    ASSERT_EQ(r.history.size(), 2u) << r.id;
+  }
+  EXPECT_EQ(contents.outbox_pending, 2 * batch);
+}
+
+TEST_F(JournalTest, LoadRestoresThousandRunsWithTheirHistories) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  std::vector<outcome> batch;
+  for (int i = 0; i < 1000; ++i) batch.push_back(reg("run-" + std::to_string(i), at(0s)));
+  ASSERT_EQ(j->commit(batch, true), std::nullopt);
+  batch.clear();
+  for (int i = 0; i < 1000; i += 2)
+    batch.push_back(sup.start("run-" + std::to_string(i), alice, at(10s)));
+  ASSERT_EQ(j->commit(batch, true), std::nullopt);
+  for (int i = 0; i < 1000; ++i) {
+    const std::string id = "run-" + std::to_string(i);
+    if (i % 4 == 0) {
+      ASSERT_EQ(commit(sup.complete({id, i * 0.001, std::nullopt}, alice, at(20s))), std::nullopt);
+    } else if (i % 4 == 1) {
+      ASSERT_EQ(commit(sup.fail({id, "error " + id}, alice, at(20s))), std::nullopt);
+    }
+  }
+  std::size_t transitions = 0;
+  sup.for_each([&](const core::run_record& r) { transitions += r.history.size(); });
+
+  const instant now = restarted_at(1000s);
+  auto contents = reopen_and_load(now);
+  ASSERT_EQ(contents.runs.size(), 1000u);
+  EXPECT_EQ(contents.outbox_pending, transitions);
+  core::supervisor restored{limits()};
+  for (core::run_record& r : contents.runs) {
+    const core::run_record* want = sup.find(r.id);
+    ASSERT_NE(want, nullptr) << r.id;
+    EXPECT_EQ(r.state, want->state) << r.id;
+    EXPECT_EQ(r.objective, want->objective) << r.id;
+    EXPECT_EQ(r.error, want->error) << r.id;
+    ASSERT_EQ(r.history.size(), want->history.size()) << r.id;
+    for (std::size_t k = 0; k < r.history.size(); ++k) {
+      EXPECT_EQ(core::encode_transition(r.history[k]), core::encode_transition(want->history[k]))
+          << r.id << " #" << k;
+    }
+    EXPECT_TRUE(restored.restore(std::move(r), now));
+  }
+  EXPECT_EQ(restored.size(), 1000u);
+  EXPECT_EQ(restored.counts(), sup.counts());
+}
+
+TEST_F(JournalTest, UnreadableRecordIsReportedWithItsRun) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  run_to_success("r1");
+  exec_ok(j->handle(), "UPDATE runs SET record = '{\"id\": 5}' WHERE id = 'r1'");
+  j.reset();
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  const auto contents = j->load(restarted_at(1000s));
+  EXPECT_THAT(contents.error, HasSubstr("'r1'"));
+  EXPECT_THAT(contents.error, HasSubstr(path));
+}
+
+TEST_F(JournalTest, UnreadableTransitionIsReportedWithItsRun) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  run_to_success("r1");
+  exec_ok(j->handle(), "UPDATE transitions SET to_state = 'finished' WHERE reason = 'completed'");
+  j.reset();
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  const auto contents = j->load(restarted_at(1000s));
+  EXPECT_THAT(contents.error, HasSubstr("'r1'"));
+  EXPECT_THAT(contents.error, HasSubstr(path));
+}
+
+// ---------------------------------------------------------------------------------------------
+// prune
+
+TEST_F(JournalTest, PruneKeepsPendingOutboxRowsAndTheTransitionsTheyCarry) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  run_to_success("pending");    // all 3 W&B writes still pending
+  run_to_success("delivered");  // all 3 delivered
+  run_to_success("mixed");      // the first 2 delivered, the completion pending
+  run_to_success("dead");       // all 3 given up on
+  ASSERT_EQ(commit(reg("quiet", at(0s)), false), std::nullopt);  // W&B disabled: no outbox
+  ASSERT_EQ(commit(sup.start("quiet", alice, at(10s)), false), std::nullopt);
+  ASSERT_EQ(commit(sup.complete({"quiet", 1.0, std::nullopt}, alice, at(20s)), false),
+            std::nullopt);
+  ASSERT_EQ(commit(reg("live", at(100s))), std::nullopt);
+  exec_ok(j->handle(),
+          "UPDATE outbox SET status = 'delivered' WHERE run = 'delivered';"
+          "UPDATE outbox SET status = 'dead' WHERE run = 'dead';"
+          "UPDATE outbox SET status = 'delivered' WHERE seq IN "
+          "(SELECT seq FROM outbox WHERE run = 'mixed' ORDER BY seq LIMIT 2);");
+
+  const auto pruned = sup.prune(at(21s).wall);
+  ASSERT_EQ(pruned.size(), 5u);
+  ASSERT_EQ(j->prune(pruned), std::nullopt);
+
+  {
+    db_reader db(path);
+    EXPECT_THAT(db.texts("SELECT id FROM runs"), ElementsAre("live"));
+    auto count = [&](const char* table, const char* run) {
+      return db.integer(std::string("SELECT COUNT(*) FROM ") + table + " WHERE run = '" + run +
+                        "'");
+    };
+    EXPECT_EQ(count("transitions", "pending"), 3);
+    EXPECT_EQ(count("outbox", "pending"), 3);
+    EXPECT_EQ(count("transitions", "delivered"), 0);
+    EXPECT_EQ(count("outbox", "delivered"), 0);
+    EXPECT_EQ(count("transitions", "dead"), 0);
+    EXPECT_EQ(count("outbox", "dead"), 0);
+    EXPECT_EQ(count("transitions", "quiet"), 0);
+    EXPECT_EQ(count("transitions", "mixed"), 1);
+    EXPECT_EQ(count("outbox", "mixed"), 1);
+    EXPECT_EQ(db.text("SELECT reason FROM transitions WHERE run = 'mixed'"), "completed");
+    EXPECT_EQ(count("transitions", "live"), 1);
+    EXPECT_EQ(count("outbox", "live"), 1);
+    // Every pending write still has the transition it carries.
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox o WHERE NOT EXISTS "
+                         "(SELECT 1 FROM transitions t WHERE t.seq = o.transition_seq)"),
+              0);
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE status <> 'pending'"), 0);
+  }
+
+  // After a restart only the live run comes back; the pending writes are still counted.
+  const auto contents = reopen_and_load(restarted_at(1000s));
+  ASSERT_EQ(contents.runs.size(), 1u);
+  EXPECT_EQ(contents.runs[0].id, "live");
+  EXPECT_EQ(contents.runs[0].history.size(), 1u);
+  EXPECT_EQ(contents.outbox_pending, 3u + 1u + 1u);
+}
+
+TEST_F(JournalTest, PrunedIdRegisteredAgainComesBackWithOnlyItsNewHistory) {
+  // The transitions of a pruned run stay while their W&B writes are pending; a new run that
+  // reuses the id must not inherit them.
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  run_to_success("trial-1");
+  const auto pruned = sup.prune(at(21s).wall);
+  ASSERT_THAT(pruned, ElementsAre("trial-1"));
+  ASSERT_EQ(j->prune(pruned), std::nullopt);
+  ASSERT_EQ(commit(reg("trial-1", at(100s))), std::nullopt);
+
+  const auto contents = reopen_and_load();
+  ASSERT_EQ(contents.runs.size(), 1u);
+  const core::run_record& r = contents.runs[0];
+  EXPECT_EQ(r.state, run_state::initializing);
+  ASSERT_EQ(r.history.size(), 1u);
+  EXPECT_EQ(r.history[0].reason, transition_reason::registered);
+  EXPECT_EQ(r.history[0].at, at(100s).wall);
+  EXPECT_EQ(contents.outbox_pending, 4u);  // the old run's writes are still owed to W&B
+}
+
+TEST_F(JournalTest, PruneOfNothingOrUnknownRunsChangesNothing) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  run_to_success("r1");
+  EXPECT_EQ(j->prune({}), std::nullopt);
+  EXPECT_EQ(j->prune({"nobody"}), std::nullopt);
+  db_reader db(path);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs"), 1);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions"), 3);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), 3);
+}
+
+TEST_F(JournalTest, PruneRefusedByTheDatabaseKeepsEverything) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  run_to_success("r1");
+  exec_ok(j->handle(), "UPDATE outbox SET status = 'delivered'");
+  exec_ok(j->handle(), "PRAGMA query_only=1");
+  const auto err = j->prune({"r1"});
+  ASSERT_TRUE(err.has_value());
+  EXPECT_THAT(*err, HasSubstr(path));
+  exec_ok(j->handle(), "PRAGMA query_only=0");
+  db_reader db(path);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs"), 1);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions"), 3);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), 3);
+}
+
+}  // namespace
+}  // namespace sweepd::io
