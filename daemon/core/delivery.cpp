@@ -94,7 +94,9 @@ std::vector<delivery_job> delivery_queue::start_jobs(mono_time now) {
 double delivery_queue::backoff_s(int attempts, double jitter) const {
   const double base = std::min(policy_.backoff_max_s,
                                policy_.backoff_min_s * std::pow(2.0, std::max(attempts - 1, 0)));
-  return std::min(policy_.backoff_max_s, base * (0.75 + 0.5 * jitter));
+  // ±25 % spreads the retries of many runs, but never below the first step nor above the cap
+  // (DESIGN §4: 0.5 s → 60 s).
+  return std::clamp(base * (0.75 + 0.5 * jitter), policy_.backoff_min_s, policy_.backoff_max_s);
 }
 
 void delivery_queue::finished(const delivery_job& job, const attempt_result& result, mono_time now,

@@ -68,10 +68,23 @@ std::string restore_tokens(std::string text) {
   return text;
 }
 
+/// True for a string that stands in for a bare token (it is a number, not a string).
+bool is_stand_in(const json& value) {
+  if (!value.is_string()) return false;
+  constexpr std::string_view mark("\0sweepd:", 8);
+  const std::string_view s = value.get_ref<const std::string&>();
+  if (s.substr(0, mark.size()) != mark) return false;
+  return std::any_of(stand_ins.begin(), stand_ins.end(),
+                     [&](const token_stand_in& t) { return s.substr(mark.size()) == t.token; });
+}
+
 json parse_summary(std::string_view text) {
   const auto first = text.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos || text.substr(first) == "null") return json::object();
-  return json::parse(hide_tokens(text), nullptr, false);
+  if (first == std::string_view::npos) return json::object();
+  json summary = json::parse(hide_tokens(text), nullptr, false);
+  // `null` with any whitespace around it: W&B's way of saying "no summary yet".
+  if (summary.is_null()) return json::object();
+  return summary;
 }
 
 }  // namespace
@@ -121,7 +134,7 @@ std::optional<std::string> summary_state(std::string_view summary_text, const st
   const json summary = parse_summary(summary_text);
   if (!summary.is_object()) return std::nullopt;
   auto it = summary.find(prefix + "state");
-  if (it == summary.end() || !it->is_string()) return std::nullopt;
+  if (it == summary.end() || !it->is_string() || is_stand_in(*it)) return std::nullopt;
   return it->get<std::string>();
 }
 
