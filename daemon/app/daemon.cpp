@@ -160,7 +160,12 @@ core::daemon_stats daemon::stats() const {
 
 std::string daemon::on_line(std::string_view line, const io::peer_credentials& peer) {
   core::handled h = service_.handle(line, caller_of(peer), now());
-  if (!h.result.change) return std::move(h.reply);  // heartbeats and reads never touch the disk
+  if (!h.result.change) {
+    // Heartbeats and reads never touch the disk, but a heartbeat's timeout_s can bring a deadline
+    // forward without a transition: the timer must not stay armed for the later one.
+    rearm_if_earlier();
+    return std::move(h.reply);
+  }
   // Commit before reply: a worker is told only what is stored.
   if (!commit({&h.result, 1})) {
     return core::error_reply({core::error_code::internal,

@@ -232,11 +232,14 @@ std::optional<std::string> journal::prepare_schema() {
     return describe_error("cannot check the state file");
   }
   check.reset(raw);
-  if (sqlite3_step(check.get()) != SQLITE_ROW || column_text(check.get(), 0) != "ok") {
+  const bool has_row = sqlite3_step(check.get()) == SQLITE_ROW;
+  if (!has_row || column_text(check.get(), 0) != "ok") {
+    // The check's own first finding says what is wrong; sqlite3_errmsg would only say "another
+    // row available" then.
     return fmt::format(
         "the state file {} is corrupt ({}); move it away to start afresh or "
         "restore a backup",
-        path_, sqlite3_errmsg(db_));
+        path_, has_row ? column_text(check.get(), 0) : std::string(sqlite3_errmsg(db_)));
   }
   check.reset();
   if (sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &raw, nullptr) != SQLITE_OK) {

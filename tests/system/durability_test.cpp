@@ -1,0 +1,525 @@
+// Durability (DESIGN §5) with the real sweepd binary: kill -9 and restart, fresh deadlines after a
+// restart, retention, loud startup failures, and a full or read-only disk under a running daemon.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <tuple>
+
+#include "io/client.hpp"
+#include "support/process_support.hpp"
+
+namespace sweepd {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using std::chrono::steady_clock;
+using ::testing::HasSubstr;
+
+constexpr auto start_timeout = seconds(10);
+constexpr auto exit_timeout = seconds(10);
+
+/// The commands run by the namespace tests are found here, not through the caller's PATH.
+const std::vector<std::string> tool_env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::string lowercase(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+/// The (from, to, reason) of each transition in a `show` record, oldest first.
+std::vector<std::tuple<json, json, json>> history_of(const json& run) {
+  std::vector<std::tuple<json, json, json>> out;
+  for (const json& t : run["transitions"]) out.emplace_back(t["from"], t["to"], t["reason"]);
+  return out;
+}
+
+class DurabilityTest : public ::testing::Test {
+ protected:
+  std::string socket_path() const { return dir_.file("sweepd.sock"); }
+  std::string state_path() const { return dir_.file("state.db"); }
+
+  /// Writes a config named `name` with the state at `state` (`state_extra` appended inside the
+  /// `state:` map, e.g. ", retention: 1") and `extra` lines after it; returns its path.
+  std::string write_config(const std::string& name, const std::string& state,
+                           const std::string& state_extra = "", const std::string& extra = "") {
+    const std::string path = dir_.file(name);
+    std::ofstream(path) << "socket: {path: " << socket_path() << ", max_line_bytes: 1048576}\n"
+                        << "state: {path: " << state << state_extra << "}\n"
+                        << "wandb: {mode: offline}\n"
+                        << "log: {level: debug}\n"
+                        << extra;
+    return path;
+  }
+
+  /// Starts `argv` and waits (bounded) until the daemon's socket answers. False when the process
+  /// exited first (its output says why); a process that neither answers nor exits fails the test.
+  bool launch(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
+    client_.close();
+    daemon_.emplace(test::process::start(argv, env));
+    const auto deadline = steady_clock::now() + start_timeout;
+    while (steady_clock::now() < deadline) {
+      if (daemon_->wait_for(milliseconds(20))) return false;
+      if (client_.connect(socket_path())) return true;
+    }
+    ADD_FAILURE() << "sweepd neither opened its socket nor exited: " << daemon_->err();
+    return false;
+  }
+
+  bool start_sweepd(const std::string& config) {
+    return launch({SWEEPD_BINARY, "--config", config});
+  }
+
+  /// kill -9, as a crash or the OOM killer would.
+  void kill_sweepd() {
+    ASSERT_TRUE(daemon_->send_signal(SIGKILL));
+    const auto code = daemon_->wait_for(exit_timeout);
+    ASSERT_TRUE(code) << "sweepd survived SIGKILL";
+    EXPECT_EQ(*code, 128 + SIGKILL);
+    client_.close();
+  }
+
+  json call(const json& request) {
+    auto reply = client_.call(request);
+    EXPECT_TRUE(reply) << client_.last_error() << " for " << request.dump().substr(0, 200);
+    return reply.value_or(json());
+  }
+
+  /// Sends `request` and expects an ok reply.
+  json ok(const json& request) {
+    json reply = call(request);
+    EXPECT_EQ(reply["ok"], true) << reply.dump() << " for " << request.dump().substr(0, 200);
+    return reply;
+  }
+
+  json show(const std::string& run) { return call({{"op", "show"}, {"run", run}}); }
+  json status() { return ok({{"op", "status"}}); }
+
+  test::temp_dir dir_;
+  std::optional<test::process> daemon_;
+  io::client client_;
+};
+
+// ---- 1. kill -9 right after a reply loses nothing acknowledged --------------------------------
+
+TEST_F(DurabilityTest, CompletedRunSurvivesKillNine) {
+  const std::string config = write_config("sweepd.yaml", state_path());
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  ok({{"op", "register"}, {"run", "r1"}, {"sweep", "s1"}, {"suggestion", {{"lr", 0.01}}}});
+  ok({{"op", "start"}, {"run", "r1"}});
+  ok({{"op", "heartbeat"}, {"run", "r1"}, {"progress", 10}});  // not a transition
+  const json done = ok({{"op", "complete"}, {"run", "r1"}, {"objective", 0.93}, {"cost", 12.5}});
+  ASSERT_EQ(done["state"], "success");
+  kill_sweepd();
+
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  const json run = show("r1")["run"];
+  EXPECT_EQ(run["state"], "success");
+  EXPECT_EQ(run["objective"], 0.93);
+  EXPECT_EQ(run["cost"], 12.5);
+  EXPECT_EQ(run["suggestion"]["lr"], 0.01);
+  using h = std::tuple<json, json, json>;
+  EXPECT_THAT(history_of(run), ::testing::ElementsAre(h{nullptr, "initializing", "registered"},
+                                                      h{"initializing", "running", "started"},
+                                                      h{"running", "success", "completed"}));
+  const json s = status();
+  EXPECT_EQ(s["runs"]["success"], 1);
+  EXPECT_EQ(s["wandb"]["pending"], 3);  // one outbox entry per acknowledged transition
+}
+
+TEST_F(DurabilityTest, FailedRunSurvivesKillNine) {
+  const std::string config = write_config("sweepd.yaml", state_path());
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  ok({{"op", "register"}, {"run", "r1"}, {"sweep", "s1"}});
+  ok({{"op", "start"}, {"run", "r1"}});
+  const json failed = ok({{"op", "fail"}, {"run", "r1"}, {"error", "CUDA out of memory"}});
+  ASSERT_EQ(failed["state"], "failed");
+  kill_sweepd();
+
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  const json run = show("r1")["run"];
+  EXPECT_EQ(run["state"], "failed");
+  EXPECT_EQ(run["error"], "CUDA out of memory");
+  using h = std::tuple<json, json, json>;
+  EXPECT_THAT(history_of(run), ::testing::ElementsAre(h{nullptr, "initializing", "registered"},
+                                                      h{"initializing", "running", "started"},
+                                                      h{"running", "failed", "worker_failed"}));
+  const json s = status();
+  EXPECT_EQ(s["runs"]["failed"], 1);
+  EXPECT_EQ(s["wandb"]["pending"], 3);
+  // A retry of the same fail after the restart (the worker never saw the reply) is still ok.
+  EXPECT_EQ(ok({{"op", "fail"}, {"run", "r1"}, {"error", "CUDA out of memory"}})["state"],
+            "failed");
+  EXPECT_EQ(status()["wandb"]["pending"], 3);
+}
+
+// ---- 2. a restart gives live runs fresh deadlines ---------------------------------------------
+
+TEST_F(DurabilityTest, RestartDoesNotTimeOutRunningRuns) {
+  constexpr int n = 50;
+  const std::string config =
+      write_config("sweepd.yaml", state_path(), "", "timeouts: {heartbeat: 2}\n");
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  for (int i = 0; i < n; ++i) {
+    const std::string run = "run" + std::to_string(i);
+    ok({{"op", "register"}, {"run", run}});
+    ok({{"op", "start"}, {"run", run}});
+  }
+  for (int i = 0; i < n; ++i) ok({{"op", "heartbeat"}, {"run", "run" + std::to_string(i)}});
+  const auto last_heartbeat = steady_clock::now();
+  kill_sweepd();
+
+  // The thing under test is time passing while the daemon is down: every run's old deadline
+  // (2 s after its last heartbeat) goes by before the restart.
+  std::this_thread::sleep_until(last_heartbeat + milliseconds(2500));
+
+  const auto restarting = steady_clock::now();
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  json s = status();
+  EXPECT_EQ(s["runs"]["running"], n);
+  EXPECT_EQ(s["runs"]["timeout"], 0);
+  EXPECT_EQ(s["wandb"]["pending"], 2 * n);
+  const json run = show("run7")["run"];
+  EXPECT_EQ(run["state"], "running");
+  ASSERT_TRUE(run.contains("deadline_in_s")) << run.dump();
+  EXPECT_GT(run["deadline_in_s"].get<double>(), 1.0);  // fresh: a full timeout from the restart
+  EXPECT_LE(run["deadline_in_s"].get<double>(), 2.0);
+
+  // Then silence still counts: they all time out, but not before 2 s after the restart.
+  const auto deadline = steady_clock::now() + seconds(10);
+  bool first_seen = false;
+  while (steady_clock::now() < deadline) {
+    s = status();
+    const int timed_out = s["runs"]["timeout"].get<int>();
+    if (timed_out > 0 && !first_seen) {
+      first_seen = true;
+      EXPECT_GE(steady_clock::now() - restarting, milliseconds(2000)) << "timed out too early";
+    }
+    if (timed_out == n) break;
+    std::this_thread::sleep_for(milliseconds(50));  // no event to wait on
+  }
+  EXPECT_EQ(s["runs"]["timeout"], n) << s.dump();
+  EXPECT_EQ(s["runs"]["running"], 0);
+  const json late = show("run7")["run"];
+  EXPECT_EQ(late["reason"], "heartbeat_timeout");
+  EXPECT_EQ(late["transitions"].size(), 3u);
+}
+
+TEST_F(DurabilityTest, HeartbeatThatShortensTheTimeoutIsMarkedOnTime) {
+  // Not durability as such, but the full-disk test below depends on it: a heartbeat's timeout_s
+  // brings the deadline forward without a transition, and the timer, armed for the 300 s default,
+  // must be re-armed for it.
+  ASSERT_TRUE(start_sweepd(write_config("sweepd.yaml", state_path()))) << daemon_->err();
+  ok({{"op", "register"}, {"run", "r1"}});
+  ok({{"op", "heartbeat"}, {"run", "r1"}, {"timeout_s", 0.2}});
+  const auto deadline = steady_clock::now() + seconds(5);
+  json run = show("r1")["run"];
+  while (run["state"] != "timeout" && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(50));  // no event to wait on
+    run = show("r1")["run"];
+  }
+  ASSERT_EQ(run["state"], "timeout") << run.dump();
+  EXPECT_EQ(run["reason"], "heartbeat_timeout");
+  EXPECT_LT(run["runtime_s"].get<double>(), 2.0);  // 0.2 s + at most 1 s late, not 300 s
+}
+
+// ---- 3. terminal runs are kept for state.retention, then pruned -------------------------------
+
+TEST_F(DurabilityTest, TerminalRunIsAnObservationAfterRestart) {
+  const std::string config = write_config("sweepd.yaml", state_path());
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  ok({{"op", "register"}, {"run", "r1"}, {"sweep", "s1"}, {"suggestion", {{"lr", 0.5}}}});
+  ok({{"op", "complete"}, {"run", "r1"}, {"objective", 0.25}, {"cost", 3}});
+  ok({{"op", "register"}, {"run", "r2"}, {"sweep", "s1"}});
+  ok({{"op", "fail"}, {"run", "r2"}, {"error", "boom"}});
+  kill_sweepd();
+
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  const json obs = ok({{"op", "observations"}, {"sweep", "s1"}})["observations"];
+  ASSERT_EQ(obs.size(), 2u) << obs.dump();
+  std::map<std::string, json> by_id;
+  for (const json& o : obs) by_id[o["run_id"].get<std::string>()] = o;
+  ASSERT_EQ(by_id.count("r1"), 1u);
+  ASSERT_EQ(by_id.count("r2"), 1u);
+  EXPECT_EQ(by_id["r1"]["objective"], 0.25);
+  EXPECT_EQ(by_id["r1"]["cost"], 3);
+  EXPECT_EQ(by_id["r1"]["is_failure"], false);
+  EXPECT_EQ(by_id["r1"]["suggestion"]["lr"], 0.5);
+  EXPECT_EQ(by_id["r2"]["is_failure"], true);
+  EXPECT_GT(by_id["r2"]["cost"].get<double>(), 0);
+}
+
+TEST_F(DurabilityTest, RunPastRetentionIsGoneAfterRestart) {
+  const std::string config = write_config("sweepd.yaml", state_path(), ", retention: 1");
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  ok({{"op", "register"}, {"run", "old"}, {"sweep", "s1"}});
+  ok({{"op", "complete"}, {"run", "old"}, {"objective", 1}});
+  ok({{"op", "register"}, {"run", "live"}, {"sweep", "s1"}});
+  // Killed at once, before the daemon's own retention sweep (every second here) can run, so that
+  // the pruning below is the restart's.
+  kill_sweepd();
+  // The thing under test is time passing while the daemon is down: the run's retention runs out.
+  std::this_thread::sleep_for(milliseconds(1500));
+
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  EXPECT_EQ(show("old")["error"]["code"], "unknown_run");
+  EXPECT_EQ(ok({{"op", "observations"}, {"sweep", "s1"}})["observations"], json::array());
+  EXPECT_EQ(show("live")["run"]["state"], "initializing");  // live runs are never pruned
+  const json s = status();
+  EXPECT_EQ(s["runs"]["success"], 0);
+  EXPECT_EQ(s["runs"]["initializing"], 1);
+  // The W&B writes of the pruned run are still owed to W&B and stay in the outbox.
+  EXPECT_EQ(s["wandb"]["pending"], 3);
+  EXPECT_THAT(daemon_->err(), HasSubstr("pruned 1 runs"));
+  kill_sweepd();
+  // Pruned from the file too, not only from memory.
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  EXPECT_EQ(show("old")["error"]["code"], "unknown_run");
+  EXPECT_EQ(status()["wandb"]["pending"], 3);
+}
+
+// ---- 4. startup failures are loud -------------------------------------------------------------
+
+TEST_F(DurabilityTest, CorruptStateFileStopsStartupAndIsLeftAlone) {
+  std::string garbage;
+  for (int i = 0; i < 8192; ++i) garbage.push_back(static_cast<char>((i * 7919 + 13) % 251));
+  std::ofstream(state_path(), std::ios::binary) << garbage;
+  const std::string config = write_config("sweepd.yaml", state_path());
+  const auto r = test::run_command({SWEEPD_BINARY, "--config", config}, {}, exit_timeout);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(state_path()));
+  EXPECT_EQ(read_file(state_path()), garbage);
+  EXPECT_FALSE(std::filesystem::exists(socket_path()));
+}
+
+TEST_F(DurabilityTest, DamagedDatabaseStopsStartupAndIsLeftAlone) {
+  // A real state file, then one of its pages overwritten: a valid SQLite header over a broken
+  // b-tree, which only an integrity check finds.
+  const std::string config = write_config("sweepd.yaml", state_path());
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  for (const char* run : {"r1", "r2", "r3", "r4", "r5"}) ok({{"op", "register"}, {"run", run}});
+  ASSERT_TRUE(daemon_->send_signal(SIGTERM));
+  ASSERT_EQ(daemon_->wait_for(exit_timeout), 0) << daemon_->err();
+  ASSERT_FALSE(std::filesystem::exists(state_path() + "-wal")) << "expected a checkpointed file";
+  std::string damaged = read_file(state_path());
+  ASSERT_GE(damaged.size(), 2 * 4096u);
+  for (std::size_t i = 4096; i < 2 * 4096; ++i) damaged[i] = static_cast<char>((i * 31) % 256);
+  std::ofstream(state_path(), std::ios::binary | std::ios::trunc) << damaged;
+
+  const auto r = test::run_command({SWEEPD_BINARY, "--config", config}, {}, exit_timeout);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(state_path()));
+  EXPECT_THAT(r.err, HasSubstr("corrupt"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("another row available")));  // SQLite's, not why
+  EXPECT_EQ(read_file(state_path()), damaged);
+}
+
+TEST_F(DurabilityTest, StateDirectoryThatCannotBeCreatedStopsStartup) {
+  std::ofstream(dir_.file("plainfile")) << "not a directory\n";
+  const std::string state = dir_.file("plainfile") + "/sub/state.db";
+  const std::string config = write_config("sweepd.yaml", state);
+  const auto r = test::run_command({SWEEPD_BINARY, "--config", config}, {}, exit_timeout);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(dir_.file("plainfile") + "/sub"));
+  EXPECT_FALSE(std::filesystem::exists(socket_path()));
+}
+
+// ---- 5, 6. a full or read-only disk under a running daemon ------------------------------------
+
+/// Runs sweepd in a private mount namespace with its state directory on a tiny tmpfs that only it
+/// sees; the socket stays in the temp dir outside.
+class DurabilityNamespaceTest : public DurabilityTest {
+ protected:
+  std::string mount_point() const { return dir_.file("state"); }
+
+  /// Starts the namespaced sweepd, the tmpfs mounted with `options` (after "size=1m,"); false
+  /// (with `skip_reason_` set when it is a permission problem) when it did not come up.
+  bool launch_on_tmpfs(const std::string& config, const std::string& options = "rw") {
+    std::filesystem::create_directory(mount_point());
+    const std::string script = "mount -t tmpfs -o size=1m," + options + " tmpfs '" + mount_point() +
+                               "' && exec '" SWEEPD_BINARY "' --config '" + config + "'";
+    if (launch({"/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script},
+               tool_env)) {
+      // With `exec`, the unshare process became sweepd itself.
+      EXPECT_EQ(read_file("/proc/" + std::to_string(daemon_->pid()) + "/comm"), "sweepd\n");
+      return true;
+    }
+    const std::string err = lowercase(daemon_->err());
+    if (err.find("permission denied") != std::string::npos ||
+        err.find("operation not permitted") != std::string::npos) {
+      skip_reason_ = "cannot make a private mount namespace with a tmpfs: " + daemon_->err();
+    }
+    return false;
+  }
+
+  /// The state file as seen from inside the daemon's namespace.
+  std::string inside(const std::string& name) const {
+    return "/proc/" + std::to_string(daemon_->pid()) + "/root" + mount_point() + "/" + name;
+  }
+
+  std::string skip_reason_;
+};
+
+TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIsStored) {
+  const std::string config = write_config("sweepd.yaml", mount_point() + "/state.db");
+  if (!launch_on_tmpfs(config)) {
+    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+    FAIL() << "namespaced sweepd did not start: " << daemon_->err();
+  }
+  // Space to give back later: a file on the daemon's tmpfs, reached through its /proc root.
+  std::ofstream(inside("filler"), std::ios::binary) << std::string(448 * 1024, '\0');
+  ASSERT_EQ(std::filesystem::file_size(inside("filler")), 448 * 1024u);
+
+  // Each run is stored with its suggestion, so 60 KB ones (under the 64 KiB limit) fill the rest
+  // of the 1 MiB in a few runs.
+  auto suggestion_of = [](int i) {
+    return json{{"blob", std::string(60000, static_cast<char>('a' + i % 26))}};
+  };
+  std::vector<std::string> stored;
+  std::string refused;
+  for (int i = 0; i < 64 && refused.empty(); ++i) {
+    const std::string run = "big" + std::to_string(i);
+    const json reply = call({{"op", "register"}, {"run", run}, {"suggestion", suggestion_of(i)}});
+    if (reply["ok"] == true) {
+      stored.push_back(run);
+    } else {
+      ASSERT_EQ(reply["error"]["code"], "internal") << reply.dump();
+      refused = run;
+    }
+  }
+  ASSERT_FALSE(refused.empty()) << "the tmpfs never filled up";
+  ASSERT_FALSE(stored.empty()) << "not even one run fit: " << daemon_->err();
+
+  EXPECT_FALSE(daemon_->wait_for(milliseconds(0))) << "sweepd exited: " << daemon_->err();
+  EXPECT_EQ(show(refused)["error"]["code"], "unknown_run");  // not acknowledged, not there
+  for (std::size_t i = 0; i < stored.size(); ++i) {
+    const json run = show(stored[i])["run"];
+    EXPECT_EQ(run["state"], "initializing") << stored[i];
+    EXPECT_EQ(run["suggestion"], suggestion_of(static_cast<int>(i))) << stored[i];
+    // Heartbeats never touch the disk, so a full disk does not stop them.
+    EXPECT_EQ(ok({{"op", "heartbeat"}, {"run", stored[i]}})["state"], "initializing");
+  }
+  json s = status();
+  EXPECT_EQ(s["runs"]["initializing"], stored.size());
+  EXPECT_EQ(s["wandb"]["pending"], stored.size());
+  const std::string failure_log = "storing 1 transition(s) failed, undone";
+  EXPECT_THAT(daemon_->err(), HasSubstr(failure_log));
+
+  // What is on the disk now is what was acknowledged; checked at the end on a copy taken through
+  // the daemon's namespace while it is idle (no run is due, so nothing is being written).
+  const std::string copy_dir = dir_.file("copy");
+  std::filesystem::create_directory(copy_dir);
+  for (const char* name : {"state.db", "state.db-wal"}) {
+    std::filesystem::copy_file(inside(name), copy_dir + "/" + name);
+  }
+
+  // A timeout that cannot be stored is undone and retried, not lost, and not acknowledged early.
+  // Take the last free blocks, then make a big run due (a heartbeat's timeout_s does not touch the
+  // disk). Its expiry rewrites its whole record, more than the refused register could have left
+  // allocated at the end of the WAL.
+  {
+    std::ofstream rest(inside("rest"), std::ios::binary);
+    const std::string block(4096, '\0');
+    for (int i = 0; i < 1024 && rest.write(block.data(), block.size()).flush(); ++i) {
+    }
+  }
+  auto failures = [&] {
+    const std::string log = daemon_->err();
+    std::size_t n = 0;
+    for (auto at = log.find(failure_log); at != std::string::npos;
+         at = log.find(failure_log, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  const std::size_t failures_before = failures();
+  ok({{"op", "heartbeat"}, {"run", stored[0]}, {"timeout_s", 0.1}});
+  auto deadline = steady_clock::now() + seconds(10);
+  while (failures() == failures_before && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(20));  // no event to wait on: poll the log
+  }
+  ASSERT_GT(failures(), failures_before) << "the expiry was stored on a full disk?\n"
+                                         << daemon_->err();
+  EXPECT_EQ(show(stored[0])["run"]["state"], "initializing");
+  EXPECT_EQ(status()["runs"]["timeout"], 0);
+
+  // Space back: the retried expiry is stored, and so is the refused register when retried.
+  std::filesystem::remove(inside("filler"));
+  std::filesystem::remove(inside("rest"));
+  deadline = steady_clock::now() + seconds(10);
+  while (show(stored[0])["run"]["state"] != "timeout" && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(50));  // no event to wait on
+  }
+  EXPECT_EQ(show(stored[0])["run"]["reason"], "heartbeat_timeout");
+  const json retried = ok({{"op", "register"},
+                           {"run", refused},
+                           {"suggestion", suggestion_of(static_cast<int>(stored.size()))}});
+  EXPECT_EQ(retried["state"], "initializing");
+  s = status();
+  EXPECT_EQ(s["runs"]["timeout"], 1);
+  EXPECT_EQ(s["wandb"]["pending"], stored.size() + 2);
+  kill_sweepd();
+
+  // The copy taken while the disk was full has every acknowledged run, and not the refused one.
+  ASSERT_TRUE(start_sweepd(write_config("copy.yaml", copy_dir + "/state.db"))) << daemon_->err();
+  s = status();
+  EXPECT_EQ(s["runs"]["initializing"], stored.size());
+  EXPECT_EQ(s["wandb"]["pending"], stored.size());
+  for (const std::string& run : stored) EXPECT_EQ(show(run)["run"]["state"], "initializing");
+  EXPECT_EQ(show(refused)["error"]["code"], "unknown_run");
+}
+
+TEST_F(DurabilityNamespaceTest, ReadOnlyDiskAnswersInternalAndKeepsServing) {
+  const std::string config = write_config("sweepd.yaml", mount_point() + "/state.db");
+  if (!launch_on_tmpfs(config)) {
+    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+    FAIL() << "namespaced sweepd did not start: " << daemon_->err();
+  }
+  ok({{"op", "register"}, {"run", "before"}});
+  const auto r = test::run_command({"/usr/bin/nsenter", "-t", std::to_string(daemon_->pid()), "-m",
+                                    "/usr/bin/mount", "-o", "remount,ro", mount_point()},
+                                   tool_env, seconds(10));
+  if (r.exit_code != 0) {
+    // The kernel refuses a read-only remount while files are open for writing, and SQLite keeps
+    // the database and its WAL open for writing for the daemon's whole life.
+    GTEST_SKIP() << "cannot remount the state directory read-only under the daemon: " << r.err;
+  }
+  const json refused = call({{"op", "register"}, {"run", "after"}});
+  EXPECT_EQ(refused["error"]["code"], "internal") << refused.dump();
+  EXPECT_FALSE(daemon_->wait_for(milliseconds(0))) << "sweepd exited: " << daemon_->err();
+  EXPECT_EQ(status()["runs"]["initializing"], 1);
+  EXPECT_EQ(show("after")["error"]["code"], "unknown_run");
+}
+
+TEST_F(DurabilityNamespaceTest, ReadOnlyStateDirectoryStopsStartup) {
+  // The case that can be set up everywhere: the state directory is read-only before sweepd starts.
+  const std::string config = write_config("sweepd.yaml", mount_point() + "/state.db");
+  if (launch_on_tmpfs(config, "ro")) FAIL() << "sweepd started on a read-only state directory";
+  if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+  EXPECT_EQ(daemon_->wait_for(milliseconds(0)), 1) << daemon_->err();
+  EXPECT_THAT(daemon_->err(), HasSubstr(mount_point() + "/state.db"));
+  EXPECT_THAT(daemon_->err(), HasSubstr("Read-only file system"));
+  EXPECT_FALSE(std::filesystem::exists(socket_path()));
+}
+
+}  // namespace
+}  // namespace sweepd
