@@ -1,0 +1,479 @@
+#include "fakes/fake_wandb.hpp"
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <exception>
+#include <list>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+
+namespace sweepd::test {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::as_tuple;
+using asio::use_awaitable;
+using asio::ip::tcp;
+using nlohmann::json;
+
+using request = http::request<http::string_body>;
+using response = http::response<http::string_body>;
+
+/// Large enough for any summary a test writes; Beast's default (1 MB) is not.
+constexpr std::uint64_t max_body_bytes = 64u * 1024 * 1024;
+
+std::string base64(const std::string& in) {
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const auto n = static_cast<unsigned>(static_cast<unsigned char>(in[i])) << 16 |
+                   static_cast<unsigned>(static_cast<unsigned char>(in[i + 1])) << 8 |
+                   static_cast<unsigned>(static_cast<unsigned char>(in[i + 2]));
+    out += alphabet[(n >> 18) & 63];
+    out += alphabet[(n >> 12) & 63];
+    out += alphabet[(n >> 6) & 63];
+    out += alphabet[n & 63];
+  }
+  const std::size_t rest = in.size() - i;
+  if (rest > 0) {
+    unsigned n = static_cast<unsigned>(static_cast<unsigned char>(in[i])) << 16;
+    if (rest == 2) n |= static_cast<unsigned>(static_cast<unsigned char>(in[i + 1])) << 8;
+    out += alphabet[(n >> 18) & 63];
+    out += alphabet[(n >> 12) & 63];
+    out += rest == 2 ? alphabet[(n >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+/// JSON text of a W&B-style error body.
+std::string errors_body(const std::string& message) {
+  return json{{"errors", json::array({{{"message", message}}})}}.dump();
+}
+
+/// A string variable, or nullopt when absent or not a string.
+std::optional<std::string> string_variable(const json& variables, const char* key) {
+  if (!variables.is_object()) return std::nullopt;
+  const auto it = variables.find(key);
+  if (it == variables.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+/// Never throws: stored summaries came through a JSON parser (or from the test) so are UTF-8;
+/// replacing bad bytes is better than losing the answer if a test stores something odd.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+}  // namespace
+
+struct fake_wandb::impl {
+  struct run_record {
+    std::string name;
+    std::string summary;
+    std::string state;
+  };
+
+  /// A connection's socket and its delay timer, kept here so stop() can close and cancel them.
+  struct connection {
+    explicit connection(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+    tcp::socket socket;
+    asio::steady_timer timer;
+  };
+
+  /// What was decided for a request when it arrived.
+  struct arrival {
+    std::optional<fault> injected;
+    std::chrono::milliseconds param{};
+    std::chrono::milliseconds delay{};
+  };
+
+  explicit impl(std::string key)
+      : api_key(std::move(key)), expected_authorization("Basic " + base64("api:" + api_key)) {
+    const tcp::endpoint local(asio::ip::make_address_v4("127.0.0.1"), 0);
+    acceptor.open(local.protocol());
+    acceptor.bind(local);
+    acceptor.listen(asio::socket_base::max_listen_connections);
+    port = acceptor.local_endpoint().port();
+    asio::co_spawn(io, accept_loop(), rethrow);
+    thread = std::thread([this] { io.run(); });
+  }
+
+  ~impl() {
+    asio::post(io, [this] { stop(); });
+    if (thread.joinable()) thread.join();
+  }
+
+  impl(const impl&) = delete;
+  impl& operator=(const impl&) = delete;
+
+  /// A failure in the server coroutines is a bug in the fake: fail loudly rather than hang a test.
+  static void rethrow(const std::exception_ptr& e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      std::fprintf(stderr, "fake_wandb: %s\n", ex.what());
+    }
+    std::terminate();
+  }
+
+  // --- server thread only ---------------------------------------------------------------------
+
+  void stop() {
+    stopping = true;
+    boost::system::error_code ec;
+    acceptor.close(ec);
+    for (auto& c : connections) {
+      c.timer.cancel();
+      c.socket.shutdown(tcp::socket::shutdown_both, ec);
+      c.socket.close(ec);
+    }
+  }
+
+  asio::awaitable<void> accept_loop() {
+    while (!stopping) {
+      auto [ec, sock] = co_await acceptor.async_accept(as_tuple(use_awaitable));
+      if (stopping) break;
+      if (ec) continue;  // a transient failure (e.g. EMFILE); the test will notice if it lasts
+      connections.emplace_back(std::move(sock));
+      asio::co_spawn(io, serve(std::prev(connections.end())), rethrow);
+    }
+  }
+
+  asio::awaitable<void> serve(std::list<connection>::iterator conn) {
+    tcp::socket& sock = conn->socket;
+    beast::flat_buffer buffer;
+    while (!stopping) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(max_body_bytes);
+      auto [rec, read] = co_await http::async_read(sock, buffer, parser, as_tuple(use_awaitable));
+      if (rec || stopping) break;
+      request req = parser.release();
+      const arrival what = arrive();
+      const in_flight_guard guard(*this);
+      if (what.injected == fault::drop_connection) {
+        record(req, 0);
+        break;
+      }
+      if (what.delay.count() > 0) {
+        conn->timer.expires_after(what.delay);
+        co_await conn->timer.async_wait(as_tuple(use_awaitable));
+        if (stopping) break;
+      }
+      response res = answer(req, what);
+      auto [wec, written] = co_await http::async_write(sock, res, as_tuple(use_awaitable));
+      if (wec || !res.keep_alive()) break;
+    }
+    if (!stopping) {
+      boost::system::error_code ec;
+      sock.shutdown(tcp::socket::shutdown_both, ec);
+      sock.close(ec);
+    }
+    connections.erase(conn);
+  }
+
+  /// Counts a request in and takes its fault, if any.
+  arrival arrive() {
+    arrival what;
+    {
+      const std::lock_guard lock(mutex);
+      ++requests;
+      ++in_flight;
+      max_concurrent = std::max(max_concurrent, in_flight);
+      what.delay = latency;
+      if (!faults.empty()) {
+        what.injected = faults.front().first;
+        what.param = faults.front().second;
+        faults.pop_front();
+        if (what.injected == fault::slow) what.delay += what.param;
+      }
+      ++generation;
+    }
+    changed.notify_all();
+    return what;
+  }
+
+  /// Counts a request out (answered, dropped, or cut by stop()) on every path out of serve().
+  struct in_flight_guard {
+    explicit in_flight_guard(impl& owner) : self(owner) {}
+    in_flight_guard(const in_flight_guard&) = delete;
+    in_flight_guard& operator=(const in_flight_guard&) = delete;
+    ~in_flight_guard() {
+      {
+        const std::lock_guard lock(self.mutex);
+        --self.in_flight;
+        ++self.generation;
+      }
+      self.changed.notify_all();
+    }
+    impl& self;
+  };
+
+  void record(const request& req, unsigned status) {
+    const std::lock_guard lock(mutex);
+    record_locked(req, status);
+  }
+
+  void record_locked(const request& req, unsigned status) {
+    log.push_back({std::string(req[http::field::authorization]), req.body(), status});
+  }
+
+  response answer(const request& req, const arrival& what) {
+    response res;
+    res.version(req.version());
+    res.keep_alive(req.keep_alive());
+    res.set(http::field::server, "fake-wandb");
+    res.set(http::field::content_type, "application/json");
+    {
+      const std::lock_guard lock(mutex);
+      const auto [status, body] = handle(req, what, res);
+      res.result(status);
+      res.body() = body;
+      record_locked(req, status);
+    }
+    res.prepare_payload();
+    return res;
+  }
+
+  /// The status and body for a request (under the lock); may add headers to `res`.
+  std::pair<unsigned, std::string> handle(const request& req, const arrival& what, response& res) {
+    if (what.injected) {
+      switch (*what.injected) {
+        case fault::unauthorized_401:
+          return {401, errors_body("permission denied")};
+        case fault::rate_limited_429: {
+          const auto ms = what.param.count();
+          if (ms > 0) {
+            res.set(http::field::retry_after, std::to_string((ms + 999) / 1000));
+          } else {
+            res.set("RateLimit-Reset", "1");
+          }
+          res.set("RateLimit-Limit", "1000");
+          res.set("RateLimit-Remaining", "0");
+          return {429, errors_body("Rate limit exceeded")};
+        }
+        case fault::server_error_500:
+          return {500, errors_body("internal server error")};
+        case fault::unavailable_503:
+          return {503, errors_body("service unavailable")};
+        case fault::not_implemented_501:
+          return {501, errors_body("not implemented")};
+        case fault::bad_request_400:
+          return {400, errors_body("bad request")};
+        case fault::graphql_errors_200:
+          return {200, dump(json{{"data", nullptr},
+                                 {"errors", json::array({{{"message", "injected error"}}})}})};
+        case fault::slow:
+        case fault::drop_connection:
+          break;  // slow: already waited; drop never gets here
+      }
+    }
+    if (req.method() != http::verb::post || req.target() != "/graphql") {
+      return {404, errors_body("not found")};
+    }
+    if (req[http::field::authorization] != expected_authorization) {
+      return {401, errors_body("permission denied")};
+    }
+    const json body = json::parse(req.body(), nullptr, false);
+    if (body.is_discarded() || !body.is_object() || !body.contains("query") ||
+        !body["query"].is_string()) {
+      return {400, errors_body("the body must be a JSON object with a \"query\" string")};
+    }
+    const json variables = body.value("variables", json::object());
+    if (body["query"].get_ref<const std::string&>().find("upsertBucket") != std::string::npos) {
+      return {200, upsert_bucket(variables)};
+    }
+    return {200, run_query(variables)};
+  }
+
+  std::string upsert_bucket(const json& variables) {
+    const auto id = string_variable(variables, "id");
+    const auto it = id ? runs.find(*id) : runs.end();
+    if (it == runs.end()) {
+      return dump(json{{"data", {{"upsertBucket", nullptr}}},
+                       {"errors", json::array({{{"message", "run not found"},
+                                                {"path", json::array({"upsertBucket"})}}})}});
+    }
+    if (variables.contains("summaryMetrics") && !variables["summaryMetrics"].is_null()) {
+      const json& metrics = variables["summaryMetrics"];
+      if (!metrics.is_string()) {
+        // JSONString travels as JSON text inside a string; an object here is a client bug.
+        return errors_body("summaryMetrics: expected a JSON string, got " +
+                           std::string(metrics.type_name()));
+      }
+      it->second.summary = metrics.get<std::string>();
+    }
+    ++upserts;
+    return dump(json{{"data", {{"upsertBucket", {{"bucket", {{"id", *id}}}}}}}});
+  }
+
+  std::string run_query(const json& variables) const {
+    const std::string entity = string_variable(variables, "entity").value_or("");
+    const std::string project = string_variable(variables, "project").value_or("");
+    const std::string name = string_variable(variables, "name").value_or("");
+    if (!projects.contains({entity, project})) return dump(json{{"data", {{"project", nullptr}}}});
+    const auto it = runs.find(storage_id(entity, project, name));
+    if (it == runs.end()) return dump(json{{"data", {{"project", {{"run", nullptr}}}}}});
+    const json run = {{"id", it->first},
+                      {"name", it->second.name},
+                      {"state", it->second.state},
+                      {"summaryMetrics", it->second.summary}};
+    return dump(json{{"data", {{"project", {{"run", run}}}}}});
+  }
+
+  // --- test thread (under the lock) -----------------------------------------------------------
+
+  run_record& find_locked(const std::string& entity, const std::string& project,
+                          const std::string& name) {
+    const auto it = runs.find(storage_id(entity, project, name));
+    if (it == runs.end()) {
+      throw std::out_of_range("fake_wandb: no run " + entity + "/" + project + "/" + name);
+    }
+    return it->second;
+  }
+
+  const std::string api_key;
+  const std::string expected_authorization;
+
+  asio::io_context io{1};
+  tcp::acceptor acceptor{io};
+  unsigned short port = 0;
+  std::list<connection> connections;  // server thread only
+  bool stopping = false;              // server thread only
+  std::thread thread;
+
+  mutable std::mutex mutex;
+  std::condition_variable changed;
+  std::uint64_t generation = 0;            // bumped on every arrival and answer, for wait_until
+  std::map<std::string, run_record> runs;  // by storage id
+  std::set<std::pair<std::string, std::string>> projects;  // (entity, project)
+  std::deque<std::pair<fault, std::chrono::milliseconds>> faults;
+  std::chrono::milliseconds latency{0};
+  std::size_t requests = 0;
+  std::size_t upserts = 0;
+  std::size_t in_flight = 0;
+  std::size_t max_concurrent = 0;
+  std::vector<recorded> log;
+};
+
+fake_wandb::fake_wandb(std::string api_key) : impl_(std::make_unique<impl>(std::move(api_key))) {}
+
+fake_wandb::~fake_wandb() = default;
+
+std::string fake_wandb::base_url() const {
+  return "http://127.0.0.1:" + std::to_string(impl_->port);
+}
+
+const std::string& fake_wandb::api_key() const { return impl_->api_key; }
+
+std::string fake_wandb::storage_id(const std::string& entity, const std::string& project,
+                                   const std::string& name) {
+  return base64("Run:v1:" + name + ":" + project + ":" + entity);
+}
+
+void fake_wandb::add_run(const std::string& entity, const std::string& project,
+                         const std::string& name, const std::string& summary_json_text,
+                         const std::string& state) {
+  const std::lock_guard lock(impl_->mutex);
+  impl_->projects.insert({entity, project});
+  impl_->runs[storage_id(entity, project, name)] = {name, summary_json_text, state};
+}
+
+std::string fake_wandb::summary(const std::string& entity, const std::string& project,
+                                const std::string& name) const {
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->find_locked(entity, project, name).summary;
+}
+
+void fake_wandb::set_summary(const std::string& entity, const std::string& project,
+                             const std::string& name, const std::string& text) {
+  const std::lock_guard lock(impl_->mutex);
+  impl_->find_locked(entity, project, name).summary = text;
+}
+
+std::string fake_wandb::state(const std::string& entity, const std::string& project,
+                              const std::string& name) const {
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->find_locked(entity, project, name).state;
+}
+
+void fake_wandb::set_state(const std::string& entity, const std::string& project,
+                           const std::string& name, const std::string& state) {
+  const std::lock_guard lock(impl_->mutex);
+  impl_->find_locked(entity, project, name).state = state;
+}
+
+void fake_wandb::push_fault(fault f, std::chrono::milliseconds param) {
+  const std::lock_guard lock(impl_->mutex);
+  impl_->faults.emplace_back(f, param);
+}
+
+void fake_wandb::set_latency(std::chrono::milliseconds latency) {
+  const std::lock_guard lock(impl_->mutex);
+  impl_->latency = latency;
+}
+
+std::size_t fake_wandb::requests() const {
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->requests;
+}
+
+std::size_t fake_wandb::upserts() const {
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->upserts;
+}
+
+std::size_t fake_wandb::max_concurrent() const {
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->max_concurrent;
+}
+
+std::vector<fake_wandb::recorded> fake_wandb::log() const {
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->log;
+}
+
+bool fake_wandb::wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock lock(impl_->mutex);
+  for (;;) {
+    // Note the generation before asking pred(), so a change made while it runs is not missed.
+    const std::uint64_t seen = impl_->generation;
+    lock.unlock();
+    if (pred()) return true;
+    lock.lock();
+    if (!impl_->changed.wait_until(lock, deadline, [&] { return impl_->generation != seen; })) {
+      lock.unlock();
+      return pred();
+    }
+  }
+}
+
+}  // namespace sweepd::test
