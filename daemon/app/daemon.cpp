@@ -23,6 +23,8 @@ using asio::use_awaitable;
 
 /// Runs marked `timeout` per turn of the event loop.
 constexpr std::size_t expire_batch = 2048;
+/// How long a stopping daemon waits for W&B requests in flight.
+constexpr auto shutdown_grace = std::chrono::seconds(2);
 /// How long expiry waits after a failed commit before trying again.
 constexpr auto storage_retry_pause = std::chrono::seconds(1);
 
@@ -54,10 +56,6 @@ core::supervisor_limits limits_from(const core::config& cfg) {
           cfg.state.max_runs,     cfg.wandb.entity,         cfg.wandb.project};
 }
 
-std::string effective_wandb_mode(const core::config& cfg) {
-  return cfg.wandb.mode == core::config::wandb_mode::disabled ? "disabled" : "offline";
-}
-
 daemon::daemon(core::config cfg, std::string config_path)
     : cfg_(std::move(cfg)),
       config_path_(std::move(config_path)),
@@ -69,15 +67,13 @@ daemon::daemon(core::config cfg, std::string config_path)
               }),
       deadline_timer_(io_),
       retention_timer_(io_),
+      shutdown_timer_(io_),
       signals_(io_, SIGTERM, SIGINT, SIGHUP) {}
 
 std::optional<std::string> daemon::open() {
-  if (cfg_.wandb.mode == core::config::wandb_mode::online) {
-    spdlog::warn(
-        "wandb.mode is online, but this build does not deliver to W&B yet: transitions wait in "
-        "the outbox (mode offline)");
-  }
   if (auto err = restore_from_journal()) return err;
+  sink_ = std::make_unique<wandb_sink>(io_, *journal_);
+  if (auto err = sink_->start(cfg_)) return err;
   return server_.open();
 }
 
@@ -120,7 +116,7 @@ int daemon::run() {
   asio::co_spawn(io_, signal_loop(), rethrow_if_failed);
   asio::co_spawn(io_, retention_loop(), rethrow_if_failed);
   spdlog::info("sweepd {} ready on {} (heartbeat timeout {}s, W&B {})", core::version,
-               server_.path(), cfg_.timeouts.heartbeat, effective_wandb_mode(cfg_));
+               server_.path(), cfg_.timeouts.heartbeat, sink_->mode());
   io::notify_ready();
   io_.run();
   spdlog::info("sweepd stopped");
@@ -135,6 +131,13 @@ void daemon::stop() {
   signals_.cancel();
   deadline_timer_.cancel();
   retention_timer_.cancel();
+  if (sink_ && sink_->online()) {
+    sink_->stop();
+    // W&B requests still in flight may take up to wandb.request_timeout; what they carry stays
+    // pending in the journal, so give them a moment and then stop the loop regardless.
+    shutdown_timer_.expires_after(shutdown_grace);
+    shutdown_timer_.async_wait([this](boost::system::error_code) { io_.stop(); });
+  }
 }
 
 core::instant daemon::now() const {
@@ -151,10 +154,7 @@ core::caller daemon::caller_of(const io::peer_credentials& peer) const {
 core::daemon_stats daemon::stats() const {
   core::daemon_stats s;
   s.connections = server_.connections();
-  s.wandb = {{"mode", effective_wandb_mode(cfg_)},
-             {"pending", journal_ ? journal_->outbox_pending() : 0},
-             {"in_flight", 0},
-             {"dead", 0}};
+  if (sink_) s.wandb = sink_->status();
   return s;
 }
 
@@ -178,13 +178,15 @@ std::string daemon::on_line(std::string_view line, const io::peer_credentials& p
 
 bool daemon::commit(std::span<core::outcome> changes) {
   const bool to_outbox = cfg_.wandb.mode != core::config::wandb_mode::disabled;
-  if (auto err = journal_->commit(changes, to_outbox)) {
+  std::vector<core::outbox_entry> queued;
+  if (auto err = journal_->commit(changes, to_outbox, &queued)) {
     spdlog::error("storing {} transition(s) failed, undone: {}", changes.size(), *err);
     // Newest first, so that several changes of one run unwind in order.
     for (auto it = changes.rbegin(); it != changes.rend(); ++it) runs_.undo(*it);
     return false;
   }
   for (const core::outcome& o : changes) spdlog::info("{}", describe(*o.change));
+  sink_->enqueue(std::move(queued));
   return true;
 }
 
@@ -267,6 +269,7 @@ void daemon::apply_reloadable(const core::config& next) {
   cfg_ = std::move(applied);
   io::setup_logging(cfg_.log);
   runs_.set_limits(limits_from(cfg_));
+  if (sink_) sink_->reconfigure(cfg_);
   server_.set_limits(cfg_.socket.max_connections, cfg_.socket.max_line_bytes);
 }
 

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "app/wandb_sink.hpp"
 #include "core/config.hpp"
 #include "core/service.hpp"
 #include "core/supervisor.hpp"
@@ -61,10 +62,12 @@ class daemon {
   asio::io_context io_{1};
   core::supervisor runs_;
   std::unique_ptr<io::journal> journal_;
+  std::unique_ptr<wandb_sink> sink_;
   core::service service_;
   io::control_server server_;
   asio::steady_timer deadline_timer_;
   asio::steady_timer retention_timer_;
+  asio::steady_timer shutdown_timer_;
   core::mono_time armed_for_ = core::mono_time::max();
   asio::signal_set signals_;
   bool stopping_ = false;
@@ -72,7 +75,5 @@ class daemon {
 
 /// The supervisor's defaults for new runs, from the config.
 core::supervisor_limits limits_from(const core::config& cfg);
-/// W&B mode as it is in effect: `auto` and `online` are offline until delivery exists.
-std::string effective_wandb_mode(const core::config& cfg);
 
 }  // namespace sweepd::app

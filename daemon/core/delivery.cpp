@@ -163,8 +163,11 @@ void delivery_queue::retry_later(run_slot& slot, const delivery_job& job,
   ++slot.attempts;
   last_error_ = result.error;
   double wait = backoff_s(slot.attempts, jitter);
-  if (result.retry_after_s)
-    wait = std::clamp(*result.retry_after_s, 0.0, policy_.retry_after_max_s);
+  // The server's word wins over our backoff, but never below its floor: a Retry-After of 0
+  // repeated by a struggling server must not become a tight loop.
+  if (result.retry_after_s) {
+    wait = std::clamp(*result.retry_after_s, policy_.backoff_min_s, policy_.retry_after_max_s);
+  }
   slot.not_before = now + to_duration(wait);
   if (result.rate_limited) paused_until_ = std::max(paused_until_, slot.not_before);
   if (job.recheck) {
@@ -241,8 +244,9 @@ std::optional<double> parse_retry_after(std::string_view value, wall_time now) {
 }
 
 bool is_finished_wandb_state(std::string_view state) {
-  return state == "finished" || state == "crashed" || state == "failed" || state == "killed" ||
-         state == "preempted";
+  // DESIGN §4's list; `preempted` is left out on purpose: a preempted run may resume and upload
+  // its summary again, so it is still worth re-checking.
+  return state == "finished" || state == "crashed" || state == "failed" || state == "killed";
 }
 
 }  // namespace sweepd::core

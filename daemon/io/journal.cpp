@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "core/delivery.hpp"
 #include "core/run_codec.hpp"
 
 namespace sweepd::io {
@@ -138,26 +139,34 @@ void bind_transition(sqlite3_stmt* s, const core::transition& t) {
   bind_optional(s, 10, t.late_by_s);
 }
 
-/// Reads a row of (run, from_state, …, late_by_s); nullopt when a state or reason is unknown.
-std::optional<core::transition> read_transition(sqlite3_stmt* s, const std::string& run) {
+/// Reads (from_state, to_state, reason, at_ms, runtime_s, objective, cost, error, late_by_s)
+/// starting at column `first + 1` (column `first` holds the run); nullopt when a state or reason
+/// is unknown.
+std::optional<core::transition> read_transition_at(sqlite3_stmt* s, int first,
+                                                   const std::string& run) {
   core::transition t;
   t.run = run;
-  if (sqlite3_column_type(s, 1) != SQLITE_NULL) {
-    t.from = core::parse_run_state(column_text(s, 1));
+  if (sqlite3_column_type(s, first + 1) != SQLITE_NULL) {
+    t.from = core::parse_run_state(column_text(s, first + 1));
     if (!t.from) return std::nullopt;
   }
-  const auto to = core::parse_run_state(column_text(s, 2));
-  const auto reason = core::parse_transition_reason(column_text(s, 3));
+  const auto to = core::parse_run_state(column_text(s, first + 2));
+  const auto reason = core::parse_transition_reason(column_text(s, first + 3));
   if (!to || !reason) return std::nullopt;
   t.to = *to;
   t.reason = *reason;
-  t.at = core::from_unix_ms(sqlite3_column_int64(s, 4));
-  t.runtime_s = column_optional(s, 5);
-  t.objective = column_optional(s, 6);
-  t.cost = column_optional(s, 7);
-  if (sqlite3_column_type(s, 8) != SQLITE_NULL) t.error = column_text(s, 8);
-  t.late_by_s = column_optional(s, 9);
+  t.at = core::from_unix_ms(sqlite3_column_int64(s, first + 4));
+  t.runtime_s = column_optional(s, first + 5);
+  t.objective = column_optional(s, first + 6);
+  t.cost = column_optional(s, first + 7);
+  if (sqlite3_column_type(s, first + 8) != SQLITE_NULL) t.error = column_text(s, first + 8);
+  t.late_by_s = column_optional(s, first + 9);
   return t;
+}
+
+/// A transitions row selected as (run, from_state, …, late_by_s).
+std::optional<core::transition> read_transition(sqlite3_stmt* s, const std::string& run) {
+  return read_transition_at(s, 0, run);
 }
 
 /// Rolls back an open transaction unless dismissed; keeps every early return all-or-nothing.
@@ -296,8 +305,7 @@ journal::contents journal::load(core::instant now) {
     if (it == index.end()) continue;  // kept only for a pending W&B write of a pruned run
     auto t = read_transition(history.get(), it->first);
     if (!t) {
-      out.error = fmt::format("{}: a transition of run '{}' cannot be read back", path_,
-                              it->first);
+      out.error = fmt::format("{}: a transition of run '{}' cannot be read back", path_, it->first);
       return out;
     }
     auto& run_history = out.runs[it->second].history;
@@ -325,10 +333,17 @@ journal::contents journal::load(core::instant now) {
   }
   out.outbox_pending = static_cast<std::size_t>(sqlite3_column_int64(pending.get(), 0));
   outbox_pending_ = out.outbox_pending;
+  pending.reset();
+  sqlite3_prepare_v2(db_, "SELECT COUNT(*) FROM outbox WHERE status = 'dead'", -1, &raw, nullptr);
+  statement dead(raw);
+  if (sqlite3_step(dead.get()) == SQLITE_ROW) {
+    outbox_dead_ = static_cast<std::size_t>(sqlite3_column_int64(dead.get(), 0));
+  }
   return out;
 }
 
-std::optional<std::string> journal::commit(std::span<const core::outcome> changes, bool to_outbox) {
+std::optional<std::string> journal::commit(std::span<const core::outcome> changes, bool to_outbox,
+                                           std::vector<core::outbox_entry>* queued_entries) {
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return describe_error("cannot write to");
   }
@@ -348,6 +363,7 @@ std::optional<std::string> journal::commit(std::span<const core::outcome> change
   statement enqueue = prepare("INSERT INTO outbox(run, transition_seq) VALUES(?1, ?2)");
   if (!upsert || !append || !enqueue) return describe_error("cannot prepare a write to");
   std::size_t queued = 0;
+  std::vector<core::outbox_entry> entries;
   for (const core::outcome& o : changes) {
     if (!o.change || o.run == nullptr) continue;
     const core::run_record& r = *o.run;
@@ -374,6 +390,9 @@ std::optional<std::string> journal::commit(std::span<const core::outcome> change
       return describe_error("cannot queue a W&B write in");
     }
     ++queued;
+    if (queued_entries != nullptr) {
+      entries.push_back({sqlite3_last_insert_rowid(db_), r.id, r.entity, r.project, *o.change});
+    }
   }
   upsert.reset();
   append.reset();
@@ -383,6 +402,82 @@ std::optional<std::string> journal::commit(std::span<const core::outcome> change
   }
   guard.dismiss();
   outbox_pending_ += queued;
+  if (queued_entries != nullptr) *queued_entries = std::move(entries);
+  return std::nullopt;
+}
+
+std::vector<core::outbox_entry> journal::pending_outbox() {
+  std::vector<core::outbox_entry> out;
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(db_,
+                     "SELECT o.seq, t.run, from_state, to_state, reason, at_ms, runtime_s, "
+                     "objective, cost, error, late_by_s, r.record FROM outbox o "
+                     "JOIN transitions t ON t.seq = o.transition_seq "
+                     "LEFT JOIN runs r ON r.id = o.run "
+                     "WHERE o.status = 'pending' ORDER BY o.seq",
+                     -1, &raw, nullptr);
+  statement rows(raw);
+  while (sqlite3_step(rows.get()) == SQLITE_ROW) {
+    core::outbox_entry e;
+    e.seq = sqlite3_column_int64(rows.get(), 0);
+    e.run = column_text(rows.get(), 1);
+    // read_transition reads columns 1..9 as (run, from, to, …); shift by one via a view.
+    auto t = read_transition_at(rows.get(), 1, e.run);
+    if (!t) continue;
+    e.change = std::move(*t);
+    // The run's entity/project; a run pruned meanwhile has none and is dead-lettered.
+    const auto record = nlohmann::json::parse(column_text(rows.get(), 11), nullptr, false);
+    if (record.is_object()) {
+      e.entity = record.value("entity", "");
+      e.project = record.value("project", "");
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::optional<std::string> journal::settle(const std::vector<std::int64_t>& done,
+                                           const std::vector<core::dead_letter>& dead) {
+  if (done.empty() && dead.empty()) return std::nullopt;
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return describe_error("cannot record W&B deliveries in");
+  }
+  transaction_guard guard(db_);
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(db_,
+                     "UPDATE outbox SET status = 'delivered', attempts = attempts + 1 "
+                     "WHERE seq = ?1 AND status = 'pending'",
+                     -1, &raw, nullptr);
+  statement deliver(raw);
+  sqlite3_prepare_v2(db_,
+                     "UPDATE outbox SET status = 'dead', last_error = ?2 "
+                     "WHERE seq = ?1 AND status = 'pending'",
+                     -1, &raw, nullptr);
+  statement bury(raw);
+  if (!deliver || !bury) return describe_error("cannot prepare a write to");
+  std::size_t settled = 0;
+  for (std::int64_t seq : done) {
+    sqlite3_reset(deliver.get());
+    sqlite3_bind_int64(deliver.get(), 1, seq);
+    if (sqlite3_step(deliver.get()) != SQLITE_DONE) return describe_error("cannot update");
+    settled += static_cast<std::size_t>(sqlite3_changes(db_));
+  }
+  std::size_t buried = 0;
+  for (const core::dead_letter& d : dead) {
+    sqlite3_reset(bury.get());
+    sqlite3_bind_int64(bury.get(), 1, d.seq);
+    bind_text(bury.get(), 2, d.reason);
+    if (sqlite3_step(bury.get()) != SQLITE_DONE) return describe_error("cannot update");
+    buried += static_cast<std::size_t>(sqlite3_changes(db_));
+  }
+  deliver.reset();
+  bury.reset();
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return describe_error("cannot commit W&B deliveries to");
+  }
+  guard.dismiss();
+  outbox_pending_ -= std::min(outbox_pending_, settled + buried);
+  outbox_dead_ += buried;
   return std::nullopt;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/delivery.hpp"
 #include "core/run.hpp"
 #include "core/supervisor.hpp"
 #include "core/time.hpp"
@@ -46,7 +47,18 @@ class journal {
   /// Stores the transitions of `changes` (outcomes with a change) and their runs' current records
   /// in one transaction, plus one outbox row per transition when `to_outbox`. All or nothing: an
   /// error message means none of it was stored.
-  std::optional<std::string> commit(std::span<const core::outcome> changes, bool to_outbox);
+  /// `queued`, when given, receives the outbox rows made (for the W&B sink).
+  std::optional<std::string> commit(std::span<const core::outcome> changes, bool to_outbox,
+                                    std::vector<core::outbox_entry>* queued = nullptr);
+
+  /// The outbox rows not yet delivered, oldest first, with their runs' entity/project.
+  std::vector<core::outbox_entry> pending_outbox();
+  /// Marks rows delivered (or superseded: a newer write of the run carries their state) and
+  /// dead-lettered (with the reason). Rows already settled are left as they are.
+  std::optional<std::string> settle(const std::vector<std::int64_t>& done,
+                                    const std::vector<core::dead_letter>& dead);
+  /// Outbox rows W&B refused for good.
+  std::size_t outbox_dead() const { return outbox_dead_; }
 
   /// Deletes pruned runs with their history and delivered outbox rows (pending W&B writes and the
   /// transitions they carry are kept until delivered).
@@ -68,6 +80,7 @@ class journal {
   sqlite3* db_ = nullptr;
   int lock_fd_ = -1;
   std::size_t outbox_pending_ = 0;
+  std::size_t outbox_dead_ = 0;
 };
 
 }  // namespace sweepd::io

@@ -293,10 +293,15 @@ TEST(DeliveryBackoff, RetryAfterIsHonouredOverBackoff) {
   jobs = start_some(q, at(8s));
   ASSERT_THAT(seqs(jobs), ElementsAre(1));
 
-  // Shorter than the backoff would be: still honoured.
-  q.finished(jobs[0], retry(0.2), at(8s), 0.999);
-  EXPECT_EQ(q.next_wakeup(), at(8200ms));
-  jobs = start_some(q, at(8200ms));
+  // Shorter than the backoff would be: still honoured, down to the backoff floor (0.5 s), so a
+  // server that keeps saying 0 cannot make a tight loop of it.
+  q.finished(jobs[0], retry(0.7), at(8s), 0.999);
+  EXPECT_EQ(q.next_wakeup(), at(8700ms));
+  jobs = start_some(q, at(8700ms));
+  ASSERT_EQ(jobs.size(), 1u);
+  q.finished(jobs[0], retry(0.0), at(8700ms), 0.999);
+  EXPECT_EQ(q.next_wakeup(), at(9200ms));
+  jobs = start_some(q, at(9200ms));
   ASSERT_EQ(jobs.size(), 1u);
 
   // Absurdly long: capped at retry_after_max_s.

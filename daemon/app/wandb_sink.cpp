@@ -1,0 +1,174 @@
+#include "app/wandb_sink.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "core/wandb_summary.hpp"
+#include "io/credentials.hpp"
+
+namespace sweepd::app {
+
+namespace {
+
+using asio::as_tuple;
+using asio::use_awaitable;
+
+std::chrono::milliseconds timeout_of(const core::config& cfg) {
+  return std::chrono::milliseconds(static_cast<long>(cfg.wandb.request_timeout * 1000));
+}
+
+void rethrow_if_failed(std::exception_ptr e) {
+  if (e) std::rethrow_exception(e);
+}
+
+}  // namespace
+
+wandb_sink::wandb_sink(asio::io_context& io, io::journal& journal)
+    : io_(io), journal_(journal), wake_(io) {}
+
+core::delivery_policy wandb_sink::policy_from(const core::config& cfg) const {
+  if (policy_override_) return *policy_override_;
+  core::delivery_policy p;
+  p.max_in_flight = cfg.wandb.max_in_flight;
+  p.run_not_found_grace_s = cfg.wandb.run_not_found_grace;
+  return p;
+}
+
+void wandb_sink::override_policy(core::delivery_policy policy) {
+  policy_override_ = policy;
+  queue_.set_policy(std::move(policy));
+}
+
+std::optional<std::string> wandb_sink::start(const core::config& cfg, const io::env_lookup& env) {
+  prefix_ = cfg.wandb.summary_prefix;
+  state_names_ = cfg.wandb.state_names;
+  queue_.set_policy(policy_from(cfg));
+  using mode = core::config::wandb_mode;
+  if (cfg.wandb.mode == mode::disabled || cfg.wandb.mode == mode::offline) {
+    mode_ = std::string(core::to_string(cfg.wandb.mode));
+    return std::nullopt;
+  }
+  const std::string base_text = io::base_url_from(cfg.wandb.base_url, env);
+  const auto base = io::parse_url(base_text);
+  if (!base) return "wandb.base_url '" + base_text + "' is not an http:// or https:// URL";
+  const auto key = io::find_api_key(cfg.wandb.api_key_file, *base, env);
+  if (!key.error.empty()) return key.error;
+  if (!key.key) {
+    if (cfg.wandb.mode == mode::online) {
+      return "wandb.mode is online but no W&B API key was found ($WANDB_API_KEY, "
+             "wandb.api_key_file, $CREDENTIALS_DIRECTORY/wandb-api-key, ~/.netrc)";
+    }
+    mode_ = "offline";
+    spdlog::info("W&B: no API key found, mode offline (writes wait in the outbox)");
+    return std::nullopt;
+  }
+  mode_ = "online";
+  client_ = std::make_unique<io::wandb_client>(io_, *base, *key.key, timeout_of(cfg));
+  spdlog::info("W&B: online at {} (key from {})", base_text, key.source);
+  for (core::outbox_entry& e : journal_.pending_outbox()) {
+    queue_.enqueue(std::move(e), core::mono_clock::now());
+  }
+  asio::co_spawn(io_, loop(), rethrow_if_failed);
+  return std::nullopt;
+}
+
+void wandb_sink::reconfigure(const core::config& cfg) {
+  prefix_ = cfg.wandb.summary_prefix;
+  state_names_ = cfg.wandb.state_names;
+  queue_.set_policy(policy_from(cfg));
+  if (client_) client_->set_timeout(timeout_of(cfg));
+  wake_.cancel();
+}
+
+void wandb_sink::enqueue(std::vector<core::outbox_entry> entries) {
+  if (!online()) return;
+  const auto now = core::mono_clock::now();
+  for (core::outbox_entry& e : entries) queue_.enqueue(std::move(e), now);
+  settle();
+  wake_.cancel();
+}
+
+void wandb_sink::stop() {
+  stopping_ = true;
+  wake_.cancel();
+  if (client_) client_->close();
+}
+
+nlohmann::json wandb_sink::status() const {
+  nlohmann::json s = {{"mode", mode_},
+                      {"pending", journal_.outbox_pending()},
+                      {"in_flight", queue_.in_flight()},
+                      {"dead", journal_.outbox_dead()}};
+  if (!queue_.last_error().empty()) s["last_error"] = queue_.last_error();
+  return s;
+}
+
+asio::awaitable<void> wandb_sink::loop() {
+  while (!stopping_) {
+    for (core::delivery_job& job : queue_.start_jobs(core::mono_clock::now())) {
+      asio::co_spawn(io_, perform(std::move(job)), rethrow_if_failed);
+    }
+    wake_.expires_at(queue_.next_wakeup().value_or(core::mono_time::max()));
+    co_await wake_.async_wait(as_tuple(use_awaitable));
+  }
+}
+
+asio::awaitable<void> wandb_sink::perform(core::delivery_job job) {
+  core::attempt_result result = co_await attempt(job);
+  if (stopping_) co_return;
+  if (result.what != core::attempt_result::kind::delivered) {
+    spdlog::debug("W&B write for run {} (outbox {}): {}", job.entry.run, job.entry.seq,
+                  result.error);
+  }
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  queue_.finished(job, result, core::mono_clock::now(), unit(jitter_));
+  settle();
+  wake_.cancel();
+}
+
+asio::awaitable<core::attempt_result> wandb_sink::attempt(const core::delivery_job& job) {
+  const core::outbox_entry& e = job.entry;
+  if (e.entity.empty() || e.project.empty()) {
+    core::attempt_result r;
+    r.what = core::attempt_result::kind::dead;
+    r.error = "run " + e.run +
+              " has no W&B entity/project (set wandb.entity/wandb.project or "
+              "send them at register)";
+    co_return r;
+  }
+  auto [read, run] = co_await client_->read_run(e.entity, e.project, e.run);
+  if (!run) co_return read;
+  const nlohmann::json keys = core::summary_keys_for(e.change, state_names_);
+  if (job.recheck && core::summary_state(run->summary_text, prefix_) == keys["state"]) {
+    co_return read;  // still right: nothing to re-apply
+  }
+  const core::summary_merge merged = core::merge_summary(run->summary_text, keys, prefix_);
+  if (!merged.text) {
+    core::attempt_result r;
+    r.what = core::attempt_result::kind::dead;
+    r.error = "run " + e.run + ": " + merged.error;
+    co_return r;
+  }
+  core::attempt_result written = co_await client_->write_summary(run->storage_id, *merged.text);
+  written.wandb_state = run->state;
+  co_return written;
+}
+
+void wandb_sink::settle() {
+  auto superseded = queue_.take_superseded();
+  auto settled = queue_.take_settled();
+  superseded.insert(superseded.end(), settled.delivered.begin(), settled.delivered.end());
+  for (const core::dead_letter& d : settled.dead) {
+    spdlog::warn("W&B write for run {} dead-lettered (outbox {}): {}", d.run, d.seq, d.reason);
+  }
+  if (superseded.empty() && settled.dead.empty()) return;
+  if (auto err = journal_.settle(superseded, settled.dead)) {
+    // The rows stay pending on disk: after a restart they are sent again (at-least-once).
+    spdlog::error("recording W&B deliveries in the journal failed: {}", *err);
+  }
+}
+
+}  // namespace sweepd::app

@@ -1,0 +1,70 @@
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/delivery.hpp"
+#include "io/credentials.hpp"
+#include "io/journal.hpp"
+#include "io/wandb_client.hpp"
+
+namespace sweepd::app {
+
+namespace asio = boost::asio;
+
+/// Delivers the durable outbox to W&B (DESIGN §4): the core delivery policy decides what to send
+/// and when; this drives it on the event loop with the W&B client and records every settled row
+/// in the journal. In mode offline it only counts; in mode disabled nothing is queued at all.
+class wandb_sink {
+ public:
+  wandb_sink(asio::io_context& io, io::journal& journal);
+
+  /// Resolves the mode (auto → online when a key is found, else offline) and, when online, loads
+  /// the pending outbox. An error when online is asked for and no key is found.
+  /// `env` is where $WANDB_API_KEY and friends are looked up (the process environment by default).
+  std::optional<std::string> start(const core::config& cfg,
+                                   const io::env_lookup& env = io::process_environment());
+  /// Replaces the delivery policy derived from the config (tests shorten the re-check schedule).
+  void override_policy(core::delivery_policy policy);
+  /// Queues freshly committed outbox rows (in commit order).
+  void enqueue(std::vector<core::outbox_entry> entries);
+  /// Stops sending; writes in flight are abandoned (they stay pending in the journal).
+  void stop();
+  /// New limits, timeout and names on SIGHUP (mode and key changes need a restart).
+  void reconfigure(const core::config& cfg);
+
+  /// {mode, pending, in_flight, dead, last_error} for `status`.
+  nlohmann::json status() const;
+  const std::string& mode() const { return mode_; }
+  bool online() const { return mode_ == "online"; }
+
+ private:
+  asio::awaitable<void> loop();
+  asio::awaitable<void> perform(core::delivery_job job);
+  asio::awaitable<core::attempt_result> attempt(const core::delivery_job& job);
+  /// Writes what the queue settled to the journal and logs each dead letter once.
+  void settle();
+  core::delivery_policy policy_from(const core::config& cfg) const;
+
+  asio::io_context& io_;
+  io::journal& journal_;
+  std::string mode_ = "offline";
+  std::string prefix_;
+  std::map<std::string, std::string> state_names_;
+  core::delivery_queue queue_{{}};
+  std::optional<core::delivery_policy> policy_override_;
+  std::unique_ptr<io::wandb_client> client_;
+  asio::steady_timer wake_;
+  std::minstd_rand jitter_{std::random_device{}()};
+  bool stopping_ = false;
+};
+
+}  // namespace sweepd::app

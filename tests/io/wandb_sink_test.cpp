@@ -1,0 +1,278 @@
+// The W&B sink end to end in one process: a real journal, the real HTTP/GraphQL client and the
+// delivery policy, against the fake W&B server with its faults.
+#include "app/wandb_sink.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <boost/asio/post.hpp>
+#include <future>
+#include <thread>
+
+#include "core/supervisor.hpp"
+#include "fakes/fake_wandb.hpp"
+#include "io/journal.hpp"
+#include "support/process_support.hpp"
+
+namespace sweepd::app {
+namespace {
+
+using namespace std::chrono_literals;
+using test::fake_wandb;
+using ::testing::HasSubstr;
+
+constexpr const char* entity = "team";
+constexpr const char* project = "sweeps";
+
+/// The sink on its own event-loop thread; every touch of it or the journal goes through run_on().
+class WandbSinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto opened = io::journal::open(dir_.file("state.db"));
+    ASSERT_TRUE(opened.value) << opened.error;
+    journal_ = std::move(opened.value);
+    journal_->load(now());
+    cfg_.wandb.mode = core::config::wandb_mode::online;
+    cfg_.wandb.base_url = wandb_.base_url();
+    cfg_.wandb.entity = entity;
+    cfg_.wandb.project = project;
+    cfg_.wandb.request_timeout = 2;
+    policy_.backoff_min_s = 0.05;
+    policy_.backoff_max_s = 0.2;
+    policy_.recheck_after_s = {3600};  // out of the way unless a test sets it
+  }
+
+  void TearDown() override {
+    if (loop_.joinable()) {
+      run_on([&] {
+        sink_->stop();
+        return true;
+      });
+      work_.reset();
+      io_.stop();
+      loop_.join();
+    }
+  }
+
+  static core::instant now() { return {core::mono_clock::now(), std::chrono::system_clock::now()}; }
+
+  void start_sink() {
+    sink_ = std::make_unique<wandb_sink>(io_, *journal_);
+    sink_->override_policy(policy_);
+    const std::string key = wandb_.api_key();
+    auto err = sink_->start(cfg_, [key](std::string_view name) -> std::optional<std::string> {
+      if (name == "WANDB_API_KEY") return key;
+      return std::nullopt;
+    });
+    ASSERT_FALSE(err) << *err;
+    ASSERT_TRUE(sink_->online());
+    loop_ = std::thread([this] { io_.run(); });
+  }
+
+  template <typename F>
+  std::invoke_result_t<F> run_on(F f) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto result = task.get_future();
+    asio::post(io_, [&task] { task(); });
+    EXPECT_EQ(result.wait_for(10s), std::future_status::ready);
+    return result.get();
+  }
+
+  /// Commits outcomes to the journal and hands the new outbox rows to the sink, as the daemon does.
+  void commit(std::vector<core::outcome> outcomes) {
+    run_on([&] {
+      std::vector<core::outbox_entry> queued;
+      auto err = journal_->commit(outcomes, true, &queued);
+      EXPECT_FALSE(err) << *err;
+      if (sink_) sink_->enqueue(std::move(queued));
+    });
+  }
+
+  void complete_run(const std::string& run, double objective) {
+    core::register_params p;
+    p.run = run;
+    std::vector<core::outcome> outs;
+    outs.push_back(runs_.register_run(p, who_, now()));
+    outs.push_back(runs_.start(run, who_, now()));
+    outs.push_back(runs_.complete({run, objective, 12.5}, who_, now()));
+    commit(std::move(outs));
+  }
+
+  bool delivered(const std::string& run, const std::string& state) {
+    try {
+      return wandb_.summary(entity, project, run).find("\"protein.state\":\"" + state + "\"") !=
+             std::string::npos;
+    } catch (const std::out_of_range&) {
+      return false;
+    }
+  }
+
+  nlohmann::json status() {
+    return run_on([&] { return sink_->status(); });
+  }
+
+  /// Polls the sink until `pred` holds (bounded). The fake's wait_until wakes on its own requests,
+  /// but the sink settles a row just after the answer, with no event a test can wait on.
+  bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(5ms);
+    }
+    return true;
+  }
+
+  test::temp_dir dir_;
+  fake_wandb wandb_;
+  std::unique_ptr<io::journal> journal_;
+  core::config cfg_;
+  core::delivery_policy policy_;
+  core::supervisor runs_{core::supervisor_limits{300, 0, 0, 1000000, entity, project}};
+  core::caller who_{1000, 1, false};
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_{
+      asio::make_work_guard(io_)};
+  std::unique_ptr<wandb_sink> sink_;
+  std::thread loop_;
+};
+
+TEST_F(WandbSinkTest, WritesProteinKeysAndKeepsEveryOtherKeyIncludingNaN) {
+  const std::string original =
+      R"({"loss":NaN,"best":-Infinity,"worst":Infinity,"acc":0.9,"_wandb":{"runtime":3},)"
+      R"("protein.suggestion":{"lr":0.01},"note":"NaN is a string here"})";
+  wandb_.add_run(entity, project, "r1", original);
+  start_sink();
+  complete_run("r1", 0.93);
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("r1", "success"); }, 10s));
+  const std::string summary = wandb_.summary(entity, project, "r1");
+  EXPECT_THAT(summary, HasSubstr(R"("loss":NaN)"));
+  EXPECT_THAT(summary, HasSubstr(R"("best":-Infinity)"));
+  EXPECT_THAT(summary, HasSubstr(R"("worst":Infinity)"));
+  EXPECT_THAT(summary, HasSubstr(R"("acc":0.9)"));
+  EXPECT_THAT(summary, HasSubstr(R"("_wandb":{"runtime":3})"));
+  EXPECT_THAT(summary, HasSubstr(R"("protein.suggestion":{"lr":0.01})"));
+  EXPECT_THAT(summary, HasSubstr(R"("note":"NaN is a string here")"));
+  EXPECT_THAT(summary, HasSubstr(R"("protein.objective":0.93)"));
+  EXPECT_THAT(summary, HasSubstr(R"("protein.cost":12.5)"));
+  ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }, 10s));
+  // Every request carried the key as Basic auth, and only there.
+  for (const auto& r : wandb_.log()) {
+    EXPECT_THAT(r.authorization, HasSubstr("Basic "));
+    EXPECT_EQ(r.body.find(wandb_.api_key()), std::string::npos);
+  }
+}
+
+TEST_F(WandbSinkTest, OutageThenRecoveryLosesNothingAndEndsInTheLatestState) {
+  for (int i = 0; i < 5; ++i) wandb_.add_run(entity, project, "r" + std::to_string(i));
+  wandb_.push_fault(fake_wandb::fault::unavailable_503);
+  wandb_.push_fault(fake_wandb::fault::server_error_500);
+  wandb_.push_fault(fake_wandb::fault::drop_connection);
+  wandb_.push_fault(fake_wandb::fault::rate_limited_429, 1s);
+  wandb_.push_fault(fake_wandb::fault::unavailable_503);
+  start_sink();
+  for (int i = 0; i < 5; ++i) complete_run("r" + std::to_string(i), i);
+  ASSERT_TRUE(wandb_.wait_until(
+      [&] {
+        for (int i = 0; i < 5; ++i) {
+          if (!delivered("r" + std::to_string(i), "success")) return false;
+        }
+        return true;
+      },
+      20s));
+  ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }, 10s));
+  EXPECT_EQ(status()["dead"], 0);
+  // Once a run showed success, no later write took it back to an earlier state.
+  EXPECT_EQ(journal_->outbox_pending(), 0u);
+}
+
+TEST_F(WandbSinkTest, NeverMoreRequestsInFlightThanMaxInFlight) {
+  policy_.max_in_flight = 2;
+  wandb_.set_latency(30ms);
+  for (int i = 0; i < 12; ++i) wandb_.add_run(entity, project, "r" + std::to_string(i));
+  start_sink();
+  for (int i = 0; i < 12; ++i) complete_run("r" + std::to_string(i), i);
+  ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }, 20s));
+  EXPECT_LE(wandb_.max_concurrent(), 2u);
+  EXPECT_EQ(wandb_.max_concurrent(), 2u);  // and the bound was actually used
+  for (int i = 0; i < 12; ++i) EXPECT_TRUE(delivered("r" + std::to_string(i), "success"));
+}
+
+TEST_F(WandbSinkTest, RefusedWriteIsDeadLetteredAndTheNextOneStillGoes) {
+  wandb_.add_run(entity, project, "r1");
+  wandb_.push_fault(fake_wandb::fault::unauthorized_401);
+  start_sink();
+  core::register_params p;
+  p.run = "r1";
+  commit({runs_.register_run(p, who_, now())});
+  ASSERT_TRUE(eventually([&] { return status()["dead"] == 1; }, 10s));
+  EXPECT_THAT(status()["last_error"].get<std::string>(), HasSubstr("401"));
+  EXPECT_THAT(status()["last_error"].get<std::string>(),
+              ::testing::Not(HasSubstr(wandb_.api_key())));
+  commit({runs_.start("r1", who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("r1", "running"); }, 10s));
+  EXPECT_EQ(status()["dead"], 1);
+}
+
+TEST_F(WandbSinkTest, UnknownRunIsRetriedForTheGraceThenDeadLettered) {
+  policy_.run_not_found_grace_s = 0.5;
+  start_sink();
+  core::register_params p;
+  p.run = "ghost";
+  commit({runs_.register_run(p, who_, now())});
+  p.run = "late";
+  commit({runs_.register_run(p, who_, now())});
+  // "late" appears in W&B after the first attempts (its wandb.init was slow).
+  ASSERT_TRUE(wandb_.wait_until([&] { return wandb_.requests() >= 2; }, 10s));
+  wandb_.add_run(entity, project, "late");
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("late", "initializing"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return status()["dead"] == 1; }, 10s));
+  EXPECT_THAT(status()["last_error"].get<std::string>(), HasSubstr("ghost"));
+}
+
+TEST_F(WandbSinkTest, ReappliesWhenTheLiveRunOverwroteTheState) {
+  policy_.recheck_after_s = {0.2, 0.4};
+  policy_.recheck_every_s = 0.3;
+  wandb_.add_run(entity, project, "r1", R"({"loss":1.5})", "running");
+  start_sink();
+  complete_run("r1", 0.5);
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("r1", "success"); }, 10s));
+  // The live run re-uploads its own summary, without our keys.
+  wandb_.set_summary(entity, project, "r1", R"({"loss":1.25})");
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("r1", "success"); }, 10s));
+  EXPECT_THAT(wandb_.summary(entity, project, "r1"), HasSubstr(R"("loss":1.25)"));
+  // Once W&B shows the run finished and our state is there, the re-checks stop: one more read
+  // sees it, and then nothing (a bounded wait for something that must not happen).
+  wandb_.set_state(entity, project, "r1", "finished");
+  const auto upserts = wandb_.upserts();
+  const auto requests = wandb_.requests();
+  ASSERT_TRUE(wandb_.wait_until([&] { return wandb_.requests() > requests; }, 10s));
+  const auto after_check = wandb_.requests();
+  EXPECT_FALSE(wandb_.wait_until([&] { return wandb_.requests() > after_check; }, 1s));
+  EXPECT_EQ(wandb_.upserts(), upserts);
+}
+
+TEST_F(WandbSinkTest, ResumesThePendingOutboxAfterARestart) {
+  for (int i = 0; i < 3; ++i) {
+    wandb_.add_run(entity, project, "r" + std::to_string(i));
+    core::register_params p;
+    p.run = "r" + std::to_string(i);
+    std::vector<core::outcome> outs{runs_.register_run(p, who_, now())};
+    ASSERT_FALSE(journal_->commit(outs, true));  // committed while nothing delivers
+  }
+  journal_.reset();
+  auto reopened = io::journal::open(dir_.file("state.db"));
+  ASSERT_TRUE(reopened.value) << reopened.error;
+  journal_ = std::move(reopened.value);
+  ASSERT_EQ(journal_->load(now()).outbox_pending, 3u);
+  start_sink();
+  ASSERT_TRUE(wandb_.wait_until(
+      [&] {
+        return delivered("r0", "initializing") && delivered("r1", "initializing") &&
+               delivered("r2", "initializing");
+      },
+      10s));
+  ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }, 10s));
+}
+
+}  // namespace
+}  // namespace sweepd::app

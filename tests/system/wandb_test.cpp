@@ -1,0 +1,126 @@
+// The real sweepd binary delivering to the fake W&B server.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "fakes/fake_wandb.hpp"
+#include "io/client.hpp"
+#include "support/process_support.hpp"
+
+namespace sweepd {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class WandbSystemTest : public ::testing::Test {
+ protected:
+  std::string socket_path() const { return dir_.file("sweepd.sock"); }
+
+  std::string write_config(const std::string& mode) {
+    const std::string path = dir_.file("sweepd.yaml");
+    std::ofstream(path) << "socket: {path: " << socket_path() << "}\n"
+                        << "state: {path: " << dir_.file("state.db") << "}\n"
+                        << "wandb: {mode: " << mode << ", base_url: \"" << wandb_.base_url()
+                        << "\", entity: team, project: sweeps, request_timeout: 2}\n"
+                        << "log: {level: debug}\n";
+    return path;
+  }
+
+  void start_daemon(const std::string& mode, bool with_key = true) {
+    std::vector<std::string> env = {"HOME=" + dir_.path().string()};
+    if (with_key) env.push_back("WANDB_API_KEY=" + wandb_.api_key());
+    daemon_.emplace(test::process::start({SWEEPD_BINARY, "--config", write_config(mode)}, env));
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      ASSERT_FALSE(daemon_->wait_for(20ms)) << daemon_->err();
+      if (client_.connect(socket_path())) return;
+    }
+    FAIL() << "sweepd did not open its socket: " << daemon_->err();
+  }
+
+  json call(const json& request) {
+    auto reply = client_.call(request);
+    EXPECT_TRUE(reply) << client_.last_error();
+    return reply.value_or(json());
+  }
+
+  bool has_state(const std::string& run, const std::string& state) {
+    return wandb_.summary("team", "sweeps", run).find("\"protein.state\":\"" + state + "\"") !=
+           std::string::npos;
+  }
+
+  /// Polls `status` until W&B has nothing pending (bounded; no event to wait on).
+  bool drained() {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (call({{"op", "status"}})["wandb"]["pending"] == 0) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+  test::fake_wandb wandb_;
+  test::temp_dir dir_;
+  std::optional<test::process> daemon_;
+  io::client client_;
+};
+
+TEST_F(WandbSystemTest, EveryTransitionReachesTheSummaryAndTheKeyIsNeverShown) {
+  wandb_.add_run("team", "sweeps", "ab12cd34", R"({"loss":NaN,"epoch":3})");
+  start_daemon("online");
+  ASSERT_EQ(call({{"op", "register"}, {"run", "ab12cd34"}, {"sweep", "s1"}})["ok"], true);
+  ASSERT_EQ(call({{"op", "start"}, {"run", "ab12cd34"}})["ok"], true);
+  ASSERT_EQ(call({{"op", "complete"}, {"run", "ab12cd34"}, {"objective", 0.9}})["ok"], true);
+  ASSERT_TRUE(wandb_.wait_until([&] { return has_state("ab12cd34", "success"); }, 10s));
+  ASSERT_TRUE(drained());
+  const json status = call({{"op", "status"}});
+  EXPECT_EQ(status["wandb"]["mode"], "online");
+  EXPECT_EQ(status["wandb"]["dead"], 0);
+  const std::string summary = wandb_.summary("team", "sweeps", "ab12cd34");
+  EXPECT_THAT(summary, HasSubstr(R"("loss":NaN)"));
+  EXPECT_THAT(summary, HasSubstr(R"("epoch":3)"));
+  EXPECT_THAT(summary, HasSubstr(R"("protein.objective":0.9)"));
+  EXPECT_THAT(status.dump(), Not(HasSubstr(wandb_.api_key())));
+  ASSERT_TRUE(daemon_->send_signal(SIGTERM));
+  ASSERT_EQ(daemon_->wait_for(10s), 0);
+  EXPECT_THAT(daemon_->err(), Not(HasSubstr(wandb_.api_key())));
+  EXPECT_THAT(daemon_->err(), HasSubstr("key from $WANDB_API_KEY"));
+}
+
+TEST_F(WandbSystemTest, PendingWritesSurviveAKillAndAreDeliveredAfterRestart) {
+  wandb_.add_run("team", "sweeps", "r1");
+  start_daemon("offline");
+  ASSERT_EQ(call({{"op", "register"}, {"run", "r1"}})["ok"], true);
+  ASSERT_EQ(call({{"op", "fail"}, {"run", "r1"}, {"error", "CUDA out of memory"}})["ok"], true);
+  EXPECT_EQ(call({{"op", "status"}})["wandb"]["pending"], 2);
+  EXPECT_EQ(wandb_.requests(), 0u);  // offline sends nothing
+  daemon_->kill();
+  client_.close();
+  start_daemon("online");
+  ASSERT_TRUE(wandb_.wait_until([&] { return has_state("r1", "failed"); }, 10s));
+  ASSERT_TRUE(drained());
+  const std::string summary = wandb_.summary("team", "sweeps", "r1");
+  EXPECT_THAT(summary, HasSubstr(R"("protein.is_failure":true)"));
+  EXPECT_THAT(summary, HasSubstr(R"("protein.error":"CUDA out of memory")"));
+}
+
+TEST_F(WandbSystemTest, OnlineWithoutAKeyRefusesToStart) {
+  auto r = test::run_command({SWEEPD_BINARY, "--config", write_config("online")},
+                             {"HOME=" + dir_.path().string()}, 10s);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no W&B API key was found"));
+}
+
+TEST_F(WandbSystemTest, AutoWithoutAKeyRunsOffline) {
+  start_daemon("auto", false);
+  EXPECT_EQ(call({{"op", "status"}})["wandb"]["mode"], "offline");
+}
+
+}  // namespace
+}  // namespace sweepd
