@@ -68,7 +68,8 @@ daemon::daemon(core::config cfg, std::string config_path)
       deadline_timer_(io_),
       retention_timer_(io_),
       shutdown_timer_(io_),
-      signals_(io_, SIGTERM, SIGINT, SIGHUP) {}
+      signals_(io_, SIGTERM, SIGINT, SIGHUP),
+      process_watch_(io_, [this](std::int32_t pid) { on_process_exit(pid); }) {}
 
 std::optional<std::string> daemon::open() {
   if (auto err = restore_from_journal()) return err;
@@ -85,7 +86,10 @@ std::optional<std::string> daemon::restore_from_journal() {
   auto contents = journal_->load(now());
   if (!contents.error.empty()) return contents.error;
   const core::instant restored_at = now();
-  for (core::run_record& r : contents.runs) runs_.restore(std::move(r), restored_at);
+  for (core::run_record& r : contents.runs) {
+    const std::string id = r.id;
+    if (runs_.restore(std::move(r), restored_at)) watch_process_of(*runs_.find(id));
+  }
   prune_expired_runs();
   spdlog::info("restored {} runs ({} live) and {} pending W&B writes from {} in {:.0f} ms",
                runs_.size(),
@@ -131,6 +135,7 @@ void daemon::stop() {
   signals_.cancel();
   deadline_timer_.cancel();
   retention_timer_.cancel();
+  process_watch_.stop();
   if (sink_ && sink_->online()) {
     sink_->stop();
     // W&B requests still in flight may take up to wandb.request_timeout; what they carry stays
@@ -172,8 +177,37 @@ std::string daemon::on_line(std::string_view line, const io::peer_credentials& p
                               "sweepd could not store the transition; nothing was changed "
                               "(see the daemon's log)"});
   }
+  if (h.result.change->reason == core::transition_reason::registered) {
+    watch_process_of(*h.result.run);
+  }
   rearm_if_earlier();
   return std::move(h.reply);
+}
+
+void daemon::watch_process_of(const core::run_record& run) {
+  if (!run.watch_peer || run.peer_pid <= 0) return;
+  if (run.state != core::run_state::initializing && run.state != core::run_state::running) return;
+  // A worker restored after a restart may have died meanwhile: then it is reported at once.
+  runs_by_pid_.emplace(run.peer_pid, run.id);
+  process_watch_.watch(run.peer_pid);
+}
+
+void daemon::on_process_exit(std::int32_t pid) {
+  const auto [first, last] = runs_by_pid_.equal_range(pid);
+  std::vector<std::string> runs;
+  for (auto it = first; it != last; ++it) runs.push_back(it->second);
+  runs_by_pid_.erase(pid);
+  for (const std::string& id : runs) {
+    core::outcome o = runs_.process_exited(id, now());
+    if (!o.change) continue;  // already finished, or gone
+    if (!commit({&o, 1})) {
+      spdlog::error(
+          "run {}: its process {} exited but the crash could not be stored; the run "
+          "will time out instead",
+          id, pid);
+    }
+  }
+  rearm_if_earlier();
 }
 
 bool daemon::commit(std::span<core::outcome> changes) {

@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -16,6 +17,7 @@
 #include "core/supervisor.hpp"
 #include "io/control_server.hpp"
 #include "io/journal.hpp"
+#include "io/process_watch.hpp"
 
 namespace sweepd::app {
 
@@ -46,6 +48,10 @@ class daemon {
   bool commit(std::span<core::outcome> changes);
   std::optional<std::string> restore_from_journal();
   void prune_expired_runs();
+  /// Binds a run to its worker's process (register with watch_peer).
+  void watch_process_of(const core::run_record& run);
+  /// A watched worker exited: its live runs become `crashed` at once.
+  void on_process_exit(std::int32_t pid);
   /// Wakes the deadline loop if a run now has a deadline earlier than the armed one.
   void rearm_if_earlier();
   asio::awaitable<void> deadline_loop();
@@ -70,6 +76,8 @@ class daemon {
   asio::steady_timer shutdown_timer_;
   core::mono_time armed_for_ = core::mono_time::max();
   asio::signal_set signals_;
+  io::process_watch process_watch_;
+  std::multimap<std::int32_t, std::string> runs_by_pid_;
   bool stopping_ = false;
 };
 

@@ -1,0 +1,105 @@
+// A worker that registered with watch_peer and is killed: its run is `crashed` at once.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "io/client.hpp"
+#include "support/process_support.hpp"
+
+namespace sweepd {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+class ProcessWatchSystemTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string cfg = dir_.file("c.yaml");
+    std::ofstream(cfg) << "socket: {path: " << dir_.file("s.sock") << "}\n"
+                       << "state: {path: " << dir_.file("state.db") << "}\n";
+    daemon_.emplace(test::process::start({SWEEPD_BINARY, "--config", cfg}));
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!client_.connect(dir_.file("s.sock")) && std::chrono::steady_clock::now() < deadline) {
+      ASSERT_FALSE(daemon_->wait_for(20ms)) << daemon_->err();
+    }
+    ASSERT_TRUE(client_.connected()) << daemon_->err();
+  }
+
+  /// A worker process that registers `run` with watch_peer on its own connection, then waits.
+  test::process start_worker(const std::string& run) {
+    const std::string script =
+        "import socket, sys, time\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.connect(sys.argv[1])\n"
+        "s.sendall(b'{\"op\":\"register\",\"run\":\"' + sys.argv[2].encode() + "
+        "b'\",\"watch_peer\":true}\\n')\n"
+        "s.recv(4096)\n"
+        "time.sleep(60)\n";
+    return test::process::start({"/usr/bin/python3", "-c", script, dir_.file("s.sock"), run});
+  }
+
+  json show(const std::string& run) {
+    auto reply = client_.call({{"op", "show"}, {"run", run}});
+    return reply ? (*reply)["run"] : json();
+  }
+
+  /// Polls `show` (bounded; the test has no other way to see the daemon's state).
+  json wait_for_state(const std::string& run, const std::string& state) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    json shown;
+    while (std::chrono::steady_clock::now() < deadline) {
+      shown = show(run);
+      if (shown.is_object() && shown["state"] == state) return shown;
+      std::this_thread::sleep_for(10ms);
+    }
+    ADD_FAILURE() << run << " never became " << state << ": " << shown.dump();
+    return shown;
+  }
+
+  test::temp_dir dir_;
+  std::optional<test::process> daemon_;
+  io::client client_;
+};
+
+TEST_F(ProcessWatchSystemTest, KilledWorkerIsCrashedWithinASecond) {
+  auto worker = start_worker("w1");
+  const json registered = wait_for_state("w1", "initializing");
+  EXPECT_EQ(registered["peer_pid"], worker.pid());
+  const auto killed_at = std::chrono::system_clock::now();
+  ASSERT_TRUE(worker.send_signal(SIGKILL));
+  const json run = wait_for_state("w1", "crashed");
+  EXPECT_EQ(run["reason"], "process_exited");
+  // The transition's own timestamp, not the polling: the daemon noticed within a second.
+  const std::string at = run["transitions"].back()["at"];
+  std::tm tm{};
+  ASSERT_TRUE(strptime(at.c_str(), "%Y-%m-%dT%H:%M:%S", &tm));
+  const auto marked = std::chrono::system_clock::from_time_t(timegm(&tm)) +
+                      std::chrono::milliseconds(std::stoi(at.substr(20, 3)));
+  EXPECT_LT(marked - killed_at, 1s);
+  EXPECT_GT(run["transitions"].back()["cost"].get<double>(), 0.0);
+}
+
+TEST_F(ProcessWatchSystemTest, WorkerThatFinishesNormallyIsNotCrashed) {
+  auto worker = start_worker("w2");
+  wait_for_state("w2", "initializing");
+  // The run completes from elsewhere (root may act on any run), then its process exits.
+  ASSERT_EQ((*client_.call({{"op", "complete"}, {"run", "w2"}, {"objective", 1.0}}))["ok"], true);
+  ASSERT_TRUE(worker.send_signal(SIGKILL));
+  ASSERT_TRUE(worker.wait_for(10s));
+  // Still success afterwards: ask twice so that the exit has surely been handled in between.
+  EXPECT_EQ(show("w2")["state"], "success");
+  client_.call({{"op", "status"}});
+  EXPECT_EQ(show("w2")["state"], "success");
+}
+
+TEST_F(ProcessWatchSystemTest, UnwatchedRunIsNotTiedToItsProcess) {
+  ASSERT_EQ((*client_.call({{"op", "register"}, {"run", "free"}}))["ok"], true);
+  EXPECT_FALSE(show("free").contains("peer_pid"));
+}
+
+}  // namespace
+}  // namespace sweepd
