@@ -219,7 +219,9 @@ bool daemon::commit(std::span<core::outcome> changes) {
     for (auto it = changes.rbegin(); it != changes.rend(); ++it) runs_.undo(*it);
     return false;
   }
-  for (const core::outcome& o : changes) spdlog::info("{}", describe(*o.change));
+  if (spdlog::should_log(spdlog::level::info)) {
+    for (const core::outcome& o : changes) spdlog::info("{}", describe(*o.change));
+  }
   sink_->enqueue(std::move(queued));
   return true;
 }
