@@ -1,0 +1,599 @@
+"""Tests of the Python client against the real sweepd binary.
+
+The daemon comes from $SWEEPD_BUILD_DIR (scripts/test.sh sets it), else <repo>/build. Every test
+that needs one starts its own daemon in a fresh /tmp directory and stops it at the end. Waits are
+polls of the daemon's answers with deadlines; no test can hang.
+"""
+
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import types
+import zipfile
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENT_DIR = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(CLIENT_DIR))
+sys.path.insert(0, CLIENT_DIR)
+
+import sweepd_client  # noqa: E402
+from sweepd_client import SweepRun, SweepdError, SweepdUnavailable, call, load_observations  # noqa: E402
+
+BUILD_DIR = os.environ.get("SWEEPD_BUILD_DIR") or os.path.join(REPO, "build")
+SWEEPD = os.path.join(BUILD_DIR, "sweepd")
+
+# A call may block at most 1 s; this is the slack for a loaded test machine.
+CALL_BOUND_S = 1.0 + 0.3
+
+
+class Daemon:
+    """A real sweepd on a private socket and state file."""
+
+    def __init__(self, heartbeat=300):
+        if not os.access(SWEEPD, os.X_OK):
+            pytest.fail("no sweepd binary at %s: build it, or set SWEEPD_BUILD_DIR" % SWEEPD)
+        self.dir = tempfile.mkdtemp(prefix="swpy", dir="/tmp")  # short: sun_path is 108 bytes
+        self.socket = os.path.join(self.dir, "s.sock")
+        self.config = os.path.join(self.dir, "sweepd.yaml")
+        self.log_path = os.path.join(self.dir, "sweepd.log")
+        with open(self.config, "w") as f:
+            f.write(
+                "socket: {path: %s}\nstate: {path: %s}\nwandb: {mode: offline}\n"
+                "timeouts: {heartbeat: %s}\n"
+                % (self.socket, os.path.join(self.dir, "state.db"), heartbeat)
+            )
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        assert self.proc is None
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [SWEEPD, "--config", self.config],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail("sweepd exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            try:
+                call("hello", socket_path=self.socket, timeout=0.5)
+                return self
+            except SweepdUnavailable:
+                if time.monotonic() > deadline:
+                    pytest.fail("sweepd did not answer within %ss:\n%s" % (timeout, self.log()))
+                time.sleep(0.02)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                pytest.fail("sweepd ignored SIGTERM:\n" + self.log())
+            assert rc == 0, self.log()
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def show(self, run):
+        return call("show", socket_path=self.socket, run=run)["run"]
+
+    def wait_for(self, run, predicate, timeout=5.0, what="a condition"):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                record = self.show(run)
+            except SweepdError as e:
+                record, error = None, e
+            else:
+                error = None
+                if predicate(record):
+                    return record
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    "run %s: %s not reached within %ss (last: %r, %r)\n%s"
+                    % (run, what, timeout, record, error, self.log())
+                )
+            time.sleep(0.02)
+
+    def wait_state(self, run, state, timeout=5.0):
+        return self.wait_for(run, lambda r: r["state"] == state, timeout, "state " + state)
+
+
+@pytest.fixture
+def daemon_factory():
+    daemons = []
+
+    def make(**kwargs):
+        d = Daemon(**kwargs)
+        daemons.append(d)
+        return d
+
+    yield make
+    for d in daemons:
+        d.stop()
+        shutil.rmtree(d.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(daemon_factory):
+    return daemon_factory().start()
+
+
+@pytest.fixture
+def no_wandb(monkeypatch):
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+
+
+def wait_until(predicate, timeout=5.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail("%s not reached within %ss" % (what, timeout))
+        time.sleep(0.01)
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.monotonic()
+    result = fn(*args, **kwargs)
+    return result, time.monotonic() - t0
+
+
+# ------------------------------------------------------------------ the lifecycle
+
+
+def test_success_reports_objective_and_cost(daemon, no_wandb):
+    suggestion = {"lr": 0.001, "batch": 64}
+    with SweepRun("ok-1", sweep="s1", suggestion=suggestion, socket_path=daemon.socket) as run:
+        assert run.state == "running"
+        record = daemon.show("ok-1")
+        assert record["state"] == "running"
+        assert record["watch_peer"] is True
+        assert record["peer_pid"] == os.getpid()
+        assert run.heartbeat(progress=10) == "running"
+        assert run.success(0.93, cost=12.5) == "success"
+    record = daemon.show("ok-1")
+    assert record["state"] == "success"
+    assert record["reason"] == "completed"
+    assert record["objective"] == 0.93
+    assert record["cost"] == 12.5
+    assert record["sweep"] == "s1"
+    assert record["suggestion"] == suggestion
+    assert record["progress"] == 10
+
+
+def test_block_without_report_completes_without_objective(daemon, no_wandb):
+    with SweepRun("noreport-1", socket_path=daemon.socket):
+        pass
+    record = daemon.show("noreport-1")
+    assert record["state"] == "success"
+    assert "objective" not in record
+
+
+def test_exception_reports_failed_and_propagates(daemon, no_wandb):
+    with pytest.raises(ValueError, match="boom"):
+        with SweepRun("exc-1", socket_path=daemon.socket):
+            raise ValueError("boom")
+    record = daemon.show("exc-1")
+    assert record["state"] == "failed"
+    assert record["reason"] == "worker_failed"
+    assert record["error"] == "ValueError: boom"
+
+
+class TrainingDiverged(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "exc, state, error",
+    [
+        (TrainingDiverged("loss is nan"), "failed", __name__ + ".TrainingDiverged: loss is nan"),
+        (KeyboardInterrupt(), "failed", "KeyboardInterrupt"),
+        (SystemExit(3), "failed", "SystemExit: 3"),
+        (SystemExit(0), "success", None),
+    ],
+    ids=["custom", "interrupt", "exit3", "exit0"],
+)
+def test_base_exceptions(daemon, no_wandb, exc, state, error):
+    run_id = "base-%s" % type(exc).__name__ + str(getattr(exc, "code", ""))
+    with pytest.raises(type(exc)):
+        with SweepRun(run_id, socket_path=daemon.socket):
+            raise exc
+    record = daemon.show(run_id)
+    assert record["state"] == state
+    assert record.get("error") == error
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_objective_is_a_failure(daemon, no_wandb, value):
+    run_id = "nonfinite-%s" % str(value).replace("-", "m")
+    with SweepRun(run_id, socket_path=daemon.socket) as run:
+        assert run.success(value) == "failed"
+        assert run.outcome == "failed"
+    record = daemon.show(run_id)
+    assert record["state"] == "failed"
+    assert record["error"] == "non-finite objective: %s" % value
+
+
+def test_explicit_fail_is_cut_to_4_kib_and_reported_once(daemon, no_wandb, caplog):
+    with SweepRun("fail-1", socket_path=daemon.socket) as run:
+        assert run.fail("é" * 5000) == "failed"  # 10000 bytes of UTF-8
+        assert run.success(1.0) == "failed"  # ignored, with a warning
+    record = daemon.show("fail-1")
+    assert record["state"] == "failed"
+    assert record["error"] == "é" * 2048
+    assert "already reported as failed" in caplog.text
+
+
+def test_invalid_cost_is_dropped_and_runtime_used(daemon, no_wandb):
+    with SweepRun("cost-1", socket_path=daemon.socket) as run:
+        assert run.success(0.5, cost=-1) == "success"
+    record = daemon.show("cost-1")
+    assert record["objective"] == 0.5
+    assert "cost" not in record  # the daemon falls back to the runtime
+    obs = load_observations(socket_path=daemon.socket)
+    assert [o["cost"] > 0 for o in obs if o["run_id"] == "cost-1"] == [True]
+
+
+def test_error_answers_do_not_raise(daemon, no_wandb, caplog):
+    with SweepRun("dup-1", socket_path=daemon.socket) as run:
+        run.success(1.0)
+    # The same id again: register and complete are conflicts; the block still runs normally.
+    with SweepRun("dup-1", socket_path=daemon.socket) as run:
+        assert run.success(2.0) is None
+    assert daemon.show("dup-1")["objective"] == 1.0
+    assert "conflict" in caplog.text
+
+
+# ------------------------------------------------------------------ arguments and defaults
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "x" * 129, "with space", "ü", 42])
+def test_invalid_run_ids_are_refused_before_training(bad, no_wandb):
+    with pytest.raises(ValueError, match="run_id"):
+        SweepRun(bad, socket_path="/nonexistent/s.sock")
+
+
+def test_run_id_is_required_without_wandb(no_wandb):
+    with pytest.raises(ValueError, match="run_id"):
+        SweepRun(socket_path="/nonexistent/s.sock")
+    assert SweepRun("A.b_c-9" + "x" * 121, socket_path="/nonexistent/s.sock").run_id
+
+
+def test_socket_defaults_to_env_then_run_sweepd(daemon, monkeypatch, no_wandb):
+    monkeypatch.delenv("SWEEPD_SOCKET", raising=False)
+    assert sweepd_client.default_socket_path() == "/run/sweepd/sweepd.sock"
+    assert SweepRun("env-0").socket_path == "/run/sweepd/sweepd.sock"
+    monkeypatch.setenv("SWEEPD_SOCKET", daemon.socket)
+    with SweepRun("env-1") as run:
+        run.success(0.1)
+    assert daemon.show("env-1")["state"] == "success"
+
+
+def test_module_does_not_import_wandb():
+    code = "import sys, sweepd_client; assert 'wandb' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=CLIENT_DIR, check=True, timeout=30)
+
+
+# ------------------------------------------------------------------ sweepd absent, hung, restarted
+
+
+def test_daemon_absent_training_finishes_normally(caplog, no_wandb):
+    tmp = tempfile.mkdtemp(prefix="swpy", dir="/tmp")
+    try:
+        path = os.path.join(tmp, "absent.sock")
+        with caplog.at_level(logging.WARNING, logger="sweepd"):
+            run, elapsed = timed(SweepRun, "absent-1", socket_path=path, heartbeat_interval=0.05)
+            assert elapsed < CALL_BOUND_S
+            _, elapsed = timed(run.__enter__)
+            assert elapsed < CALL_BOUND_S
+            steps = 0
+            for step in range(20):
+                state, elapsed = timed(run.heartbeat, progress=step)
+                assert state is None
+                assert elapsed < CALL_BOUND_S
+                steps += 1
+            state, elapsed = timed(run.success, 0.5)
+            assert state is None and elapsed < CALL_BOUND_S
+            _, elapsed = timed(run.__exit__, None, None, None)
+            assert elapsed < CALL_BOUND_S
+        assert steps == 20
+        # Once per outage, not once per heartbeat.
+        assert caplog.text.count("cannot reach sweepd") == 1, caplog.text
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_daemon_absent_exception_still_propagates(no_wandb):
+    with pytest.raises(ZeroDivisionError):
+        with SweepRun("absent-2", socket_path="/nonexistent/dir/s.sock"):
+            1 / 0
+
+
+def test_hung_daemon_blocks_no_call_longer_than_a_second(no_wandb):
+    """A socket that accepts connections into its backlog but never answers."""
+    tmp = tempfile.mkdtemp(prefix="swpy", dir="/tmp")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        path = os.path.join(tmp, "hung.sock")
+        listener.bind(path)
+        listener.listen(8)
+        run = SweepRun("hung-1", socket_path=path, heartbeat_interval=0.05)
+        t0 = time.monotonic()
+        _, elapsed = timed(run.__enter__)
+        assert elapsed < CALL_BOUND_S
+        for step in range(5):
+            _, elapsed = timed(run.heartbeat, progress=step)
+            assert elapsed < CALL_BOUND_S
+        state, elapsed = timed(run.success, 1.0)
+        assert state is None and elapsed < CALL_BOUND_S
+        _, elapsed = timed(run.__exit__, None, None, None)
+        assert elapsed < CALL_BOUND_S
+        assert time.monotonic() - t0 < 5 * CALL_BOUND_S
+    finally:
+        listener.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_daemon_restarted_mid_run(daemon, caplog, no_wandb):
+    with caplog.at_level(logging.WARNING, logger="sweepd"):
+        with SweepRun("restart-1", sweep="rs", socket_path=daemon.socket, heartbeat_interval=0.1) as run:
+            daemon.wait_state("restart-1", "running")
+            daemon.stop()
+            wait_until(lambda: not run.connected, what="the client noticing the outage")
+            daemon.start()  # same state file
+            wait_until(lambda: run.connected, timeout=10, what="the client reconnecting")
+            assert run.success(0.7, cost=5.0) == "success"
+    record = daemon.show("restart-1")
+    assert record["state"] == "success"
+    assert record["objective"] == 0.7
+    assert caplog.text.count("cannot reach sweepd") == 1, caplog.text
+    assert "reconnected to sweepd" in caplog.text
+
+
+def test_final_report_during_restart_is_delivered_at_exit(daemon, no_wandb):
+    with SweepRun("restart-2", socket_path=daemon.socket, heartbeat_interval=3600) as run:
+        daemon.stop()
+        state, elapsed = timed(run.success, 0.25, cost=1.0)
+        assert state is None and elapsed < CALL_BOUND_S
+        # sweepd comes back while the block is being left: the exit waits (<= final_timeout).
+        starter = threading.Timer(0.3, daemon.start)
+        starter.start()
+        t_exit = time.monotonic()
+    exit_elapsed = time.monotonic() - t_exit
+    starter.join(15)
+    assert exit_elapsed < run.final_timeout + 0.5
+    record = daemon.show("restart-2")
+    assert record["state"] == "success", record
+    assert record["objective"] == 0.25
+
+
+def test_daemon_started_after_the_run_registers_it(daemon_factory, no_wandb):
+    d = daemon_factory()  # not started yet
+    with SweepRun("late-1", sweep="late", socket_path=d.socket, heartbeat_interval=0.1) as run:
+        assert run.state is None
+        d.start()
+        d.wait_state("late-1", "running", timeout=10)  # re-registered and started on reconnect
+        assert run.success(3.0) == "success"
+    assert d.show("late-1")["sweep"] == "late"
+
+
+def test_heartbeats_keep_the_run_alive(daemon_factory, no_wandb):
+    d = daemon_factory(heartbeat=1).start()
+    t0 = time.monotonic()
+    with SweepRun("hb-alive", socket_path=d.socket, heartbeat_interval=0.2) as alive, SweepRun(
+        "hb-silent", socket_path=d.socket, heartbeat_interval=3600
+    ) as silent:
+        d.wait_state("hb-silent", "timeout", timeout=5)  # the control: the 1 s timeout is real
+        wait_until(lambda: time.monotonic() - t0 >= 2.0, timeout=5, what="2 s")
+        record = d.show("hb-alive")
+        assert record["state"] == "running", record
+        assert len(record["transitions"]) == 2  # registered, started: never timed out
+        alive.success(1.0)
+        silent.success(2.0)  # a late completion still lands
+    assert d.show("hb-silent")["reason"] == "late_completed"
+
+
+# ------------------------------------------------------------------ observations
+
+
+def test_load_observations(daemon, no_wandb):
+    with SweepRun("obs-1", sweep="obs", suggestion={"lr": 0.1}, socket_path=daemon.socket) as run:
+        run.success(0.9, cost=10.0)
+    with pytest.raises(RuntimeError):
+        with SweepRun("obs-2", sweep="obs", suggestion={"lr": 0.2}, socket_path=daemon.socket):
+            raise RuntimeError("diverged")
+    with SweepRun("obs-other", sweep="other", socket_path=daemon.socket) as run:
+        run.success(0.1)
+    with SweepRun("obs-live", sweep="obs", socket_path=daemon.socket) as run:
+        observations = {o["run_id"]: o for o in load_observations("obs", socket_path=daemon.socket)}
+        run.success(0.5)
+    assert set(observations) == {"obs-1", "obs-2"}  # terminal runs of the sweep only
+    ok, failed = observations["obs-1"], observations["obs-2"]
+    assert ok == {
+        "run_id": "obs-1",
+        "suggestion": {"lr": 0.1},
+        "objective": 0.9,
+        "cost": 10.0,
+        "is_failure": False,
+        "state": "success",
+    }
+    assert failed["is_failure"] is True and failed["state"] == "failed"
+    assert failed["objective"] is None and failed["cost"] > 0
+    assert failed["suggestion"] == {"lr": 0.2}
+
+
+def test_load_observations_raises_when_unreachable():
+    t0 = time.monotonic()
+    with pytest.raises(SweepdUnavailable, match="absent.sock"):
+        load_observations("s", socket_path="/nonexistent/absent.sock")
+    assert time.monotonic() - t0 < CALL_BOUND_S
+
+
+def test_suggestions_are_made_json_safe(daemon, no_wandb):
+    class Scalar:  # stands in for a numpy scalar
+        def item(self):
+            return 0.5
+
+    suggestion = {"lr": Scalar(), "bad": float("nan"), "layers": (1, 2), "name": object}
+    with SweepRun("json-1", suggestion=suggestion, socket_path=daemon.socket) as run:
+        run.success(1.0)
+    got = daemon.show("json-1")["suggestion"]
+    assert got["lr"] == 0.5 and got["bad"] is None and got["layers"] == [1, 2]
+    assert isinstance(got["name"], str)
+
+
+def test_oversized_suggestion_is_dropped_not_fatal(daemon, no_wandb, caplog):
+    with SweepRun("big-1", suggestion={"blob": "x" * 70000}, socket_path=daemon.socket) as run:
+        assert run.state == "running"
+        run.success(1.0)
+    assert daemon.show("big-1")["suggestion"] is None
+    assert "registering without it" in caplog.text
+
+
+def test_per_run_timeouts_are_sent_and_checked(daemon, no_wandb):
+    with SweepRun("tmo-1", heartbeat_timeout=100, max_runtime=7200, socket_path=daemon.socket) as run:
+        run.success(1.0)
+    record = daemon.show("tmo-1")
+    assert (record["heartbeat_timeout_s"], record["max_runtime_s"]) == (100, 7200)
+    with pytest.raises(ValueError, match="heartbeat_timeout"):
+        SweepRun("tmo-2", heartbeat_timeout=0, socket_path=daemon.socket)
+    with pytest.raises(ValueError, match="max_runtime"):
+        SweepRun("tmo-3", max_runtime="1h", socket_path=daemon.socket)
+
+
+# ------------------------------------------------------------------ wandb
+
+
+def fake_wandb(monkeypatch, run_id="wb-1", entity="ent", project="proj"):
+    module = types.ModuleType("wandb")
+    module.run = types.SimpleNamespace(id=run_id, entity=entity, project=project, summary={})
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    return module
+
+
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def test_wandb_run_defaults_and_summary_on_success(daemon, monkeypatch):
+    wandb = fake_wandb(monkeypatch)
+    summary = wandb.run.summary
+    with SweepRun(socket_path=daemon.socket) as run:
+        assert run.run_id == "wb-1"
+        assert summary["protein.state"] == "running"
+        assert summary["protein.state_reason"] == "started"
+        run.success(0.8, cost=4.0)
+    assert summary["protein.state"] == "success"
+    assert summary["protein.state_reason"] == "completed"
+    assert summary["protein.objective"] == 0.8
+    assert summary["protein.cost"] == 4.0
+    assert ISO_UTC.match(summary["protein.completion_time"])
+    assert ISO_UTC.match(summary["protein.updated_at"])
+    assert "protein.is_failure" not in summary
+    record = daemon.show("wb-1")
+    assert (record["entity"], record["project"], record["state"]) == ("ent", "proj", "success")
+
+
+def test_wandb_summary_on_failure_with_state_names(daemon, monkeypatch):
+    wandb = fake_wandb(monkeypatch, run_id="wb-2")
+    summary = wandb.run.summary
+    with pytest.raises(RuntimeError):
+        with SweepRun(socket_path=daemon.socket, state_names={"failed": "failure"}):
+            raise RuntimeError("CUDA out of memory")
+    assert summary["protein.state"] == "failure"
+    assert summary["protein.state_reason"] == "worker_failed"
+    assert summary["protein.is_failure"] is True
+    assert summary["protein.error"] == "RuntimeError: CUDA out of memory"
+    assert ISO_UTC.match(summary["protein.failure_time"])
+    assert summary["protein.cost"] >= 0.001
+    assert daemon.show("wb-2")["error"] == "RuntimeError: CUDA out of memory"
+
+
+def test_wandb_other_run_or_no_run_is_left_alone(daemon, monkeypatch):
+    wandb = fake_wandb(monkeypatch, run_id="wb-other")
+    with SweepRun("not-wb", socket_path=daemon.socket) as run:
+        run.success(1.0)
+    assert wandb.run.summary == {}
+    assert daemon.show("not-wb")["entity"] == ""  # entity/project only from the run itself
+    wandb.run = None
+    with pytest.raises(ValueError):
+        SweepRun(socket_path=daemon.socket)
+
+
+def test_broken_wandb_summary_does_not_break_training(daemon, monkeypatch):
+    class Broken:
+        def __setitem__(self, key, value):
+            raise RuntimeError("wandb is shutting down")
+
+    wandb = fake_wandb(monkeypatch, run_id="wb-3")
+    wandb.run.summary = Broken()
+    with SweepRun(socket_path=daemon.socket) as run:
+        assert run.success(0.3) == "success"
+
+
+# ------------------------------------------------------------------ packaging
+
+
+def test_backend_builds_a_valid_wheel(tmp_path):
+    sys.path.insert(0, os.path.join(CLIENT_DIR, "build_backend"))
+    try:
+        import sweepd_build
+    finally:
+        sys.path.pop(0)
+    name = sweepd_build.build_wheel(str(tmp_path))
+    assert name == "sweepd_client-%s-py3-none-any.whl" % sweepd_client.__version__
+    with zipfile.ZipFile(str(tmp_path / name)) as zf:
+        names = set(zf.namelist())
+        dist_info = "sweepd_client-%s.dist-info/" % sweepd_client.__version__
+        assert names == {"sweepd_client.py"} | {dist_info + n for n in ("METADATA", "WHEEL", "RECORD")}
+        metadata = zf.read(dist_info + "METADATA").decode()
+        assert "Name: sweepd-client" in metadata and "Requires-Python: >=3.8" in metadata
+        assert "sweepd_client.py,sha256=" in zf.read(dist_info + "RECORD").decode()
+    sdist = sweepd_build.build_sdist(str(tmp_path))
+    assert sdist.endswith(".tar.gz")
+
+
+def _has_pip():
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "--version"], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ).returncode == 0
+
+
+@pytest.mark.skipif(not _has_pip(), reason="pip is not installed (python3-pip)")
+def test_pip_installs_offline(tmp_path):
+    """With build isolation on and no index: the backend needs nothing from the network."""
+    target = tmp_path / "site"
+    env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-cache-dir", "--target", str(target),
+         CLIENT_DIR],
+        check=True, timeout=120, env=env, cwd=str(tmp_path),
+    )
+    code = "import sweepd_client; print(sweepd_client.__file__, sweepd_client.__version__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, timeout=30, cwd=str(tmp_path),
+        env=dict(os.environ, PYTHONPATH=str(target)), stdout=subprocess.PIPE,
+    ).stdout.decode()
+    assert out.startswith(str(target)) and sweepd_client.__version__ in out
