@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "cli/exec.hpp"
 #include "cli/table.hpp"
 #include "core/protocol.hpp"
 #include "core/run.hpp"
@@ -691,6 +692,7 @@ std::vector<command> make_commands() {
        1,
        2,
        run_fail},
+      exec_command(),
       {"hello", "", "ask sweepd for its version and protocol", "", {}, 0, 0, run_hello},
       {"ping", "", "check that sweepd answers, and how fast", "", {}, 0, 0, run_ping},
   };
@@ -765,14 +767,17 @@ std::string program_usage() {
   out += "\nGlobal options (before or after the command):\n" + options_block(global_option_specs());
   out +=
       "\nExit status: 0 done; 1 sweepd answered with an error; 2 usage error (nothing was sent);\n"
-      "3 sweepd could not be reached or did not answer in time.\n";
+      "3 sweepd could not be reached or did not answer in time. exec exits with its command's "
+      "status.\n";
   return out;
 }
 
 std::string command_usage(const command& cmd) {
   std::string out = fmt::format("Usage: sweepctl [GLOBAL OPTIONS] {}", cmd.name);
   if (!cmd.operands.empty()) out += fmt::format(" {}", cmd.operands);
-  if (!cmd.options.empty()) out += " [OPTIONS]";
+  if (!cmd.options.empty() && cmd.operands.find("[OPTIONS]") == std::string_view::npos) {
+    out += " [OPTIONS]";
+  }
   std::string summary(cmd.summary);
   if (!summary.empty()) summary[0] = static_cast<char>(std::toupper(summary[0]));
   out += fmt::format("\n\n{}.\n", summary);

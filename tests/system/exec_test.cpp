@@ -1,0 +1,391 @@
+// `sweepctl exec` against the real sweepd: what each way a command can end does to its run, signal
+// forwarding, heartbeats, and a daemon that is absent or comes late. Commands are /bin/sh scripts.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "io/client.hpp"
+#include "support/process_support.hpp"
+
+namespace sweepd {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+/// Waits (bounded, polling: there is no event to wait on) until `path` exists.
+bool wait_for_file(const std::string& path, std::chrono::milliseconds timeout = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (std::filesystem::exists(path)) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+class ExecTest : public ::testing::Test {
+ protected:
+  std::string socket_path() const { return dir_.file("sweepd.sock"); }
+
+  void start_daemon(const std::string& extra = "") {
+    const std::string config = dir_.file("sweepd.yaml");
+    std::ofstream(config) << "socket: {path: " << socket_path() << "}\n"
+                          << "state: {path: " << dir_.file("state.db") << "}\n"
+                          << "wandb: {mode: offline}\n"
+                          << extra;
+    daemon_.emplace(test::process::start({SWEEPD_BINARY, "--config", config}));
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      ASSERT_FALSE(daemon_->wait_for(20ms)) << daemon_->err();
+      if (client_.connect(socket_path())) return;
+    }
+    FAIL() << "sweepd did not open its socket: " << daemon_->err();
+  }
+
+  /// The argv of `sweepctl --socket S exec ARGS...`.
+  std::vector<std::string> exec_argv(const std::vector<std::string>& args) const {
+    std::vector<std::string> argv = {SWEEPCTL_BINARY, "--socket", socket_path(), "exec"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+
+  test::command_result exec(const std::vector<std::string>& args) {
+    return test::run_command(exec_argv(args), test::environment_with({}), 30s);
+  }
+
+  /// The run's full record from `show`.
+  json show(const std::string& run) {
+    const auto reply = client_.call({{"op", "show"}, {"run", run}});
+    EXPECT_TRUE(reply) << client_.last_error();
+    if (!reply || (*reply)["ok"] != true) {
+      ADD_FAILURE() << "show " << run << ": " << (reply ? reply->dump() : "no reply");
+      return json::object();
+    }
+    return (*reply)["run"];
+  }
+
+  /// Polls `show` until the run is in `state` (it may not be registered yet), for at most 10 s.
+  json wait_for_state(const std::string& run, const std::string& state) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    json last;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (const auto reply = client_.call({{"op", "show"}, {"run", run}})) {
+        last = *reply;
+        if ((*reply)["ok"] == true && (*reply)["run"]["state"] == state) return (*reply)["run"];
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    ADD_FAILURE() << run << " never became " << state << ": " << last.dump();
+    return json::object();
+  }
+
+  static std::vector<std::string> reasons_of(const json& run) {
+    std::vector<std::string> reasons;
+    for (const json& t : run.value("transitions", json::array())) reasons.push_back(t["reason"]);
+    return reasons;
+  }
+
+  test::temp_dir dir_;
+  std::optional<test::process> daemon_;
+  io::client client_;
+};
+
+TEST_F(ExecTest, ExitZeroCompletesWithObjectiveAndCostFromTheResultFile) {
+  start_daemon();
+  const std::string result = dir_.file("result.json");
+  auto r =
+      exec({"--run", "r0", "--sweep", "s1", "--suggestion", R"({"lr":0.01})", "--result-file",
+            result, "--", "/bin/sh", "-c",
+            R"(echo training; printf '{"objective": 0.93, "cost": 12.5}' > "$1")", "sh", result});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "training\n");  // the command's output, and nothing from exec
+  EXPECT_EQ(r.err, "");
+  const json run = show("r0");
+  EXPECT_EQ(run["state"], "success");
+  EXPECT_EQ(run["objective"], 0.93);
+  EXPECT_EQ(run["cost"], 12.5);
+  EXPECT_EQ(run["sweep"], "s1");
+  EXPECT_EQ(run["suggestion"]["lr"], 0.01);
+  EXPECT_EQ(run["watch_peer"], true);
+  EXPECT_EQ(reasons_of(run), (std::vector<std::string>{"registered", "started", "completed"}));
+}
+
+TEST_F(ExecTest, NonZeroExitFailsTheRunAndIsExecsStatus) {
+  start_daemon();
+  auto r = exec({"--run", "r3", "--", "/bin/sh", "-c", "exit 3"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_EQ(r.err, "");
+  const json run = show("r3");
+  EXPECT_EQ(run["state"], "failed");
+  EXPECT_EQ(run["error"], "exit code 3");
+}
+
+TEST_F(ExecTest, DeathBySignalFailsTheRunAndExitsWith128PlusTheSignal) {
+  start_daemon();
+  auto r = exec({"--run", "r9", "--", "/bin/sh", "-c", "kill -9 $$"});
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.err;
+  const json run = show("r9");
+  EXPECT_EQ(run["state"], "failed");
+  EXPECT_EQ(run["error"], "killed by SIGKILL");
+}
+
+TEST_F(ExecTest, SigtermIsForwardedAndTheCommandsStatusReturned) {
+  start_daemon();
+  const std::string ready = dir_.file("ready");
+  // The trap is set before `ready` appears, so the forwarded SIGTERM meets it.
+  auto exec_process = test::process::start(
+      exec_argv({"--run", "rt", "--", "/bin/sh", "-c",
+                 R"(trap 'kill $pid; exit 42' TERM; sleep 30 & pid=$!; : > "$1"; wait)", "sh",
+                 ready}),
+      test::environment_with({}));
+  ASSERT_TRUE(wait_for_file(ready)) << exec_process.err();
+  const json live = wait_for_state("rt", "running");
+  EXPECT_EQ(live["watch_peer"], true);
+  EXPECT_EQ(live["peer_pid"], exec_process.pid());  // bound to exec itself, not to the command
+
+  ASSERT_TRUE(exec_process.send_signal(SIGTERM));  // to exec only, not its process group
+  EXPECT_EQ(exec_process.wait_for(10s), 42) << exec_process.err();
+  const json run = show("rt");
+  EXPECT_EQ(run["state"], "failed");
+  EXPECT_EQ(run["error"], "exit code 42 after SIGTERM");
+}
+
+TEST_F(ExecTest, ForwardedSignalThatKillsTheCommandIsReported) {
+  start_daemon();
+  const std::string ready = dir_.file("ready");
+  auto exec_process = test::process::start(
+      exec_argv({"--run", "rk", "--", "/bin/sh", "-c", R"(: > "$1"; exec sleep 30)", "sh", ready}),
+      test::environment_with({}));
+  ASSERT_TRUE(wait_for_file(ready)) << exec_process.err();
+  ASSERT_TRUE(exec_process.send_signal(SIGINT));
+  EXPECT_EQ(exec_process.wait_for(10s), 128 + SIGINT) << exec_process.err();
+  const json run = show("rk");
+  EXPECT_EQ(run["state"], "failed");
+  EXPECT_EQ(run["error"], "killed by SIGINT");
+}
+
+TEST_F(ExecTest, KilledExecLeavesItsRunCrashed) {
+  start_daemon();
+  const std::string ready = dir_.file("ready");
+  auto exec_process = test::process::start(
+      exec_argv({"--run", "rc", "--", "/bin/sh", "-c", R"(: > "$1"; exec sleep 30)", "sh", ready}),
+      test::environment_with({}));
+  ASSERT_TRUE(wait_for_file(ready)) << exec_process.err();
+  wait_for_state("rc", "running");
+  ASSERT_TRUE(exec_process.send_signal(SIGKILL));
+  EXPECT_EQ(exec_process.wait_for(10s), 128 + SIGKILL);
+  ::kill(-exec_process.pid(), SIGKILL);  // the orphaned command, in exec's process group
+  const json run = wait_for_state("rc", "crashed");
+  EXPECT_EQ(run["reason"], "process_exited");
+}
+
+TEST_F(ExecTest, HeartbeatsKeepTheRunAliveWhileTheCommandRuns) {
+  start_daemon("timeouts: {heartbeat: 1}\n");
+  auto exec_process = test::process::start(
+      exec_argv({"--run", "rh", "--interval", "0.2", "--", "/bin/sh", "-c", "sleep 2.5"}),
+      test::environment_with({}));
+  // Without heartbeats the run would time out 1-2 s in; watch it until the command ends.
+  std::vector<std::string> seen;
+  while (!exec_process.wait_for(100ms)) {
+    const auto reply = client_.call({{"op", "show"}, {"run", "rh"}});
+    ASSERT_TRUE(reply) << client_.last_error();
+    if ((*reply)["ok"] == true) seen.push_back((*reply)["run"]["state"]);
+  }
+  EXPECT_EQ(exec_process.wait_for(0ms), 0) << exec_process.err();
+  EXPECT_THAT(seen, Not(::testing::Contains("timeout")));
+  EXPECT_THAT(seen, ::testing::Contains("running"));
+  const json run = show("rh");
+  EXPECT_EQ(run["state"], "success");
+  EXPECT_EQ(reasons_of(run), (std::vector<std::string>{"registered", "started", "completed"}));
+}
+
+TEST_F(ExecTest, MissingCommandExits127AndFailsTheRun) {
+  start_daemon();
+  auto r = exec({"--run", "rm", "--", "no-such-command-for-sweepctl-exec", "--flag"});
+  EXPECT_EQ(r.exit_code, 127);
+  EXPECT_THAT(r.err, HasSubstr("cannot start no-such-command-for-sweepctl-exec"));
+  const json run = show("rm");
+  EXPECT_EQ(run["state"], "failed");
+  EXPECT_THAT(run.value("error", ""), HasSubstr("cannot start no-such-command-for-sweepctl-exec"));
+}
+
+TEST_F(ExecTest, CommandIsFoundInPath) {
+  start_daemon();
+  auto r = exec({"--run", "rp", "--", "sh", "-c", "exit 0"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(show("rp")["state"], "success");
+}
+
+TEST_F(ExecTest, WithoutDaemonTheCommandStillRunsAndItsStatusIsReturned) {
+  const std::string marker = dir_.file("ran");
+  auto r = exec({"--run", "ra", "--interval", "0.2", "--", "/bin/sh", "-c",
+                 R"(sleep 0.5; : > "$1"; exit 7)", "sh", marker});
+  EXPECT_EQ(r.exit_code, 7) << r.err;
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_TRUE(std::filesystem::exists(marker));
+  EXPECT_EQ(count_of(r.err, "cannot connect to sweepd"), 2u) << r.err;  // once, then at the end
+  EXPECT_EQ(count_of(r.err, "keeps trying in the background"), 1u) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("could not record the end of run ra")) << r.err;
+}
+
+TEST_F(ExecTest, DaemonThatStartsLateStillGetsTheRun) {
+  auto exec_process = test::process::start(
+      exec_argv({"--run", "rl", "--interval", "0.2", "--", "/bin/sh", "-c", "sleep 3"}),
+      test::environment_with({}));
+  std::this_thread::sleep_for(300ms);
+  start_daemon();
+  EXPECT_EQ(exec_process.wait_for(20s), 0) << exec_process.err();
+  EXPECT_EQ(count_of(exec_process.err(), "keeps trying in the background"), 1u)
+      << exec_process.err();
+  const json run = show("rl");
+  EXPECT_EQ(run["state"], "success");
+}
+
+TEST_F(ExecTest, MalformedResultFileCompletesWithoutItAndSaysWhy) {
+  start_daemon();
+  const std::string result = dir_.file("result.json");
+  auto r = exec({"--run", "rb", "--result-file", result, "--", "/bin/sh", "-c",
+                 R"(echo 'objective=0.9' > "$1")", "sh", result});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(result + " is not valid JSON"));
+  const json run = show("rb");
+  EXPECT_EQ(run["state"], "success");
+  EXPECT_FALSE(run.contains("objective")) << run.dump();
+}
+
+TEST_F(ExecTest, BadObjectiveIsLeftOutAndTheCostKept) {
+  start_daemon();
+  const std::string result = dir_.file("result.json");
+  auto r = exec({"--run", "ro", "--result-file", result, "--", "/bin/sh", "-c",
+                 R"(echo '{"objective": "high", "cost": 2}' > "$1")", "sh", result});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("'objective' in the result file " + result));
+  const json run = show("ro");
+  EXPECT_EQ(run["state"], "success");
+  EXPECT_FALSE(run.contains("objective")) << run.dump();
+  EXPECT_EQ(run["cost"], 2);
+}
+
+TEST_F(ExecTest, MissingOrStaleResultFileCompletesWithoutObjective) {
+  start_daemon();
+  const std::string result = dir_.file("result.json");
+  auto r = exec({"--run", "rn", "--result-file", result, "--", "/bin/sh", "-c", "exit 0"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("cannot read the result file " + result));
+  EXPECT_EQ(show("rn")["state"], "success");
+
+  std::ofstream(result) << R"({"objective": 1.5})";  // left from an earlier trial
+  r = exec({"--run", "rs", "--result-file", result, "--", "/bin/sh", "-c", "exit 0"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("unchanged since"));
+  const json run = show("rs");
+  EXPECT_EQ(run["state"], "success");
+  EXPECT_FALSE(run.contains("objective")) << run.dump();
+}
+
+TEST_F(ExecTest, ResultFileIgnoredWhenTheCommandFails) {
+  start_daemon();
+  const std::string result = dir_.file("result.json");
+  auto r = exec({"--run", "rf", "--result-file", result, "--", "/bin/sh", "-c",
+                 R"(echo '{"objective": 1}' > "$1"; exit 1)", "sh", result});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.err, "");
+  const json run = show("rf");
+  EXPECT_EQ(run["state"], "failed");
+  EXPECT_FALSE(run.contains("objective")) << run.dump();
+}
+
+TEST_F(ExecTest, RunThatIsAlreadyFinishedIsRefusedButTheCommandRuns) {
+  start_daemon();
+  ASSERT_EQ(exec({"--run", "rd", "--", "/bin/sh", "-c", "exit 0"}).exit_code, 0);
+  auto r = exec({"--run", "rd", "--", "/bin/sh", "-c", "exit 4"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_THAT(r.err, HasSubstr("sweepd refused to register run rd: conflict"));
+  EXPECT_EQ(show("rd")["state"], "success");  // the first run's end stands
+}
+
+// Usage errors exit 2 before anything is started.
+TEST(ExecUsage, ExitsTwoNamingTheProblemWithoutStartingTheCommand) {
+  test::temp_dir dir;
+  const std::string marker = dir.file("ran");
+  const std::vector<std::string> cmd = {"--", "/bin/sh", "-c", ": > " + marker};
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{}, "missing --run"},
+      {{"--run", "bad id!"}, "not a valid run id"},
+      {{"--run", "r1", "--interval", "0"}, "option '--interval'"},
+      {{"--run", "r1", "--interval", "soon"}, "option '--interval'"},
+      {{"--run", "r1", "--suggestion", "[1]"}, "option '--suggestion'"},
+      {{"--run", "r1", "--heartbeat-timeout", "0"}, "option '--heartbeat-timeout'"},
+      {{"--run", "r1", "--heartbeat-timeout", "20"}, "option '--interval'"},  // 30 s default
+      {{"--run", "r1", "--result-file", ""}, "option '--result-file'"},
+      {{"--run", "r1", "--bogus", "x"}, "unknown option '--bogus' for 'exec'"},
+  };
+  for (const auto& [args, expected] : cases) {
+    std::vector<std::string> argv = {SWEEPCTL_BINARY, "--socket", dir.file("s.sock"), "exec"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    auto r = test::run_command(argv, {}, 20s);
+    EXPECT_EQ(r.exit_code, 2) << expected << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr(expected));
+    EXPECT_FALSE(std::filesystem::exists(marker)) << expected;
+  }
+  auto r = test::run_command({SWEEPCTL_BINARY, "exec", "--run", "r1"}, {}, 20s);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("missing the command to run"));
+}
+
+TEST(ExecHelp, DocumentsEveryOptionAndTheExitStatus) {
+  auto r = test::run_command({SWEEPCTL_BINARY, "exec", "--help"}, {}, 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Usage: sweepctl [GLOBAL OPTIONS] exec --run ID [OPTIONS] -- CMD"));
+  for (const char* option :
+       {"--run ID", "--sweep S", "--entity E", "--project P", "--suggestion JSON",
+        "--result-file F", "--interval S", "--heartbeat-timeout S", "--max-runtime S",
+        "SIGTERM, SIGINT and SIGHUP", "Exit status", "128+N", "127"}) {
+    EXPECT_THAT(r.out, HasSubstr(option));
+  }
+  r = test::run_command({SWEEPCTL_BINARY, "--help"}, {}, 20s);
+  EXPECT_THAT(r.out, HasSubstr("  exec "));
+}
+
+// examples/sweep.sh, the shell sweep from the README, against the real daemon.
+TEST_F(ExecTest, ExampleShellSweepRecordsEveryTrial) {
+  start_daemon();
+  auto r = test::run_command(
+      {"/bin/sh", std::string(SWEEPD_SOURCE_DIR) + "/examples/sweep.sh", "3"},
+      test::environment_with({"SWEEPCTL=" SWEEPCTL_BINARY, "SWEEPD_SOCKET=" + socket_path(),
+                              "SWEEP=demo", "TRAIN_SECONDS=0"}),
+      60s);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto reply = client_.call({{"op", "observations"}, {"sweep", "demo"}});
+  ASSERT_TRUE(reply) << client_.last_error();
+  const json& observations = (*reply)["observations"];
+  ASSERT_EQ(observations.size(), 3u) << reply->dump();
+  for (const json& o : observations) {
+    EXPECT_TRUE(o["suggestion"].contains("lr")) << o.dump();
+    if (o["is_failure"] == false) {
+      EXPECT_TRUE(o["objective"].is_number()) << o.dump();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sweepd
