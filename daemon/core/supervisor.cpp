@@ -215,6 +215,19 @@ outcome supervisor::heartbeat(const heartbeat_params& p, const caller& who, inst
   return o;
 }
 
+void supervisor::end_run(run_record& r, run_state to, transition_reason why,
+                         transition_reason late_why, instant now, outcome& o, transition extra) {
+  if (r.state == run_state::timeout) {
+    why = late_why;
+    r.late_by_s = seconds_between(r.timed_out_at, now.mono);
+    extra.late_by_s = r.late_by_s;
+  }
+  // The cost always travels with a terminal transition: the runtime when the worker gave none.
+  r.runtime_s = seconds_between(r.registered_mono, now.mono);
+  extra.cost = observation_cost(r);
+  apply(r, to, why, now, o, std::move(extra));
+}
+
 outcome supervisor::complete(const complete_params& p, const caller& who, instant now) {
   outcome o;
   run_record* r = authorized(p.run, who, o);
@@ -232,16 +245,8 @@ outcome supervisor::complete(const complete_params& p, const caller& who, instan
   extra.objective = p.objective;
   r->objective = p.objective;
   r->cost = p.cost;
-  auto why = transition_reason::completed;
-  if (r->state == run_state::timeout) {
-    why = transition_reason::late_completed;
-    r->late_by_s = seconds_between(r->timed_out_at, now.mono);
-    extra.late_by_s = r->late_by_s;
-  }
-  // The cost always travels with the transition: the runtime when the worker gave none.
-  r->runtime_s = seconds_between(r->registered_mono, now.mono);
-  extra.cost = observation_cost(*r);
-  apply(*r, run_state::success, why, now, o, std::move(extra));
+  end_run(*r, run_state::success, transition_reason::completed, transition_reason::late_completed,
+          now, o, std::move(extra));
   return o;
 }
 
@@ -261,15 +266,8 @@ outcome supervisor::fail(const fail_params& p, const caller& who, instant now) {
   transition extra;
   extra.error = p.error;
   r->error = p.error;
-  auto why = transition_reason::worker_failed;
-  if (r->state == run_state::timeout) {
-    why = transition_reason::late_failed;
-    r->late_by_s = seconds_between(r->timed_out_at, now.mono);
-    extra.late_by_s = r->late_by_s;
-  }
-  r->runtime_s = seconds_between(r->registered_mono, now.mono);
-  extra.cost = observation_cost(*r);
-  apply(*r, run_state::failed, why, now, o, std::move(extra));
+  end_run(*r, run_state::failed, transition_reason::worker_failed, transition_reason::late_failed,
+          now, o, std::move(extra));
   return o;
 }
 
@@ -283,10 +281,8 @@ outcome supervisor::process_exited(std::string_view run, instant now) {
   o.run = r;
   if (!is_live(r->state)) return o;
   o.before = *r;
-  transition extra;
-  r->runtime_s = seconds_between(r->registered_mono, now.mono);
-  extra.cost = observation_cost(*r);
-  apply(*r, run_state::crashed, transition_reason::process_exited, now, o, std::move(extra));
+  end_run(*r, run_state::crashed, transition_reason::process_exited,
+          transition_reason::process_exited, now, o);
   return o;
 }
 
@@ -296,10 +292,8 @@ std::vector<outcome> supervisor::expire_outcomes(instant now, std::size_t limit)
     run_record& r = *deadlines_.begin()->second;
     outcome& o = fired.emplace_back();
     o.before = r;
-    transition extra;
-    r.runtime_s = seconds_between(r.registered_mono, now.mono);
-    extra.cost = observation_cost(r);
-    apply(r, run_state::timeout, due_reason(r), now, o, std::move(extra));
+    const transition_reason why = due_reason(r);
+    end_run(r, run_state::timeout, why, why, now, o);
   }
   return fired;
 }

@@ -141,6 +141,10 @@ class supervisor {
   /// Records a transition: history, counters, and the outcome's copy.
   void apply(run_record& r, run_state to, transition_reason why, instant now, outcome& o,
              transition extra = {});
+  /// Moves a run to a terminal state with its runtime and cost; from `timeout`, with `late_why`
+  /// and how late it is.
+  void end_run(run_record& r, run_state to, transition_reason why, transition_reason late_why,
+               instant now, outcome& o, transition extra = {});
   void refresh_liveness(run_record& r, instant now);
   void reindex(run_record& r);
   mono_time earliest_deadline(const run_record& r) const;
