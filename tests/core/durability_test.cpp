@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/core_test_support.hpp"
 #include "core/run_codec.hpp"
 #include "core/supervisor.hpp"
 
@@ -23,14 +24,8 @@ using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
 
-const wall_time wall_origin = wall_time{} + std::chrono::seconds(1795900000);
-
 /// The fake clock of the daemon before the restart: `d` after an arbitrary origin, on both the
 /// monotonic and the wall clock.
-instant at(mono_clock::duration d) {
-  return {mono_time{} + d, wall_origin + std::chrono::duration_cast<wall_time::duration>(d)};
-}
-
 /// The restarted daemon's clock when the wall clock reads `wall` after the origin: its monotonic
 /// clock starts afresh (a reboot), so old monotonic times mean nothing to it.
 instant restarted_at(mono_clock::duration wall) { return {mono_time{} + 3s, at(wall).wall}; }
@@ -48,29 +43,6 @@ std::vector<std::string> ids_of(const std::vector<transition>& ts) {
   std::vector<std::string> ids;
   for (const transition& t : ts) ids.push_back(t.run);
   return ids;
-}
-
-/// Invariants that every path must keep: per-state counts, the deadline index, the history.
-void expect_consistent(const supervisor& s) {
-  std::array<std::size_t, std::size(all_run_states)> counted{};
-  std::optional<mono_time> earliest;
-  std::size_t visited = 0;
-  s.for_each([&](const run_record& r) {
-    ++visited;
-    ++counted[static_cast<std::size_t>(r.state)];
-    ASSERT_FALSE(r.history.empty()) << r.id;
-    EXPECT_EQ(r.history.back().to, r.state) << r.id;
-    EXPECT_FALSE(r.history.front().from.has_value()) << r.id;
-    if (is_terminal(r.state)) {
-      EXPECT_EQ(r.deadline, mono_time::max()) << r.id;
-    }
-    if (r.deadline != mono_time::max() && (!earliest || r.deadline < *earliest)) {
-      earliest = r.deadline;
-    }
-  });
-  EXPECT_EQ(visited, s.size());
-  EXPECT_EQ(counted, s.counts());
-  EXPECT_EQ(s.next_deadline(), earliest);
 }
 
 /// What undo() must put back exactly, for one run.

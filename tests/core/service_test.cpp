@@ -8,20 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "core/core_test_support.hpp"
+
 namespace sweepd::core {
 namespace {
 
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
-
-const wall_time wall_origin =
-    wall_time{} + std::chrono::seconds(1795900000);  // 2026-11-28T21:06:40Z
-
-/// The fake clock: `d` after an arbitrary origin, on both the monotonic and the wall clock.
-instant at(mono_clock::duration d) {
-  return {mono_time{} + d, wall_origin + std::chrono::duration_cast<wall_time::duration>(d)};
-}
 
 std::vector<std::string> ids_of(const json& runs, const char* key) {
   std::vector<std::string> ids;

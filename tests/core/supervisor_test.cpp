@@ -9,47 +9,18 @@
 #include <string>
 #include <vector>
 
+#include "core/core_test_support.hpp"
+
 namespace sweepd::core {
 namespace {
 
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
-const wall_time wall_origin = wall_time{} + std::chrono::seconds(1795900000);
-
-/// The fake clock: `d` after an arbitrary origin, on both the monotonic and the wall clock.
-instant at(mono_clock::duration d) {
-  return {mono_time{} + d, wall_origin + std::chrono::duration_cast<wall_time::duration>(d)};
-}
-
 double seconds_of(mono_clock::duration d) { return seconds_d(d).count(); }
 
 std::size_t count_of(const supervisor& s, run_state state) {
   return s.counts()[static_cast<std::size_t>(state)];
-}
-
-/// Invariants that every path must keep: per-state counts, the deadline index, the history.
-void expect_consistent(const supervisor& s) {
-  std::array<std::size_t, std::size(all_run_states)> counted{};
-  std::optional<mono_time> earliest;
-  std::size_t visited = 0;
-  s.for_each([&](const run_record& r) {
-    ++visited;
-    ++counted[static_cast<std::size_t>(r.state)];
-    ASSERT_FALSE(r.history.empty()) << r.id;
-    EXPECT_EQ(r.history.back().to, r.state) << r.id;
-    EXPECT_EQ(r.history.back().reason, r.reason) << r.id;
-    EXPECT_FALSE(r.history.front().from.has_value()) << r.id;
-    if (is_terminal(r.state)) {
-      EXPECT_EQ(r.deadline, mono_time::max()) << r.id;
-    }
-    if (r.deadline != mono_time::max() && (!earliest || r.deadline < *earliest)) {
-      earliest = r.deadline;
-    }
-  });
-  EXPECT_EQ(visited, s.size());
-  EXPECT_EQ(counted, s.counts());
-  EXPECT_EQ(s.next_deadline(), earliest);
 }
 
 /// The cost a transition carried, nullopt when there was no transition or no cost.
