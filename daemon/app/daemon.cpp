@@ -21,8 +21,10 @@ namespace {
 using asio::as_tuple;
 using asio::use_awaitable;
 
-/// Runs marked `timeout` per turn of the event loop.
-constexpr std::size_t expire_batch = 2048;
+/// Runs marked `timeout` per turn of the event loop, each batch one transaction. Small enough
+/// that requests queued behind a batch's commit wait well under 100 ms (measured: 2048 made
+/// `status` wait up to 266 ms during 100 000 simultaneous timeouts, 512 at most 81 ms).
+constexpr std::size_t expire_batch = 512;
 /// How long a stopping daemon waits for W&B requests in flight.
 constexpr auto shutdown_grace = std::chrono::seconds(2);
 /// How long expiry waits after a failed commit before trying again.
