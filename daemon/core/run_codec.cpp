@@ -138,43 +138,4 @@ decoded_run decode_run(const json& j, instant now) {
   return out;
 }
 
-json encode_transition(const transition& t) {
-  json j = {{"run", t.run},
-            {"to", to_string(t.to)},
-            {"reason", to_string(t.reason)},
-            {"at_ms", to_unix_ms(t.at)}};
-  if (t.from) j["from"] = to_string(*t.from);
-  put(j, "runtime_s", t.runtime_s);
-  put(j, "objective", t.objective);
-  put(j, "cost", t.cost);
-  put(j, "error", t.error);
-  put(j, "late_by_s", t.late_by_s);
-  return j;
-}
-
-decoded_transition decode_transition(const json& j) {
-  decoded_transition out;
-  if (!j.is_object()) {
-    out.error = fmt::format("not a JSON object but {}", j.type_name());
-    return out;
-  }
-  try {
-    transition t;
-    t.run = get_field<std::string>(j, "run");
-    if (j.contains("from")) t.from = state_field(j, "from");
-    t.to = state_field(j, "to");
-    t.reason = reason_field(j, "reason");
-    t.at = from_unix_ms(get_field<std::int64_t>(j, "at_ms"));
-    t.runtime_s = get_optional<double>(j, "runtime_s");
-    t.objective = get_optional<double>(j, "objective");
-    t.cost = get_optional<double>(j, "cost");
-    t.error = get_optional<std::string>(j, "error");
-    t.late_by_s = get_optional<double>(j, "late_by_s");
-    out.value = std::move(t);
-  } catch (const std::exception& e) {
-    out.error = e.what();
-  }
-  return out;
-}
-
 }  // namespace sweepd::core

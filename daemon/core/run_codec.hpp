@@ -21,14 +21,6 @@ struct decoded_run {
 };
 decoded_run decode_run(const nlohmann::json& j, instant now);
 
-/// The durable form of a transition, and back.
-nlohmann::json encode_transition(const transition& t);
-struct decoded_transition {
-  std::optional<transition> value;
-  std::string error;
-};
-decoded_transition decode_transition(const nlohmann::json& j);
-
 std::int64_t to_unix_ms(wall_time t);
 wall_time from_unix_ms(std::int64_t ms);
 

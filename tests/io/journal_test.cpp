@@ -513,7 +513,7 @@ TEST_F(JournalTest, LoadRestoresThousandRunsWithTheirHistories) {
     EXPECT_EQ(r.error, want->error) << r.id;
     ASSERT_EQ(r.history.size(), want->history.size()) << r.id;
     for (std::size_t k = 0; k < r.history.size(); ++k) {
-      EXPECT_EQ(core::encode_transition(r.history[k]), core::encode_transition(want->history[k]))
+      EXPECT_EQ(core::transition_json(r.history[k]), core::transition_json(want->history[k]))
           << r.id << " #" << k;
     }
     EXPECT_TRUE(restored.restore(std::move(r), now));
