@@ -95,7 +95,8 @@ std::optional<std::string> daemon::restore_from_journal() {
   prune_expired_runs();
   spdlog::info("restored {} runs ({} live) and {} pending W&B writes from {} in {:.0f} ms",
                runs_.size(),
-               runs_.counts()[0] + runs_.counts()[1],  // initializing + running
+               runs_.counts()[static_cast<std::size_t>(core::run_state::initializing)] +
+                   runs_.counts()[static_cast<std::size_t>(core::run_state::running)],
                journal_->outbox_pending(), cfg_.state.path,
                core::seconds_between(started, core::mono_clock::now()) * 1000);
   return std::nullopt;
