@@ -58,11 +58,11 @@ std::optional<run_state> parse_run_state(std::string_view name) {
   return parse_by_name(name, all_run_states);
 }
 
-bool is_final(run_state s) {
-  return s == run_state::success || s == run_state::failed || s == run_state::crashed;
-}
+bool is_final(run_state s) { return s == run_state::success || s == run_state::failed; }
 
-bool is_terminal(run_state s) { return is_final(s) || s == run_state::timeout; }
+bool is_correctable(run_state s) { return s == run_state::crashed || s == run_state::timeout; }
+
+bool is_terminal(run_state s) { return is_final(s) || is_correctable(s); }
 
 bool is_failure(run_state s) {
   return s == run_state::failed || s == run_state::crashed || s == run_state::timeout;

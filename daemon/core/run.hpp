@@ -11,8 +11,9 @@
 
 namespace sweepd::core {
 
-/// Run states of DESIGN §2. `success`, `failed`, `crashed` are final; `timeout` is terminal but
-/// can be corrected by a late completion or (after a silence timeout) revived.
+/// Run states. `success` and `failed` are the worker's own word and final; `crashed` and
+/// `timeout` are sweepd's judgement and can be corrected by the worker's late completion (and a
+/// silence timeout revived by a heartbeat).
 enum class run_state { initializing, running, success, failed, crashed, timeout };
 inline constexpr run_state all_run_states[] = {run_state::initializing, run_state::running,
                                                run_state::success,      run_state::failed,
@@ -21,9 +22,11 @@ inline constexpr run_state all_run_states[] = {run_state::initializing, run_stat
 std::string_view to_string(run_state s);
 /// Parses a wire name; nullopt for anything else.
 std::optional<run_state> parse_run_state(std::string_view name);
-/// success, failed, crashed.
+/// success, failed: the worker's own report, never changed afterwards.
 bool is_final(run_state s);
-/// Final or timeout: the run is an observation for the optimizer.
+/// crashed, timeout: sweepd gave up on the run; the worker's late report still corrects it.
+bool is_correctable(run_state s);
+/// Final or correctable: the run is an observation for the optimizer.
 bool is_terminal(run_state s);
 /// failed, crashed, timeout count as failures for the optimizer.
 bool is_failure(run_state s);
@@ -85,7 +88,7 @@ struct run_record {
   std::optional<double> progress;
   mono_time progress_changed_at{};
   mono_time deadline = mono_time::max();  // the earliest active deadline, max() when none
-  mono_time timed_out_at{};               // when the run became `timeout`
+  mono_time given_up_at{};                // when sweepd gave up on the run (`timeout` or `crashed`)
   mono_time not_before{};  // no deadline fires earlier (the grace a restart gives live runs)
 
   // Outcome.

@@ -122,7 +122,7 @@ void supervisor::apply(run_record& r, run_state to, transition_reason why, insta
     r.runtime_s.reset();
     r.finished_wall.reset();
   }
-  if (to == run_state::timeout) r.timed_out_at = now.mono;
+  if (is_correctable(to)) r.given_up_at = now.mono;
   r.history.push_back(t);
   reindex(r);
   o.run = &r;
@@ -217,9 +217,9 @@ outcome supervisor::heartbeat(const heartbeat_params& p, const caller& who, inst
 
 void supervisor::end_run(run_record& r, run_state to, transition_reason why,
                          transition_reason late_why, instant now, outcome& o, transition extra) {
-  if (r.state == run_state::timeout) {
+  if (is_correctable(r.state)) {
     why = late_why;
-    r.late_by_s = seconds_between(r.timed_out_at, now.mono);
+    r.late_by_s = seconds_between(r.given_up_at, now.mono);
     extra.late_by_s = r.late_by_s;
   }
   // The cost always travels with a terminal transition: the runtime when the worker gave none.
@@ -236,7 +236,7 @@ outcome supervisor::complete(const complete_params& p, const caller& who, instan
     if (r->objective != p.objective || r->cost != p.cost) o.err = conflict_already(*r);
     return o;  // an identical retry: ok, nothing new
   }
-  if (r->state == run_state::failed || r->state == run_state::crashed) {
+  if (r->state == run_state::failed) {
     o.err = conflict_already(*r);
     return o;
   }
@@ -258,7 +258,7 @@ outcome supervisor::fail(const fail_params& p, const caller& who, instant now) {
     if (r->error != p.error) o.err = conflict_already(*r);
     return o;
   }
-  if (r->state == run_state::success || r->state == run_state::crashed) {
+  if (r->state == run_state::success) {
     o.err = conflict_already(*r);
     return o;
   }

@@ -51,7 +51,7 @@ struct run_view {
   transition_reason reason;
   mono_time deadline;
   mono_time last_seen;
-  mono_time timed_out_at;
+  mono_time given_up_at;
   std::size_t transitions;
   std::optional<double> runtime_s;
   std::optional<wall_time> finished_wall;
@@ -67,8 +67,8 @@ struct supervisor_view {
 supervisor_view view_of(const supervisor& s) {
   supervisor_view v;
   s.for_each([&](const run_record& r) {
-    v.runs[r.id] = {r.state,        r.reason,         r.deadline,  r.last_seen,
-                    r.timed_out_at, r.history.size(), r.runtime_s, r.finished_wall};
+    v.runs[r.id] = {r.state,       r.reason,         r.deadline,  r.last_seen,
+                    r.given_up_at, r.history.size(), r.runtime_s, r.finished_wall};
   });
   v.counts = s.counts();
   v.next_deadline = s.next_deadline();
@@ -88,7 +88,7 @@ void expect_same_view(const supervisor_view& got, const supervisor_view& want) {
     EXPECT_EQ(g.reason, w.reason);
     EXPECT_EQ(g.deadline, w.deadline);
     EXPECT_EQ(g.last_seen, w.last_seen);
-    EXPECT_EQ(g.timed_out_at, w.timed_out_at);
+    EXPECT_EQ(g.given_up_at, w.given_up_at);
     EXPECT_EQ(g.transitions, w.transitions);
     EXPECT_EQ(g.runtime_s, w.runtime_s);
     EXPECT_EQ(g.finished_wall, w.finished_wall);

@@ -198,8 +198,20 @@ TEST(RunCodec, TimeoutKeepsWhenItTimedOutRebased) {
   const instant now = after_restart(7s, 1000s);
   const decoded_run got = round_trip(r, now);
   ASSERT_TRUE(got.run) << got.error;
-  EXPECT_EQ(now.mono - got.run->timed_out_at, 665s);
+  EXPECT_EQ(now.mono - got.run->given_up_at, 665s);
   EXPECT_EQ(now.mono - got.run->registered_mono, 965s);
+}
+
+TEST(RunCodec, CrashKeepsWhenItCrashedRebased) {
+  // A late report after a restart is measured from the crash, as it is from a timeout.
+  run_record r = bare_run();
+  r.state = run_state::crashed;
+  r.reason = transition_reason::process_exited;
+  r.finished_wall = at(400s).wall;
+  const instant now = after_restart(7s, 1000s);
+  const decoded_run got = round_trip(r, now);
+  ASSERT_TRUE(got.run) << got.error;
+  EXPECT_EQ(now.mono - got.run->given_up_at, 600s);
 }
 
 TEST(RunCodec, WallClockInTheFutureGivesNoFutureMonotonicTime) {
@@ -213,7 +225,7 @@ TEST(RunCodec, WallClockInTheFutureGivesNoFutureMonotonicTime) {
   const decoded_run got = round_trip(r, now);
   ASSERT_TRUE(got.run) << got.error;
   EXPECT_EQ(got.run->registered_mono, now.mono);
-  EXPECT_EQ(got.run->timed_out_at, now.mono);
+  EXPECT_EQ(got.run->given_up_at, now.mono);
   EXPECT_EQ(got.run->registered_wall, r.registered_wall);  // what people read stays as stored
 }
 

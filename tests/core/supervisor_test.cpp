@@ -595,20 +595,60 @@ TEST_F(SupervisorTest, IdenticalFailRetryIsOkAndDifferentFailConflicts) {
 
 TEST_F(SupervisorTest, CompleteAndFailAcrossFinalStatesConflict) {
   drive_to("failed", run_state::failed);
-  drive_to("crashed", run_state::crashed);
   drive_to("success", run_state::success);
   EXPECT_EQ(complete("failed", 30s, 0.5, 7.0).err.code, error_code::conflict);
-  EXPECT_EQ(complete("crashed", 30s, 0.5, 7.0).err.code, error_code::conflict);
   EXPECT_EQ(fail("success", 30s, "boom").err.code, error_code::conflict);
-  EXPECT_EQ(fail("crashed", 30s, "boom").err.code, error_code::conflict);
   EXPECT_EQ(run("failed").state, run_state::failed);
-  EXPECT_EQ(run("crashed").state, run_state::crashed);
   EXPECT_EQ(run("success").state, run_state::success);
   EXPECT_FALSE(run("failed").objective.has_value());
   EXPECT_FALSE(run("success").error.has_value());
   EXPECT_EQ(count_of(sup, run_state::failed), 1u);
-  EXPECT_EQ(count_of(sup, run_state::crashed), 1u);
   EXPECT_EQ(count_of(sup, run_state::success), 1u);
+}
+
+TEST_F(SupervisorTest, LateCompletionAfterCrashIsKeptAndMarkedLate) {
+  // The worker finished while sweepd was down; on restart sweepd found its process gone.
+  drive_to("r1", run_state::running);
+  ASSERT_TRUE(sup.process_exited("r1", at(100s)).change);
+  const outcome o = complete("r1", 160s, 0.93, 42.0);
+  ASSERT_TRUE(o.ok()) << o.err.message;
+  ASSERT_TRUE(o.change);
+  EXPECT_EQ(o.change->from, run_state::crashed);
+  EXPECT_EQ(o.change->to, run_state::success);
+  EXPECT_EQ(o.change->reason, transition_reason::late_completed);
+  EXPECT_DOUBLE_EQ(*o.change->late_by_s, 60.0);
+  EXPECT_EQ(o.change->objective, 0.93);
+  EXPECT_EQ(o.change->cost, 42.0);
+  EXPECT_EQ(run("r1").state, run_state::success);
+  EXPECT_EQ(count_of(sup, run_state::crashed), 0u);
+  EXPECT_EQ(count_of(sup, run_state::success), 1u);
+  // The spooled report delivered a second time is an identical retry: no new transition.
+  const outcome again = complete("r1", 170s, 0.93, 42.0);
+  EXPECT_TRUE(again.ok());
+  EXPECT_FALSE(again.change.has_value());
+  EXPECT_EQ(fail("r1", 171s, "boom").err.code, error_code::conflict);
+}
+
+TEST_F(SupervisorTest, LateFailureAfterCrashIsKeptAndMarkedLate) {
+  drive_to("r1", run_state::running);
+  ASSERT_TRUE(sup.process_exited("r1", at(100s)).change);
+  const outcome o = fail("r1", 105s, "ValueError: diverged");
+  ASSERT_TRUE(o.change);
+  EXPECT_EQ(o.change->from, run_state::crashed);
+  EXPECT_EQ(o.change->to, run_state::failed);
+  EXPECT_EQ(o.change->reason, transition_reason::late_failed);
+  EXPECT_DOUBLE_EQ(*o.change->late_by_s, 5.0);
+  EXPECT_EQ(run("r1").error, "ValueError: diverged");
+  EXPECT_EQ(count_of(sup, run_state::failed), 1u);
+  EXPECT_EQ(count_of(sup, run_state::crashed), 0u);
+}
+
+TEST_F(SupervisorTest, CrashIsNeitherRevivedNorRestarted) {
+  drive_to("r1", run_state::running);
+  ASSERT_TRUE(sup.process_exited("r1", at(100s)).change);
+  EXPECT_FALSE(heartbeat("r1", 101s).change.has_value());
+  EXPECT_FALSE(sup.start("r1", alice, at(102s)).change.has_value());
+  EXPECT_EQ(run("r1").state, run_state::crashed);
 }
 
 TEST_F(SupervisorTest, LateCompletionAfterTimeoutIsKeptAndMarkedLate) {
