@@ -36,8 +36,11 @@ class json_formatter final : public spdlog::formatter {
 }  // namespace
 
 void setup_logging(const core::config::log_section& log) {
-  auto logger = spdlog::stderr_logger_st("sweepd");
-  spdlog::drop("sweepd");
+  // Built directly, not through the registry's factory, which refuses a second logger of the
+  // same name: SIGHUP calls this again while the old logger is the default. set_default_logger
+  // replaces the old one in the registry.
+  auto logger =
+      std::make_shared<spdlog::logger>("sweepd", std::make_shared<spdlog::sinks::stderr_sink_st>());
   if (log.format == core::config::log_format::json) {
     logger->set_formatter(std::make_unique<json_formatter>());
   } else {

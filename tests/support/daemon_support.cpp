@@ -1,0 +1,134 @@
+#include "support/daemon_support.hpp"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+#include <thread>
+
+namespace sweepd::test {
+
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+bool has_line(const std::string& message, const std::string& field) {
+  std::istringstream lines(message);
+  for (std::string line; std::getline(lines, line);) {
+    if (line == field) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+notify_listener::notify_listener(std::string path) : path_(std::move(path)) {
+  fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path_.c_str(), sizeof(addr.sun_path) - 1);
+  if (::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+    throw std::system_error(errno, std::generic_category(), "bind " + path_);
+  }
+}
+
+notify_listener::~notify_listener() {
+  if (fd_ >= 0) ::close(fd_);
+  ::unlink(path_.c_str());
+}
+
+bool notify_listener::wait_for(const std::string& field, milliseconds timeout) {
+  const auto deadline = steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::ceil<milliseconds>(deadline - steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd pfd{fd_, POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return false;
+    char buffer[4096];
+    const ssize_t n = ::recv(fd_, buffer, sizeof(buffer), 0);
+    if (n <= 0) continue;
+    received_.emplace_back(buffer, static_cast<std::size_t>(n));
+    if (has_line(received_.back(), field)) return true;
+  }
+}
+
+sweepd_under_test::sweepd_under_test(const temp_dir& dir, std::string extra,
+                                     std::vector<std::string> env)
+    : socket_(dir.file("sweepd.sock")),
+      state_(dir.file("state.db")),
+      config_(dir.file("sweepd.yaml")),
+      env_(std::move(env)),
+      notify_(dir.file("notify.sock")) {
+  write_config(extra);
+}
+
+void sweepd_under_test::write_config(const std::string& extra, bool raw) {
+  // Written aside and renamed: a SIGHUP never reads half a file.
+  const std::string next = config_ + ".next";
+  {
+    std::ofstream out(next);
+    if (!raw) {
+      out << "socket: {path: " << socket_ << "}\n"
+          << "state: {path: " << state_ << "}\n";
+      if (extra.find("wandb:") == std::string::npos) out << "wandb: {mode: offline}\n";
+      if (extra.find("log:") == std::string::npos) out << "log: {level: debug}\n";
+    }
+    out << extra;
+  }
+  std::filesystem::rename(next, config_);
+}
+
+void sweepd_under_test::start() {
+  std::vector<std::string> env = env_;
+  env.push_back("NOTIFY_SOCKET=" + notify_.path());
+  process_.emplace(process::start({SWEEPD_BINARY, "--config", config_}, env));
+  if (!notify_.wait_for("READY=1", std::chrono::seconds(10))) {
+    FAIL() << "sweepd did not become ready: " << process_->err();
+  }
+  ASSERT_TRUE(client_.connect(socket_)) << client_.last_error();
+}
+
+bool sweepd_under_test::reload(const std::string& extra) {
+  write_config(extra);
+  if (!process_->send_signal(SIGHUP)) return false;
+  return notify_.wait_for("RELOADING=1", std::chrono::seconds(10)) &&
+         notify_.wait_for("READY=1", std::chrono::seconds(10));
+}
+
+std::optional<int> sweepd_under_test::stop() {
+  client_.close();
+  if (!process_->send_signal(SIGTERM)) return process_->wait_for(milliseconds(0));
+  return process_->wait_for(std::chrono::seconds(10));
+}
+
+nlohmann::json sweepd_under_test::call(const nlohmann::json& request) {
+  auto reply = client_.call(request);
+  EXPECT_TRUE(reply) << client_.last_error();
+  return reply.value_or(nlohmann::json());
+}
+
+nlohmann::json sweepd_under_test::wait_for_state(const std::string& run, const std::string& state) {
+  const auto deadline = steady_clock::now() + std::chrono::seconds(10);
+  nlohmann::json shown;
+  while (steady_clock::now() < deadline) {
+    shown = call({{"op", "show"}, {"run", run}});
+    if (shown["run"]["state"] == state) return shown["run"];
+    std::this_thread::sleep_for(milliseconds(20));  // no event says a run changed
+  }
+  ADD_FAILURE() << run << " never became " << state << ": " << shown.dump();
+  return shown;
+}
+
+}  // namespace sweepd::test
