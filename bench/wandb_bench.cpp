@@ -75,7 +75,7 @@ double deliver(int runs, std::size_t in_flight, std::chrono::milliseconds latenc
 
   std::promise<void> stopped;
   boost::asio::post(io, [&] {
-    sink.stop();
+    sink.stop(nullptr);
     stopped.set_value();
   });
   stopped.get_future().wait();
@@ -98,9 +98,10 @@ int main(int argc, char** argv) {
     std::size_t concurrent = 0;
     const int runs = per_slot * static_cast<int>(in_flight);
     const double rate = deliver(runs, in_flight, latency, concurrent);
-    std::printf("max_in_flight=%zu: %d transitions in %.2f s: %.1f transitions/s "
-                "(most requests at once at the fake: %zu)\n",
-                in_flight, runs, runs / rate, rate, concurrent);
+    std::printf(
+        "max_in_flight=%zu: %d transitions in %.2f s: %.1f transitions/s "
+        "(most requests at once at the fake: %zu)\n",
+        in_flight, runs, runs / rate, rate, concurrent);
   }
   return 0;
 }

@@ -7,9 +7,11 @@
 
 #include "app/daemon.hpp"
 #include "app/options.hpp"
+#include "app/wandb_sink.hpp"
 #include "core/config.hpp"
 #include "core/version.hpp"
 #include "io/config_loader.hpp"
+#include "io/credentials.hpp"
 #include "io/logging.hpp"
 
 namespace {
@@ -52,7 +54,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (opts.what == options::action::check_config) {
+    // Every check start makes that needs neither the socket nor the state file, with the same
+    // message: a config that passes here does not then fail to start for these reasons.
+    const auto wandb = sweepd::app::resolve_wandb(*loaded.cfg, sweepd::io::process_environment());
+    if (!wandb.error.empty()) {
+      std::cerr << config_path << ": " << wandb.error << "\n";
+      return 1;
+    }
     std::cout << sweepd::core::describe(*loaded.cfg) << "\n";
+    std::cout << "# wandb: " << sweepd::core::to_string(wandb.mode);
+    if (!wandb.key_source.empty()) std::cout << " (key from " << wandb.key_source << ")";
+    std::cout << "\n";
     return 0;
   }
   sweepd::io::setup_logging(loaded.cfg->log);

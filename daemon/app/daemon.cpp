@@ -140,11 +140,14 @@ void daemon::stop() {
   retention_timer_.cancel();
   process_watch_.stop();
   if (sink_ && sink_->online()) {
-    sink_->stop();
-    // W&B requests still in flight may take up to wandb.request_timeout; what they carry stays
-    // pending in the journal, so give them a moment and then stop the loop regardless.
+    // Stop at once when no W&B request is in flight. One in flight may take up to
+    // wandb.request_timeout; what it carries stays pending in the journal, so it gets a moment
+    // to land and then the loop stops regardless.
+    sink_->stop([this] { io_.stop(); });
     shutdown_timer_.expires_after(shutdown_grace);
-    shutdown_timer_.async_wait([this](boost::system::error_code) { io_.stop(); });
+    shutdown_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) io_.stop();
+    });
   }
 }
 

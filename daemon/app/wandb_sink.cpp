@@ -4,6 +4,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "core/wandb_summary.hpp"
@@ -42,32 +43,54 @@ void wandb_sink::override_policy(core::delivery_policy policy) {
   queue_.set_policy(std::move(policy));
 }
 
+wandb_setup resolve_wandb(const core::config& cfg, const io::env_lookup& env) {
+  using mode = core::config::wandb_mode;
+  wandb_setup out;
+  if (cfg.wandb.mode == mode::disabled || cfg.wandb.mode == mode::offline) {
+    out.mode = cfg.wandb.mode;
+    return out;
+  }
+  out.base_text = io::base_url_from(cfg.wandb.base_url, env);
+  out.base = io::parse_url(out.base_text);
+  if (!out.base) {
+    out.error = "wandb.base_url '" + out.base_text + "' is not an http:// or https:// URL";
+    return out;
+  }
+  const auto key = io::find_api_key(cfg.wandb.api_key_file, *out.base, env);
+  if (!key.error.empty()) {
+    out.error = key.error;
+    return out;
+  }
+  if (!key.key) {
+    if (cfg.wandb.mode == mode::online) {
+      out.error =
+          "wandb.mode is online but no W&B API key was found ($WANDB_API_KEY, "
+          "wandb.api_key_file, $CREDENTIALS_DIRECTORY/wandb-api-key, ~/.netrc)";
+    }
+    out.mode = mode::offline;
+    return out;
+  }
+  out.mode = mode::online;
+  out.key = key.key;
+  out.key_source = key.source;
+  return out;
+}
+
 std::optional<std::string> wandb_sink::start(const core::config& cfg, const io::env_lookup& env) {
   prefix_ = cfg.wandb.summary_prefix;
   state_names_ = cfg.wandb.state_names;
   queue_.set_policy(policy_from(cfg));
-  using mode = core::config::wandb_mode;
-  if (cfg.wandb.mode == mode::disabled || cfg.wandb.mode == mode::offline) {
-    mode_ = std::string(core::to_string(cfg.wandb.mode));
-    return std::nullopt;
-  }
-  const std::string base_text = io::base_url_from(cfg.wandb.base_url, env);
-  const auto base = io::parse_url(base_text);
-  if (!base) return "wandb.base_url '" + base_text + "' is not an http:// or https:// URL";
-  const auto key = io::find_api_key(cfg.wandb.api_key_file, *base, env);
-  if (!key.error.empty()) return key.error;
-  if (!key.key) {
-    if (cfg.wandb.mode == mode::online) {
-      return "wandb.mode is online but no W&B API key was found ($WANDB_API_KEY, "
-             "wandb.api_key_file, $CREDENTIALS_DIRECTORY/wandb-api-key, ~/.netrc)";
+  const wandb_setup setup = resolve_wandb(cfg, env);
+  if (!setup.error.empty()) return setup.error;
+  mode_ = std::string(core::to_string(setup.mode));
+  if (setup.mode != core::config::wandb_mode::online) {
+    if (cfg.wandb.mode == core::config::wandb_mode::auto_) {
+      spdlog::info("W&B: no API key found, mode offline (writes wait in the outbox)");
     }
-    mode_ = "offline";
-    spdlog::info("W&B: no API key found, mode offline (writes wait in the outbox)");
     return std::nullopt;
   }
-  mode_ = "online";
-  client_ = std::make_unique<io::wandb_client>(io_, *base, *key.key, timeout_of(cfg));
-  spdlog::info("W&B: online at {} (key from {})", base_text, key.source);
+  client_ = std::make_unique<io::wandb_client>(io_, *setup.base, *setup.key, timeout_of(cfg));
+  spdlog::info("W&B: online at {} (key from {})", setup.base_text, setup.key_source);
   for (core::outbox_entry& e : journal_.pending_outbox()) {
     queue_.enqueue(std::move(e), core::mono_clock::now());
   }
@@ -91,10 +114,12 @@ void wandb_sink::enqueue(std::vector<core::outbox_entry> entries) {
   wake_.cancel();
 }
 
-void wandb_sink::stop() {
+void wandb_sink::stop(std::function<void()> on_idle) {
   stopping_ = true;
+  on_idle_ = std::move(on_idle);
   wake_.cancel();
   if (client_) client_->close();
+  if (active_ == 0 && on_idle_) asio::post(io_, std::exchange(on_idle_, nullptr));
 }
 
 nlohmann::json wandb_sink::status() const {
@@ -117,15 +142,21 @@ asio::awaitable<void> wandb_sink::loop() {
 }
 
 asio::awaitable<void> wandb_sink::perform(core::delivery_job job) {
+  ++active_;
   core::attempt_result result = co_await attempt(job);
-  if (stopping_) co_return;
+  --active_;
   if (result.what != core::attempt_result::kind::delivered) {
     spdlog::debug("W&B write for run {} (outbox {}): {}", job.entry.run, job.entry.seq,
                   result.error);
   }
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   queue_.finished(job, result, core::mono_clock::now(), unit(jitter_));
+  // Recorded while stopping too: a write that landed during the shutdown grace is not sent again.
   settle();
+  if (stopping_) {
+    if (active_ == 0 && on_idle_) std::exchange(on_idle_, nullptr)();
+    co_return;
+  }
   wake_.cancel();
 }
 

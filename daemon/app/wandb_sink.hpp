@@ -3,6 +3,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,6 +21,21 @@ namespace sweepd::app {
 
 namespace asio = boost::asio;
 
+/// How sweepd will talk to W&B, decided from the config and the environment at start.
+struct wandb_setup {
+  core::config::wandb_mode mode = core::config::wandb_mode::offline;  // never auto_
+  std::optional<io::url> base;                                        // online only
+  std::string base_text;
+  std::optional<std::string> key;  // online only; never logged
+  std::string key_source;          // where the key came from, e.g. "$WANDB_API_KEY"
+  std::string error;               // set when sweepd cannot start with this config
+};
+
+/// Resolves `wandb.mode`: auto becomes online when a key is found, else offline; online without a
+/// key, an unusable key source or a bad base URL is an error. Shared by start and --check-config,
+/// so that both refuse the same configs with the same message.
+wandb_setup resolve_wandb(const core::config& cfg, const io::env_lookup& env);
+
 /// Delivers the durable outbox to W&B (DESIGN §4): the core delivery policy decides what to send
 /// and when; this drives it on the event loop with the W&B client and records every settled row
 /// in the journal. In mode offline it only counts; in mode disabled nothing is queued at all.
@@ -36,8 +52,9 @@ class wandb_sink {
   void override_policy(core::delivery_policy policy);
   /// Queues freshly committed outbox rows (in commit order).
   void enqueue(std::vector<core::outbox_entry> entries);
-  /// Stops sending; writes in flight are abandoned (they stay pending in the journal).
-  void stop();
+  /// Stops sending. `on_idle` runs (posted) once no write is in flight: at once when none is.
+  /// Writes still in flight when the daemon gives up waiting stay pending in the journal.
+  void stop(std::function<void()> on_idle);
   /// New limits, timeout and names on SIGHUP (mode and key changes need a restart).
   void reconfigure(const core::config& cfg);
 
@@ -65,6 +82,8 @@ class wandb_sink {
   asio::steady_timer wake_;
   std::minstd_rand jitter_{std::random_device{}()};
   bool stopping_ = false;
+  std::size_t active_ = 0;  // perform() coroutines running
+  std::function<void()> on_idle_;
 };
 
 }  // namespace sweepd::app

@@ -45,7 +45,7 @@ class WandbSinkTest : public ::testing::Test {
   void TearDown() override {
     if (loop_.joinable()) {
       run_on([&] {
-        sink_->stop();
+        sink_->stop(nullptr);
         return true;
       });
       work_.reset();

@@ -14,6 +14,7 @@ namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class DaemonTest : public ::testing::Test {
  protected:
@@ -201,6 +202,33 @@ TEST(DaemonCli, CheckConfigPrintsTheEffectiveConfigOrLocatedErrors) {
   r = test::run_command({SWEEPD_BINARY, "--check-config", bad});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr(bad + ":2:3"));
+}
+
+TEST(DaemonCli, CheckConfigRefusesWhatStartWouldRefuseWithTheSameMessage) {
+  test::temp_dir dir;
+  const std::string online = dir.file("online.yaml");
+  std::ofstream(online) << "socket: {path: " << dir.file("s.sock") << "}\n"
+                        << "state: {path: " << dir.file("state.db") << "}\n"
+                        << "wandb: {mode: online}\n";
+  const auto checked = test::run_command({SWEEPD_BINARY, "--check-config", online});
+  EXPECT_EQ(checked.exit_code, 1);
+  EXPECT_THAT(checked.err, HasSubstr("no W&B API key was found"));
+  const auto started = test::run_command({SWEEPD_BINARY, "--config", online});
+  EXPECT_EQ(started.exit_code, 1);
+  EXPECT_THAT(started.err, HasSubstr("no W&B API key was found"));
+
+  const std::string key = "check-config-key-0123456789abcdef0123456789abcdef";
+  const auto with_key =
+      test::run_command({SWEEPD_BINARY, "--check-config", online}, {"WANDB_API_KEY=" + key});
+  EXPECT_EQ(with_key.exit_code, 0) << with_key.err;
+  EXPECT_THAT(with_key.out, HasSubstr("online (key from $WANDB_API_KEY)"));
+  EXPECT_THAT(with_key.out + with_key.err, Not(HasSubstr(key)));
+
+  const std::string missing_file = dir.file("keyfile.yaml");
+  std::ofstream(missing_file) << "wandb: {mode: auto, api_key_file: " << dir.file("nokey") << "}\n";
+  const auto no_file = test::run_command({SWEEPD_BINARY, "--check-config", missing_file});
+  EXPECT_EQ(no_file.exit_code, 1);
+  EXPECT_THAT(no_file.err, HasSubstr(dir.file("nokey")));
 }
 
 /// Starts sweepd on `config` and waits (bounded) until `socket` answers.

@@ -110,6 +110,33 @@ TEST_F(WandbSystemTest, PendingWritesSurviveAKillAndAreDeliveredAfterRestart) {
   EXPECT_THAT(summary, HasSubstr(R"("protein.error":"CUDA out of memory")"));
 }
 
+TEST_F(WandbSystemTest, SigtermWithNothingInFlightExitsAtOnce) {
+  wandb_.add_run("team", "sweeps", "r1");
+  start_daemon("online");
+  ASSERT_EQ(call({{"op", "register"}, {"run", "r1"}})["ok"], true);
+  ASSERT_TRUE(drained());
+  ASSERT_TRUE(daemon_->send_signal(SIGTERM));
+  // The shutdown grace for writes in flight is 2 s; with none in flight the daemon must not sit
+  // it out (it used to, every time).
+  EXPECT_EQ(daemon_->wait_for(1500ms), 0) << daemon_->err();
+}
+
+TEST_F(WandbSystemTest, SigtermLetsAWriteInFlightLandAndRecordsIt) {
+  wandb_.add_run("team", "sweeps", "r1");
+  // The run query of the first write answers after 600 ms: SIGTERM arrives while it is in flight.
+  wandb_.push_fault(test::fake_wandb::fault::slow, 600ms);
+  start_daemon("online");
+  ASSERT_EQ(call({{"op", "register"}, {"run", "r1"}})["ok"], true);
+  ASSERT_TRUE(wandb_.wait_until([&] { return wandb_.requests() >= 1; }, 10s));
+  ASSERT_TRUE(daemon_->send_signal(SIGTERM));
+  ASSERT_EQ(daemon_->wait_for(10s), 0) << daemon_->err();
+  EXPECT_TRUE(has_state("r1", "initializing"));
+  // Recorded as delivered before the exit: nothing is pending after a restart.
+  client_.close();
+  start_daemon("offline");
+  EXPECT_EQ(call({{"op", "status"}})["wandb"]["pending"], 0);
+}
+
 TEST_F(WandbSystemTest, OnlineWithoutAKeyRefusesToStart) {
   auto r = test::run_command({SWEEPD_BINARY, "--config", write_config("online")},
                              {"HOME=" + dir_.path().string()}, 10s);
