@@ -169,6 +169,7 @@ nlohmann::json observation_json(const run_record& run) {
       {"cost", observation_cost(run)},
       {"is_failure", is_failure(run.state)},
       {"state", to_string(run.state)}};
+  if (run.finished_wall) j["finished_at"] = format_utc(*run.finished_wall);
   if (run.late_by_s) j["late"] = true;
   return j;
 }

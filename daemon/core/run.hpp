@@ -110,7 +110,7 @@ double observation_cost(const run_record& run);
 nlohmann::json run_summary_json(const run_record& run, instant now);
 nlohmann::json run_detail_json(const run_record& run, instant now);
 nlohmann::json transition_json(const transition& t);
-/// The entry a Protein loader needs for one terminal run.
+/// The entry a Protein loader needs for one terminal run, with when it finished.
 nlohmann::json observation_json(const run_record& run);
 
 }  // namespace sweepd::core

@@ -29,6 +29,14 @@ struct overloaded : Ts... {
 template <class... Ts>
 overloaded(Ts...) -> overloaded<Ts...>;
 
+/// In the order runs finished, so an optimizer replays its history as it happened (and one that
+/// reads observations again can tell what is new).
+bool finished_earlier(const run_record* a, const run_record* b) {
+  const wall_time fa = a->finished_wall.value_or(wall_time::max());
+  const wall_time fb = b->finished_wall.value_or(wall_time::max());
+  return fa != fb ? fa < fb : a->id < b->id;
+}
+
 }  // namespace
 
 service::service(supervisor& runs, std::string version, mono_time started, stats_source stats)
@@ -107,7 +115,7 @@ json service::observations_body(const observations_request& r) const {
     if (r.sweep && run.sweep != *r.sweep) return;
     terminal.push_back(&run);
   });
-  std::sort(terminal.begin(), terminal.end(), registered_earlier);
+  std::sort(terminal.begin(), terminal.end(), finished_earlier);
   json list = json::array();
   for (const run_record* run : terminal) list.push_back(observation_json(*run));
   return {{"observations", std::move(list)}};

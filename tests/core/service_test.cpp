@@ -305,8 +305,9 @@ TEST_F(ServiceTest, ObservationsListTerminalRunsOfTheSweep) {
   EXPECT_FALSE(last.result.change.has_value());
   json& obs = j["observations"];
   ASSERT_TRUE(obs.is_array());
+  // In the order they finished: 10, 11, 12, 15, 50 and 305 s.
   EXPECT_EQ(ids_of(obs, "run_id"),
-            (std::vector<std::string>{"ok1", "ok2", "bad", "dead", "silent", "zero"}));
+            (std::vector<std::string>{"ok1", "ok2", "bad", "zero", "dead", "silent"}));
   std::map<std::string, json> by_id;
   for (json& o : obs) {
     by_id[o["run_id"].get<std::string>()] = o;
@@ -318,7 +319,8 @@ TEST_F(ServiceTest, ObservationsListTerminalRunsOfTheSweep) {
   }
   EXPECT_EQ(by_id["ok1"], json::parse(R"({"run_id":"ok1","suggestion":{"lr":0.1,"run":"ok1"},)"
                                       R"("objective":0.9,"cost":120.0,"is_failure":false,)"
-                                      R"("state":"success"})"));
+                                      R"("state":"success","finished_at":")" +
+                                      format_utc(at(10s).wall) + R"("})"));
   EXPECT_EQ(by_id["ok2"]["objective"], nullptr);
   EXPECT_EQ(by_id["ok2"]["cost"], 10.0);  // runtime when no cost was given
   EXPECT_EQ(by_id["ok2"]["is_failure"], false);
@@ -353,6 +355,7 @@ TEST_F(ServiceTest, LateCompletionIsAnObservationMarkedLate) {
   json o = ok(R"({"op":"observations","sweep":"s1"})", 340s)["observations"];
   ASSERT_EQ(o.size(), 1u);
   EXPECT_EQ(o[0]["late"], true);
+  EXPECT_EQ(o[0]["finished_at"], format_utc(at(331s).wall));  // the late report, not the timeout
   EXPECT_EQ(o[0]["is_failure"], false);
   EXPECT_EQ(o[0]["objective"], 0.4);
   json shown = ok(R"({"op":"show","run":"r1"})", 340s)["run"];
