@@ -62,7 +62,9 @@ daemon::daemon(core::config cfg, std::string config_path)
     : cfg_(std::move(cfg)),
       config_path_(std::move(config_path)),
       runs_(limits_from(cfg_)),
-      service_(runs_, core::version, core::mono_clock::now(), [this] { return stats(); }),
+      service_(
+          runs_, core::version, core::mono_clock::now(), [this] { return stats(); },
+          [this](const core::run_record& run) { return delivery_of(run); }),
       server_(io_, server_options(cfg_),
               [this](std::string_view line, const io::peer_credentials& peer) {
                 return on_line(line, peer);
@@ -171,6 +173,7 @@ core::daemon_stats daemon::stats() const {
 
 std::string daemon::on_line(std::string_view line, const io::peer_credentials& peer) {
   core::handled h = service_.handle(line, caller_of(peer), now());
+  if (h.resync != nullptr) return resync(*h.resync);
   if (!h.result.change) {
     // Heartbeats and reads never touch the disk, but a heartbeat's timeout_s can bring a deadline
     // forward without a transition: the timer must not stay armed for the later one.
@@ -188,6 +191,27 @@ std::string daemon::on_line(std::string_view line, const io::peer_credentials& p
   }
   rearm_if_earlier();
   return std::move(h.reply);
+}
+
+std::string daemon::resync(const core::run_record& run) {
+  if (cfg_.wandb.mode == core::config::wandb_mode::disabled) {
+    return core::error_reply({core::error_code::unavailable,
+                              "wandb.mode is disabled: sweepd keeps no W&B writes to resync"});
+  }
+  if (auto err = sink_->resync(run)) {
+    spdlog::error("resync of run {} could not be stored: {}", run.id, *err);
+    return core::error_reply({core::error_code::internal,
+                              "sweepd could not queue the W&B write; nothing was changed "
+                              "(see the daemon's log)"});
+  }
+  spdlog::info("run {}: W&B summary queued again (resync, state {})", run.id,
+               core::to_string(run.state));
+  return core::ok_reply({{"run", run.id}, {"state", core::to_string(run.state)}, {"queued", true}});
+}
+
+nlohmann::json daemon::delivery_of(const core::run_record& run) {
+  if (!sink_) return nlohmann::json::object();
+  return sink_->delivery_of(run);
 }
 
 void daemon::watch_process_of(const core::run_record& run) {

@@ -44,6 +44,10 @@ class daemon {
 
  private:
   std::string on_line(std::string_view line, const io::peer_credentials& peer);
+  /// Queues the run's W&B summary again (`resync`); the reply line.
+  std::string resync(const core::run_record& run);
+  /// The run's W&B delivery, for `show`.
+  nlohmann::json delivery_of(const core::run_record& run);
   /// Stores the transitions of `changes` (then logs them) or undoes them; false when undone.
   bool commit(std::span<core::outcome> changes);
   std::optional<std::string> restore_from_journal();

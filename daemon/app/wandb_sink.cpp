@@ -91,9 +91,17 @@ std::optional<std::string> wandb_sink::start(const core::config& cfg, const io::
   }
   client_ = std::make_unique<io::wandb_client>(io_, *setup.base, *setup.key, timeout_of(cfg));
   spdlog::info("W&B: online at {} (key from {})", setup.base_text, setup.key_source);
-  for (core::outbox_entry& e : journal_.pending_outbox()) {
-    queue_.enqueue(std::move(e), core::mono_clock::now());
+  const auto now = core::mono_clock::now();
+  for (core::outbox_entry& e : journal_.pending_outbox()) queue_.enqueue(std::move(e), now);
+  // Re-checks of writes that W&B may still overwrite resume where they were: a live run that
+  // overwrote protein.state around a restart is put right.
+  const auto wall_now = std::chrono::system_clock::now();
+  for (io::journal::outbox_row& row : journal_.converging_outbox()) {
+    const double since =
+        row.delivered_at ? core::seconds_d(wall_now - *row.delivered_at).count() : 0.0;
+    queue_.resume_rechecks(std::move(row.entry), since, now);
   }
+  settle();
   asio::co_spawn(io_, loop(), rethrow_if_failed);
   return std::nullopt;
 }
@@ -189,17 +197,46 @@ asio::awaitable<core::attempt_result> wandb_sink::attempt(const core::delivery_j
 }
 
 void wandb_sink::settle() {
-  auto superseded = queue_.take_superseded();
-  auto settled = queue_.take_settled();
-  superseded.insert(superseded.end(), settled.delivered.begin(), settled.delivered.end());
+  const auto superseded = queue_.take_superseded();
+  const auto settled = queue_.take_settled();
   for (const core::dead_letter& d : settled.dead) {
     spdlog::warn("W&B write for run {} dead-lettered (outbox {}): {}", d.run, d.seq, d.reason);
   }
-  if (superseded.empty() && settled.dead.empty()) return;
-  if (auto err = journal_.settle(superseded, settled.dead)) {
+  if (auto err = journal_.settle(settled, superseded, std::chrono::system_clock::now())) {
     // The rows stay pending on disk: after a restart they are sent again (at-least-once).
     spdlog::error("recording W&B deliveries in the journal failed: {}", *err);
   }
+}
+
+nlohmann::json wandb_sink::delivery_of(const core::run_record& run) {
+  const io::journal::run_delivery stored = journal_.delivery_of(run.id);
+  nlohmann::json j = {{"status", stored.latest_status.empty() ? "none" : stored.latest_status},
+                      {"pending", stored.pending},
+                      {"dead", stored.dead},
+                      {"attempts", stored.attempts}};
+  if (stored.last_error) j["last_error"] = *stored.last_error;
+  if (stored.last_delivered_at)
+    j["last_delivered_at"] = core::format_utc(*stored.last_delivered_at);
+  bool converging = stored.converging;
+  if (const auto live = queue_.run_info(run.id)) {
+    // What is in flight or being retried is known only in memory.
+    if (live->in_flight) j["in_flight"] = true;
+    if (stored.latest_status == "pending") j["attempts"] = live->failed_attempts;
+    if (!live->last_error.empty()) j["last_error"] = live->last_error;
+    converging = converging || live->converging;
+  }
+  if (converging) j["converging"] = true;
+  if (!online()) j["mode"] = mode_;
+  return j;
+}
+
+std::optional<std::string> wandb_sink::resync(const core::run_record& run) {
+  auto queued = journal_.requeue_latest(run);
+  if (auto* err = std::get_if<std::string>(&queued)) return *err;
+  std::vector<core::outbox_entry> entries;
+  entries.push_back(std::move(std::get<core::outbox_entry>(queued)));
+  enqueue(std::move(entries));
+  return std::nullopt;
 }
 
 }  // namespace sweepd::app

@@ -58,6 +58,12 @@ class wandb_sink {
   /// New limits, timeout and names on SIGHUP (mode and key changes need a restart).
   void reconfigure(const core::config& cfg);
 
+  /// One run's W&B delivery for `show`: {status, pending, dead, attempts, last_error,
+  /// last_delivered_at, in_flight, converging}.
+  nlohmann::json delivery_of(const core::run_record& run);
+  /// Queues the run's newest transition again (`resync`); an error message when it could not be
+  /// stored.
+  std::optional<std::string> resync(const core::run_record& run);
   /// {mode, pending, in_flight, dead, last_error} for `status`.
   nlohmann::json status() const;
   const std::string& mode() const { return mode_; }

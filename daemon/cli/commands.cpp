@@ -498,9 +498,43 @@ table transitions_table(const json& run) {
   return t;
 }
 
+/// "delivered 2026-11-30 12:00:01Z (attempts 1), converging"; "pending 2 (attempts 3: HTTP 503)".
+std::string wandb_delivery_of(const json& run) {
+  const json& w = object_of(run, "wandb");
+  if (w.empty()) return "-";
+  const std::string status = text_or_dash(w, "status");
+  std::string text = status;
+  if (status == "pending") text = fmt::format("pending {}", text_or_dash(w, "pending"));
+  if (field(w, "mode")) text += fmt::format(" (W&B {})", text_or_dash(w, "mode"));
+  if (const auto attempts = number_of(w, "attempts"); attempts && *attempts > 0) {
+    text += fmt::format(", attempts {}", format_exact(*attempts));
+  }
+  if (const json* flight = field(w, "in_flight"); flight != nullptr && *flight == true) {
+    text += ", in flight";
+  }
+  if (const auto dead = number_of(w, "dead"); dead && *dead > 0) {
+    text += fmt::format(", {} dead-lettered", format_exact(*dead));
+  }
+  if (field(w, "last_delivered_at")) {
+    text += ", last delivered " + timestamp_or_dash(w, "last_delivered_at");
+  }
+  if (const json* c = field(w, "converging"); c != nullptr && *c == true) {
+    text += ", re-checking (W&B shows the run live)";
+  }
+  if (const auto e = text_of(w, "last_error")) text += "; last error: " + printable(*e, 200);
+  return text;
+}
+
 void render_show(const json& reply, const invocation& in) {
   const json& run = object_of(reply, "run");
-  in.out << run_details(run).render() << "\ntransitions:\n" << transitions_table(run).render();
+  key_values details = run_details(run);
+  if (field(run, "wandb")) details.add("W&B delivery", wandb_delivery_of(run));
+  in.out << details.render() << "\ntransitions:\n" << transitions_table(run).render();
+}
+
+void render_resync(const json& reply, const invocation& in) {
+  in.out << fmt::format("{}: {}, W&B summary queued again\n", text_or_dash(reply, "run"),
+                        text_or_dash(reply, "state"));
 }
 
 void render_observations(const json& reply, const invocation& in) {
@@ -599,6 +633,12 @@ int run_fail(const invocation& in) {
   return exchange(in, b, render_run_state);
 }
 
+int run_resync(const invocation& in) {
+  request_builder b(in.args, "resync");
+  b.run_operand();
+  return exchange(in, b, render_resync);
+}
+
 int run_hello(const invocation& in) { return exchange(in, json{{"op", "hello"}}, render_hello); }
 
 int run_ping(const invocation& in) {
@@ -693,6 +733,16 @@ std::vector<command> make_commands() {
        2,
        run_fail},
       exec_command(),
+      {"resync",
+       "RUN",
+       "queue RUN's current state for its W&B summary again",
+       "For a run whose W&B write was dead-lettered (a revoked key, a deleted and re-created\n"
+       "run): once the cause is fixed, this writes sweepd's state for the run again. Allowed to\n"
+       "the run's owner, root and socket.admin_uids. 'sweepctl show RUN' shows the delivery.",
+       {},
+       1,
+       1,
+       run_resync},
       {"hello", "", "ask sweepd for its version and protocol", "", {}, 0, 0, run_hello},
       {"ping", "", "check that sweepd answers, and how fast", "", {}, 0, 0, run_ping},
   };

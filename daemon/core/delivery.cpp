@@ -34,9 +34,7 @@ void delivery_queue::enqueue(outbox_entry entry, mono_time now) {
   if (slot.pending) superseded_.push_back(slot.pending->seq);
   if (!slot.pending && !slot.busy) slot.attempts = 0;
   // A newer write replaces the re-checks of an older one: it carries the newer state.
-  slot.recheck_at.reset();
-  slot.delivered.reset();
-  slot.rechecks_done = 0;
+  stop_rechecks(slot);
   if (slot.not_before < now && slot.attempts == 0) slot.not_before = now;
   const std::string run = entry.run;
   slot.pending = std::move(entry);
@@ -132,24 +130,32 @@ void delivery_queue::finished(const delivery_job& job, const attempt_result& res
 
 void delivery_queue::after_delivery(run_slot& slot, const delivery_job& job,
                                     const attempt_result& result, mono_time now) {
+  const int attempts = slot.attempts + 1;
   slot.attempts = 0;
   slot.first_not_found.reset();
+  slot.last_error.clear();
+  // While W&B shows the run live, its own summary uploads may overwrite ours: look again later.
+  const bool live = !result.wandb_state || !is_finished_wandb_state(*result.wandb_state);
   if (!job.recheck) {
     settled_.delivered.push_back(job.entry.seq);
+    settled_.attempts[job.entry.seq] = attempts;
     slot.sending.reset();
     if (slot.pending) return;  // a newer write follows; it brings its own re-checks
+    if (!live) return;
     slot.delivered = job.entry;
     slot.delivered_at = now;
     slot.rechecks_done = 0;
+    settled_.converging.push_back(job.entry.seq);
   } else {
     ++slot.rechecks_done;
   }
-  // While W&B shows the run live, its own summary uploads may overwrite ours: look again later.
-  const bool live = !result.wandb_state || !is_finished_wandb_state(*result.wandb_state);
+  schedule_recheck(slot, live, now);
+}
+
+void delivery_queue::schedule_recheck(run_slot& slot, bool wandb_live, mono_time now) {
   const double since_write = seconds_between(slot.delivered_at, now);
-  if (!live || slot.pending || since_write >= policy_.recheck_for_s) {
-    slot.recheck_at.reset();
-    slot.delivered.reset();
+  if (!wandb_live || slot.pending || since_write >= policy_.recheck_for_s) {
+    stop_rechecks(slot);
     return;
   }
   const double at = slot.rechecks_done < policy_.recheck_after_s.size()
@@ -158,10 +164,58 @@ void delivery_queue::after_delivery(run_slot& slot, const delivery_job& job,
   slot.recheck_at = slot.delivered_at + to_duration(std::max(at, since_write));
 }
 
+void delivery_queue::stop_rechecks(run_slot& slot) {
+  if (slot.delivered) settled_.converged.push_back(slot.delivered->seq);
+  slot.recheck_at.reset();
+  slot.delivered.reset();
+  slot.rechecks_done = 0;
+}
+
+void delivery_queue::resume_rechecks(outbox_entry delivered, double since_delivery_s,
+                                     mono_time now) {
+  run_slot& slot = runs_[delivered.run];
+  if (slot.pending || slot.busy || slot.delivered) {
+    // A newer write is on its way (it brings its own re-checks): this row is done.
+    settled_.converged.push_back(delivered.seq);
+    requeue(delivered.run);
+    return;
+  }
+  const std::string run = delivered.run;
+  slot.delivered = std::move(delivered);
+  slot.delivered_at = now - to_duration(std::max(since_delivery_s, 0.0));
+  if (since_delivery_s >= policy_.recheck_for_s) {
+    stop_rechecks(slot);
+  } else {
+    // A re-check due while sweepd was down may have been missed, and a restart is when an
+    // overwrite goes unseen: then look at once, in place of the last re-check that came due.
+    std::size_t passed = 0;
+    while (passed < policy_.recheck_after_s.size() &&
+           policy_.recheck_after_s[passed] <= since_delivery_s) {
+      ++passed;
+    }
+    if (passed == 0) {
+      slot.rechecks_done = 0;
+      schedule_recheck(slot, true, now);
+    } else {
+      slot.rechecks_done = passed - 1;
+      slot.recheck_at = now;
+    }
+  }
+  requeue(run);
+}
+
+std::optional<run_delivery> delivery_queue::run_info(std::string_view run) const {
+  auto it = runs_.find(run);
+  if (it == runs_.end()) return std::nullopt;
+  const run_slot& slot = it->second;
+  return run_delivery{slot.busy, slot.attempts, slot.last_error, slot.delivered.has_value()};
+}
+
 void delivery_queue::retry_later(run_slot& slot, const delivery_job& job,
                                  const attempt_result& result, mono_time now, double jitter) {
   ++slot.attempts;
   last_error_ = result.error;
+  slot.last_error = result.error;
   double wait = backoff_s(slot.attempts, jitter);
   // The server's word wins over our backoff, but never below its floor: a Retry-After of 0
   // repeated by a struggling server must not become a tight loop.
@@ -185,13 +239,15 @@ void delivery_queue::retry_later(run_slot& slot, const delivery_job& job,
 
 void delivery_queue::bury(run_slot& slot, const delivery_job& job, std::string reason) {
   last_error_ = reason;
+  slot.last_error = reason;
+  const int attempts = slot.attempts + 1;
   slot.attempts = 0;
   slot.first_not_found.reset();
   if (job.recheck) {
-    slot.recheck_at.reset();
-    slot.delivered.reset();
+    stop_rechecks(slot);
     return;
   }
+  settled_.attempts[job.entry.seq] = attempts;
   settled_.dead.push_back({job.entry.seq, job.entry.run, std::move(reason)});
   ++dead_count_;
   slot.sending.reset();

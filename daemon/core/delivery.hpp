@@ -66,6 +66,14 @@ struct dead_letter {
   std::string reason;
 };
 
+/// What is known of one run's W&B delivery in memory (the journal has the rest).
+struct run_delivery {
+  bool in_flight = false;   // a write or re-check of the run is being sent now
+  int failed_attempts = 0;  // of the write waiting to be sent, since it was queued
+  std::string last_error;   // of the last failed attempt for this run
+  bool converging = false;  // re-checks of the last write are scheduled
+};
+
 /// The W&B delivery policy, pure: which writes to start, when to retry, what supersedes what, when
 /// to re-check. Per run at most one request is in flight and only the newest transition is
 /// pending (a newer unsent write supersedes an older one: each write carries the run's whole
@@ -87,8 +95,22 @@ class delivery_queue {
   struct settled_rows {
     std::vector<std::int64_t> delivered;
     std::vector<dead_letter> dead;
+    /// Delivered while W&B showed the run live: re-checks are scheduled (and must survive a
+    /// restart, see resume_rechecks).
+    std::vector<std::int64_t> converging;
+    /// Rows whose re-checks are over: W&B shows the run finished, a newer write replaced them,
+    /// or the re-check period ended.
+    std::vector<std::int64_t> converged;
+    /// Attempts made for each delivered or dead-lettered row.
+    std::map<std::int64_t, int> attempts;
   };
   settled_rows take_settled();
+  /// Resumes the re-checks of a write delivered `since_delivery_s` ago (before a restart) while
+  /// W&B showed the run live: at once when a re-check came due meanwhile, else at the first one;
+  /// past the re-check period the row is settled as converged instead.
+  void resume_rechecks(outbox_entry delivered, double since_delivery_s, mono_time now);
+  /// What the queue knows of `run` right now; nullopt when it has nothing for it.
+  std::optional<run_delivery> run_info(std::string_view run) const;
   /// When start_jobs() next has something to do; nullopt when nothing waits.
   std::optional<mono_time> next_wakeup() const;
 
@@ -108,6 +130,7 @@ class delivery_queue {
     mono_time not_before{};
     int attempts = 0;
     std::optional<mono_time> first_not_found;
+    std::string last_error;
     // Convergence of the last delivered write.
     std::optional<outbox_entry> delivered;
     std::optional<mono_time> recheck_at;
@@ -120,6 +143,10 @@ class delivery_queue {
   void after_delivery(run_slot& slot, const delivery_job& job, const attempt_result& result,
                       mono_time now);
   void bury(run_slot& slot, const delivery_job& job, std::string reason);
+  /// Schedules the next re-check of the slot's delivered write, or ends them (converged).
+  void schedule_recheck(run_slot& slot, bool wandb_live, mono_time now);
+  /// Ends the re-checks of the slot's delivered write, recording the row as converged.
+  void stop_rechecks(run_slot& slot);
   double backoff_s(int attempts, double jitter) const;
   /// Puts the run in ready_ at its next turn, or forgets it when it has nothing left to do.
   void requeue(const std::string& run);

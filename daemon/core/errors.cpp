@@ -22,6 +22,8 @@ std::string_view to_string(error_code code) {
       return "too_large";
     case error_code::busy:
       return "busy";
+    case error_code::unavailable:
+      return "unavailable";
     case error_code::internal:
       return "internal";
   }

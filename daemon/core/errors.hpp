@@ -16,6 +16,7 @@ enum class error_code {
   forbidden,
   too_large,
   busy,
+  unavailable,  // a dependency (W&B) is off or unreachable for this op
   internal,
 };
 

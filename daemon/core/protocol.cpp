@@ -230,7 +230,7 @@ struct op_entry {
   op_reader read;
 };
 
-const std::array<op_entry, 10> ops = {{
+const std::array<op_entry, 11> ops = {{
     {"hello",
      [](field_reader& f) -> request {
        f.only({});
@@ -260,6 +260,11 @@ const std::array<op_entry, 10> ops = {{
      [](field_reader& f) -> request {
        f.only({"sweep"});
        return observations_request{f.name("sweep")};
+     }},
+    {"resync",
+     [](field_reader& f) -> request {
+       f.only({"run"});
+       return resync_request{f.run_id()};
      }},
 }};
 

@@ -32,6 +32,10 @@ struct start_request {
 struct show_request {
   std::string run;
 };
+/// Queue the run's current state for its W&B summary again (e.g. after a dead letter).
+struct resync_request {
+  std::string run;
+};
 struct list_request {
   std::optional<std::string> sweep;
   std::optional<run_state> state;
@@ -41,9 +45,9 @@ struct observations_request {
   std::optional<std::string> sweep;
 };
 
-using request =
-    std::variant<hello_request, register_params, start_request, heartbeat_params, complete_params,
-                 fail_params, status_request, show_request, list_request, observations_request>;
+using request = std::variant<hello_request, register_params, start_request, heartbeat_params,
+                             complete_params, fail_params, status_request, show_request,
+                             list_request, observations_request, resync_request>;
 
 /// A parsed request, or the error to answer with.
 struct parse_result {

@@ -39,8 +39,13 @@ bool finished_earlier(const run_record* a, const run_record* b) {
 
 }  // namespace
 
-service::service(supervisor& runs, std::string version, mono_time started, stats_source stats)
-    : runs_(runs), version_(std::move(version)), started_(started), stats_(std::move(stats)) {}
+service::service(supervisor& runs, std::string version, mono_time started, stats_source stats,
+                 delivery_source delivery)
+    : runs_(runs),
+      version_(std::move(version)),
+      started_(started),
+      stats_(std::move(stats)),
+      delivery_(std::move(delivery)) {}
 
 handled service::handle(std::string_view line, const caller& who, instant now) {
   handled h;
@@ -67,9 +72,18 @@ handled service::handle(std::string_view line, const caller& who, instant now) {
           [&](const status_request&) { h.reply = ok_reply(status_body(now)); },
           [&](const show_request& r) {
             const run_record* run = runs_.find(r.run);
-            h.reply =
-                run ? ok_reply({{"run", run_detail_json(*run, now)}})
-                    : error_reply({error_code::unknown_run, fmt::format("no run '{}'", r.run)});
+            if (run == nullptr) {
+              h.reply = error_reply({error_code::unknown_run, fmt::format("no run '{}'", r.run)});
+              return;
+            }
+            json detail = run_detail_json(*run, now);
+            if (delivery_) detail["wandb"] = delivery_(*run);
+            h.reply = ok_reply({{"run", std::move(detail)}});
+          },
+          [&](const resync_request& r) {
+            const outcome o = runs_.may_change(r.run, who);
+            h.reply = run_state_reply(o);
+            if (o.ok()) h.resync = o.run;
           },
           [&](const list_request& r) { h.reply = ok_reply(list_body(r, now)); },
           [&](const observations_request& r) { h.reply = ok_reply(observations_body(r)); },

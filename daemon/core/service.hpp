@@ -21,14 +21,20 @@ struct daemon_stats {
 struct handled {
   std::string reply;  // one line, '\n'-terminated
   outcome result;     // result.change is set when a transition happened
+  /// A `resync` the caller may make: the daemon queues the run's W&B write, then replies (`reply`
+  /// is the answer when that works).
+  const run_record* resync = nullptr;
 };
 
 /// Protocol v1 on top of the supervisor: parses a line, runs the op, formats the reply. Pure.
 class service {
  public:
   using stats_source = std::function<daemon_stats()>;
+  /// The run's W&B delivery as the daemon knows it, for `show`.
+  using delivery_source = std::function<nlohmann::json(const run_record&)>;
 
-  service(supervisor& runs, std::string version, mono_time started, stats_source stats);
+  service(supervisor& runs, std::string version, mono_time started, stats_source stats,
+          delivery_source delivery = nullptr);
 
   handled handle(std::string_view line, const caller& who, instant now);
 
@@ -41,6 +47,7 @@ class service {
   std::string version_;
   mono_time started_;
   stats_source stats_;
+  delivery_source delivery_;
 };
 
 }  // namespace sweepd::core

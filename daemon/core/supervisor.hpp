@@ -116,6 +116,9 @@ class supervisor {
   std::vector<std::string> prune(wall_time cutoff);
 
   const run_record* find(std::string_view run) const;
+  /// The run if `who` may change it (its owner, or an admin); else the outcome's error says why
+  /// (unknown_run, forbidden). Changes nothing.
+  outcome may_change(std::string_view run, const caller& who);
   std::size_t size() const { return runs_.size(); }
   /// Number of runs per state, indexed by run_state.
   const std::array<std::size_t, std::size(all_run_states)>& counts() const { return counts_; }

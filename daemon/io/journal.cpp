@@ -59,8 +59,17 @@ CREATE INDEX outbox_by_status ON outbox(status, seq);
 CREATE INDEX outbox_by_run ON outbox(run);
 )sql";
 
+// Version 2: when each write reached W&B, and which delivered writes are still being re-checked
+// (W&B showed the run live, so its own uploads may overwrite them): those re-checks resume after
+// a restart.
+constexpr const char* schema_v2 = R"sql(
+ALTER TABLE outbox ADD COLUMN delivered_ms INTEGER;  -- NULL: not sent itself (superseded)
+ALTER TABLE outbox ADD COLUMN converging INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX outbox_converging ON outbox(seq) WHERE converging = 1;
+)sql";
+
 /// Schema migrations: entry i takes user_version i to i + 1.
-constexpr const char* migrations[] = {schema_v1};
+constexpr const char* migrations[] = {schema_v1, schema_v2};
 static_assert(std::size(migrations) == journal::schema_version);
 
 std::string errno_text() { return std::strerror(errno); }
@@ -406,19 +415,20 @@ std::optional<std::string> journal::commit(std::span<const core::outcome> change
   return std::nullopt;
 }
 
-std::vector<core::outbox_entry> journal::pending_outbox() {
-  std::vector<core::outbox_entry> out;
+std::vector<journal::outbox_row> journal::outbox_rows(const char* where) {
+  std::vector<outbox_row> out;
+  const std::string sql = fmt::format(
+      "SELECT o.seq, t.run, from_state, to_state, reason, at_ms, runtime_s, objective, cost, "
+      "error, late_by_s, r.record, o.delivered_ms FROM outbox o "
+      "JOIN transitions t ON t.seq = o.transition_seq "
+      "LEFT JOIN runs r ON r.id = o.run WHERE {} ORDER BY o.seq",
+      where);
   sqlite3_stmt* raw = nullptr;
-  sqlite3_prepare_v2(db_,
-                     "SELECT o.seq, t.run, from_state, to_state, reason, at_ms, runtime_s, "
-                     "objective, cost, error, late_by_s, r.record FROM outbox o "
-                     "JOIN transitions t ON t.seq = o.transition_seq "
-                     "LEFT JOIN runs r ON r.id = o.run "
-                     "WHERE o.status = 'pending' ORDER BY o.seq",
-                     -1, &raw, nullptr);
+  sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr);
   statement rows(raw);
   while (sqlite3_step(rows.get()) == SQLITE_ROW) {
-    core::outbox_entry e;
+    outbox_row row;
+    core::outbox_entry& e = row.entry;
     e.seq = sqlite3_column_int64(rows.get(), 0);
     e.run = column_text(rows.get(), 1);
     // read_transition reads columns 1..9 as (run, from, to, …); shift by one via a view.
@@ -426,52 +436,103 @@ std::vector<core::outbox_entry> journal::pending_outbox() {
     if (!t) continue;
     e.change = std::move(*t);
     // The run's entity/project; a run pruned meanwhile has none and is dead-lettered.
-    const auto record = nlohmann::json::parse(column_text(rows.get(), 11), nullptr, false);
+    const auto record = nlohmann::json::parse(column_text(rows.get(), 11), nullptr, false,
+                                              /*ignore_comments=*/false);
     if (record.is_object()) {
-      e.entity = record.value("entity", "");
-      e.project = record.value("project", "");
+      const auto entity = record.find("entity");
+      const auto project = record.find("project");
+      if (entity != record.end() && entity->is_string()) e.entity = entity->get<std::string>();
+      if (project != record.end() && project->is_string()) e.project = project->get<std::string>();
     }
-    out.push_back(std::move(e));
+    if (sqlite3_column_type(rows.get(), 12) != SQLITE_NULL) {
+      row.delivered_at = core::from_unix_ms(sqlite3_column_int64(rows.get(), 12));
+    }
+    out.push_back(std::move(row));
   }
   return out;
 }
 
-std::optional<std::string> journal::settle(const std::vector<std::int64_t>& done,
-                                           const std::vector<core::dead_letter>& dead) {
-  if (done.empty() && dead.empty()) return std::nullopt;
+std::vector<core::outbox_entry> journal::pending_outbox() {
+  std::vector<core::outbox_entry> out;
+  for (outbox_row& row : outbox_rows("o.status = 'pending'")) out.push_back(std::move(row.entry));
+  return out;
+}
+
+std::vector<journal::outbox_row> journal::converging_outbox() {
+  return outbox_rows("o.converging = 1 AND o.status = 'delivered'");
+}
+
+std::optional<std::string> journal::settle(const core::delivery_queue::settled_rows& rows,
+                                           const std::vector<std::int64_t>& superseded,
+                                           core::wall_time now) {
+  if (rows.delivered.empty() && rows.dead.empty() && rows.converging.empty() &&
+      rows.converged.empty() && superseded.empty()) {
+    return std::nullopt;
+  }
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return describe_error("cannot record W&B deliveries in");
   }
   transaction_guard guard(db_);
   sqlite3_stmt* raw = nullptr;
-  sqlite3_prepare_v2(db_,
-                     "UPDATE outbox SET status = 'delivered', attempts = attempts + 1 "
-                     "WHERE seq = ?1 AND status = 'pending'",
-                     -1, &raw, nullptr);
-  statement deliver(raw);
-  sqlite3_prepare_v2(db_,
-                     "UPDATE outbox SET status = 'dead', last_error = ?2 "
-                     "WHERE seq = ?1 AND status = 'pending'",
-                     -1, &raw, nullptr);
-  statement bury(raw);
-  if (!deliver || !bury) return describe_error("cannot prepare a write to");
+  auto prepare = [&](const char* sql) {
+    raw = nullptr;
+    sqlite3_prepare_v2(db_, sql, -1, &raw, nullptr);
+    return statement(raw);
+  };
+  statement deliver = prepare(
+      "UPDATE outbox SET status = 'delivered', attempts = ?2, delivered_ms = ?3 "
+      "WHERE seq = ?1 AND status = 'pending'");
+  statement supersede =
+      prepare("UPDATE outbox SET status = 'delivered' WHERE seq = ?1 AND status = 'pending'");
+  statement bury = prepare(
+      "UPDATE outbox SET status = 'dead', last_error = ?2, attempts = ?3 "
+      "WHERE seq = ?1 AND status = 'pending'");
+  statement converge = prepare("UPDATE outbox SET converging = ?2 WHERE seq = ?1");
+  if (!deliver || !supersede || !bury || !converge) {
+    return describe_error("cannot prepare a write to");
+  }
+  auto attempts_of = [&](std::int64_t seq) {
+    const auto it = rows.attempts.find(seq);
+    return it == rows.attempts.end() ? 1 : it->second;
+  };
+  auto run = [&](sqlite3_stmt* s) {
+    const bool ok = sqlite3_step(s) == SQLITE_DONE;
+    sqlite3_reset(s);
+    return ok;
+  };
   std::size_t settled = 0;
-  for (std::int64_t seq : done) {
-    sqlite3_reset(deliver.get());
+  for (std::int64_t seq : rows.delivered) {
     sqlite3_bind_int64(deliver.get(), 1, seq);
-    if (sqlite3_step(deliver.get()) != SQLITE_DONE) return describe_error("cannot update");
+    sqlite3_bind_int(deliver.get(), 2, attempts_of(seq));
+    sqlite3_bind_int64(deliver.get(), 3, core::to_unix_ms(now));
+    if (!run(deliver.get())) return describe_error("cannot update");
+    settled += static_cast<std::size_t>(sqlite3_changes(db_));
+  }
+  for (std::int64_t seq : superseded) {
+    sqlite3_bind_int64(supersede.get(), 1, seq);
+    if (!run(supersede.get())) return describe_error("cannot update");
     settled += static_cast<std::size_t>(sqlite3_changes(db_));
   }
   std::size_t buried = 0;
-  for (const core::dead_letter& d : dead) {
-    sqlite3_reset(bury.get());
+  for (const core::dead_letter& d : rows.dead) {
     sqlite3_bind_int64(bury.get(), 1, d.seq);
     bind_text(bury.get(), 2, d.reason);
-    if (sqlite3_step(bury.get()) != SQLITE_DONE) return describe_error("cannot update");
+    sqlite3_bind_int(bury.get(), 3, attempts_of(d.seq));
+    if (!run(bury.get())) return describe_error("cannot update");
     buried += static_cast<std::size_t>(sqlite3_changes(db_));
   }
+  // Converging before converged: a row that started and ended in the same batch ends at 0.
+  for (const auto& [seqs, flag] : {std::pair{&rows.converging, 1}, std::pair{&rows.converged, 0}}) {
+    for (std::int64_t seq : *seqs) {
+      sqlite3_bind_int64(converge.get(), 1, seq);
+      sqlite3_bind_int(converge.get(), 2, flag);
+      if (!run(converge.get())) return describe_error("cannot update");
+    }
+  }
   deliver.reset();
+  supersede.reset();
   bury.reset();
+  converge.reset();
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return describe_error("cannot commit W&B deliveries to");
   }
@@ -479,6 +540,78 @@ std::optional<std::string> journal::settle(const std::vector<std::int64_t>& done
   outbox_pending_ -= std::min(outbox_pending_, settled + buried);
   outbox_dead_ += buried;
   return std::nullopt;
+}
+
+journal::run_delivery journal::delivery_of(const std::string& run) {
+  run_delivery out;
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(db_,
+                     "SELECT status, attempts, last_error, converging FROM outbox "
+                     "WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
+                     -1, &raw, nullptr);
+  statement latest(raw);
+  bind_text(latest.get(), 1, run);
+  if (sqlite3_step(latest.get()) != SQLITE_ROW) return out;
+  out.latest_status = column_text(latest.get(), 0);
+  out.attempts = sqlite3_column_int(latest.get(), 1);
+  if (sqlite3_column_type(latest.get(), 2) != SQLITE_NULL) {
+    out.last_error = column_text(latest.get(), 2);
+  }
+  out.converging = sqlite3_column_int(latest.get(), 3) != 0;
+  latest.reset();
+  sqlite3_prepare_v2(db_,
+                     "SELECT COUNT(*) FILTER (WHERE status = 'pending'), "
+                     "COUNT(*) FILTER (WHERE status = 'dead'), MAX(delivered_ms) "
+                     "FROM outbox WHERE run = ?1",
+                     -1, &raw, nullptr);
+  statement totals(raw);
+  bind_text(totals.get(), 1, run);
+  if (sqlite3_step(totals.get()) == SQLITE_ROW) {
+    out.pending = static_cast<std::size_t>(sqlite3_column_int64(totals.get(), 0));
+    out.dead = static_cast<std::size_t>(sqlite3_column_int64(totals.get(), 1));
+    if (sqlite3_column_type(totals.get(), 2) != SQLITE_NULL) {
+      out.last_delivered_at = core::from_unix_ms(sqlite3_column_int64(totals.get(), 2));
+    }
+  }
+  return out;
+}
+
+std::variant<core::outbox_entry, std::string> journal::requeue_latest(const core::run_record& r) {
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return describe_error("cannot write to");
+  }
+  transaction_guard guard(db_);
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(db_,
+                     "SELECT run, from_state, to_state, reason, at_ms, runtime_s, objective, cost, "
+                     "error, late_by_s, seq FROM transitions WHERE run = ?1 "
+                     "ORDER BY seq DESC LIMIT 1",
+                     -1, &raw, nullptr);
+  statement latest(raw);
+  bind_text(latest.get(), 1, r.id);
+  if (sqlite3_step(latest.get()) != SQLITE_ROW) {
+    return fmt::format("{}: run '{}' has no stored transition", path_, r.id);
+  }
+  auto t = read_transition(latest.get(), r.id);
+  const std::int64_t transition_seq = sqlite3_column_int64(latest.get(), 10);
+  latest.reset();
+  if (!t) return fmt::format("{}: the last transition of run '{}' cannot be read", path_, r.id);
+  sqlite3_prepare_v2(db_, "INSERT INTO outbox(run, transition_seq) VALUES(?1, ?2)", -1, &raw,
+                     nullptr);
+  statement enqueue(raw);
+  bind_text(enqueue.get(), 1, r.id);
+  sqlite3_bind_int64(enqueue.get(), 2, transition_seq);
+  if (sqlite3_step(enqueue.get()) != SQLITE_DONE) {
+    return describe_error("cannot queue a W&B write in");
+  }
+  enqueue.reset();
+  const std::int64_t seq = sqlite3_last_insert_rowid(db_);
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return describe_error("cannot commit to");
+  }
+  guard.dismiss();
+  ++outbox_pending_;
+  return core::outbox_entry{seq, r.id, r.entity, r.project, std::move(*t)};
 }
 
 std::optional<std::string> journal::prune(const std::vector<std::string>& run_ids) {

@@ -5,6 +5,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "core/delivery.hpp"
@@ -22,7 +23,7 @@ namespace sweepd::io {
 class journal {
  public:
   /// The schema this build writes (PRAGMA user_version); older ones are migrated on open.
-  static constexpr int schema_version = 1;
+  static constexpr int schema_version = 2;
 
   struct open_result {
     std::unique_ptr<journal> value;
@@ -53,10 +54,34 @@ class journal {
 
   /// The outbox rows not yet delivered, oldest first, with their runs' entity/project.
   std::vector<core::outbox_entry> pending_outbox();
-  /// Marks rows delivered (or superseded: a newer write of the run carries their state) and
-  /// dead-lettered (with the reason). Rows already settled are left as they are.
-  std::optional<std::string> settle(const std::vector<std::int64_t>& done,
-                                    const std::vector<core::dead_letter>& dead);
+  /// An outbox row with when it reached W&B.
+  struct outbox_row {
+    core::outbox_entry entry;
+    std::optional<core::wall_time> delivered_at;
+  };
+  /// Delivered rows whose re-checks were still due (W&B showed the run live), oldest first.
+  std::vector<outbox_row> converging_outbox();
+  /// Records what the delivery queue settled, in one transaction: rows delivered at `now` (with
+  /// their attempts), dead-lettered (with the reason), rows whose convergence started or ended,
+  /// and `superseded` rows (never sent: a newer write of the run carries their state). Rows
+  /// already settled are left as they are.
+  std::optional<std::string> settle(const core::delivery_queue::settled_rows& rows,
+                                    const std::vector<std::int64_t>& superseded,
+                                    core::wall_time now);
+
+  /// One run's W&B delivery as stored: its newest outbox row and counts over all of them.
+  struct run_delivery {
+    std::string latest_status;  // "pending", "delivered", "dead"; empty: no W&B write at all
+    int attempts = 0;           // of the newest row, once settled
+    std::optional<std::string> last_error;  // of the newest row, when dead-lettered
+    bool converging = false;
+    std::size_t pending = 0;
+    std::size_t dead = 0;
+    std::optional<core::wall_time> last_delivered_at;
+  };
+  run_delivery delivery_of(const std::string& run);
+  /// Queues the run's newest transition for W&B again (`resync`): a new outbox row, returned.
+  std::variant<core::outbox_entry, std::string> requeue_latest(const core::run_record& r);
   /// Outbox rows W&B refused for good.
   std::size_t outbox_dead() const { return outbox_dead_; }
 
@@ -73,6 +98,8 @@ class journal {
  private:
   journal(std::string path, sqlite3* db, int lock_fd);
   std::optional<std::string> prepare_schema();
+  /// Outbox rows joined with their transition and run, `where` being an SQL condition on `o`.
+  std::vector<outbox_row> outbox_rows(const char* where);
   std::optional<std::string> exec(const char* sql);
   std::string describe_error(const char* what) const;
 

@@ -18,9 +18,7 @@ constexpr auto proc_poll_interval = std::chrono::seconds(1);
 
 /// pidfd_open(2) by its syscall: glibc 2.36's <sys/pidfd.h> lacks extern "C", so its wrapper
 /// cannot be called from C++, and a libc without the wrapper still has the syscall.
-int open_pidfd(std::int32_t pid) {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U));
-}
+int open_pidfd(std::int32_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)); }
 
 }  // namespace
 

@@ -694,6 +694,123 @@ TEST(DeliveryRecheck, SuccessfulReCheckKeepsTheSchedule) {
   EXPECT_EQ(q.next_wakeup(), at(120s));  // the failed try did not shift the schedule
 }
 
+TEST(DeliveryConvergence, LiveWriteIsConvergingUntilWandbShowsTheRunFinished) {
+  delivery_queue q{delivery_policy{}};
+  q.enqueue(entry(1, "r"), at(0s));
+  q.finished(only_job(q, at(0s)), delivered("running"), at(0s), 0.5);
+  auto settled = q.take_settled();
+  EXPECT_THAT(settled.delivered, ElementsAre(1));
+  EXPECT_THAT(settled.converging, ElementsAre(1));
+  EXPECT_THAT(settled.converged, IsEmpty());
+  EXPECT_EQ(settled.attempts.at(1), 1);
+  q.finished(only_job(q, at(30s)), delivered("running"), at(30s), 0.5);
+  EXPECT_THAT(q.take_settled().converged, IsEmpty());
+  q.finished(only_job(q, at(120s)), delivered("finished"), at(120s), 0.5);
+  settled = q.take_settled();
+  EXPECT_THAT(settled.converged, ElementsAre(1));
+  EXPECT_THAT(settled.delivered, IsEmpty());
+}
+
+TEST(DeliveryConvergence, WriteThatSawAFinishedRunNeverConverges) {
+  delivery_queue q{delivery_policy{}};
+  q.enqueue(entry(1, "r"), at(0s));
+  q.finished(only_job(q, at(0s)), delivered("finished"), at(0s), 0.5);
+  const auto settled = q.take_settled();
+  EXPECT_THAT(settled.converging, IsEmpty());
+  EXPECT_THAT(settled.converged, IsEmpty());
+}
+
+TEST(DeliveryConvergence, NewerWriteEndsTheOlderRowsConvergence) {
+  delivery_queue q{delivery_policy{}};
+  q.enqueue(entry(1, "r"), at(0s));
+  q.finished(only_job(q, at(0s)), delivered("running"), at(0s), 0.5);
+  q.take_settled();
+  q.enqueue(entry(2, "r", run_state::success), at(10s));
+  EXPECT_THAT(q.take_settled().converged, ElementsAre(1));
+}
+
+TEST(DeliveryConvergence, GivingUpAfterRecheckForEndsIt) {
+  delivery_policy p;
+  p.recheck_for_s = 100;
+  delivery_queue q{p};
+  q.enqueue(entry(1, "r"), at(0s));
+  q.finished(only_job(q, at(0s)), delivered("running"), at(0s), 0.5);
+  q.take_settled();
+  q.finished(only_job(q, at(30s)), delivered("running"), at(30s), 0.5);
+  EXPECT_THAT(q.take_settled().converged, IsEmpty());
+  q.finished(only_job(q, at(120s)), delivered("running"), at(120s), 0.5);
+  EXPECT_THAT(q.take_settled().converged, ElementsAre(1));
+  EXPECT_EQ(q.next_wakeup(), std::nullopt);
+}
+
+TEST(DeliveryConvergence, ResumedBeforeTheFirstRecheckKeepsTheSchedule) {
+  // Delivered 10 s before the restart: the first re-check is still 20 s away.
+  delivery_queue q{delivery_policy{}};
+  q.resume_rechecks(entry(7, "r", run_state::success), 10, at(1000s));
+  EXPECT_EQ(q.next_wakeup(), at(1020s));
+  const delivery_job job = only_job(q, at(1020s));
+  EXPECT_TRUE(job.recheck);
+  EXPECT_EQ(job.entry.seq, 7);
+  EXPECT_EQ(job.entry.change.to, run_state::success);
+  q.finished(job, delivered("finished"), at(1020s), 0.5);
+  EXPECT_THAT(q.take_settled().converged, ElementsAre(7));
+}
+
+TEST(DeliveryConvergence, RecheckMissedWhileDownIsDoneAtOnceThenTheScheduleGoesOn) {
+  // Delivered 50 s before the restart: the 30 s re-check came due meanwhile.
+  delivery_queue q{delivery_policy{}};
+  q.resume_rechecks(entry(7, "r"), 50, at(1000s));
+  EXPECT_EQ(q.next_wakeup(), at(1000s));
+  q.finished(only_job(q, at(1000s)), delivered("running"), at(1000s), 0.5);
+  EXPECT_EQ(q.next_wakeup(), at(1070s));  // 120 s after the write
+}
+
+TEST(DeliveryConvergence, OverdueResumedRecheckIsDueAtOnce) {
+  // sweepd was down from 100 s to 900 s after the write: the 600 s re-check is overdue.
+  delivery_queue q{delivery_policy{}};
+  q.resume_rechecks(entry(7, "r"), 900, at(5000s));
+  EXPECT_EQ(q.next_wakeup(), at(5000s));
+  q.finished(only_job(q, at(5000s)), delivered("running"), at(5000s), 0.5);
+  EXPECT_EQ(q.next_wakeup(), at(5600s));
+}
+
+TEST(DeliveryConvergence, ResumePastTheRecheckPeriodConvergesAtOnce) {
+  delivery_queue q{delivery_policy{}};
+  q.resume_rechecks(entry(7, "r"), 2 * 86400, at(5000s));
+  EXPECT_EQ(q.next_wakeup(), std::nullopt);
+  EXPECT_THAT(q.take_settled().converged, ElementsAre(7));
+}
+
+TEST(DeliveryConvergence, ResumeBehindAPendingWriteConvergesAtOnce) {
+  delivery_queue q{delivery_policy{}};
+  q.enqueue(entry(8, "r", run_state::success), at(5000s));
+  q.resume_rechecks(entry(7, "r"), 10, at(5000s));
+  EXPECT_THAT(q.take_settled().converged, ElementsAre(7));
+  const delivery_job job = only_job(q, at(5000s));
+  EXPECT_FALSE(job.recheck);
+  EXPECT_EQ(job.entry.seq, 8);
+}
+
+TEST(DeliveryRunInfo, ReportsFailedAttemptsAndTheLastErrorOfItsRun) {
+  delivery_queue q{delivery_policy{}};
+  EXPECT_EQ(q.run_info("r"), std::nullopt);
+  q.enqueue(entry(1, "r"), at(0s));
+  q.enqueue(entry(2, "other"), at(0s));
+  auto jobs = start_some(q, at(0s));
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_TRUE(q.run_info("r")->in_flight);
+  q.finished(jobs[0], retry(), at(1s), 0.0);
+  q.finished(jobs[1], delivered("finished"), at(1s), 0.0);
+  const auto info = q.run_info("r");
+  ASSERT_TRUE(info);
+  EXPECT_FALSE(info->in_flight);
+  EXPECT_EQ(info->failed_attempts, 1);
+  EXPECT_EQ(info->last_error, "HTTP 503 from W&B");
+  EXPECT_EQ(q.run_info("other"), std::nullopt);  // delivered: nothing left in memory
+  q.finished(only_job(q, *q.next_wakeup()), delivered("finished"), at(2s), 0.0);
+  EXPECT_EQ(q.take_settled().attempts.at(1), 2);
+}
+
 TEST(DeliveryStates, FinishedWandbStates) {
   for (const char* s : {"finished", "crashed", "failed", "killed"}) {
     EXPECT_TRUE(is_finished_wandb_state(s)) << s;

@@ -77,7 +77,10 @@ class ServiceTest : public ::testing::Test {
 
   supervisor sup{defaults()};
   daemon_stats stats;
-  service svc{sup, "1.2.3", at(5s).mono, [this] { return stats; }};
+  service svc{sup, "1.2.3", at(5s).mono, [this] { return stats; },
+              [](const run_record& r) {
+                return json{{"status", "pending"}, {"of", r.id}};
+              }};
   handled last;
 };
 
@@ -361,6 +364,29 @@ TEST_F(ServiceTest, LateCompletionIsAnObservationMarkedLate) {
   json shown = ok(R"({"op":"show","run":"r1"})", 340s)["run"];
   EXPECT_EQ(shown["late_by_s"], 30.0);
   EXPECT_EQ(shown["reason"], "late_completed");
+}
+
+TEST_F(ServiceTest, ShowCarriesTheRunsDeliveryFromTheDaemon) {
+  ok(R"({"op":"register","run":"r1"})", 0s);
+  const json shown = ok(R"({"op":"show","run":"r1"})", 1s)["run"];
+  EXPECT_EQ(shown["wandb"]["status"], "pending");
+  EXPECT_EQ(shown["wandb"]["of"], "r1");
+}
+
+TEST_F(ServiceTest, ResyncIsForTheOwnerAndAdminsAndChangesNothing) {
+  ok(R"({"op":"register","run":"r1"})", 0s);
+  json j = ok(R"({"op":"resync","run":"r1"})", 1s);
+  EXPECT_EQ(j["state"], "initializing");
+  ASSERT_NE(last.resync, nullptr);
+  EXPECT_EQ(last.resync->id, "r1");
+  EXPECT_FALSE(last.result.change.has_value());
+  ok(R"({"op":"resync","run":"r1"})", 2s, admin);
+  EXPECT_NE(last.resync, nullptr);
+  refused(R"({"op":"resync","run":"r1"})", 3s, "forbidden", bob);
+  EXPECT_EQ(last.resync, nullptr);
+  refused(R"({"op":"resync","run":"nope"})", 4s, "unknown_run");
+  EXPECT_EQ(last.resync, nullptr);
+  refused(R"({"op":"resync","run":"r1","force":true})", 5s, "bad_request");
 }
 
 TEST_F(ServiceTest, ErrorsReachTheClient) {

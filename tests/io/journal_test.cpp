@@ -656,5 +656,107 @@ TEST_F(JournalTest, PruneRefusedByTheDatabaseKeepsEverything) {
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), 3);
 }
 
+// ---------------------------------------------------------------------------------------------
+// schema 2: delivery times, convergence, resync
+
+TEST_F(JournalTest, SchemaOneFileIsMigratedWithItsRowsIntact) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  run_to_success("r1");
+  // Turn the file back into what schema 1 wrote.
+  exec_ok(j->handle(),
+          "DROP INDEX outbox_converging; ALTER TABLE outbox DROP COLUMN converging;"
+          "ALTER TABLE outbox DROP COLUMN delivered_ms; PRAGMA user_version = 1;");
+  const auto contents = reopen_and_load();
+  ASSERT_EQ(contents.runs.size(), 1u);
+  EXPECT_EQ(contents.runs[0].history.size(), 3u);
+  EXPECT_EQ(contents.outbox_pending, 3u);
+  db_reader db(path);
+  EXPECT_EQ(db.integer("PRAGMA user_version"), 2);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE converging = 0 AND delivered_ms IS NULL"),
+            3);
+}
+
+TEST_F(JournalTest, SettleRecordsDeliveryTimeAttemptsAndConvergence) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  run_to_success("r1");  // outbox rows 1, 2, 3
+  core::delivery_queue::settled_rows rows;
+  rows.delivered = {3};
+  rows.converging = {3};
+  rows.attempts = {{3, 4}};
+  ASSERT_EQ(j->settle(rows, {1, 2}, at(60s).wall), std::nullopt);
+  EXPECT_EQ(j->outbox_pending(), 0u);
+  {
+    db_reader db(path);
+    EXPECT_EQ(db.integer("SELECT attempts FROM outbox WHERE seq = 3"), 4);
+    EXPECT_EQ(db.integer("SELECT delivered_ms FROM outbox WHERE seq = 3"),
+              core::to_unix_ms(at(60s).wall));
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE delivered_ms IS NULL"), 2);
+  }
+  auto converging = j->converging_outbox();
+  ASSERT_EQ(converging.size(), 1u);
+  EXPECT_EQ(converging[0].entry.seq, 3);
+  EXPECT_EQ(converging[0].entry.change.to, run_state::success);
+  EXPECT_EQ(converging[0].entry.entity, "team");
+  EXPECT_EQ(converging[0].delivered_at, at(60s).wall);
+
+  core::delivery_queue::settled_rows over;
+  over.converged = {3};
+  ASSERT_EQ(j->settle(over, {}, at(90s).wall), std::nullopt);
+  EXPECT_THAT(j->converging_outbox(), IsEmpty());
+}
+
+TEST_F(JournalTest, DeliveryOfARunSummarisesItsOutboxRows) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  EXPECT_EQ(j->delivery_of("nobody").latest_status, "");
+  run_to_success("r1");
+  auto stored = j->delivery_of("r1");
+  EXPECT_EQ(stored.latest_status, "pending");
+  EXPECT_EQ(stored.pending, 3u);
+  EXPECT_FALSE(stored.last_delivered_at);
+
+  core::delivery_queue::settled_rows rows;
+  rows.delivered = {1};
+  rows.dead = {{3, "r1", "HTTP 403 from W&B"}};
+  rows.attempts = {{3, 2}};
+  ASSERT_EQ(j->settle(rows, {2}, at(30s).wall), std::nullopt);
+  stored = j->delivery_of("r1");
+  EXPECT_EQ(stored.latest_status, "dead");
+  EXPECT_EQ(stored.attempts, 2);
+  EXPECT_EQ(stored.last_error, "HTTP 403 from W&B");
+  EXPECT_EQ(stored.pending, 0u);
+  EXPECT_EQ(stored.dead, 1u);
+  EXPECT_EQ(stored.last_delivered_at, at(30s).wall);
+  EXPECT_EQ(j->outbox_dead(), 1u);
+}
+
+TEST_F(JournalTest, RequeueAddsAnOutboxRowForTheNewestTransition) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  run_to_success("r1");
+  core::delivery_queue::settled_rows rows;
+  rows.dead = {{3, "r1", "HTTP 401 from W&B"}};
+  ASSERT_EQ(j->settle(rows, {1, 2}, at(30s).wall), std::nullopt);
+  ASSERT_EQ(j->outbox_pending(), 0u);
+
+  auto queued = j->requeue_latest(*sup.find("r1"));
+  ASSERT_TRUE(std::holds_alternative<core::outbox_entry>(queued)) << std::get<std::string>(queued);
+  const auto& entry = std::get<core::outbox_entry>(queued);
+  EXPECT_EQ(entry.seq, 4);
+  EXPECT_EQ(entry.run, "r1");
+  EXPECT_EQ(entry.entity, "team");
+  EXPECT_EQ(entry.project, "proj");
+  EXPECT_EQ(entry.change.to, run_state::success);
+  EXPECT_EQ(entry.change.objective, 0.5);
+  EXPECT_EQ(j->outbox_pending(), 1u);
+  // It survives a restart like any pending write.
+  EXPECT_EQ(reopen_and_load().outbox_pending, 1u);
+  const auto pending = j->pending_outbox();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].change.reason, transition_reason::completed);
+}
+
 }  // namespace
 }  // namespace sweepd::io

@@ -49,15 +49,36 @@ class WandbSinkTest : public ::testing::Test {
         return true;
       });
       work_.reset();
-      io_.stop();
+      io_->stop();
       loop_.join();
     }
+  }
+
+  /// What a daemon restart does to the sink: stop it, close the journal, open it again and start
+  /// a new sink on a new event loop.
+  void restart_sink() {
+    run_on([&] {
+      sink_->stop(nullptr);
+      return true;
+    });
+    work_.reset();
+    io_->stop();
+    loop_.join();
+    sink_.reset();  // before the old loop, whose pending handlers refer to it, goes
+    io_ = std::make_unique<asio::io_context>();
+    work_.emplace(asio::make_work_guard(*io_));
+    journal_.reset();
+    auto reopened = io::journal::open(dir_.file("state.db"));
+    ASSERT_TRUE(reopened.value) << reopened.error;
+    journal_ = std::move(reopened.value);
+    journal_->load(now());
+    start_sink();
   }
 
   static core::instant now() { return {core::mono_clock::now(), std::chrono::system_clock::now()}; }
 
   void start_sink() {
-    sink_ = std::make_unique<wandb_sink>(io_, *journal_);
+    sink_ = std::make_unique<wandb_sink>(*io_, *journal_);
     sink_->override_policy(policy_);
     const std::string key = wandb_.api_key();
     auto err = sink_->start(cfg_, [key](std::string_view name) -> std::optional<std::string> {
@@ -66,14 +87,14 @@ class WandbSinkTest : public ::testing::Test {
     });
     ASSERT_FALSE(err) << *err;
     ASSERT_TRUE(sink_->online());
-    loop_ = std::thread([this] { io_.run(); });
+    loop_ = std::thread([this] { io_->run(); });
   }
 
   template <typename F>
   std::invoke_result_t<F> run_on(F f) {
     std::packaged_task<decltype(f())()> task(std::move(f));
     auto result = task.get_future();
-    asio::post(io_, [&task] { task(); });
+    asio::post(*io_, [&task] { task(); });
     EXPECT_EQ(result.wait_for(10s), std::future_status::ready);
     return result.get();
   }
@@ -129,9 +150,9 @@ class WandbSinkTest : public ::testing::Test {
   core::delivery_policy policy_;
   core::supervisor runs_{core::supervisor_limits{300, 0, 0, 1000000, entity, project}};
   core::caller who_{1000, 1, false};
-  asio::io_context io_;
+  std::unique_ptr<asio::io_context> io_ = std::make_unique<asio::io_context>();
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_{
-      asio::make_work_guard(io_)};
+      asio::make_work_guard(*io_)};
   std::unique_ptr<wandb_sink> sink_;
   std::thread loop_;
 };
@@ -277,6 +298,57 @@ TEST_F(WandbSinkTest, ReappliesWhenTheLiveRunOverwroteTheState) {
   const auto after_check = wandb_.requests();
   EXPECT_FALSE(wandb_.wait_until([&] { return wandb_.requests() > after_check; }, 1s));
   EXPECT_EQ(wandb_.upserts(), upserts);
+}
+
+TEST_F(WandbSinkTest, ReChecksSurviveARestartAndPutTheStateBack) {
+  policy_.recheck_after_s = {0.5, 1.0};
+  policy_.recheck_every_s = 0.5;
+  wandb_.add_run(entity, project, "r1", R"({"loss":1.5})", "running");
+  start_sink();
+  complete_run("r1", 0.5);
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("r1", "success"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }));
+  restart_sink();
+  // Between the write and its re-check, across the restart, the live run overwrote the summary.
+  wandb_.set_summary(entity, project, "r1", R"({"loss":1.25})");
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("r1", "success"); }, 10s))
+      << wandb_.summary(entity, project, "r1");
+  EXPECT_THAT(wandb_.summary(entity, project, "r1"), HasSubstr(R"("loss":1.25)"));
+  // Once W&B shows the run finished, the row's convergence ends and a further restart resumes
+  // nothing.
+  wandb_.set_state(entity, project, "r1", "finished");
+  ASSERT_TRUE(
+      eventually([&] { return run_on([&] { return journal_->converging_outbox().empty(); }); }));
+  restart_sink();
+  const auto requests = wandb_.requests();
+  EXPECT_FALSE(wandb_.wait_until([&] { return wandb_.requests() > requests; }, 1500ms));
+}
+
+TEST_F(WandbSinkTest, ShowsEachRunsDeliveryAndResyncWritesItAgain) {
+  wandb_.add_run(entity, project, "r1");
+  wandb_.push_fault(fake_wandb::fault::unauthorized_401);
+  start_sink();
+  core::register_params p;
+  p.run = "r1";
+  commit({runs_.register_run(p, who_, now())});
+  ASSERT_TRUE(eventually([&] { return status()["dead"] == 1; }, 10s));
+  const core::run_record& run = *runs_.find("r1");
+  nlohmann::json shown = run_on([&] { return sink_->delivery_of(run); });
+  EXPECT_EQ(shown["status"], "dead");
+  EXPECT_EQ(shown["dead"], 1);
+  EXPECT_EQ(shown["attempts"], 1);
+  EXPECT_THAT(shown["last_error"].get<std::string>(), HasSubstr("401"));
+  EXPECT_FALSE(shown.contains("last_delivered_at"));
+
+  // The key is fixed: resync writes sweepd's state for the run again.
+  ASSERT_FALSE(run_on([&] { return sink_->resync(run); }));
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("r1", "initializing"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }));
+  shown = run_on([&] { return sink_->delivery_of(run); });
+  EXPECT_EQ(shown["status"], "delivered");
+  EXPECT_EQ(shown["pending"], 0);
+  EXPECT_EQ(shown["dead"], 1);  // the old dead letter stays on record
+  EXPECT_TRUE(shown["last_delivered_at"].is_string());
 }
 
 TEST_F(WandbSinkTest, ResumesThePendingOutboxAfterARestart) {

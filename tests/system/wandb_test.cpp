@@ -137,6 +137,40 @@ TEST_F(WandbSystemTest, SigtermLetsAWriteInFlightLandAndRecordsIt) {
   EXPECT_EQ(call({{"op", "status"}})["wandb"]["pending"], 0);
 }
 
+TEST_F(WandbSystemTest, ShowTellsTheRunsDeliveryAndResyncRepairsADeadLetter) {
+  wandb_.add_run("team", "sweeps", "r1");
+  wandb_.push_fault(test::fake_wandb::fault::unauthorized_401);  // a key revoked, then fixed
+  start_daemon("online");
+  ASSERT_EQ(call({{"op", "register"}, {"run", "r1"}})["ok"], true);
+  ASSERT_TRUE(drained());
+  const auto sweepctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {SWEEPCTL_BINARY, "--socket", socket_path()});
+    return test::run_command(args, {}, 20s);
+  };
+  auto shown = sweepctl({"show", "r1"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_THAT(shown.out, HasSubstr("W&B delivery"));
+  EXPECT_THAT(shown.out, HasSubstr("dead"));
+  EXPECT_THAT(shown.out, HasSubstr("401"));
+
+  const auto resynced = sweepctl({"resync", "r1"});
+  ASSERT_EQ(resynced.exit_code, 0) << resynced.err;
+  EXPECT_THAT(resynced.out, HasSubstr("r1: initializing, W&B summary queued again"));
+  ASSERT_TRUE(wandb_.wait_until([&] { return has_state("r1", "initializing"); }, 10s));
+  ASSERT_TRUE(drained());
+  const json run = call({{"op", "show"}, {"run", "r1"}})["run"];
+  EXPECT_EQ(run["wandb"]["status"], "delivered");
+  EXPECT_TRUE(run["wandb"]["last_delivered_at"].is_string());
+}
+
+TEST_F(WandbSystemTest, ResyncWithWandbDisabledIsUnavailable) {
+  start_daemon("disabled");
+  ASSERT_EQ(call({{"op", "register"}, {"run", "r1"}})["ok"], true);
+  const json reply = call({{"op", "resync"}, {"run", "r1"}});
+  EXPECT_EQ(reply["ok"], false);
+  EXPECT_EQ(reply["error"]["code"], "unavailable");
+}
+
 TEST_F(WandbSystemTest, OnlineWithoutAKeyRefusesToStart) {
   auto r = test::run_command({SWEEPD_BINARY, "--config", write_config("online")},
                              {"HOME=" + dir_.path().string()}, 10s);
