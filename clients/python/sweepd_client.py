@@ -12,10 +12,11 @@ Standard library only, Python >= 3.8. The protocol is JSON Lines over a Unix str
         run.success(objective=0.93, cost=3600.5)
 
 Entering the block registers the run (bound to this process with ``watch_peer``), starts it and
-starts a background heartbeat thread. ``success()`` reports ``complete``; a non-finite objective
-is reported as a failure. An exception escaping the block is reported as ``fail`` with
-``"Type: message"`` and propagates unchanged. A block that ends without a report completes the run
-without an objective (as ``sweepctl exec`` does for exit code 0).
+starts a background heartbeat thread. ``success(objective)`` reports ``complete``. A success
+always carries its objective: ``success()`` without one, or with a non-finite or non-numeric one,
+is reported as ``fail`` saying why. An exception escaping the block is reported as ``fail`` with
+``"Type: message"`` and propagates unchanged. A block that ends without a report (also through
+``sys.exit(0)``) is reported as ``fail`` with ``"finished without reporting a result"``.
 
 Training never pays for sweepd's absence: no call raises because sweepd is missing, restarting or
 hung, and no call blocks for more than ``call_timeout`` (1 s). A lost connection is re-opened with
@@ -75,6 +76,11 @@ _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 30.0
 _FINAL_RETRY_FIRST_S = 0.2
 _MIN_COST_S = 0.001  # the daemon's floor: Protein loaders take log(cost)
+
+NO_RESULT_ERROR = "finished without reporting a result"
+"""The error reported for a ``SweepRun`` block that ended without ``success()`` or ``fail()``."""
+NO_OBJECTIVE_ERROR = "success reported without an objective"
+"""The error reported for ``success()`` called without an objective."""
 
 log = logging.getLogger("sweepd")
 
@@ -398,9 +404,9 @@ class SweepRun:
         try:
             if self.outcome is None:
                 if exc is None:
-                    self._finish({"op": "complete", "run": self.run_id}, "success", None, None)
+                    self.fail(NO_RESULT_ERROR)
                 elif isinstance(exc, SystemExit) and exc.code in (None, 0):
-                    self._finish({"op": "complete", "run": self.run_id}, "success", None, None)
+                    self.fail("%s (exit status 0)" % NO_RESULT_ERROR)
                 else:
                     self.fail(_describe_exception(exc))
         finally:
@@ -475,19 +481,25 @@ class SweepRun:
         return reply[-1].get("state") if reply else None
 
     def success(self, objective=None, cost=None):
-        """Reports ``complete`` with ``objective`` (finite) and ``cost`` (seconds or any positive
-        measure; default: the runtime sweepd measured). A non-finite or non-numeric objective is
-        reported as a failure. Returns the state sweepd reports, or None if it could not be told
-        yet (the report is then retried in the background)."""
+        """Reports ``complete`` with ``objective`` and ``cost`` (seconds or any positive measure;
+        default: the runtime sweepd measured). A success always carries its objective: a missing,
+        non-numeric or non-finite one is reported as ``fail`` saying so. Returns the state sweepd
+        reports, or None if it could not be told yet (the report is then retried in the
+        background)."""
+        if objective is None:
+            self._warn_once(
+                ("no-objective",),
+                "run %s: success() without an objective is reported as failed" % self.run_id,
+            )
+            return self.fail(NO_OBJECTIVE_ERROR)
         request = {"op": "complete", "run": self.run_id}
-        if objective is not None:
-            try:
-                value = float(objective)
-            except (TypeError, ValueError):
-                return self.fail("invalid objective: %r" % (objective,))
-            if not math.isfinite(value):
-                return self.fail("non-finite objective: %s" % value)
-            request["objective"] = value
+        try:
+            value = float(objective)
+        except (TypeError, ValueError):
+            return self.fail("invalid objective: %r" % (objective,))
+        if not math.isfinite(value):
+            return self.fail("non-finite objective: %s" % value)
+        request["objective"] = value
         if cost is not None:
             try:
                 cost_value = float(cost)

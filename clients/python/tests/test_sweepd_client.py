@@ -183,12 +183,26 @@ def test_success_reports_objective_and_cost(daemon, no_wandb):
     assert record["progress"] == 10
 
 
-def test_block_without_report_completes_without_objective(daemon, no_wandb):
-    with SweepRun("noreport-1", socket_path=daemon.socket):
+def test_block_without_report_is_failed(daemon, no_wandb):
+    """A success always carries its objective: a block left without a result is a failure."""
+    with SweepRun("noreport-1", socket_path=daemon.socket) as run:
         pass
+    assert run.outcome == "failed"
     record = daemon.show("noreport-1")
-    assert record["state"] == "success"
+    assert record["state"] == "failed"
+    assert record["reason"] == "worker_failed"
+    assert record["error"] == "finished without reporting a result"
     assert "objective" not in record
+
+
+def test_success_without_objective_is_failed(daemon, no_wandb, caplog):
+    with SweepRun("noobj-1", socket_path=daemon.socket) as run:
+        assert run.success(cost=2.0) == "failed"
+        assert run.outcome == "failed"
+    record = daemon.show("noobj-1")
+    assert record["state"] == "failed"
+    assert record["error"] == "success reported without an objective"
+    assert "without an objective" in caplog.text
 
 
 def test_exception_reports_failed_and_propagates(daemon, no_wandb):
@@ -211,9 +225,10 @@ class TrainingDiverged(Exception):
         (TrainingDiverged("loss is nan"), "failed", __name__ + ".TrainingDiverged: loss is nan"),
         (KeyboardInterrupt(), "failed", "KeyboardInterrupt"),
         (SystemExit(3), "failed", "SystemExit: 3"),
-        (SystemExit(0), "success", None),
+        (SystemExit(0), "failed", "finished without reporting a result (exit status 0)"),
+        (SystemExit(), "failed", "finished without reporting a result (exit status 0)"),
     ],
-    ids=["custom", "interrupt", "exit3", "exit0"],
+    ids=["custom", "interrupt", "exit3", "exit0", "exitNone"],
 )
 def test_base_exceptions(daemon, no_wandb, exc, state, error):
     run_id = "base-%s" % type(exc).__name__ + str(getattr(exc, "code", ""))
