@@ -18,6 +18,11 @@ is reported as ``fail`` saying why. An exception escaping the block is reported 
 ``"Type: message"`` and propagates unchanged. A block that ends without a report (also through
 ``sys.exit(0)``) is reported as ``fail`` with ``"finished without reporting a result"``.
 
+The objective is stored exactly as given: sweepd never negates it, and nothing here says whether
+higher or lower is better. The optimizer's own configuration decides whether it is maximized or
+minimized, so report the quantity that configuration names (e.g. ``-loss`` for a maximizing
+optimizer, or the loss itself for a minimizing one).
+
 Training never pays for sweepd's absence: no call raises because sweepd is missing, restarting or
 hung, and no call blocks for more than ``call_timeout`` (1 s). A lost connection is re-opened with
 exponential backoff (0.5 s doubling to 30 s, jittered) and the run re-registered and restarted on
@@ -906,8 +911,9 @@ class SweepRun:
 
     def success(self, objective=None, cost=None):
         """Reports ``complete`` with ``objective`` and ``cost`` (seconds or any positive measure;
-        default: the runtime sweepd measured). A success always carries its objective: a missing,
-        non-numeric or non-finite one is reported as ``fail`` saying so.
+        default: the runtime sweepd measured). The objective is stored as given; the optimizer's
+        configuration decides whether it is maximized or minimized. A success always carries its
+        objective: a missing, non-numeric or non-finite one is reported as ``fail`` saying so.
 
         Returns the state sweepd reports, or None when sweepd did not take the report: then
         ``last_error`` is set if sweepd refused it (final), else it could not be reached and the
