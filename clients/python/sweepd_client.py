@@ -502,10 +502,11 @@ def _spool_document(socket_path, register, report):
 class _Flush:
     """One flush of a spool directory for one socket, on one connection opened when needed."""
 
-    def __init__(self, directory, socket_path, timeout):
+    def __init__(self, directory, socket_path, timeout, quiet):
         self.dir = directory
         self.socket_path = socket_path
         self.timeout = timeout
+        self.quiet = quiet  # SweepRun warns about an unreachable sweepd already
         self.conn = None
 
     def close(self):
@@ -520,7 +521,8 @@ class _Flush:
                 self.conn = _Connection(self.socket_path, deadline)
             return self.conn.exchange(requests, deadline)
         except (OSError, ValueError) as e:
-            log.warning(
+            log.log(
+                logging.INFO if self.quiet else logging.WARNING,
                 "spool %s: sweepd at %s did not answer (%s); the remaining reports wait",
                 self.dir.path,
                 self.socket_path,
@@ -607,13 +609,17 @@ def flush_spool(socket_path=None, spool_dir=None, timeout=10.0):
     Never raises because sweepd is unreachable; raises ``OSError`` when the spool directory is
     refused (not owned by this uid, or group/others may write to it) or cannot be read.
     """
+    return _flush_spool(socket_path, spool_dir, timeout, quiet=False)
+
+
+def _flush_spool(socket_path, spool_dir, timeout, quiet):
     socket_path = os.path.abspath(socket_path or default_socket_path())
     try:
         directory = _SpoolDir(_spool_dir_for(socket_path, spool_dir), create=False)
     except FileNotFoundError:
         return []
     results = []
-    flush = _Flush(directory, socket_path, timeout)
+    flush = _Flush(directory, socket_path, timeout, quiet)
     try:
         for name in directory.names():
             outcome = flush.deliver(name)
@@ -638,7 +644,7 @@ def _background_flush(socket_path, spool_dir):
             return
         _flushing.add(key)
     try:
-        results = flush_spool(socket_path, spool_dir, timeout=_FLUSH_TIMEOUT_S)
+        results = _flush_spool(socket_path, spool_dir, _FLUSH_TIMEOUT_S, quiet=True)
         delivered = [run for run, outcome in results if outcome in ("delivered", "registered")]
         if delivered:
             log.warning(
