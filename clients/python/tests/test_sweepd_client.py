@@ -899,6 +899,52 @@ def test_broken_wandb_summary_does_not_break_training(daemon, monkeypatch):
         assert run.success(0.3) == "success"
 
 
+# ------------------------------------------------------------------ examples
+
+TRAIN_PY = os.path.join(REPO, "examples", "train.py")
+
+
+def run_train(socket_path, *args):
+    return subprocess.run(
+        [sys.executable, TRAIN_PY, "--step-seconds", "0", "--socket", socket_path] + list(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+        timeout=60,
+    )
+
+
+def test_train_example_divergent_lr_ends_failed(daemon):
+    """--lr 5 once ended as a success with an objective of ~3.7e56."""
+    result = run_train(daemon.socket, "--lr", "5", "--run-id", "tr-lr5")
+    assert result.returncode == 1, result.stderr
+    record = daemon.show("tr-lr5")
+    assert (record["state"], record["reason"]) == ("failed", "worker_failed")
+    assert record["error"].startswith("diverged: loss "), record["error"]
+    assert "objective" not in record
+    assert "sweepd says failed" in result.stderr
+
+
+def test_train_example_reports_minus_loss_and_tells_refused_from_unreachable(daemon, spool):
+    result = run_train(daemon.socket, "--run-id", "tr-ok")
+    assert result.returncode == 0, result.stderr
+    record = daemon.show("tr-ok")
+    assert record["state"] == "success"
+    assert -1e-3 < record["objective"] < 0  # -(final loss): the optimizer maximizes it
+    assert "sweepd says success" in result.stderr
+    # The same run id again with another result: sweepd answers conflict, it is reachable.
+    result = run_train(daemon.socket, "--run-id", "tr-ok", "--lr", "0.2")
+    assert result.returncode == 0, result.stderr
+    assert "sweepd refused: conflict" in result.stderr
+    assert "could not be reached" not in result.stderr and "(unreachable)" not in result.stderr
+    # No sweepd at all: the report is spooled.
+    result = run_train(os.path.join(daemon.dir, "absent.sock"), "--run-id", "tr-absent")
+    assert result.returncode == 0, result.stderr
+    expected = "sweepd could not be reached (report spooled to %s/tr-absent.json)" % spool
+    assert expected in result.stderr
+    assert os.path.exists(os.path.join(spool, "tr-absent.json"))
+
+
 # ------------------------------------------------------------------ packaging
 
 
