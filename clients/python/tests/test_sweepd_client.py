@@ -902,6 +902,9 @@ def test_broken_wandb_summary_does_not_break_training(daemon, monkeypatch):
 # ------------------------------------------------------------------ examples
 
 TRAIN_PY = os.path.join(REPO, "examples", "train.py")
+SWEEP_SH = os.path.join(REPO, "examples", "sweep.sh")
+SWEEPCTL = os.path.join(BUILD_DIR, "sweepctl")
+SYSTEM_PATH = "/usr/bin:/bin"
 
 
 def run_train(socket_path, *args):
@@ -943,6 +946,47 @@ def test_train_example_reports_minus_loss_and_tells_refused_from_unreachable(dae
     expected = "sweepd could not be reached (report spooled to %s/tr-absent.json)" % spool
     assert expected in result.stderr
     assert os.path.exists(os.path.join(spool, "tr-absent.json"))
+
+
+@pytest.mark.parametrize("how", ["SWEEPCTL", "PATH", "repository-build"])
+def test_sweep_example_finds_sweepctl_without_an_alias(daemon, tmp_path, how):
+    """The README's `alias sweepctl=...` is invisible to scripts."""
+    if shutil.which("sweepctl", path=SYSTEM_PATH):
+        pytest.skip("a sweepctl is installed in %s" % SYSTEM_PATH)
+    env = dict(os.environ, PATH=SYSTEM_PATH, SWEEPD_SOCKET=daemon.socket, SWEEP="sh-" + how,
+               TRAIN_SECONDS="0")
+    env.pop("SWEEPCTL", None)
+    if how == "SWEEPCTL":
+        env["SWEEPCTL"] = SWEEPCTL
+    elif how == "PATH":
+        env["PATH"] = BUILD_DIR + ":" + SYSTEM_PATH
+    elif not os.access(os.path.join(REPO, "build", "sweepctl"), os.X_OK):
+        pytest.skip("no sweepctl in %s/build" % REPO)
+    result = subprocess.run(
+        ["sh", SWEEP_SH, "1"], env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, universal_newlines=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "not found" not in result.stderr
+    assert daemon.show("sh-%s-1" % how)["state"] == "success"
+
+
+@pytest.mark.parametrize("sweepctl", [None, "/nonexistent/sweepctl", "/etc", "nosuchprogram"])
+def test_sweep_example_without_sweepctl_says_how_to_fix_it(tmp_path, sweepctl):
+    script = str(tmp_path / "sweep.sh")  # away from the repository's build/
+    shutil.copy(SWEEP_SH, script)
+    env = dict(os.environ, PATH=SYSTEM_PATH)
+    env.pop("SWEEPCTL", None)
+    if sweepctl is not None:
+        env["SWEEPCTL"] = sweepctl
+    elif shutil.which("sweepctl", path=SYSTEM_PATH):
+        pytest.skip("a sweepctl is installed in %s" % SYSTEM_PATH)
+    result = subprocess.run(
+        ["sh", script, "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        universal_newlines=True, timeout=30,
+    )
+    assert result.returncode == 2
+    assert "SWEEPCTL" in result.stderr and result.stdout == ""
 
 
 # ------------------------------------------------------------------ packaging
