@@ -548,7 +548,11 @@ class _Flush:
                 self.dir.set_aside(name, st)
                 log.warning(
                     "spool %s: %s is not a version-%d spool file for run %s; renamed to %s.bad",
-                    self.dir.path, name, SPOOL_VERSION, run_id, name,
+                    self.dir.path,
+                    name,
+                    SPOOL_VERSION,
+                    run_id,
+                    name,
                 )
                 return "bad"
             if not _same_socket(spool["socket"], self.socket_path):
@@ -559,9 +563,11 @@ class _Flush:
                 return "kept"
             outcome = "delivered"
             if _error_code(replies[-1]) == "unknown_run":
-                # sweepd no longer knows the run (a fresh or pruned state): register it anew.
+                # sweepd no longer knows the run (a fresh or pruned state): register it anew,
+                # never bound to a process (the one that ran it is gone; this one is not it).
+                register = {k: v for k, v in spool["register"].items() if k != "watch_peer"}
                 start = {"op": "start", "run": run_id}
-                replies = self.exchange([spool["register"], start, spool["report"]], deadline)
+                replies = self.exchange([register, start, spool["report"]], deadline)
                 if replies is None:
                     return "kept"
                 outcome = "registered"

@@ -628,6 +628,7 @@ def test_flush_skips_a_locked_file(daemon, spool):
 
 def test_flush_registers_a_run_sweepd_does_not_know(daemon, spool):
     register = {"op": "register", "run": "un-1", "sweep": "un", "suggestion": {"lr": 0.2}}
+    register["watch_peer"] = True  # a writer that forgot to drop it: the flusher is not the worker
     write_spool(spool, daemon.socket, "un-1", {"op": "fail", "error": "loss diverged"}, register)
     assert flush_spool(daemon.socket, spool_dir=spool) == [("un-1", "registered")]
     record = daemon.show("un-1")
