@@ -9,12 +9,36 @@
 #   examples/sweep.sh [TRIALS]          (1-5 trials, default 4)
 #
 # Environment: SWEEPD_SOCKET  sweepd's socket (default: sweepctl's, /run/sweepd/sweepd.sock)
-#              SWEEPCTL       the sweepctl to use (default: the one in PATH)
+#              SWEEPCTL       the sweepctl to use (default: sweepctl in PATH, else this
+#                             repository's build/sweepctl; a shell alias is not seen by scripts)
 #              SWEEP          the sweep id (default: shell-demo-<unix time>)
 #              TRAIN_SECONDS  how long each dummy trial "trains" (default: 1)
 set -eu
 
-sweepctl=${SWEEPCTL:-sweepctl}
+# sweepctl: $SWEEPCTL, else the one in PATH, else the repository's build (an alias such as
+# `alias sweepctl=$PWD/build/sweepctl` exists only in the interactive shell that defined it).
+executable() {  # the program $1 names (a path, or a name looked up in PATH), or nothing
+  case $1 in
+    */*) if [ -f "$1" ] && [ -x "$1" ]; then echo "$1"; fi ;;
+    *) command -v "$1" 2>/dev/null || true ;;
+  esac
+}
+here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
+if [ -n "${SWEEPCTL:-}" ]; then
+  sweepctl=$(executable "$SWEEPCTL")
+  if [ -z "$sweepctl" ]; then
+    echo "sweep.sh: SWEEPCTL=$SWEEPCTL is not an executable program" >&2
+    exit 2
+  fi
+else
+  sweepctl=$(executable sweepctl)
+  [ -n "$sweepctl" ] || sweepctl=$(executable "$here/../build/sweepctl")
+  if [ -z "$sweepctl" ]; then
+    echo "sweep.sh: sweepctl not found: set SWEEPCTL=/path/to/sweepctl, put sweepctl in PATH," \
+      "or build it (cmake --build build --target sweepctl)" >&2
+    exit 2
+  fi
+fi
 sweep=${SWEEP:-shell-demo-$(date +%s)}
 trials=${1:-4}
 

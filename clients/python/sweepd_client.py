@@ -12,10 +12,16 @@ Standard library only, Python >= 3.8. The protocol is JSON Lines over a Unix str
         run.success(objective=0.93, cost=3600.5)
 
 Entering the block registers the run (bound to this process with ``watch_peer``), starts it and
-starts a background heartbeat thread. ``success()`` reports ``complete``; a non-finite objective
-is reported as a failure. An exception escaping the block is reported as ``fail`` with
-``"Type: message"`` and propagates unchanged. A block that ends without a report completes the run
-without an objective (as ``sweepctl exec`` does for exit code 0).
+starts a background heartbeat thread. ``success(objective)`` reports ``complete``. A success
+always carries its objective: ``success()`` without one, or with a non-finite or non-numeric one,
+is reported as ``fail`` saying why. An exception escaping the block is reported as ``fail`` with
+``"Type: message"`` and propagates unchanged. A block that ends without a report (also through
+``sys.exit(0)``) is reported as ``fail`` with ``"finished without reporting a result"``.
+
+The objective is stored exactly as given: sweepd never negates it, and nothing here says whether
+higher or lower is better. The optimizer's own configuration decides whether it is maximized or
+minimized, so report the quantity that configuration names (e.g. ``-loss`` for a maximizing
+optimizer, or the loss itself for a minimizing one).
 
 Training never pays for sweepd's absence: no call raises because sweepd is missing, restarting or
 hung, and no call blocks for more than ``call_timeout`` (1 s). A lost connection is re-opened with
@@ -24,6 +30,18 @@ the new connection. A final report that could not be delivered is retried in the
 leaving the block waits for it at most ``final_timeout`` (3 s), and only when sweepd had answered
 earlier in the run (it is restarting rather than absent). Problems are logged once per outage on
 the ``"sweepd"`` logger.
+
+A final report that could not be delivered on its first attempt is also written at once to the
+report spool (docs/spool.md), a ``0600`` file ``<run>.json`` in a ``0700`` directory:
+``spool_dir``, else ``$SWEEPD_SPOOL_DIR``, else ``$XDG_STATE_HOME/sweepd/spool``, else
+``~/.local/state/sweepd/spool``, else ``spool-UID`` beside the socket. The file is removed when a
+background retry gets through; if the process ends first, the report is delivered by the next
+``SweepRun`` on the same socket (``start()`` flushes the spool in a background thread), by
+``flush_spool()`` or by ``sweepctl spool flush``. sweepd accepts such a late report for a run it
+marked ``crashed`` or ``timeout`` meanwhile (reason ``late_completed``/``late_failed``).
+``success()`` and ``fail()`` return sweepd's state, or None when it did not take the report; then
+``run.last_error`` (sweepd refused it: a ``SweepdError`` with its ``code``) and ``run.spooled``
+(it could not be reached and the report waits in the spool) tell which.
 
 When ``wandb`` is already imported and ``wandb.run`` is active, the run id, entity and project
 default to that run, and the ``protein.*`` summary keys sweepd writes (state, state_reason,
@@ -37,6 +55,8 @@ imports wandb.
 
 import atexit
 import datetime
+import errno
+import fcntl
 import json
 import logging
 import math
@@ -44,6 +64,7 @@ import os
 import random
 import re
 import socket
+import stat
 import sys
 import threading
 import time
@@ -56,6 +77,8 @@ __all__ = [
     "SweepdUnavailable",
     "call",
     "default_socket_path",
+    "default_spool_dir",
+    "flush_spool",
     "load_observations",
 ]
 
@@ -75,6 +98,11 @@ _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 30.0
 _FINAL_RETRY_FIRST_S = 0.2
 _MIN_COST_S = 0.001  # the daemon's floor: Protein loaders take log(cost)
+
+NO_RESULT_ERROR = "finished without reporting a result"
+"""The error reported for a ``SweepRun`` block that ended without ``success()`` or ``fail()``."""
+NO_OBJECTIVE_ERROR = "success reported without an objective"
+"""The error reported for ``success()`` called without an objective."""
 
 log = logging.getLogger("sweepd")
 
@@ -241,6 +269,403 @@ def load_observations(sweep=None, socket_path=None, timeout=10.0):
     ]
 
 
+# ---------------------------------------------------------------- the report spool (docs/spool.md)
+
+SPOOL_VERSION = 1
+_SPOOL_SUFFIX = ".json"
+_SPOOL_MAX_BYTES = 1 << 20  # a spool file is a few KiB; anything much bigger is not one
+_FLUSH_TIMEOUT_S = 5.0  # the background flush of SweepRun.start()
+
+
+def default_spool_dir(socket_path=None):
+    """The spool directory used when none is given (docs/spool.md): ``$SWEEPD_SPOOL_DIR``, else
+    ``$XDG_STATE_HOME/sweepd/spool`` (when it is absolute), else
+    ``$HOME/.local/state/sweepd/spool``, else ``spool-UID`` in the socket's directory. Creates
+    nothing."""
+    explicit = os.environ.get("SWEEPD_SPOOL_DIR")
+    if explicit:
+        return os.path.abspath(explicit)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return os.path.join(xdg, "sweepd", "spool")
+    home = os.environ.get("HOME")
+    if home:
+        return os.path.join(os.path.abspath(home), ".local", "state", "sweepd", "spool")
+    sock = os.path.abspath(socket_path or default_socket_path())
+    return os.path.join(os.path.dirname(sock), "spool-%d" % os.getuid())
+
+
+def _spool_dir_for(socket_path, spool_dir):
+    return os.path.abspath(spool_dir) if spool_dir else default_spool_dir(socket_path)
+
+
+class _SpoolRefused(OSError):
+    """The spool directory exists but is not one this client may use."""
+
+
+def _make_dirs_0700(path):
+    """Creates ``path`` and its missing parents with mode 0700."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if parent == path:
+            raise
+        _make_dirs_0700(parent)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            return
+    os.chmod(path, 0o700)  # whatever the umask took away
+
+
+class _SpoolDir:
+    """The spool directory, open as a file descriptor and checked: a directory owned by this uid
+    that neither group nor others may write to. Every file operation goes through the descriptor,
+    so what was checked is what is used."""
+
+    def __init__(self, path, create):
+        self.path = path
+        if create:
+            _make_dirs_0700(path)
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except NotADirectoryError:
+            raise _SpoolRefused(errno.ENOTDIR, "spool directory refused: not a directory", path)
+        st = os.fstat(self.fd)
+        problem = None
+        if st.st_uid != os.geteuid():
+            problem = "owned by uid %d, not %d" % (st.st_uid, os.geteuid())
+        elif st.st_mode & 0o022:
+            problem = "group or others may write to it (mode %04o)" % (st.st_mode & 0o7777)
+        if problem is not None:
+            os.close(self.fd)
+            raise _SpoolRefused(errno.EPERM, "spool directory refused: " + problem, path)
+
+    def close(self):
+        os.close(self.fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def write(self, name, data):
+        """Writes ``name`` durably: a 0600 temporary file, fsync, rename, fsync of the directory."""
+        tmp = "%s.tmp-%d-%08x" % (name, os.getpid(), random.getrandbits(32))
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+            0o600,
+            dir_fd=self.fd,
+        )
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            os.close(fd)
+            fd = None
+            os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            try:
+                os.unlink(tmp, dir_fd=self.fd)
+            except OSError:
+                pass
+            raise
+        os.fsync(self.fd)
+
+    def names(self):
+        """The spool files' names (``<run>.json`` for a valid run id), oldest first."""
+        found = []
+        for name in os.listdir(self.fd):
+            if not name.endswith(_SPOOL_SUFFIX) or not _valid_run_id(name[: -len(_SPOOL_SUFFIX)]):
+                continue
+            try:
+                st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            found.append((st.st_mtime_ns, name))
+        return [name for _, name in sorted(found)]
+
+    def lock(self, name):
+        """Opens ``name`` and takes its lock (steps 1-2 of the delivery). Returns the open file
+        descriptor and its stat, or a string saying why not: "locked" (another client holds it),
+        "gone" (removed meanwhile), "bad" (not a regular file)."""
+        try:
+            fd = os.open(
+                name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=self.fd
+            )
+        except FileNotFoundError:
+            return None, "gone"
+        except OSError as e:
+            if e.errno == errno.ELOOP:  # a symbolic link: no client writes those
+                return None, "bad"
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None, "locked"
+        except BaseException:
+            os.close(fd)
+            raise
+        st = os.fstat(fd)
+        if st.st_nlink == 0:
+            os.close(fd)
+            return None, "gone"
+        return (fd, st), None
+
+    def still_named(self, name, st):
+        """Whether ``name`` is still the file ``st`` describes (not replaced by a newer report)."""
+        try:
+            now = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+    def remove(self, name, st):
+        """Removes ``name`` if it is still the locked file (a newer report stays)."""
+        if self.still_named(name, st):
+            os.unlink(name, dir_fd=self.fd)
+
+    def set_aside(self, name, st):
+        """Renames a malformed ``name`` to ``name.bad``."""
+        if self.still_named(name, st):
+            os.rename(name, name + ".bad", src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+
+def _reject_constant(token):
+    raise ValueError("not JSON: %s" % token)
+
+
+def _read_spool(fd, st, run_id):
+    """The spool object in the open file, or None when it is not a version-1 spool object for
+    ``run_id``."""
+    if not stat.S_ISREG(st.st_mode) or st.st_size > _SPOOL_MAX_BYTES:
+        return None
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    try:
+        spool = json.loads(b"".join(chunks).decode("utf-8"), parse_constant=_reject_constant)
+    except ValueError:  # also UnicodeDecodeError
+        return None
+    if not isinstance(spool, dict):
+        return None
+    version = spool.get("version")
+    register, report = spool.get("register"), spool.get("report")
+    if (
+        type(version) is not int  # True == 1 in Python
+        or version != SPOOL_VERSION
+        or spool.get("run") != run_id
+        or not isinstance(spool.get("socket"), str)
+        or not spool["socket"]
+        or not isinstance(register, dict)
+        or register.get("op") != "register"
+        or register.get("run") != run_id
+        or not isinstance(report, dict)
+        or report.get("op") not in ("complete", "fail")
+        or report.get("run") != run_id
+    ):
+        return None
+    return spool
+
+
+def _same_socket(a, b):
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _spool_document(socket_path, register, report):
+    document = {
+        "version": SPOOL_VERSION,
+        "socket": os.path.abspath(socket_path),
+        "run": report["run"],
+        "register": {k: v for k, v in register.items() if k != "watch_peer"},
+        "report": report,
+        "spooled_at": _utc_now(),
+        "client": "python",
+    }
+    return (json.dumps(document, indent=2, allow_nan=False) + "\n").encode("utf-8")
+
+
+class _Flush:
+    """One flush of a spool directory for one socket, on one connection opened when needed."""
+
+    def __init__(self, directory, socket_path, timeout, quiet):
+        self.dir = directory
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self.quiet = quiet  # SweepRun warns about an unreachable sweepd already
+        self.conn = None
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def exchange(self, requests, deadline):
+        """The replies, or None when sweepd did not answer (the connection is then dropped)."""
+        try:
+            if self.conn is None:
+                self.conn = _Connection(self.socket_path, deadline)
+            return self.conn.exchange(requests, deadline)
+        except (OSError, ValueError) as e:
+            log.log(
+                logging.INFO if self.quiet else logging.WARNING,
+                "spool %s: sweepd at %s did not answer (%s); the remaining reports wait",
+                self.dir.path,
+                self.socket_path,
+                e or type(e).__name__,
+            )
+            self.close()
+            return None
+
+    def deliver(self, name):
+        run_id = name[: -len(_SPOOL_SUFFIX)]
+        locked, why = self.dir.lock(name)
+        if locked is None:
+            if why == "bad":
+                os.rename(name, name + ".bad", src_dir_fd=self.dir.fd, dst_dir_fd=self.dir.fd)
+                log.warning(
+                    "spool %s: %s is a symbolic link; renamed to %s.bad", self.dir.path, name, name
+                )
+            return why
+        fd, st = locked
+        try:  # the lock is held until fd is closed
+            spool = _read_spool(fd, st, run_id)
+            if spool is None:
+                self.dir.set_aside(name, st)
+                log.warning(
+                    "spool %s: %s is not a version-%d spool file for run %s; renamed to %s.bad",
+                    self.dir.path,
+                    name,
+                    SPOOL_VERSION,
+                    run_id,
+                    name,
+                )
+                return "bad"
+            if not _same_socket(spool["socket"], self.socket_path):
+                return "other_socket"
+            deadline = time.monotonic() + self.timeout
+            replies = self.exchange([spool["report"]], deadline)
+            if replies is None:
+                return "kept"
+            outcome = "delivered"
+            if _error_code(replies[-1]) == "unknown_run":
+                # sweepd no longer knows the run (a fresh or pruned state): register it anew,
+                # never bound to a process (the one that ran it is gone; this one is not it).
+                register = {k: v for k, v in spool["register"].items() if k != "watch_peer"}
+                start = {"op": "start", "run": run_id}
+                replies = self.exchange([register, start, spool["report"]], deadline)
+                if replies is None:
+                    return "kept"
+                outcome = "registered"
+            reply = replies[-1]
+            self.dir.remove(name, st)  # ok, or sweepd's final word
+            if reply.get("ok"):
+                return outcome
+            code = _error_code(reply)
+            log.warning(
+                "spool %s: sweepd refused the %s report of run %s (%s: %s); the file is removed",
+                self.dir.path,
+                spool["report"]["op"],
+                run_id,
+                code,
+                (reply.get("error") or {}).get("message", ""),
+            )
+            return "refused:%s" % code
+        finally:
+            os.close(fd)
+
+
+def _error_code(reply):
+    if reply.get("ok"):
+        return None
+    error = reply.get("error")
+    return (error.get("code") if isinstance(error, dict) else None) or "error"
+
+
+def flush_spool(socket_path=None, spool_dir=None, timeout=10.0):
+    """Delivers every spool file written for ``socket_path``'s sweepd (docs/spool.md).
+
+    ``socket_path`` defaults as for ``SweepRun``; ``spool_dir`` too (``default_spool_dir()``).
+    ``timeout`` bounds the wait for sweepd's replies to each file. Each file is locked while it is
+    delivered, so concurrent flushes (other processes, ``sweepctl``) deliver each report once. A
+    report sweepd takes (``ok``) or refuses (``conflict``, ``forbidden``, ... : its final word,
+    logged) is removed; for a run sweepd no longer knows, the run is registered (without
+    ``watch_peer``) and started first. When sweepd does not answer, the file stays and flushing
+    stops there.
+
+    Returns a list of ``(run_id, outcome)`` for the files looked at, oldest first. Outcomes:
+    ``"delivered"``; ``"registered"`` (delivered after registering the run); ``"refused:CODE"``;
+    ``"kept"`` (no answer; the last entry); ``"locked"`` (another client is delivering it);
+    ``"gone"`` (another client delivered it meanwhile); ``"other_socket"`` (left alone); ``"bad"``
+    (not a spool file: renamed to ``<run>.json.bad``). A missing directory is an empty spool.
+    Never raises because sweepd is unreachable; raises ``OSError`` when the spool directory is
+    refused (not owned by this uid, or group/others may write to it) or cannot be read.
+    """
+    return _flush_spool(socket_path, spool_dir, timeout, quiet=False)
+
+
+def _flush_spool(socket_path, spool_dir, timeout, quiet):
+    socket_path = os.path.abspath(socket_path or default_socket_path())
+    try:
+        directory = _SpoolDir(_spool_dir_for(socket_path, spool_dir), create=False)
+    except FileNotFoundError:
+        return []
+    results = []
+    flush = _Flush(directory, socket_path, timeout, quiet)
+    try:
+        for name in directory.names():
+            outcome = flush.deliver(name)
+            results.append((name[: -len(_SPOOL_SUFFIX)], outcome))
+            if outcome == "kept":
+                break
+    finally:
+        flush.close()
+        directory.close()
+    return results
+
+
+_flushing = set()  # (socket, dir) pairs a background flush is working on
+_flushing_lock = threading.Lock()
+
+
+def _background_flush(socket_path, spool_dir):
+    """``flush_spool`` for ``SweepRun.start()``: one at a time per spool; logs, never raises."""
+    key = (os.path.abspath(socket_path), spool_dir)
+    with _flushing_lock:
+        if key in _flushing:
+            return
+        _flushing.add(key)
+    try:
+        results = _flush_spool(socket_path, spool_dir, _FLUSH_TIMEOUT_S, quiet=True)
+        delivered = [run for run, outcome in results if outcome in ("delivered", "registered")]
+        if delivered:
+            log.warning(
+                "delivered %d spooled report(s) to sweepd at %s: %s",
+                len(delivered),
+                socket_path,
+                ", ".join(delivered),
+            )
+    except Exception as e:  # noqa: BLE001 - a background helper of training: never raises
+        log.warning("could not flush the report spool %s: %s", spool_dir, e)
+    finally:
+        with _flushing_lock:
+            _flushing.discard(key)
+
+
 def _active_wandb_run():
     """``wandb.run`` if wandb is already imported and a run is active, else None. Never imports."""
     wandb = sys.modules.get("wandb")
@@ -281,6 +706,8 @@ class SweepRun:
       watch_peer: bind the run to this process, so sweepd marks it ``crashed`` if it dies.
       call_timeout: the most any call may block on sweepd (at most 1 s).
       final_timeout: the most leaving the block waits for an undelivered final report.
+      spool_dir: where an undelivered final report is spooled (docs/spool.md); default
+        ``default_spool_dir(socket_path)``.
       summary_prefix, state_names: as the daemon's ``wandb.summary_prefix``/``wandb.state_names``,
         for the keys set in ``wandb.run.summary``; ``wandb_summary=False`` sets none.
     """
@@ -303,6 +730,7 @@ class SweepRun:
         summary_prefix="protein.",
         state_names=None,
         wandb_summary=True,
+        spool_dir=None,
     ):
         wb_run = _active_wandb_run()
         wb_id = _attr(wb_run, "id") if wb_run is not None else None
@@ -343,6 +771,7 @@ class SweepRun:
         self.project = project
         self.suggestion = suggestion
         self.socket_path = socket_path or default_socket_path()
+        self.spool_dir = _spool_dir_for(self.socket_path, spool_dir)
         self.heartbeat_interval = float(heartbeat_interval)
         self.call_timeout = min(float(call_timeout), 1.0)
         self.final_timeout = float(final_timeout)
@@ -366,6 +795,16 @@ class SweepRun:
         self.state = None
         #: "success" or "failed" once reported by this process, else None.
         self.outcome = None
+        #: True once sweepd took the final report (possibly later, from the background thread;
+        #: its spool file is removed by then).
+        self.delivered = False
+        #: The ``SweepdError`` (with its ``code``, e.g. "conflict") sweepd answered to the final
+        #: report, else None. Such an answer is final: the report is not retried.
+        self.last_error = None
+        #: True when sweepd could not be reached for the final report and it was written to the
+        #: spool file ``spool_path`` (it stays True after a later delivery; see ``delivered``).
+        self.spooled = False
+        self.spool_path = None
 
         self._io_lock = threading.Lock()  # the connection and everything about reaching sweepd
         self._conn = None
@@ -398,9 +837,9 @@ class SweepRun:
         try:
             if self.outcome is None:
                 if exc is None:
-                    self._finish({"op": "complete", "run": self.run_id}, "success", None, None)
+                    self.fail(NO_RESULT_ERROR)
                 elif isinstance(exc, SystemExit) and exc.code in (None, 0):
-                    self._finish({"op": "complete", "run": self.run_id}, "success", None, None)
+                    self.fail("%s (exit status 0)" % NO_RESULT_ERROR)
                 else:
                     self.fail(_describe_exception(exc))
         finally:
@@ -421,6 +860,13 @@ class SweepRun:
         )
         self._thread.start()
         _open_runs.add(self)
+        # Reports earlier processes left in the spool: delivered without delaying training.
+        threading.Thread(
+            target=_background_flush,
+            args=(self.socket_path, self.spool_dir),
+            name="sweepd-spool-flush",
+            daemon=True,
+        ).start()
         return self
 
     def close(self, timeout=None):
@@ -440,11 +886,12 @@ class SweepRun:
                 self._gave_up = True
                 log.warning(
                     "run %s: could not report %s to sweepd at %s%s; not waiting longer (it is "
-                    "retried in the background while this process lives)",
+                    "retried in the background while this process lives%s)",
                     self.run_id,
                     self.outcome,
                     self.socket_path,
                     " within %.1fs" % timeout if timeout > 0 else "",
+                    ", then delivered from the spool %s" % self.spool_path if self.spooled else "",
                 )
         _open_runs.discard(self)
 
@@ -475,19 +922,28 @@ class SweepRun:
         return reply[-1].get("state") if reply else None
 
     def success(self, objective=None, cost=None):
-        """Reports ``complete`` with ``objective`` (finite) and ``cost`` (seconds or any positive
-        measure; default: the runtime sweepd measured). A non-finite or non-numeric objective is
-        reported as a failure. Returns the state sweepd reports, or None if it could not be told
-        yet (the report is then retried in the background)."""
+        """Reports ``complete`` with ``objective`` and ``cost`` (seconds or any positive measure;
+        default: the runtime sweepd measured). The objective is stored as given; the optimizer's
+        configuration decides whether it is maximized or minimized. A success always carries its
+        objective: a missing, non-numeric or non-finite one is reported as ``fail`` saying so.
+
+        Returns the state sweepd reports, or None when sweepd did not take the report: then
+        ``last_error`` is set if sweepd refused it (final), else it could not be reached and the
+        report is retried in the background (and ``spooled``)."""
+        if objective is None:
+            self._warn_once(
+                ("no-objective",),
+                "run %s: success() without an objective is reported as failed" % self.run_id,
+            )
+            return self.fail(NO_OBJECTIVE_ERROR)
         request = {"op": "complete", "run": self.run_id}
-        if objective is not None:
-            try:
-                value = float(objective)
-            except (TypeError, ValueError):
-                return self.fail("invalid objective: %r" % (objective,))
-            if not math.isfinite(value):
-                return self.fail("non-finite objective: %s" % value)
-            request["objective"] = value
+        try:
+            value = float(objective)
+        except (TypeError, ValueError):
+            return self.fail("invalid objective: %r" % (objective,))
+        if not math.isfinite(value):
+            return self.fail("non-finite objective: %s" % value)
+        request["objective"] = value
         if cost is not None:
             try:
                 cost_value = float(cost)
@@ -501,7 +957,7 @@ class SweepRun:
 
     def fail(self, error):
         """Reports ``fail`` with ``error`` (an exception or text, cut to 4 KiB). Returns the state
-        sweepd reports, or None if it could not be told yet (then retried in the background)."""
+        sweepd reports, or None when sweepd did not take the report (see ``success()``)."""
         if isinstance(error, BaseException):
             error = _describe_exception(error)
         error = _cut_utf8(str(error) or "failed", MAX_ERROR_BYTES)
@@ -535,15 +991,76 @@ class SweepRun:
 
         replies = self._call([request], respect_backoff=False)
         if replies is not None:  # sweepd answered (an error answer is final too: a retry won't help)
+            self._settle(replies[-1])
             self._final_settled.set()
             self._wake.set()
             return self.state if replies[-1].get("ok") else None
+        self._spool(request)  # before the background thread may retry (and remove it)
         with self._mu:
             self._final = request
             self._final_backoff = _FINAL_RETRY_FIRST_S
             self._final_next_try = time.monotonic() + self._final_backoff
         self._wake.set()
         return None
+
+    def _settle(self, reply):
+        """Notes sweepd's answer to the final report."""
+        if reply.get("ok"):
+            self.delivered = True
+        else:
+            err = reply.get("error") or {}
+            self.last_error = SweepdError(
+                "sweepd: %s: %s" % (err.get("code", "error"), err.get("message", "")),
+                err.get("code"),
+            )
+
+    def _spool(self, request):
+        """Writes the undelivered final report to the spool. Never raises."""
+        try:
+            data = _spool_document(self.socket_path, self._register, request)
+            with _SpoolDir(self.spool_dir, create=True) as directory:
+                directory.write(self.run_id + _SPOOL_SUFFIX, data)
+        except Exception as e:  # noqa: BLE001 - nothing here may reach training
+            log.warning(
+                "run %s: could not write the %s report to the spool (%s); it is only retried "
+                "while this process lives",
+                self.run_id,
+                self.outcome,
+                e,
+            )
+            return
+        self.spool_path = os.path.join(self.spool_dir, self.run_id + _SPOOL_SUFFIX)
+        self.spooled = True
+        log.warning(
+            "run %s: sweepd at %s is unreachable; the %s report is spooled in %s",
+            self.run_id,
+            self.socket_path,
+            self.outcome,
+            self.spool_path,
+        )
+
+    def _unspool(self, request):
+        """Removes this run's spool file once sweepd answered ``request``, under the file's lock;
+        a file another client is delivering, or holding a different report, stays."""
+        if not self.spooled:
+            return
+        name = self.run_id + _SPOOL_SUFFIX
+        try:
+            with _SpoolDir(self.spool_dir, create=False) as directory:
+                locked, _ = directory.lock(name)
+                if locked is None:
+                    return  # gone, or another client is delivering it (and will remove it)
+                fd, st = locked
+                try:
+                    spool = _read_spool(fd, st, self.run_id)
+                    if spool is not None and spool["report"] == request:
+                        directory.remove(name, st)
+                finally:
+                    os.close(fd)
+        except Exception as e:  # noqa: BLE001
+            self._warn_once(
+                ("unspool",), "run %s: could not remove its spool file: %s" % (self.run_id, e)
+            )
 
     # ---------------------------------------------------------------- background thread
 
@@ -593,13 +1110,16 @@ class SweepRun:
 
     def _retry_final(self, request):
         replies = self._call([request], respect_backoff=False)
-        with self._mu:
-            if replies is not None:
+        if replies is not None:
+            self._unspool(request)  # delivered, or refused for good: the spool file is done
+            self._settle(replies[-1])
+            with self._mu:
                 self._final = None
-                self._final_settled.set()
-                if self._gave_up:
-                    log.warning("run %s: reported %s to sweepd after all", self.run_id, self.outcome)
-                return
+            self._final_settled.set()
+            if self._gave_up:
+                log.warning("run %s: reported %s to sweepd after all", self.run_id, self.outcome)
+            return
+        with self._mu:
             self._final_backoff = min(self._final_backoff * 2, _BACKOFF_MAX_S)
             self._final_next_try = time.monotonic() + self._final_backoff
 

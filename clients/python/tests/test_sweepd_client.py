@@ -2,15 +2,19 @@
 
 The daemon comes from $SWEEPD_BUILD_DIR (scripts/test.sh sets it), else <repo>/build. Every test
 that needs one starts its own daemon in a fresh /tmp directory and stops it at the end. Waits are
-polls of the daemon's answers with deadlines; no test can hang.
+polls of the daemon's answers with deadlines; no test can hang. Every test has its own report spool
+($SWEEPD_SPOOL_DIR), so none writes to the home directory.
 """
 
+import fcntl
+import json
 import logging
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -27,7 +31,14 @@ REPO = os.path.dirname(os.path.dirname(CLIENT_DIR))
 sys.path.insert(0, CLIENT_DIR)
 
 import sweepd_client  # noqa: E402
-from sweepd_client import SweepRun, SweepdError, SweepdUnavailable, call, load_observations  # noqa: E402
+from sweepd_client import (  # noqa: E402
+    SweepRun,
+    SweepdError,
+    SweepdUnavailable,
+    call,
+    flush_spool,
+    load_observations,
+)
 
 BUILD_DIR = os.environ.get("SWEEPD_BUILD_DIR") or os.path.join(REPO, "build")
 SWEEPD = os.path.join(BUILD_DIR, "sweepd")
@@ -74,6 +85,12 @@ class Daemon:
                 if time.monotonic() > deadline:
                     pytest.fail("sweepd did not answer within %ss:\n%s" % (timeout, self.log()))
                 time.sleep(0.02)
+
+    def kill(self):
+        """SIGKILL: no shutdown at all, as in a crash or an OOM kill."""
+        proc, self.proc = self.proc, None
+        proc.kill()
+        proc.wait(timeout=10)
 
     def stop(self):
         if self.proc is None:
@@ -146,6 +163,14 @@ def no_wandb(monkeypatch):
     monkeypatch.delitem(sys.modules, "wandb", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def spool(monkeypatch, tmp_path):
+    """This test's spool directory (not created): $SWEEPD_SPOOL_DIR for every client it runs."""
+    path = str(tmp_path / "spool")
+    monkeypatch.setenv("SWEEPD_SPOOL_DIR", path)
+    return path
+
+
 def wait_until(predicate, timeout=5.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -183,12 +208,26 @@ def test_success_reports_objective_and_cost(daemon, no_wandb):
     assert record["progress"] == 10
 
 
-def test_block_without_report_completes_without_objective(daemon, no_wandb):
-    with SweepRun("noreport-1", socket_path=daemon.socket):
+def test_block_without_report_is_failed(daemon, no_wandb):
+    """A success always carries its objective: a block left without a result is a failure."""
+    with SweepRun("noreport-1", socket_path=daemon.socket) as run:
         pass
+    assert run.outcome == "failed"
     record = daemon.show("noreport-1")
-    assert record["state"] == "success"
+    assert record["state"] == "failed"
+    assert record["reason"] == "worker_failed"
+    assert record["error"] == "finished without reporting a result"
     assert "objective" not in record
+
+
+def test_success_without_objective_is_failed(daemon, no_wandb, caplog):
+    with SweepRun("noobj-1", socket_path=daemon.socket) as run:
+        assert run.success(cost=2.0) == "failed"
+        assert run.outcome == "failed"
+    record = daemon.show("noobj-1")
+    assert record["state"] == "failed"
+    assert record["error"] == "success reported without an objective"
+    assert "without an objective" in caplog.text
 
 
 def test_exception_reports_failed_and_propagates(daemon, no_wandb):
@@ -211,9 +250,10 @@ class TrainingDiverged(Exception):
         (TrainingDiverged("loss is nan"), "failed", __name__ + ".TrainingDiverged: loss is nan"),
         (KeyboardInterrupt(), "failed", "KeyboardInterrupt"),
         (SystemExit(3), "failed", "SystemExit: 3"),
-        (SystemExit(0), "success", None),
+        (SystemExit(0), "failed", "finished without reporting a result (exit status 0)"),
+        (SystemExit(), "failed", "finished without reporting a result (exit status 0)"),
     ],
-    ids=["custom", "interrupt", "exit3", "exit0"],
+    ids=["custom", "interrupt", "exit3", "exit0", "exitNone"],
 )
 def test_base_exceptions(daemon, no_wandb, exc, state, error):
     run_id = "base-%s" % type(exc).__name__ + str(getattr(exc, "code", ""))
@@ -259,11 +299,15 @@ def test_invalid_cost_is_dropped_and_runtime_used(daemon, no_wandb):
 def test_error_answers_do_not_raise(daemon, no_wandb, caplog):
     with SweepRun("dup-1", socket_path=daemon.socket) as run:
         run.success(1.0)
+    assert run.delivered and run.last_error is None and not run.spooled
     # The same id again: register and complete are conflicts; the block still runs normally.
     with SweepRun("dup-1", socket_path=daemon.socket) as run:
         assert run.success(2.0) is None
     assert daemon.show("dup-1")["objective"] == 1.0
     assert "conflict" in caplog.text
+    # Refused, not unreachable: final, and nothing is spooled.
+    assert isinstance(run.last_error, SweepdError) and run.last_error.code == "conflict"
+    assert not run.spooled and not run.delivered
 
 
 # ------------------------------------------------------------------ arguments and defaults
@@ -319,6 +363,7 @@ def test_daemon_absent_training_finishes_normally(caplog, no_wandb):
             _, elapsed = timed(run.__exit__, None, None, None)
             assert elapsed < CALL_BOUND_S
         assert steps == 20
+        assert run.spooled and os.path.exists(run.spool_path)  # for the next client to deliver
         # Once per outage, not once per heartbeat.
         assert caplog.text.count("cannot reach sweepd") == 1, caplog.text
     finally:
@@ -413,6 +458,309 @@ def test_heartbeats_keep_the_run_alive(daemon_factory, no_wandb):
         alive.success(1.0)
         silent.success(2.0)  # a late completion still lands
     assert d.show("hb-silent")["reason"] == "late_completed"
+
+
+# ------------------------------------------------------------------ the report spool (docs/spool.md)
+
+
+def write_spool(directory, socket_path, run, report, register=None, overrides=None):
+    """A spool file as docs/spool.md specifies it, written by hand (as sweepctl exec would)."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    document = {
+        "version": 1,
+        "socket": socket_path,
+        "run": run,
+        "register": register or {"op": "register", "run": run},
+        "report": dict(report, run=run),
+        "spooled_at": "2026-11-30T12:00:00.000Z",
+        "client": "sweepctl exec",
+    }
+    document.update(overrides or {})
+    path = os.path.join(directory, run + ".json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(document, f)
+    return path
+
+
+def register_running(daemon, run, **fields):
+    call("register", socket_path=daemon.socket, run=run, **fields)
+    call("start", socket_path=daemon.socket, run=run)
+
+
+def final_transitions(record):
+    return [t for t in record["transitions"] if t["to"] in ("success", "failed")]
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_default_spool_dir_resolution_order(monkeypatch):
+    for name in ("SWEEPD_SPOOL_DIR", "XDG_STATE_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+    sock = "/run/sweepd/sweepd.sock"
+    assert sweepd_client.default_spool_dir(sock) == "/run/sweepd/spool-%d" % os.getuid()
+    monkeypatch.setenv("HOME", "/home/u")
+    assert sweepd_client.default_spool_dir(sock) == "/home/u/.local/state/sweepd/spool"
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")  # not absolute: ignored
+    assert sweepd_client.default_spool_dir(sock) == "/home/u/.local/state/sweepd/spool"
+    monkeypatch.setenv("XDG_STATE_HOME", "/x/state")
+    assert sweepd_client.default_spool_dir(sock) == "/x/state/sweepd/spool"
+    monkeypatch.setenv("SWEEPD_SPOOL_DIR", "/explicit/env")
+    assert sweepd_client.default_spool_dir(sock) == "/explicit/env"
+    assert SweepRun("sd-1", socket_path=sock).spool_dir == "/explicit/env"
+    assert SweepRun("sd-2", socket_path=sock, spool_dir="/arg/dir").spool_dir == "/arg/dir"
+
+
+def test_unreachable_report_is_spooled_0600_in_a_0700_dir(tmp_path, no_wandb):
+    spool_dir = str(tmp_path / "made" / "by" / "client")  # missing parents too
+    sock = str(tmp_path / "absent.sock")
+    suggestion = {"lr": 0.1}
+    with SweepRun(
+        "sp-1", sweep="s", suggestion=suggestion, socket_path=sock, spool_dir=spool_dir
+    ) as run:
+        assert run.success(0.5, cost=2.0) is None
+        assert run.spooled and run.last_error is None and not run.delivered
+    path = os.path.join(spool_dir, "sp-1.json")
+    assert run.spool_path == path
+    assert mode(path) == 0o600
+    for d in (spool_dir, os.path.dirname(spool_dir), str(tmp_path / "made")):
+        assert mode(d) == 0o700, d
+    assert os.listdir(spool_dir) == ["sp-1.json"]  # no temporary file left behind
+    with open(path) as f:
+        document = json.load(f)
+    assert ISO_UTC.match(document.pop("spooled_at"))
+    assert document == {
+        "version": 1,
+        "socket": sock,
+        "run": "sp-1",
+        "register": {"op": "register", "run": "sp-1", "sweep": "s", "suggestion": suggestion},
+        "report": {"op": "complete", "run": "sp-1", "objective": 0.5, "cost": 2.0},
+        "client": "python",
+    }
+
+
+@pytest.mark.parametrize(
+    "how", ["group-writable", "others-writable", "not-a-directory", "not-owned"]
+)
+def test_spool_refused_in_an_unsafe_dir(tmp_path, caplog, no_wandb, how):
+    spool_dir = str(tmp_path / "spool")
+    if how == "not-a-directory":
+        open(spool_dir, "w").close()
+    else:
+        os.mkdir(spool_dir)
+        os.chmod(spool_dir, {"group-writable": 0o770, "others-writable": 0o702}.get(how, 0o700))
+        if how == "not-owned":
+            if os.geteuid() != 0:
+                pytest.skip("needs root to give the directory to another uid")
+            os.chown(spool_dir, 65534, 65534)
+    sock = str(tmp_path / "absent.sock")
+    with SweepRun("ref-1", socket_path=sock, spool_dir=spool_dir) as run:
+        assert run.fail("boom") is None
+    assert not run.spooled and run.spool_path is None
+    if how != "not-a-directory":
+        assert os.listdir(spool_dir) == []
+    assert "spool directory refused" in caplog.text
+    with pytest.raises(OSError, match="spool directory refused"):
+        flush_spool(sock, spool_dir=spool_dir)
+
+
+def test_spool_removed_after_background_delivery(daemon, spool, no_wandb):
+    with SweepRun("bg-1", socket_path=daemon.socket, heartbeat_interval=3600) as run:
+        daemon.stop()
+        assert run.success(0.5, cost=1.0) is None
+        assert run.spooled and os.path.exists(run.spool_path)
+        assert run.spool_path == os.path.join(spool, "bg-1.json")
+        daemon.start()
+        wait_until(lambda: run.delivered, timeout=15, what="the background retry")
+        assert not os.path.exists(run.spool_path)
+    record = daemon.show("bg-1")
+    assert (record["state"], record["objective"]) == ("success", 0.5)
+    assert len(final_transitions(record)) == 1
+
+
+def test_flush_delivers_once(daemon, spool):
+    register_running(daemon, "fl-1", sweep="fl")
+    report = {"op": "complete", "objective": 0.8, "cost": 3.0}
+    path = write_spool(spool, daemon.socket, "fl-1", report)
+    results = []
+    flushers = [
+        threading.Thread(target=lambda: results.extend(flush_spool(daemon.socket, spool_dir=spool)))
+        for _ in range(2)
+    ]
+    for t in flushers:
+        t.start()
+    for t in flushers:
+        t.join(30)
+    outcomes = [outcome for run, outcome in results]
+    assert outcomes.count("delivered") == 1, results
+    assert set(outcomes) <= {"delivered", "locked", "gone"}, results
+    assert not os.path.exists(path)
+    assert flush_spool(daemon.socket, spool_dir=spool) == []  # nothing left
+    record = daemon.show("fl-1")
+    assert (record["state"], record["reason"], record["objective"]) == ("success", "completed", 0.8)
+    assert len(final_transitions(record)) == 1
+
+
+def test_flush_leaves_another_sockets_file_alone(daemon, spool):
+    path = write_spool(spool, "/run/other/sweepd.sock", "fo-1", {"op": "fail", "error": "x"})
+    assert flush_spool(daemon.socket, spool_dir=spool) == [("fo-1", "other_socket")]
+    assert os.path.exists(path)
+    with pytest.raises(SweepdError, match="unknown_run"):
+        daemon.show("fo-1")
+
+
+def test_flush_skips_a_locked_file(daemon, spool):
+    register_running(daemon, "lk-1")
+    path = write_spool(spool, daemon.socket, "lk-1", {"op": "complete", "objective": 1.5})
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another client is delivering it
+        assert flush_spool(daemon.socket, spool_dir=spool) == [("lk-1", "locked")]
+        assert os.path.exists(path)
+        assert daemon.show("lk-1")["state"] == "running"
+    finally:
+        os.close(fd)
+    assert flush_spool(daemon.socket, spool_dir=spool) == [("lk-1", "delivered")]
+    assert daemon.show("lk-1")["state"] == "success"
+
+
+def test_flush_registers_a_run_sweepd_does_not_know(daemon, spool):
+    register = {"op": "register", "run": "un-1", "sweep": "un", "suggestion": {"lr": 0.2}}
+    register["watch_peer"] = True  # a writer that forgot to drop it: the flusher is not the worker
+    write_spool(spool, daemon.socket, "un-1", {"op": "fail", "error": "loss diverged"}, register)
+    assert flush_spool(daemon.socket, spool_dir=spool) == [("un-1", "registered")]
+    record = daemon.show("un-1")
+    assert (record["state"], record["error"]) == ("failed", "loss diverged")
+    assert (record["sweep"], record["suggestion"]) == ("un", {"lr": 0.2})
+    assert record["watch_peer"] is False
+    reasons = [t["reason"] for t in record["transitions"]]
+    assert reasons == ["registered", "started", "worker_failed"]
+    assert os.listdir(spool) == []
+
+
+def test_flush_removes_a_file_sweepd_refuses(daemon, spool, caplog):
+    register_running(daemon, "cf-1")
+    call("fail", socket_path=daemon.socket, run="cf-1", error="first word")
+    path = write_spool(spool, daemon.socket, "cf-1", {"op": "complete", "objective": 2.0})
+    assert flush_spool(daemon.socket, spool_dir=spool) == [("cf-1", "refused:conflict")]
+    assert not os.path.exists(path)
+    assert "conflict" in caplog.text and "cf-1" in caplog.text
+    assert daemon.show("cf-1")["error"] == "first word"
+
+
+def test_flush_sets_malformed_files_aside(daemon, spool):
+    report = {"op": "complete", "objective": 1.0}
+    write_spool(spool, daemon.socket, "bad-1", report, overrides={"version": 2})
+    write_spool(spool, daemon.socket, "bad-2", report, overrides={"run": "x"})
+    write_spool(spool, daemon.socket, "bad-3", {"op": "heartbeat"})
+    with open(os.path.join(spool, "bad-4.json"), "w") as f:
+        f.write('{"version": 1, "run": "bad-4", "socket": ')  # half a file
+    results = flush_spool(daemon.socket, spool_dir=spool)
+    assert sorted(results) == [("bad-%d" % i, "bad") for i in range(1, 5)]
+    assert sorted(os.listdir(spool)) == ["bad-%d.json.bad" % i for i in range(1, 5)]
+    assert flush_spool(daemon.socket, spool_dir=spool) == []  # set aside for people, not retried
+
+
+def test_flush_keeps_files_when_sweepd_does_not_answer(tmp_path, spool):
+    sock = str(tmp_path / "absent.sock")
+    for run in ("down-1", "down-2"):
+        write_spool(spool, sock, run, {"op": "complete", "objective": 1.0})
+    results, elapsed = timed(flush_spool, sock, spool_dir=spool, timeout=1.0)
+    assert len(results) == 1 and results[0][1] == "kept"  # and it stops there
+    assert sorted(os.listdir(spool)) == ["down-1.json", "down-2.json"]
+    assert elapsed < CALL_BOUND_S
+    assert flush_spool(sock, spool_dir=str(tmp_path / "missing")) == []
+
+
+def test_start_flushes_the_spool_in_the_background(daemon, spool, caplog, no_wandb):
+    path = write_spool(spool, daemon.socket, "old-1", {"op": "complete", "objective": 0.4})
+    with caplog.at_level(logging.WARNING, logger="sweepd"):
+        with SweepRun("new-1", socket_path=daemon.socket) as run:
+            wait_until(lambda: not os.path.exists(path), timeout=10, what="the background flush")
+            run.success(0.1)
+    record = daemon.show("old-1")
+    assert (record["state"], record["objective"]) == ("success", 0.4)
+    wait_until(lambda: "delivered 1 spooled report" in caplog.text, what="the flush's log line")
+
+
+OUTAGE_WORKER = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from sweepd_client import SweepRun
+
+run_id, socket_path, how = sys.argv[2:5]
+with SweepRun(run_id, sweep="outage", suggestion={"how": how}, socket_path=socket_path,
+              heartbeat_interval=0.2, final_timeout=0.5) as run:
+    sys.stdin.readline()  # the test says when to finish: while sweepd is down
+    if how == "success":
+        run.success(objective=0.625, cost=2.5)
+    elif how == "fail":
+        run.fail("loss diverged at step 7")
+    else:
+        raise RuntimeError("worker crashed")
+"""
+
+
+def test_results_finished_during_an_outage_are_delivered_after_it(daemon, spool, tmp_path):
+    """The acceptance test: sweepd is killed while three workers run; they finish during the
+    outage and exit; once sweepd is back, every run ends in its true state."""
+    expected = {
+        "out-ok": ("success", "late_completed", 0.625, None),
+        "out-fail": ("failed", "late_failed", None, "loss diverged at step 7"),
+        "out-raise": ("failed", "late_failed", None, "RuntimeError: worker crashed"),
+    }
+    hows = {"out-ok": "success", "out-fail": "fail", "out-raise": "raise"}
+    workers = {}
+    for run, how in hows.items():
+        stderr = open(str(tmp_path / (run + ".err")), "w+")
+        workers[run] = (
+            subprocess.Popen(
+                [sys.executable, "-c", OUTAGE_WORKER, CLIENT_DIR, run, daemon.socket, how],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=dict(os.environ, SWEEPD_SPOOL_DIR=spool),
+            ),
+            stderr,
+        )
+    try:
+        for run in workers:
+            assert daemon.wait_state(run, "running", timeout=15)["watch_peer"] is True
+        daemon.kill()
+        for run, (proc, stderr) in workers.items():
+            proc.communicate(b"go\n", timeout=30)
+            assert proc.returncode == (1 if run == "out-raise" else 0), run
+    finally:
+        for proc, stderr in workers.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            stderr.close()
+    assert sorted(os.listdir(spool)) == sorted(run + ".json" for run in workers)
+    assert {mode(os.path.join(spool, name)) for name in os.listdir(spool)} == {0o600}
+
+    daemon.start()  # same state file: the runs' processes are gone, so they are crashed
+    for run in workers:
+        assert daemon.wait_state(run, "crashed")["reason"] == "process_exited"
+    results = flush_spool(daemon.socket, spool_dir=spool)
+    assert sorted(results) == sorted((run, "delivered") for run in workers)
+    assert os.listdir(spool) == []
+    assert flush_spool(daemon.socket, spool_dir=spool) == []
+
+    observations = {o["run_id"]: o for o in load_observations("outage", socket_path=daemon.socket)}
+    for run, (state, reason, objective, error) in expected.items():
+        record = daemon.show(run)
+        assert (record["state"], record["reason"]) == (state, reason), record
+        assert record.get("objective") == objective and record.get("error") == error, record
+        assert record["late_by_s"] >= 0
+        assert len(final_transitions(record)) == 1
+        observation = observations[run]
+        assert observation["objective"] == objective
+        assert observation["is_failure"] is (state == "failed")
+        assert observation["late"] is True
+    assert observations["out-ok"]["cost"] == 2.5
 
 
 # ------------------------------------------------------------------ observations
@@ -550,6 +898,96 @@ def test_broken_wandb_summary_does_not_break_training(daemon, monkeypatch):
     wandb.run.summary = Broken()
     with SweepRun(socket_path=daemon.socket) as run:
         assert run.success(0.3) == "success"
+
+
+# ------------------------------------------------------------------ examples
+
+TRAIN_PY = os.path.join(REPO, "examples", "train.py")
+SWEEP_SH = os.path.join(REPO, "examples", "sweep.sh")
+SWEEPCTL = os.path.join(BUILD_DIR, "sweepctl")
+SYSTEM_PATH = "/usr/bin:/bin"
+
+
+def run_train(socket_path, *args):
+    return subprocess.run(
+        [sys.executable, TRAIN_PY, "--step-seconds", "0", "--socket", socket_path] + list(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+        timeout=60,
+    )
+
+
+def test_train_example_divergent_lr_ends_failed(daemon):
+    """--lr 5 once ended as a success with an objective of ~3.7e56."""
+    result = run_train(daemon.socket, "--lr", "5", "--run-id", "tr-lr5")
+    assert result.returncode == 1, result.stderr
+    record = daemon.show("tr-lr5")
+    assert (record["state"], record["reason"]) == ("failed", "worker_failed")
+    assert record["error"].startswith("diverged: loss "), record["error"]
+    assert "objective" not in record
+    assert "sweepd says failed" in result.stderr
+
+
+def test_train_example_reports_minus_loss_and_tells_refused_from_unreachable(daemon, spool):
+    result = run_train(daemon.socket, "--run-id", "tr-ok")
+    assert result.returncode == 0, result.stderr
+    record = daemon.show("tr-ok")
+    assert record["state"] == "success"
+    assert -1e-3 < record["objective"] < 0  # -(final loss): the optimizer maximizes it
+    assert "sweepd says success" in result.stderr
+    # The same run id again with another result: sweepd answers conflict, it is reachable.
+    result = run_train(daemon.socket, "--run-id", "tr-ok", "--lr", "0.2")
+    assert result.returncode == 0, result.stderr
+    assert "sweepd refused: conflict" in result.stderr
+    assert "could not be reached" not in result.stderr and "(unreachable)" not in result.stderr
+    # No sweepd at all: the report is spooled.
+    result = run_train(os.path.join(daemon.dir, "absent.sock"), "--run-id", "tr-absent")
+    assert result.returncode == 0, result.stderr
+    expected = "sweepd could not be reached (report spooled to %s/tr-absent.json)" % spool
+    assert expected in result.stderr
+    assert os.path.exists(os.path.join(spool, "tr-absent.json"))
+
+
+@pytest.mark.parametrize("how", ["SWEEPCTL", "PATH", "repository-build"])
+def test_sweep_example_finds_sweepctl_without_an_alias(daemon, tmp_path, how):
+    """The README's `alias sweepctl=...` is invisible to scripts."""
+    if shutil.which("sweepctl", path=SYSTEM_PATH):
+        pytest.skip("a sweepctl is installed in %s" % SYSTEM_PATH)
+    env = dict(os.environ, PATH=SYSTEM_PATH, SWEEPD_SOCKET=daemon.socket, SWEEP="sh-" + how,
+               TRAIN_SECONDS="0")
+    env.pop("SWEEPCTL", None)
+    if how == "SWEEPCTL":
+        env["SWEEPCTL"] = SWEEPCTL
+    elif how == "PATH":
+        env["PATH"] = BUILD_DIR + ":" + SYSTEM_PATH
+    elif not os.access(os.path.join(REPO, "build", "sweepctl"), os.X_OK):
+        pytest.skip("no sweepctl in %s/build" % REPO)
+    result = subprocess.run(
+        ["sh", SWEEP_SH, "1"], env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, universal_newlines=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "not found" not in result.stderr
+    assert daemon.show("sh-%s-1" % how)["state"] == "success"
+
+
+@pytest.mark.parametrize("sweepctl", [None, "/nonexistent/sweepctl", "/etc", "nosuchprogram"])
+def test_sweep_example_without_sweepctl_says_how_to_fix_it(tmp_path, sweepctl):
+    script = str(tmp_path / "sweep.sh")  # away from the repository's build/
+    shutil.copy(SWEEP_SH, script)
+    env = dict(os.environ, PATH=SYSTEM_PATH)
+    env.pop("SWEEPCTL", None)
+    if sweepctl is not None:
+        env["SWEEPCTL"] = sweepctl
+    elif shutil.which("sweepctl", path=SYSTEM_PATH):
+        pytest.skip("a sweepctl is installed in %s" % SYSTEM_PATH)
+    result = subprocess.run(
+        ["sh", script, "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        universal_newlines=True, timeout=30,
+    )
+    assert result.returncode == 2
+    assert "SWEEPCTL" in result.stderr and result.stdout == ""
 
 
 # ------------------------------------------------------------------ packaging
