@@ -571,7 +571,17 @@ class _Flush:
                 if replies is None:
                     return "kept"
                 outcome = "registered"
+            if outcome == "registered" and not _answered_for_good(replies[0]):
+                return "kept"  # the registration could not be stored or was over a limit
             reply = replies[-1]
+            if not _answered_for_good(reply):
+                log.info(
+                    "spool %s: sweepd answered %s for run %s; the report waits",
+                    self.dir.path,
+                    _error_code(reply),
+                    run_id,
+                )
+                return "kept"
             self.dir.remove(name, st)  # ok, or sweepd's final word
             if reply.get("ok"):
                 return outcome
@@ -587,6 +597,16 @@ class _Flush:
             return "refused:%s" % code
         finally:
             os.close(fd)
+
+
+# Error replies that say "not now" rather than "no": sweepd could not store the report (a full
+# disk), is at a limit, or lacks a dependency. The report is kept and tried again, never dropped.
+_TRANSIENT_CODES = ("busy", "internal", "unavailable")
+
+
+def _answered_for_good(reply):
+    """True for an ok reply or a final refusal; False for a transient error (try again)."""
+    return reply.get("ok") or _error_code(reply) not in _TRANSIENT_CODES
 
 
 def _error_code(reply):
@@ -990,7 +1010,8 @@ class SweepRun:
         self._summary(keys, outcome, reason, now)
 
         replies = self._call([request], respect_backoff=False)
-        if replies is not None:  # sweepd answered (an error answer is final too: a retry won't help)
+        if replies is not None and _answered_for_good(replies[-1]):
+            # Answered: ok, or refused for good (a retry would not help).
             self._settle(replies[-1])
             self._final_settled.set()
             self._wake.set()
@@ -1110,7 +1131,7 @@ class SweepRun:
 
     def _retry_final(self, request):
         replies = self._call([request], respect_backoff=False)
-        if replies is not None:
+        if replies is not None and _answered_for_good(replies[-1]):
             self._unspool(request)  # delivered, or refused for good: the spool file is done
             self._settle(replies[-1])
             with self._mu:

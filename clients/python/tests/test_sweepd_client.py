@@ -50,7 +50,7 @@ CALL_BOUND_S = 1.0 + 0.3
 class Daemon:
     """A real sweepd on a private socket and state file."""
 
-    def __init__(self, heartbeat=300):
+    def __init__(self, heartbeat=300, max_runs=1000000):
         if not os.access(SWEEPD, os.X_OK):
             pytest.fail("no sweepd binary at %s: build it, or set SWEEPD_BUILD_DIR" % SWEEPD)
         self.dir = tempfile.mkdtemp(prefix="swpy", dir="/tmp")  # short: sun_path is 108 bytes
@@ -59,9 +59,9 @@ class Daemon:
         self.log_path = os.path.join(self.dir, "sweepd.log")
         with open(self.config, "w") as f:
             f.write(
-                "socket: {path: %s}\nstate: {path: %s}\nwandb: {mode: offline}\n"
+                "socket: {path: %s}\nstate: {path: %s, max_runs: %d}\nwandb: {mode: offline}\n"
                 "timeouts: {heartbeat: %s}\n"
-                % (self.socket, os.path.join(self.dir, "state.db"), heartbeat)
+                % (self.socket, os.path.join(self.dir, "state.db"), max_runs, heartbeat)
             )
         self.proc = None
 
@@ -626,6 +626,16 @@ def test_flush_skips_a_locked_file(daemon, spool):
     assert daemon.show("lk-1")["state"] == "success"
 
 
+def test_flush_keeps_a_report_sweepd_cannot_take_now(daemon_factory, spool):
+    # sweepd is at its state.max_runs: it answers `busy` to the registration of a run it no
+    # longer knows. That is "not now", not "no": the report waits for a later flush.
+    daemon = daemon_factory(max_runs=1).start()
+    call("register", socket_path=daemon.socket, run="filler")
+    write_spool(spool, daemon.socket, "late-1", {"op": "complete", "objective": 0.5})
+    assert flush_spool(daemon.socket, spool_dir=spool) == [("late-1", "kept")]
+    assert os.listdir(spool) == ["late-1.json"]
+
+
 def test_flush_registers_a_run_sweepd_does_not_know(daemon, spool):
     register = {"op": "register", "run": "un-1", "sweep": "un", "suggestion": {"lr": 0.2}}
     register["watch_peer"] = True  # a writer that forgot to drop it: the flusher is not the worker
@@ -779,6 +789,7 @@ def test_load_observations(daemon, no_wandb):
         run.success(0.5)
     assert set(observations) == {"obs-1", "obs-2"}  # terminal runs of the sweep only
     ok, failed = observations["obs-1"], observations["obs-2"]
+    assert ok.pop("finished_at") < failed["finished_at"]  # in the order they finished
     assert ok == {
         "run_id": "obs-1",
         "suggestion": {"lr": 0.1},
