@@ -7,6 +7,9 @@
 #include <cmath>
 #include <initializer_list>
 
+#include "core/config.hpp"
+#include "core/json_limits.hpp"
+
 namespace sweepd::core {
 
 namespace {
@@ -112,6 +115,17 @@ class field_reader {
     return d;
   }
 
+  /// A timeout in seconds: at least min_duration_s (0 only where `zero_is_off`) and at most a
+  /// year. A tiny value would round to 0 and switch the timeout off.
+  std::optional<double> timeout(std::string_view key, bool zero_is_off) {
+    auto d = number(key, 0, max_timeout_s, !zero_is_off);
+    if (d && *d != 0 && *d < min_duration_s) {
+      fail(fmt::format("field '{}': {} is shorter than {} s", key, *d, min_duration_s));
+      return std::nullopt;
+    }
+    return d;
+  }
+
   /// Any finite number.
   std::optional<double> finite(std::string_view key) {
     return number(key, -std::numeric_limits<double>::max(), std::numeric_limits<double>::max());
@@ -181,8 +195,8 @@ request read_register(field_reader& f) {
   p.project = f.name("project");
   p.suggestion = f.object("suggestion", max_suggestion_bytes);
   p.watch_peer = f.boolean("watch_peer");
-  p.heartbeat_timeout_s = f.number("heartbeat_timeout_s", 0, max_timeout_s, true);
-  p.max_runtime_s = f.number("max_runtime_s", 0, max_timeout_s);
+  p.heartbeat_timeout_s = f.timeout("heartbeat_timeout_s", false);
+  p.max_runtime_s = f.timeout("max_runtime_s", true);
   return p;
 }
 
@@ -191,7 +205,7 @@ request read_heartbeat(field_reader& f) {
   heartbeat_params p;
   p.run = f.run_id();
   p.progress = f.finite("progress");
-  p.timeout_s = f.number("timeout_s", 0, max_timeout_s, true);
+  p.timeout_s = f.timeout("timeout_s", false);
   return p;
 }
 
@@ -298,6 +312,13 @@ std::string truncate_utf8(std::string s, std::size_t max_bytes) {
 
 parse_result parse_request(std::string_view line) {
   parse_result out;
+  // Before parsing: every later walk of the value (size checks, dumps, destruction) recurses.
+  if (json_nests_deeper_than(line, max_request_json_depth)) {
+    out.err = {error_code::bad_request,
+               fmt::format("the request nests arrays/objects more than {} levels deep",
+                           max_request_json_depth)};
+    return out;
+  }
   json obj = json::parse(line.begin(), line.end(), nullptr, false);
   if (obj.is_discarded()) {
     out.err = {error_code::bad_json, "the line is not valid JSON (UTF-8, one object per line)"};

@@ -190,6 +190,10 @@ void read_seconds(context& ctx, const item& it, double& out, lower_bound bound) 
     bad_value(ctx, it, fmt::format("must be greater than 0, got {}", *text));
   } else if (*value < 0) {
     bad_value(ctx, it, fmt::format("must not be negative, got {}", *text));
+  } else if (*value > 0 && *value < core::min_duration_s) {
+    // Below a millisecond a duration rounds towards 0, which means "off" for a timeout.
+    bad_value(ctx, it,
+              fmt::format("must be 0 or at least {} seconds, got {}", core::min_duration_s, *text));
   } else if (*value > max_seconds) {
     bad_value(
         ctx, it,
@@ -553,6 +557,46 @@ void report_validation(context& ctx, const core::config& c) {
   }
 }
 
+/// Where the quoted scalar starting at `open` (a ' or ") ends, or npos when it never does.
+std::size_t closing_quote(std::string_view text, std::size_t open) {
+  const char quote = text[open];
+  for (std::size_t i = open + 1; i < text.size(); ++i) {
+    if (quote == '"' && text[i] == '\\') {
+      ++i;  // an escaped character, \" included
+    } else if (text[i] == quote) {
+      if (quote == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+        ++i;  // '' is a quote inside a single-quoted scalar
+        continue;
+      }
+      return i;
+    }
+  }
+  return std::string_view::npos;
+}
+
+/// yaml-cpp takes a quoted scalar that is never closed to run to the end of the file (gluing the
+/// lines after it into the value) instead of failing. Finds such scalars from their source marks.
+void check_quotes_closed(context& ctx, const YAML::Node& node, std::string_view text,
+                         int depth = 0) {
+  if (depth > 64) return;  // a config nests a few levels; yaml-cpp bounds nesting itself too
+  if (node.IsScalar()) {
+    const auto pos = static_cast<std::size_t>(node.Mark().pos);
+    if (node.Mark().pos >= 0 && pos < text.size() && (text[pos] == '"' || text[pos] == '\'') &&
+        closing_quote(text, pos) == std::string_view::npos) {
+      ctx.error(node.Mark(), "YAML syntax error: a quoted string is never closed");
+    }
+    return;
+  }
+  if (node.IsSequence()) {
+    for (const auto& child : node) check_quotes_closed(ctx, child, text, depth + 1);
+  } else if (node.IsMap()) {
+    for (const auto& kv : node) {
+      check_quotes_closed(ctx, kv.first, text, depth + 1);
+      check_quotes_closed(ctx, kv.second, text, depth + 1);
+    }
+  }
+}
+
 /// Every document of the text; a config file holds one, so later non-empty ones are errors.
 std::optional<YAML::Node> single_document(context& ctx, std::string_view text) {
   const auto docs = YAML::LoadAll(std::string(text));
@@ -610,7 +654,10 @@ config_load_result parse_config_text(std::string_view text, std::string_view fil
   // yaml-cpp reports syntax errors (and its own limits, such as nesting depth) by throwing;
   // none of it may escape a loader that runs on SIGHUP inside the daemon.
   try {
-    if (auto root = single_document(ctx, text)) read_document(ctx, *root, c);
+    if (auto root = single_document(ctx, text)) {
+      check_quotes_closed(ctx, *root, text);
+      if (ctx.errors.empty()) read_document(ctx, *root, c);
+    }
   } catch (const YAML::ParserException& e) {
     ctx.error(e.mark, fmt::format("YAML syntax error: {}", e.msg));
   } catch (const YAML::Exception& e) {

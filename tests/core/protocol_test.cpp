@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/json_limits.hpp"
+
 namespace sweepd::core {
 namespace {
 
@@ -330,6 +332,35 @@ TEST(ParseRequest, OutOfRangeNumbersAreNamed) {
       18446744073709551616.0);
 }
 
+TEST(ParseRequest, TimeoutsBelowAMillisecondAreRefused) {
+  // They would round to 0 and switch the silence timeout off.
+  expect_refused({
+      {R"({"op":"register","run":"r1","heartbeat_timeout_s":1e-300})", error_code::bad_request,
+       "field 'heartbeat_timeout_s': 1e-300 is shorter than 0.001 s"},
+      {R"({"op":"register","run":"r1","max_runtime_s":0.0009})", error_code::bad_request,
+       "field 'max_runtime_s'"},
+      {R"({"op":"heartbeat","run":"r1","timeout_s":1e-10})", error_code::bad_request,
+       "field 'timeout_s'"},
+  });
+  EXPECT_EQ(accepted<register_params>(R"({"op":"register","run":"r1","heartbeat_timeout_s":0.001})")
+                .heartbeat_timeout_s,
+            0.001);
+  EXPECT_EQ(
+      accepted<register_params>(R"({"op":"register","run":"r1","max_runtime_s":0})").max_runtime_s,
+      0.0);
+}
+
+TEST(ParseRequest, DeepNestingIsRefusedBeforeParsing) {
+  const auto deep = [](std::size_t depth) {
+    return R"({"op":"register","run":"r1","suggestion":{"a":)" + std::string(depth, '[') +
+           std::string(depth, ']') + "}}";
+  };
+  // 2 levels for the request and the suggestion, then the arrays.
+  accepted<register_params>(deep(max_request_json_depth - 2));
+  expect_refused({{deep(max_request_json_depth - 1), error_code::bad_request, "levels deep"},
+                  {deep(200000), error_code::bad_request, "levels deep"}});
+}
+
 TEST(ParseRequest, UnknownFieldsAreRefusedByName) {
   expect_refused({
       {R"({"op":"hello","verbose":true})", error_code::bad_request,
@@ -484,11 +515,11 @@ TEST(ErrorReply, IsOneLineWithCodeAndMessage) {
 
 TEST(ErrorReply, EveryCodeHasItsWireName) {
   const std::vector<std::pair<error_code, std::string>> codes = {
-      {error_code::bad_json, "bad_json"},     {error_code::bad_request, "bad_request"},
-      {error_code::unknown_op, "unknown_op"}, {error_code::unknown_run, "unknown_run"},
-      {error_code::conflict, "conflict"},     {error_code::forbidden, "forbidden"},
-      {error_code::too_large, "too_large"},   {error_code::busy, "busy"},
-      {error_code::internal, "internal"}};
+      {error_code::bad_json, "bad_json"},       {error_code::bad_request, "bad_request"},
+      {error_code::unknown_op, "unknown_op"},   {error_code::unknown_run, "unknown_run"},
+      {error_code::conflict, "conflict"},       {error_code::forbidden, "forbidden"},
+      {error_code::too_large, "too_large"},     {error_code::busy, "busy"},
+      {error_code::unavailable, "unavailable"}, {error_code::internal, "internal"}};
   for (const auto& [code, name] : codes) {
     EXPECT_EQ(json::parse(error_reply({code, "m"}))["error"]["code"], name);
   }

@@ -216,11 +216,32 @@ TEST(ConfigLoader, SectionThatIsNotAMapIsAnError) {
                           "reconcile, socket, state, timeouts, wandb), got a list"));
 }
 
+TEST(ConfigLoader, UnterminatedQuoteIsASyntaxError) {
+  // yaml-cpp alone takes the value to run to the end of the file.
+  EXPECT_THAT(errors_of("socket:\n  path: \"/tmp/x.sock\n"),
+              ElementsAre("t.yaml:2:9: YAML syntax error: a quoted string is never closed"));
+  EXPECT_THAT(errors_of("socket:\n  path: '/tmp/x.sock\nstate:\n  path: /tmp/s.db\n"),
+              ElementsAre("t.yaml:2:9: YAML syntax error: a quoted string is never closed"));
+  // Escaped and doubled quotes, and quotes inside other scalars, are fine.
+  EXPECT_EQ(config_of("socket: {path: \"/tmp/a\\\"b.sock\"}\n").socket.path, "/tmp/a\"b.sock");
+  EXPECT_EQ(config_of("socket: {path: '/tmp/it''s.sock'}\n").socket.path, "/tmp/it's.sock");
+  EXPECT_EQ(config_of("socket: {path: /tmp/it's.sock}\n").socket.path, "/tmp/it's.sock");
+  EXPECT_EQ(config_of("wandb: {entity: \"multi\n  line\"}\n").wandb.entity, "multi line");
+}
+
 TEST(ConfigLoader, DurationRanges) {
   EXPECT_THAT(errors_of("timeouts: {heartbeat: 0}\n"),
               ElementsAre("t.yaml:1:23: timeouts.heartbeat: must be greater than 0, got 0"));
   EXPECT_THAT(errors_of("timeouts: {stall: -1}\n"),
               ElementsAre("t.yaml:1:19: timeouts.stall: must not be negative, got -1"));
+  // Below a millisecond a timeout would round to 0, which means off.
+  EXPECT_THAT(errors_of("timeouts: {heartbeat: 1e-10}\n"),
+              ElementsAre("t.yaml:1:23: timeouts.heartbeat: must be 0 or at least 0.001 seconds, "
+                          "got 1e-10"));
+  EXPECT_THAT(errors_of("timeouts: {stall: 0.0005}\n"),
+              ElementsAre("t.yaml:1:19: timeouts.stall: must be 0 or at least 0.001 seconds, "
+                          "got 0.0005"));
+  EXPECT_EQ(config_of("timeouts: {heartbeat: 0.001, stall: 0}\n").timeouts.heartbeat, 0.001);
   EXPECT_THAT(errors_of("wandb: {request_timeout: 0}\n"),
               ElementsAre("t.yaml:1:26: wandb.request_timeout: must be greater than 0, got 0"));
   EXPECT_THAT(errors_of("reconcile: {interval: 0.0}\n"),
