@@ -161,6 +161,15 @@ nlohmann::json run_detail_json(const run_record& run, instant now) {
   return j;
 }
 
+void withhold_private_fields(nlohmann::json& j) {
+  j["suggestion"] = nullptr;
+  j.erase("error");
+  if (auto t = j.find("transitions"); t != j.end()) {
+    for (auto& tr : *t) tr.erase("error");
+  }
+  j["withheld"] = true;
+}
+
 nlohmann::json observation_json(const run_record& run) {
   nlohmann::json j = {
       {"run_id", run.id},

@@ -63,6 +63,10 @@ struct transition {
   std::optional<double> late_by_s;  // late completions: seconds since the timeout
 };
 
+/// Transitions kept per run: the registration and the newest ones. A run that flaps (timeout,
+/// revived, timeout, …) would otherwise grow its history, its `show` and its journal rows forever.
+inline constexpr std::size_t max_history = 256;
+
 /// Everything sweepd knows about one run.
 struct run_record {
   // Identity, fixed at register.
@@ -112,5 +116,8 @@ nlohmann::json run_detail_json(const run_record& run, instant now);
 nlohmann::json transition_json(const transition& t);
 /// The entry a Protein loader needs for one terminal run, with when it finished.
 nlohmann::json observation_json(const run_record& run);
+/// `detail` (run_detail_json) or an observation without what only the run's and its sweep's
+/// owners may read: the suggestion becomes null and errors are removed; "withheld" says so.
+void withhold_private_fields(nlohmann::json& j);
 
 }  // namespace sweepd::core

@@ -77,6 +77,7 @@ handled service::handle(std::string_view line, const caller& who, instant now) {
               return;
             }
             json detail = run_detail_json(*run, now);
+            if (!runs_.may_read(*run, who)) withhold_private_fields(detail);
             if (delivery_) detail["wandb"] = delivery_(*run);
             h.reply = ok_reply({{"run", std::move(detail)}});
           },
@@ -86,7 +87,7 @@ handled service::handle(std::string_view line, const caller& who, instant now) {
             if (o.ok()) h.resync = o.run;
           },
           [&](const list_request& r) { h.reply = ok_reply(list_body(r, now)); },
-          [&](const observations_request& r) { h.reply = ok_reply(observations_body(r)); },
+          [&](const observations_request& r) { h.reply = ok_reply(observations_body(r, who)); },
       },
       *parsed.req);
   return h;
@@ -122,7 +123,7 @@ json service::list_body(const list_request& r, instant now) const {
   return {{"runs", std::move(list)}, {"truncated", truncated}};
 }
 
-json service::observations_body(const observations_request& r) const {
+json service::observations_body(const observations_request& r, const caller& who) const {
   std::vector<const run_record*> terminal;
   runs_.for_each([&](const run_record& run) {
     if (!is_terminal(run.state)) return;
@@ -131,7 +132,11 @@ json service::observations_body(const observations_request& r) const {
   });
   std::sort(terminal.begin(), terminal.end(), finished_earlier);
   json list = json::array();
-  for (const run_record* run : terminal) list.push_back(observation_json(*run));
+  for (const run_record* run : terminal) {
+    json entry = observation_json(*run);
+    if (!runs_.may_read(*run, who)) withhold_private_fields(entry);
+    list.push_back(std::move(entry));
+  }
   return {{"observations", std::move(list)}};
 }
 

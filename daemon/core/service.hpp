@@ -41,7 +41,7 @@ class service {
  private:
   nlohmann::json status_body(instant now) const;
   nlohmann::json list_body(const list_request& r, instant now) const;
-  nlohmann::json observations_body(const observations_request& r) const;
+  nlohmann::json observations_body(const observations_request& r, const caller& who) const;
 
   supervisor& runs_;
   std::string version_;

@@ -38,6 +38,33 @@ const run_record* supervisor::find(std::string_view run) const {
   return it == runs_.end() ? nullptr : &it->second;
 }
 
+std::optional<std::uint32_t> supervisor::sweep_owner(std::string_view sweep) const {
+  auto it = sweeps_.find(sweep);
+  if (it == sweeps_.end()) return std::nullopt;
+  return it->second.owner_uid;
+}
+
+bool supervisor::may_read(const run_record& run, const caller& who) const {
+  return who.admin || who.uid == run.owner_uid || sweep_owner(run.sweep) == who.uid;
+}
+
+void supervisor::join_sweep(const run_record& r) {
+  if (r.sweep.empty()) return;
+  auto [it, created] = sweeps_.try_emplace(r.sweep);
+  sweep_info& info = it->second;
+  if (created || r.registered_wall < info.first_registered) {
+    info.owner_uid = r.owner_uid;
+    info.first_registered = r.registered_wall;
+  }
+  ++info.runs;
+}
+
+void supervisor::leave_sweep(const run_record& r) {
+  auto it = sweeps_.find(r.sweep);
+  if (it == sweeps_.end()) return;
+  if (--it->second.runs == 0) sweeps_.erase(it);
+}
+
 void supervisor::for_each(const std::function<void(const run_record&)>& visit) const {
   for (const auto& [id, r] : runs_) visit(r);
 }
@@ -130,6 +157,7 @@ void supervisor::apply(run_record& r, run_state to, transition_reason why, insta
   }
   if (is_correctable(to)) r.given_up_at = now.mono;
   r.history.push_back(t);
+  if (r.history.size() > max_history) r.history.erase(r.history.begin() + 1);
   reindex(r);
   o.run = &r;
   o.change = std::move(t);
@@ -159,6 +187,14 @@ outcome supervisor::register_run(const register_params& p, const caller& who, in
     o.run = existing;
     return o;
   }
+  if (p.sweep && !who.admin) {
+    if (const auto owner = sweep_owner(*p.sweep); owner && *owner != who.uid) {
+      o.err = {error_code::forbidden,
+               fmt::format("sweep '{}' belongs to uid {}; uid {} may not add runs to it", *p.sweep,
+                           *owner, who.uid)};
+      return o;
+    }
+  }
   if (runs_.size() >= limits_.max_runs) {
     o.err = {error_code::busy,
              fmt::format("sweepd tracks {} runs, the limit (state.max_runs)", runs_.size())};
@@ -179,6 +215,7 @@ outcome supervisor::register_run(const register_params& p, const caller& who, in
   r.heartbeat_timeout = to_duration(p.heartbeat_timeout_s.value_or(limits_.heartbeat_timeout_s));
   r.max_runtime = to_duration(p.max_runtime_s.value_or(limits_.max_runtime_s));
   r.stall_timeout = to_duration(limits_.stall_timeout_s);
+  join_sweep(r);
   apply(r, run_state::initializing, transition_reason::registered, now, o);
   return o;
 }
@@ -317,7 +354,11 @@ bool supervisor::restore(run_record run, instant now) {
   r.last_seen = now.mono;
   r.progress_changed_at = now.mono;
   r.not_before = now.mono + r.heartbeat_timeout;
+  if (r.history.size() > max_history) {
+    r.history.erase(r.history.begin() + 1, r.history.end() - (max_history - 1));
+  }
   ++counts_[index_of(r.state)];
+  join_sweep(r);
   reindex(r);
   return true;
 }
@@ -328,6 +369,7 @@ std::vector<std::string> supervisor::prune(wall_time cutoff) {
     const run_record& r = it->second;
     if (is_terminal(r.state) && r.finished_wall && *r.finished_wall < cutoff) {
       --counts_[index_of(r.state)];
+      leave_sweep(r);
       pruned.push_back(r.id);
       it = runs_.erase(it);
     } else {
@@ -349,6 +391,7 @@ void supervisor::undo(const outcome& o) {
   if (r->deadline != mono_time::max()) deadlines_.erase({r->deadline, r});
   --counts_[index_of(r->state)];
   if (!o.before) {
+    leave_sweep(*r);
     runs_.erase(o.change->run);
     return;
   }

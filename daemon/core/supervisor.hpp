@@ -116,6 +116,11 @@ class supervisor {
   std::vector<std::string> prune(wall_time cutoff);
 
   const run_record* find(std::string_view run) const;
+  /// The uid that owns `sweep` (the owner of its first registered run); nullopt for no sweep.
+  std::optional<std::uint32_t> sweep_owner(std::string_view sweep) const;
+  /// Whether `who` may read the run's suggestion and error: its owner, its sweep's owner, or an
+  /// admin. Others see its state and figures only.
+  bool may_read(const run_record& run, const caller& who) const;
   /// The run if `who` may change it (its owner, or an admin); else the outcome's error says why
   /// (unknown_run, forbidden). Changes nothing.
   outcome may_change(std::string_view run, const caller& who);
@@ -155,7 +160,18 @@ class supervisor {
   transition_reason due_reason(const run_record& r) const;
 
   supervisor_limits limits_;
+  /// Who owns a sweep, and how many runs keep it alive.
+  struct sweep_info {
+    std::uint32_t owner_uid = 0;
+    wall_time first_registered{};
+    std::size_t runs = 0;
+  };
+  /// Counts a run in its sweep; the earliest registered run's owner owns the sweep.
+  void join_sweep(const run_record& r);
+  void leave_sweep(const run_record& r);
+
   run_map runs_;
+  std::unordered_map<std::string, sweep_info, string_hash, std::equal_to<>> sweeps_;
   std::set<deadline_key> deadlines_;
   std::array<std::size_t, std::size(all_run_states)> counts_{};
 };

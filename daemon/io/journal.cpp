@@ -370,8 +370,21 @@ std::optional<std::string> journal::commit(std::span<const core::outcome> change
       "INSERT INTO transitions(run, from_state, to_state, reason, at_ms, runtime_s, objective, "
       "cost, error, late_by_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
   statement enqueue = prepare("INSERT INTO outbox(run, transition_seq) VALUES(?1, ?2)");
-  if (!upsert || !append || !enqueue) return describe_error("cannot prepare a write to");
+  // Each W&B write carries the run's whole state, so a newer one settles the older pending ones
+  // (superseded), here rather than later: offline, nothing else would.
+  statement supersede = prepare(
+      "UPDATE outbox SET status = 'delivered' WHERE run = ?1 AND status = 'pending' AND seq < ?2");
+  // The history a run keeps (core::max_history): its registration and the newest transitions,
+  // but never one a pending W&B write still carries.
+  statement trim = prepare(
+      "DELETE FROM transitions WHERE run = ?1 AND from_state IS NOT NULL AND seq <= "
+      "(SELECT seq FROM transitions WHERE run = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2) "
+      "AND seq NOT IN (SELECT transition_seq FROM outbox WHERE run = ?1 AND status = 'pending')");
+  if (!upsert || !append || !enqueue || !supersede || !trim) {
+    return describe_error("cannot prepare a write to");
+  }
   std::size_t queued = 0;
+  std::size_t superseded = 0;
   std::vector<core::outbox_entry> entries;
   for (const core::outcome& o : changes) {
     if (!o.change || o.run == nullptr) continue;
@@ -391,26 +404,45 @@ std::optional<std::string> journal::commit(std::span<const core::outcome> change
     if (sqlite3_step(append.get()) != SQLITE_DONE) {
       return describe_error("cannot store a transition in");
     }
-    if (!to_outbox) continue;
-    sqlite3_reset(enqueue.get());
-    bind_text(enqueue.get(), 1, r.id);
-    sqlite3_bind_int64(enqueue.get(), 2, sqlite3_last_insert_rowid(db_));
-    if (sqlite3_step(enqueue.get()) != SQLITE_DONE) {
-      return describe_error("cannot queue a W&B write in");
+    if (to_outbox) {
+      sqlite3_reset(enqueue.get());
+      bind_text(enqueue.get(), 1, r.id);
+      sqlite3_bind_int64(enqueue.get(), 2, sqlite3_last_insert_rowid(db_));
+      if (sqlite3_step(enqueue.get()) != SQLITE_DONE) {
+        return describe_error("cannot queue a W&B write in");
+      }
+      const std::int64_t seq = sqlite3_last_insert_rowid(db_);
+      ++queued;
+      if (queued_entries != nullptr) {
+        entries.push_back({seq, r.id, r.entity, r.project, *o.change});
+      }
+      sqlite3_reset(supersede.get());
+      bind_text(supersede.get(), 1, r.id);
+      sqlite3_bind_int64(supersede.get(), 2, seq);
+      if (sqlite3_step(supersede.get()) != SQLITE_DONE) {
+        return describe_error("cannot settle superseded W&B writes in");
+      }
+      superseded += static_cast<std::size_t>(sqlite3_changes(db_));
     }
-    ++queued;
-    if (queued_entries != nullptr) {
-      entries.push_back({sqlite3_last_insert_rowid(db_), r.id, r.entity, r.project, *o.change});
+    if (r.history.size() >= core::max_history) {
+      sqlite3_reset(trim.get());
+      bind_text(trim.get(), 1, r.id);
+      sqlite3_bind_int(trim.get(), 2, static_cast<int>(core::max_history) - 1);
+      if (sqlite3_step(trim.get()) != SQLITE_DONE) {
+        return describe_error("cannot trim the history of a run in");
+      }
     }
   }
   upsert.reset();
   append.reset();
   enqueue.reset();
+  supersede.reset();
+  trim.reset();
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return describe_error("cannot commit to");
   }
   guard.dismiss();
-  outbox_pending_ += queued;
+  outbox_pending_ = outbox_pending_ + queued - std::min(outbox_pending_ + queued, superseded);
   if (queued_entries != nullptr) *queued_entries = std::move(entries);
   return std::nullopt;
 }

@@ -172,8 +172,8 @@ TEST_F(ServiceTest, ShowReturnsTheFullRecordWithTransitions) {
   ok(R"({"op":"heartbeat","run":"r1","progress":42})", 40s);
   ok(R"({"op":"complete","run":"r1","objective":0.25,"cost":7})", 45s);
 
-  // Anyone may read a run.
-  json j = ok(R"({"op":"show","run":"r1"})", 50s, bob);
+  // Its owner reads it all (others: ShowWithholdsTheSuggestionAndErrorFromOtherUids).
+  json j = ok(R"({"op":"show","run":"r1"})", 50s, alice);
   EXPECT_FALSE(last.result.change.has_value());
   json& r = j["run"];
   EXPECT_EQ(r["run"], "r1");
@@ -364,6 +364,40 @@ TEST_F(ServiceTest, LateCompletionIsAnObservationMarkedLate) {
   json shown = ok(R"({"op":"show","run":"r1"})", 340s)["run"];
   EXPECT_EQ(shown["late_by_s"], 30.0);
   EXPECT_EQ(shown["reason"], "late_completed");
+}
+
+TEST_F(ServiceTest, ShowWithholdsTheSuggestionAndErrorFromOtherUids) {
+  ok(R"({"op":"register","run":"r1","sweep":"s1","suggestion":{"lr":0.5}})", 0s);
+  ok(R"({"op":"fail","run":"r1","error":"secret path /home/alice/data"})", 1s);
+  // Root registers a run in alice's sweep: alice owns the sweep, so she reads it too.
+  ok(R"({"op":"register","run":"r2","sweep":"s1","suggestion":{"lr":0.1}})", 2s, admin);
+
+  json other = ok(R"({"op":"show","run":"r1"})", 3s, bob)["run"];
+  EXPECT_EQ(other["suggestion"], nullptr);
+  EXPECT_FALSE(other.contains("error"));
+  EXPECT_EQ(other["withheld"], true);
+  for (const json& t : other["transitions"]) EXPECT_FALSE(t.contains("error")) << t.dump();
+  EXPECT_EQ(other["state"], "failed");  // the state and figures stay public
+
+  for (const caller& reader : {alice, admin}) {
+    json full = ok(R"({"op":"show","run":"r1"})", 4s, reader)["run"];
+    EXPECT_EQ(full["suggestion"]["lr"], 0.5);
+    EXPECT_EQ(full["error"], "secret path /home/alice/data");
+    EXPECT_FALSE(full.contains("withheld"));
+  }
+  EXPECT_EQ(ok(R"({"op":"show","run":"r2"})", 5s, alice)["run"]["suggestion"]["lr"], 0.1);
+}
+
+TEST_F(ServiceTest, ObservationsWithholdSuggestionsFromOtherUids) {
+  lifecycle("ok1", "s1", R"({"op":"complete","run":"ok1","objective":0.9})", 0s);
+  json mine = ok(R"({"op":"observations","sweep":"s1"})", 20s)["observations"];
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(mine[0]["suggestion"]["lr"], 0.1);
+  json theirs = ok(R"({"op":"observations","sweep":"s1"})", 20s, bob)["observations"];
+  ASSERT_EQ(theirs.size(), 1u);
+  EXPECT_EQ(theirs[0]["suggestion"], nullptr);
+  EXPECT_EQ(theirs[0]["withheld"], true);
+  EXPECT_EQ(theirs[0]["objective"], 0.9);
 }
 
 TEST_F(ServiceTest, ShowCarriesTheRunsDeliveryFromTheDaemon) {

@@ -724,6 +724,93 @@ TEST_F(SupervisorTest, LateCompletionCorrectsEveryKindOfTimeout) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// sweep ownership
+
+TEST_F(SupervisorTest, SweepBelongsToTheOwnerOfItsFirstRun) {
+  register_params p;
+  p.run = "a1";
+  p.sweep = "s1";
+  ASSERT_TRUE(sup.register_run(p, alice, at(0s)).ok());
+  EXPECT_EQ(sup.sweep_owner("s1"), alice.uid);
+  // Another uid may neither add a run to it nor pre-register one of its ids in it.
+  p.run = "fake-best";
+  const outcome squat = sup.register_run(p, bob, at(1s));
+  EXPECT_EQ(squat.err.code, error_code::forbidden);
+  EXPECT_THAT(squat.err.message, HasSubstr("sweep 's1' belongs to uid 1000"));
+  EXPECT_EQ(sup.find("fake-best"), nullptr);
+  // Its owner and admins may; the sweep's owner stays.
+  p.run = "a2";
+  EXPECT_TRUE(sup.register_run(p, alice, at(2s)).ok());
+  p.run = "root1";
+  EXPECT_TRUE(sup.register_run(p, admin, at(3s)).ok());
+  EXPECT_EQ(sup.sweep_owner("s1"), alice.uid);
+  // Bob's own sweep is his.
+  p.run = "b1";
+  p.sweep = "s2";
+  EXPECT_TRUE(sup.register_run(p, bob, at(4s)).ok());
+  EXPECT_EQ(sup.sweep_owner("s2"), bob.uid);
+  EXPECT_EQ(sup.sweep_owner("nope"), std::nullopt);
+}
+
+TEST_F(SupervisorTest, SweepOwnershipIsRestoredFromTheEarliestRunAndEndsWithItsLastRun) {
+  supervisor other(defaults());
+  register_params p;
+  p.run = "late";
+  p.sweep = "s1";
+  ASSERT_TRUE(sup.register_run(p, bob, at(50s)).ok());
+  const run_record late = run("late");
+  run_record early = late;
+  early.id = "early";
+  early.owner_uid = alice.uid;
+  early.registered_wall = at(10s).wall;
+  // Restored in any order: the earliest registered run's owner owns the sweep.
+  ASSERT_TRUE(other.restore(late, at(100s)));
+  ASSERT_TRUE(other.restore(early, at(100s)));
+  EXPECT_EQ(other.sweep_owner("s1"), alice.uid);
+}
+
+TEST_F(SupervisorTest, PrunedSweepHasNoOwnerAnyMore) {
+  register_params p;
+  p.run = "a1";
+  p.sweep = "s1";
+  ASSERT_TRUE(sup.register_run(p, alice, at(0s)).ok());
+  ASSERT_TRUE(complete("a1", 10s, 0.5).ok());
+  ASSERT_EQ(sup.prune(at(20s).wall).size(), 1u);
+  EXPECT_EQ(sup.sweep_owner("s1"), std::nullopt);
+  p.run = "b1";
+  EXPECT_TRUE(sup.register_run(p, bob, at(30s)).ok());
+  EXPECT_EQ(sup.sweep_owner("s1"), bob.uid);
+}
+
+TEST_F(SupervisorTest, UndoneRegistrationLeavesNoSweepBehind) {
+  register_params p;
+  p.run = "a1";
+  p.sweep = "s1";
+  const outcome o = sup.register_run(p, alice, at(0s));
+  sup.undo(o);
+  EXPECT_EQ(sup.sweep_owner("s1"), std::nullopt);
+}
+
+TEST_F(SupervisorTest, FlappingRunKeepsABoundedHistory) {
+  // Heartbeats further apart than the timeout: timeout, revived, timeout, … for ever.
+  register_params p;
+  p.run = "r1";
+  p.heartbeat_timeout_s = 1.0;
+  ASSERT_TRUE(sup.register_run(p, alice, at(0s)).ok());
+  mono_clock::duration t = 0s;
+  for (int i = 0; i < 2000; ++i) {
+    t += 2s;
+    ASSERT_EQ(sup.expire(at(t)).size(), 1u);
+    ASSERT_TRUE(heartbeat("r1", t).change);
+  }
+  const run_record& r = run("r1");
+  EXPECT_EQ(r.history.size(), max_history);
+  EXPECT_EQ(r.history.front().reason, transition_reason::registered);
+  EXPECT_EQ(r.history.back().reason, transition_reason::revived);
+  EXPECT_EQ(r.history.back().at, at(t).wall);
+}
+
+// ---------------------------------------------------------------------------------------------
 // process exit
 
 TEST_F(SupervisorTest, ProcessExitCrashesLiveRuns) {

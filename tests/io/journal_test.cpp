@@ -298,11 +298,12 @@ TEST_F(JournalTest, CommittedRunComesBackWithItsHistoryInOrder) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
   run_to_success("r1");
-  EXPECT_EQ(j->outbox_pending(), 3u);
+  // Each W&B write carries the run's whole state: the newest settles the older ones.
+  EXPECT_EQ(j->outbox_pending(), 1u);
 
   const auto contents = reopen_and_load(restarted_at(1000s));
-  EXPECT_EQ(contents.outbox_pending, 3u);
-  EXPECT_EQ(j->outbox_pending(), 3u);
+  EXPECT_EQ(contents.outbox_pending, 1u);
+  EXPECT_EQ(j->outbox_pending(), 1u);
   ASSERT_EQ(contents.runs.size(), 1u);
   const core::run_record& r = contents.runs[0];
   EXPECT_EQ(r.id, "r1");
@@ -337,7 +338,10 @@ TEST_F(JournalTest, CommittedRunComesBackWithItsHistoryInOrder) {
   EXPECT_EQ(db.text("SELECT state FROM runs WHERE id = 'r1'"), "success");
   EXPECT_EQ(db.integer("SELECT finished_ms FROM runs WHERE id = 'r1'"),
             core::to_unix_ms(at(20s).wall));
-  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE status = 'pending'"), 3);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE status = 'pending'"), 1);
+  EXPECT_EQ(db.text("SELECT t.reason FROM outbox o JOIN transitions t ON t.seq = o.transition_seq "
+                    "WHERE o.status = 'pending'"),
+            "completed");
 }
 
 TEST_F(JournalTest, LiveRunIsStoredWithoutFinishTime) {
@@ -416,13 +420,13 @@ TEST_F(JournalTest, JournalWritesAgainOnceTheDatabaseAcceptsWrites) {
 
   // No transaction was left open by the failure: the retry is stored, once.
   ASSERT_EQ(commit(sup.start("r1", alice, at(11s))), std::nullopt);
-  EXPECT_EQ(j->outbox_pending(), 2u);
+  EXPECT_EQ(j->outbox_pending(), 1u);
   const auto contents = reopen_and_load();
   ASSERT_EQ(contents.runs.size(), 1u);
   EXPECT_EQ(contents.runs[0].state, run_state::running);
   ASSERT_EQ(contents.runs[0].history.size(), 2u);
   EXPECT_EQ(contents.runs[0].history[1].at, at(11s).wall);
-  EXPECT_EQ(contents.outbox_pending, 2u);
+  EXPECT_EQ(contents.outbox_pending, 1u);
 }
 
 TEST_F(JournalTest, BatchOfTimeoutsIsAllOrNothing) {
@@ -469,14 +473,14 @@ TEST_F(JournalTest, BatchOfTimeoutsIsAllOrNothing) {
   fired = sup.expire_outcomes(at(300s));
   ASSERT_EQ(fired.size(), batch);
   ASSERT_EQ(j->commit(fired, true), std::nullopt);
-  EXPECT_EQ(j->outbox_pending(), 2 * batch);
+  EXPECT_EQ(j->outbox_pending(), batch);  // each timeout supersedes its run's registration
   const auto contents = reopen_and_load();
   ASSERT_EQ(contents.runs.size(), batch);
   for (const core::run_record& r : contents.runs) {
     ASSERT_EQ(r.state, run_state::timeout) << r.id;
     ASSERT_EQ(r.history.size(), 2u) << r.id;
   }
-  EXPECT_EQ(contents.outbox_pending, 2 * batch);
+  EXPECT_EQ(contents.outbox_pending, batch);
 }
 
 TEST_F(JournalTest, LoadRestoresThousandRunsWithTheirHistories) {
@@ -503,7 +507,8 @@ TEST_F(JournalTest, LoadRestoresThousandRunsWithTheirHistories) {
   const instant now = restarted_at(1000s);
   auto contents = reopen_and_load(now);
   ASSERT_EQ(contents.runs.size(), 1000u);
-  EXPECT_EQ(contents.outbox_pending, transitions);
+  EXPECT_EQ(contents.outbox_pending, 1000u);  // the newest write of each run
+  EXPECT_GT(transitions, 1000u);
   core::supervisor restored{limits()};
   for (core::run_record& r : contents.runs) {
     const core::run_record* want = sup.find(r.id);
@@ -554,7 +559,7 @@ TEST_F(JournalTest, UnreadableTransitionIsReportedWithItsRun) {
 TEST_F(JournalTest, PruneKeepsPendingOutboxRowsAndTheTransitionsTheyCarry) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  run_to_success("pending");    // all 3 W&B writes still pending
+  run_to_success("pending");    // its newest W&B write (the completion) still pending
   run_to_success("delivered");  // all 3 delivered
   run_to_success("mixed");      // the first 2 delivered, the completion pending
   run_to_success("dead");       // all 3 given up on
@@ -580,8 +585,8 @@ TEST_F(JournalTest, PruneKeepsPendingOutboxRowsAndTheTransitionsTheyCarry) {
       return db.integer(std::string("SELECT COUNT(*) FROM ") + table + " WHERE run = '" + run +
                         "'");
     };
-    EXPECT_EQ(count("transitions", "pending"), 3);
-    EXPECT_EQ(count("outbox", "pending"), 3);
+    EXPECT_EQ(count("transitions", "pending"), 1);
+    EXPECT_EQ(count("outbox", "pending"), 1);
     EXPECT_EQ(count("transitions", "delivered"), 0);
     EXPECT_EQ(count("outbox", "delivered"), 0);
     EXPECT_EQ(count("transitions", "dead"), 0);
@@ -604,7 +609,7 @@ TEST_F(JournalTest, PruneKeepsPendingOutboxRowsAndTheTransitionsTheyCarry) {
   ASSERT_EQ(contents.runs.size(), 1u);
   EXPECT_EQ(contents.runs[0].id, "live");
   EXPECT_EQ(contents.runs[0].history.size(), 1u);
-  EXPECT_EQ(contents.outbox_pending, 3u + 1u + 1u);
+  EXPECT_EQ(contents.outbox_pending, 1u + 1u + 1u);
 }
 
 TEST_F(JournalTest, PrunedIdRegisteredAgainComesBackWithOnlyItsNewHistory) {
@@ -625,7 +630,9 @@ TEST_F(JournalTest, PrunedIdRegisteredAgainComesBackWithOnlyItsNewHistory) {
   ASSERT_EQ(r.history.size(), 1u);
   EXPECT_EQ(r.history[0].reason, transition_reason::registered);
   EXPECT_EQ(r.history[0].at, at(100s).wall);
-  EXPECT_EQ(contents.outbox_pending, 4u);  // the old run's writes are still owed to W&B
+  // The new run's write goes to the same W&B run and carries the whole state: it supersedes the
+  // old run's last write, which was still owed to W&B.
+  EXPECT_EQ(contents.outbox_pending, 1u);
 }
 
 TEST_F(JournalTest, PruneOfNothingOrUnknownRunsChangesNothing) {
@@ -663,10 +670,11 @@ TEST_F(JournalTest, SchemaOneFileIsMigratedWithItsRowsIntact) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
   run_to_success("r1");
-  // Turn the file back into what schema 1 wrote.
+  // Turn the file back into what schema 1 wrote, which kept every write pending.
   exec_ok(j->handle(),
           "DROP INDEX outbox_converging; ALTER TABLE outbox DROP COLUMN converging;"
-          "ALTER TABLE outbox DROP COLUMN delivered_ms; PRAGMA user_version = 1;");
+          "ALTER TABLE outbox DROP COLUMN delivered_ms; UPDATE outbox SET status = 'pending';"
+          "PRAGMA user_version = 1;");
   const auto contents = reopen_and_load();
   ASSERT_EQ(contents.runs.size(), 1u);
   EXPECT_EQ(contents.runs[0].history.size(), 3u);
@@ -711,17 +719,21 @@ TEST_F(JournalTest, DeliveryOfARunSummarisesItsOutboxRows) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
   EXPECT_EQ(j->delivery_of("nobody").latest_status, "");
-  run_to_success("r1");
+  ASSERT_EQ(commit(reg("r1", at(0s))), std::nullopt);  // outbox row 1
   auto stored = j->delivery_of("r1");
   EXPECT_EQ(stored.latest_status, "pending");
-  EXPECT_EQ(stored.pending, 3u);
+  EXPECT_EQ(stored.pending, 1u);
   EXPECT_FALSE(stored.last_delivered_at);
 
-  core::delivery_queue::settled_rows rows;
-  rows.delivered = {1};
-  rows.dead = {{3, "r1", "HTTP 403 from W&B"}};
-  rows.attempts = {{3, 2}};
-  ASSERT_EQ(j->settle(rows, {2}, at(30s).wall), std::nullopt);
+  core::delivery_queue::settled_rows delivered;
+  delivered.delivered = {1};
+  ASSERT_EQ(j->settle(delivered, {}, at(30s).wall), std::nullopt);
+  ASSERT_EQ(commit(sup.start("r1", alice, at(40s))), std::nullopt);                 // row 2
+  ASSERT_EQ(commit(sup.complete({"r1", 0.5, 7.0}, alice, at(50s))), std::nullopt);  // row 3
+  core::delivery_queue::settled_rows refused;
+  refused.dead = {{3, "r1", "HTTP 403 from W&B"}};
+  refused.attempts = {{3, 2}};
+  ASSERT_EQ(j->settle(refused, {}, at(60s).wall), std::nullopt);
   stored = j->delivery_of("r1");
   EXPECT_EQ(stored.latest_status, "dead");
   EXPECT_EQ(stored.attempts, 2);
@@ -730,6 +742,37 @@ TEST_F(JournalTest, DeliveryOfARunSummarisesItsOutboxRows) {
   EXPECT_EQ(stored.dead, 1u);
   EXPECT_EQ(stored.last_delivered_at, at(30s).wall);
   EXPECT_EQ(j->outbox_dead(), 1u);
+}
+
+TEST_F(JournalTest, FlappingRunKeepsABoundedHistoryOnDisk) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  core::register_params p;
+  p.run = "flap";
+  p.heartbeat_timeout_s = 1;
+  ASSERT_EQ(commit(sup.register_run(p, alice, at(0s))), std::nullopt);
+  mono_clock::duration t = 0s;
+  for (int i = 0; i < 400; ++i) {
+    t += 2s;
+    auto fired = sup.expire_outcomes(at(t));
+    ASSERT_EQ(fired.size(), 1u);
+    ASSERT_EQ(j->commit(fired, true), std::nullopt);
+    ASSERT_EQ(commit(sup.heartbeat({"flap", std::nullopt, std::nullopt}, alice, at(t))),
+              std::nullopt);
+  }
+  {
+    db_reader db(path);
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions WHERE run = 'flap'"),
+              static_cast<std::int64_t>(core::max_history));
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE status = 'pending'"), 1);
+  }
+  const auto contents = reopen_and_load();
+  ASSERT_EQ(contents.runs.size(), 1u);
+  const auto& history = contents.runs[0].history;
+  ASSERT_EQ(history.size(), core::max_history);
+  EXPECT_EQ(history.front().reason, transition_reason::registered);
+  EXPECT_EQ(history.back().reason, transition_reason::revived);
+  EXPECT_EQ(history.back().at, at(t).wall);
 }
 
 TEST_F(JournalTest, RequeueAddsAnOutboxRowForTheNewestTransition) {

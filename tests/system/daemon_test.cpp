@@ -89,7 +89,7 @@ TEST_F(DaemonTest, WholeLifecycleThroughSweepctl) {
   const json status = json::parse(r.out);
   EXPECT_EQ(status["runs"]["success"], 1);
   EXPECT_EQ(status["wandb"]["mode"], "offline");
-  EXPECT_EQ(status["wandb"]["pending"], 3);  // registered, started, completed
+  EXPECT_EQ(status["wandb"]["pending"], 1);  // the completion (it supersedes the other two)
 
   r = sweepctl({"--json", "observations", "--sweep", "s1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;

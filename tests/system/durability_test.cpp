@@ -140,7 +140,8 @@ TEST_F(DurabilityTest, CompletedRunSurvivesKillNine) {
                                                       h{"running", "success", "completed"}));
   const json s = status();
   EXPECT_EQ(s["runs"]["success"], 1);
-  EXPECT_EQ(s["wandb"]["pending"], 3);  // one outbox entry per acknowledged transition
+  // One W&B write owed per run: the newest carries the whole state and supersedes the others.
+  EXPECT_EQ(s["wandb"]["pending"], 1);
 }
 
 TEST_F(DurabilityTest, FailedRunSurvivesKillNine) {
@@ -162,11 +163,11 @@ TEST_F(DurabilityTest, FailedRunSurvivesKillNine) {
                                                       h{"running", "failed", "worker_failed"}));
   const json s = status();
   EXPECT_EQ(s["runs"]["failed"], 1);
-  EXPECT_EQ(s["wandb"]["pending"], 3);
+  EXPECT_EQ(s["wandb"]["pending"], 1);
   // A retry of the same fail after the restart (the worker never saw the reply) is still ok.
   EXPECT_EQ(ok({{"op", "fail"}, {"run", "r1"}, {"error", "CUDA out of memory"}})["state"],
             "failed");
-  EXPECT_EQ(status()["wandb"]["pending"], 3);
+  EXPECT_EQ(status()["wandb"]["pending"], 1);
 }
 
 // ---- 2. a restart gives live runs fresh deadlines ---------------------------------------------
@@ -194,7 +195,7 @@ TEST_F(DurabilityTest, RestartDoesNotTimeOutRunningRuns) {
   json s = status();
   EXPECT_EQ(s["runs"]["running"], n);
   EXPECT_EQ(s["runs"]["timeout"], 0);
-  EXPECT_EQ(s["wandb"]["pending"], 2 * n);
+  EXPECT_EQ(s["wandb"]["pending"], n);  // each run's start superseded its registration
   const json run = show("run7")["run"];
   EXPECT_EQ(run["state"], "running");
   ASSERT_TRUE(run.contains("deadline_in_s")) << run.dump();
@@ -284,14 +285,14 @@ TEST_F(DurabilityTest, RunPastRetentionIsGoneAfterRestart) {
   const json s = status();
   EXPECT_EQ(s["runs"]["success"], 0);
   EXPECT_EQ(s["runs"]["initializing"], 1);
-  // The W&B writes of the pruned run are still owed to W&B and stay in the outbox.
-  EXPECT_EQ(s["wandb"]["pending"], 3);
+  // The last W&B write of the pruned run is still owed to W&B and stays in the outbox.
+  EXPECT_EQ(s["wandb"]["pending"], 2);
   EXPECT_THAT(daemon_->err(), HasSubstr("pruned 1 runs"));
   kill_sweepd();
   // Pruned from the file too, not only from memory.
   ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
   EXPECT_EQ(show("old")["error"]["code"], "unknown_run");
-  EXPECT_EQ(status()["wandb"]["pending"], 3);
+  EXPECT_EQ(status()["wandb"]["pending"], 2);
 }
 
 // ---- 4. startup failures are loud -------------------------------------------------------------
@@ -476,7 +477,7 @@ TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIs
   EXPECT_EQ(retried["state"], "initializing");
   s = status();
   EXPECT_EQ(s["runs"]["timeout"], 1);
-  EXPECT_EQ(s["wandb"]["pending"], stored.size() + 2);
+  EXPECT_EQ(s["wandb"]["pending"], stored.size() + 1);  // stored[0]'s timeout superseded its own
   kill_sweepd();
 
   // The copy taken while the disk was full has every acknowledged run, and not the refused one.
