@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "cli/table.hpp"
+#include "core/lenient_json.hpp"
 #include "core/protocol.hpp"
 
 namespace sweepd::cli {
@@ -58,6 +59,8 @@ constexpr steady::duration max_retry_delay = 30s;
 /// How long the final complete/fail is retried before sweepctl exec exits anyway.
 constexpr steady::duration report_budget = 5s;
 constexpr std::size_t max_result_file_bytes = 1024 * 1024;
+/// A result file is a flat object; deeper nesting than this is not one.
+constexpr std::size_t max_result_depth = 64;
 /// A reply line longer than this is not from sweepd (its replies to exec are a few hundred bytes).
 constexpr std::size_t max_reply_bytes = 1024 * 1024;
 
@@ -202,10 +205,19 @@ struct file_stamp {
   }
 };
 
-std::optional<file_stamp> stamp_of(const std::string& path) {
+/// The file's stamp, or nullopt with `error` set to the errno of the failed stat.
+std::optional<file_stamp> stamp_of(const std::string& path, int& error) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  if (::stat(path.c_str(), &st) != 0) {
+    error = errno;
+    return std::nullopt;
+  }
   return file_stamp{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
+}
+
+std::optional<file_stamp> stamp_of(const std::string& path) {
+  int error = 0;
+  return stamp_of(path, error);
 }
 
 /// The file's bytes, or nullopt with `why` set.
@@ -237,56 +249,74 @@ std::optional<std::string> read_small_file(const std::string& path, std::string&
   return text;
 }
 
-/// Adds "objective" and "cost" from the result file to a complete request. Every problem is
-/// warned about on `err`, naming the file and what is wrong, and leaves out what it concerns.
-void add_results(json& complete, const exec_options& o, const std::optional<file_stamp>& before,
-                 std::ostream& err) {
+/// A value as an error message quotes it: NaN and Infinity as the bare tokens, anything else as
+/// short JSON.
+std::string described(const json& v) {
+  if (const auto token = core::nonfinite_token_of(v)) return std::string(*token);
+  return quoted(v);
+}
+
+/// Adds "objective" and "cost" from the result file to a complete request. The run is only
+/// complete with a finite objective: a missing, stale, unreadable or malformed file, a missing
+/// or non-finite objective and an invalid cost each give the error (naming the file and what is
+/// wrong) that fails the run instead. Keys other than objective and cost are warned about.
+std::optional<std::string> add_results(json& complete, const exec_options& o,
+                                       const std::optional<file_stamp>& before, std::ostream& err) {
   const std::string& path = *o.result_file;
-  const std::string without = fmt::format("completing run {} without objective or cost", o.run);
-  const auto after = stamp_of(path);
+  auto problem = [&](std::string_view what) {
+    return fmt::format("result file {}: {}", path, what);
+  };
+  const std::string command = printable(o.argv.front(), 60);
+  int stat_error = 0;
+  const auto after = stamp_of(path, stat_error);
+  if (!after && stat_error == ENOENT) {
+    return problem(fmt::format("does not exist ({} exited 0 without writing it)", command));
+  }
   if (before && after && before->same_as(*after)) {
-    err << fmt::format(
-        "sweepctl exec: the result file {} is unchanged since {} started (left from "
-        "an earlier run?); {}\n",
-        path, printable(o.argv.front(), 60), without);
-    return;
+    return problem(fmt::format("unchanged since {} started (left from an earlier run?)", command));
   }
   std::string why;
   const auto text = read_small_file(path, why);
-  if (!text) {
-    err << fmt::format("sweepctl exec: cannot read the result file {}: {}; {}\n", path, why,
-                       without);
-    return;
+  if (!text) return problem("cannot read it: " + why);
+  const core::lenient_parse parsed = core::parse_lenient_json(*text, max_result_depth);
+  if (!parsed.problem.empty()) return problem(parsed.problem);
+  const json& results = parsed.value;
+  if (!results.is_object()) {
+    return problem(
+        fmt::format("{} is not a JSON object such as {{\"objective\": 0.93, \"cost\": 12.5}}",
+                    described(results)));
   }
-  const json results = json::parse(*text, nullptr, false);
-  if (results.is_discarded() || !results.is_object()) {
+  std::string unknown;
+  for (const auto& [key, value] : results.items()) {
+    if (key == "objective" || key == "cost") continue;
+    unknown += fmt::format("{}'{}'", unknown.empty() ? "" : ", ", printable(key, 40));
+  }
+  if (!unknown.empty()) {
     err << fmt::format(
-        "sweepctl exec: the result file {} is {}, not a JSON object such as "
-        "{{\"objective\": 0.93, \"cost\": 12.5}}; {}\n",
-        path, results.is_discarded() ? "not valid JSON" : "JSON", without);
-    return;
+        "sweepctl exec: result file {}: ignoring {} (only 'objective' and 'cost' are read)\n", path,
+        unknown);
   }
-  // JSON null (Python's None) means "no value", not a mistake.
-  if (const auto it = results.find("objective"); it != results.end() && !it->is_null()) {
-    if (it->is_number() && std::isfinite(it->get<double>())) {
-      complete["objective"] = it->get<double>();
-    } else {
-      err << fmt::format(
-          "sweepctl exec: 'objective' in the result file {} is not a finite number "
-          "(got {}); completing run {} without it\n",
-          path, quoted(*it), o.run);
-    }
+  std::vector<std::string> problems;
+  if (const auto it = results.find("objective"); it == results.end()) {
+    problems.push_back("no 'objective' key");
+  } else if (it->is_number() && std::isfinite(it->get<double>())) {
+    complete["objective"] = it->get<double>();
+  } else {
+    problems.push_back(fmt::format("'objective' is {} (not a finite number)", described(*it)));
   }
+  // An optional value: null (Python's None) says "no cost", and sweepd uses the runtime.
   if (const auto it = results.find("cost"); it != results.end() && !it->is_null()) {
     if (it->is_number() && std::isfinite(it->get<double>()) && it->get<double>() >= 0) {
       complete["cost"] = it->get<double>();
     } else {
-      err << fmt::format(
-          "sweepctl exec: 'cost' in the result file {} is not a number of at least "
-          "0 (got {}); completing run {} without it (sweepd uses the runtime)\n",
-          path, quoted(*it), o.run);
+      problems.push_back(
+          fmt::format("'cost' is {} (not a finite number of at least 0)", described(*it)));
     }
   }
+  if (problems.empty()) return std::nullopt;
+  std::string all;
+  for (const std::string& p : problems) all += (all.empty() ? "" : "; ") + p;
+  return problem(all);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -810,7 +840,12 @@ outcome outcome_of(int status, const exec_options& o, const std::optional<file_s
                    std::optional<int> received, std::ostream& err) {
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
     json complete = {{"op", "complete"}, {"run", o.run}};
-    if (o.result_file) add_results(complete, o, before, err);
+    if (!o.result_file) return {0, std::move(complete)};
+    if (auto error = add_results(complete, o, before, err)) {
+      err << fmt::format("sweepctl exec: {} exited 0, but {}; failing run {}\n",
+                         printable(o.argv.front(), 60), *error, o.run);
+      return {0, {{"op", "fail"}, {"run", o.run}, {"error", std::move(*error)}}};
+    }
     return {0, std::move(complete)};
   }
   std::string error;
@@ -875,10 +910,13 @@ command exec_command() {
       "run a command as a supervised run: register, start, heartbeat, then complete or fail",
       "Registers run ID with sweepd, bound to this process (if sweepctl exec dies, sweepd marks\n"
       "the run crashed), marks it running, starts CMD (looked up in PATH) and sends a heartbeat\n"
-      "every --interval while CMD runs. When CMD exits with 0 the run is completed, with the\n"
-      "objective and cost read from --result-file when given (a missing, unchanged or malformed\n"
-      "file completes it without them, with a warning saying which); any other exit fails the run\n"
-      "(\"exit code N\"), and so does a signal (\"killed by SIGKILL\").\n"
+      "every --interval while CMD runs. Any exit but 0 fails the run (\"exit code N\"), and so\n"
+      "does a signal (\"killed by SIGKILL\"). Exit 0 completes it; with --result-file, only when "
+      "F\n"
+      "was written while CMD ran and holds a JSON object with a finite \"objective\" (NaN and\n"
+      "Infinity are not) and, if any, a \"cost\" of at least 0: otherwise the run fails with an\n"
+      "error saying what is wrong with F (missing, unchanged, not JSON, no objective, ...). Other\n"
+      "keys in F are ignored with a warning.\n"
       "SIGTERM, SIGINT and SIGHUP sent to sweepctl exec are passed on to CMD (except those a\n"
       "terminal already sent to both). CMD runs even when sweepd cannot be reached: sweepctl\n"
       "exec warns once, keeps trying in the background, and tries to record the end for up to\n"
@@ -895,7 +933,8 @@ command exec_command() {
        {"--suggestion", "JSON", "the hyperparameters, as a JSON object such as '{\"lr\":0.01}'"},
        {"--result-file", "F",
         "when CMD exits 0, read the objective and cost from F, a JSON object such as "
-        "{\"objective\": 0.93, \"cost\": 12.5} (both optional; cost at least 0)"},
+        "{\"objective\": 0.93, \"cost\": 12.5} (objective required and finite; cost optional, "
+        "at least 0); a bad or missing F fails the run"},
        {"--interval", "S", "send a heartbeat every S seconds while CMD runs (default: 30)"},
        {"--heartbeat-timeout", "S", "mark the run timeout after S seconds without a heartbeat"},
        {"--max-runtime", "S", "mark the run timeout S seconds after registration (0: off)"}},

@@ -259,44 +259,27 @@ TEST_F(ExecTest, DaemonThatStartsLateStillGetsTheRun) {
   EXPECT_EQ(run["state"], "success");
 }
 
-TEST_F(ExecTest, MalformedResultFileCompletesWithoutItAndSaysWhy) {
-  start_daemon();
-  const std::string result = dir_.file("result.json");
-  auto r = exec({"--run", "rb", "--result-file", result, "--", "/bin/sh", "-c",
-                 R"(echo 'objective=0.9' > "$1")", "sh", result});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.err, HasSubstr(result + " is not valid JSON"));
-  const json run = show("rb");
-  EXPECT_EQ(run["state"], "success");
-  EXPECT_FALSE(run.contains("objective")) << run.dump();
-}
-
-TEST_F(ExecTest, BadObjectiveIsLeftOutAndTheCostKept) {
+TEST_F(ExecTest, BadResultFileFailsTheRunButExecExitsZero) {
   start_daemon();
   const std::string result = dir_.file("result.json");
   auto r = exec({"--run", "ro", "--result-file", result, "--", "/bin/sh", "-c",
                  R"(echo '{"objective": "high", "cost": 2}' > "$1")", "sh", result});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("'objective' in the result file " + result));
+  EXPECT_EQ(r.exit_code, 0) << r.err;  // the command's own status
+  const std::string error =
+      "result file " + result + ": 'objective' is \"high\" (not a finite number)";
+  EXPECT_EQ(r.err, "sweepctl exec: /bin/sh exited 0, but " + error + "; failing run ro\n");
   const json run = show("ro");
-  EXPECT_EQ(run["state"], "success");
+  EXPECT_EQ(run["state"], "failed");
+  EXPECT_EQ(run["error"], error);
   EXPECT_FALSE(run.contains("objective")) << run.dump();
-  EXPECT_EQ(run["cost"], 2);
 }
 
-TEST_F(ExecTest, MissingOrStaleResultFileCompletesWithoutObjective) {
+TEST_F(ExecTest, WithoutResultFileExitZeroCompletesWithoutObjective) {
   start_daemon();
-  const std::string result = dir_.file("result.json");
-  auto r = exec({"--run", "rn", "--result-file", result, "--", "/bin/sh", "-c", "exit 0"});
+  auto r = exec({"--run", "rw", "--", "/bin/sh", "-c", "exit 0"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("cannot read the result file " + result));
-  EXPECT_EQ(show("rn")["state"], "success");
-
-  std::ofstream(result) << R"({"objective": 1.5})";  // left from an earlier trial
-  r = exec({"--run", "rs", "--result-file", result, "--", "/bin/sh", "-c", "exit 0"});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("unchanged since"));
-  const json run = show("rs");
+  EXPECT_EQ(r.err, "");
+  const json run = show("rw");
   EXPECT_EQ(run["state"], "success");
   EXPECT_FALSE(run.contains("objective")) << run.dump();
 }
@@ -320,6 +303,90 @@ TEST_F(ExecTest, RunThatIsAlreadyFinishedIsRefusedButTheCommandRuns) {
   EXPECT_EQ(r.exit_code, 4);
   EXPECT_THAT(r.err, HasSubstr("sweepd refused to register run rd: conflict"));
   EXPECT_EQ(show("rd")["state"], "success");  // the first run's end stands
+}
+
+// ---- strict result files: exit 0 with a bad result fails the run, saying what is wrong ----------
+
+struct result_case {
+  std::string name;
+  std::optional<std::string> content;  // what the command writes; nullopt: nothing
+  std::string problem;                 // the run's error after "result file F: "
+};
+
+void PrintTo(const result_case& c, std::ostream* os) { *os << c.name; }
+
+class ExecResultFile : public ExecTest, public ::testing::WithParamInterface<result_case> {};
+
+TEST_P(ExecResultFile, FailsTheRunSayingWhy) {
+  start_daemon();
+  const result_case& c = GetParam();
+  const std::string result = dir_.file("result.json");
+  const std::string script = c.content ? R"(printf '%s' "$2" > "$1")" : std::string("exit 0");
+  auto r = exec({"--run", "rr", "--result-file", result, "--", "/bin/sh", "-c", script, "sh",
+                 result, c.content.value_or("")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;  // exec's status stays the command's
+  const std::string error = "result file " + result + ": " + c.problem;
+  EXPECT_THAT(r.err, HasSubstr("/bin/sh exited 0, but " + error + "; failing run rr\n"));
+  const json run = show("rr");
+  EXPECT_EQ(run["state"], "failed");
+  EXPECT_EQ(run["reason"], "worker_failed");
+  EXPECT_EQ(run["error"], error);
+  EXPECT_FALSE(run.contains("objective")) << run.dump();
+}
+
+const result_case result_cases[] = {
+    {"Missing", std::nullopt, "does not exist (/bin/sh exited 0 without writing it)"},
+    {"NotJson", "objective=0.9", "not valid JSON"},
+    {"Empty", "", "not valid JSON"},
+    {"NotAnObject", "[0.5]",
+     R"([0.5] is not a JSON object such as {"objective": 0.93, "cost": 12.5})"},
+    {"TooDeep", std::string(100, '[') + std::string(100, ']'), "nested deeper than 64 levels"},
+    {"NanToken", R"({"objective": NaN, "cost": 1.5})", "'objective' is NaN (not a finite number)"},
+    {"InfinityToken", R"({"objective": Infinity})",
+     "'objective' is Infinity (not a finite number)"},
+    {"MinusInfinityToken", R"({"objective": -Infinity})",
+     "'objective' is -Infinity (not a finite number)"},
+    {"ObjectiveMissing", R"({"cost": 2})", "no 'objective' key"},
+    {"ObjectiveNull", R"({"objective": null})", "'objective' is null (not a finite number)"},
+    {"ObjectiveString", R"({"objective": "0.9"})", R"('objective' is "0.9" (not a finite number))"},
+    {"NegativeCost", R"({"objective": 0.5, "cost": -1})",
+     "'cost' is -1 (not a finite number of at least 0)"},
+    {"InfiniteCost", R"({"objective": 0.5, "cost": Infinity})",
+     "'cost' is Infinity (not a finite number of at least 0)"},
+    {"CostString", R"({"objective": 0.5, "cost": "12"})",
+     R"('cost' is "12" (not a finite number of at least 0))"},
+    {"ObjectiveAndCostBad", R"({"objective": NaN, "cost": -2})",
+     "'objective' is NaN (not a finite number); 'cost' is -2 (not a finite number of at least 0)"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Exec, ExecResultFile, ::testing::ValuesIn(result_cases),
+                         [](const auto& param_info) { return param_info.param.name; });
+
+TEST_F(ExecTest, StaleResultFileFailsTheRun) {
+  start_daemon();
+  const std::string result = dir_.file("result.json");
+  std::ofstream(result) << R"({"objective": 1.5})";  // left from an earlier trial
+  auto r = exec({"--run", "rs", "--result-file", result, "--", "/bin/sh", "-c", "exit 0"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const json run = show("rs");
+  EXPECT_EQ(run["state"], "failed");
+  EXPECT_EQ(run["error"], "result file " + result +
+                              ": unchanged since /bin/sh started (left from an earlier run?)");
+  EXPECT_FALSE(run.contains("objective")) << run.dump();
+}
+
+TEST_F(ExecTest, UnknownResultKeysAreWarnedAboutByNameAndTheRunCompletes) {
+  start_daemon();
+  const std::string result = dir_.file("result.json");
+  auto r = exec({"--run", "ru", "--result-file", result, "--", "/bin/sh", "-c",
+                 R"(echo '{"objective": 0.5, "loss": 0.1, "acc": 0.9, "cost": null}' > "$1")", "sh",
+                 result});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "sweepctl exec: result file " + result +
+                       ": ignoring 'acc', 'loss' (only 'objective' and 'cost' are read)\n");
+  const json run = show("ru");
+  EXPECT_EQ(run["state"], "success");
+  EXPECT_EQ(run["objective"], 0.5);
 }
 
 // Usage errors exit 2 before anything is started.
