@@ -61,6 +61,8 @@ constexpr steady::duration report_budget = 5s;
 constexpr std::size_t max_result_file_bytes = 1024 * 1024;
 /// A result file is a flat object; deeper nesting than this is not one.
 constexpr std::size_t max_result_depth = 64;
+/// How long a command that sweepd timed out gets between SIGTERM and SIGKILL, by default.
+constexpr steady::duration default_kill_grace = 30s;
 /// A reply line longer than this is not from sweepd (its replies to exec are a few hundred bytes).
 constexpr std::size_t max_reply_bytes = 1024 * 1024;
 
@@ -91,11 +93,16 @@ std::string quoted(const json& v) {
 // ---------------------------------------------------------------------------------------------
 // The command line.
 
+/// What exec does when sweepd reports the run `timeout` for good (max_runtime or stall).
+enum class timeout_action { kill, keep };
+
 struct exec_options {
   std::string run;
   json register_request;
   std::optional<std::string> result_file;
   steady::duration interval{};
+  timeout_action on_timeout = timeout_action::kill;
+  steady::duration kill_grace = default_kill_grace;
   std::vector<std::string> argv;
   std::string problem;  // the first usage error, naming the option
 };
@@ -168,6 +175,20 @@ exec_options parse_options(const arguments& args) {
   if (const std::string* v = args.value("--result-file")) {
     if (v->empty() && problem.empty()) problem = "option '--result-file': the path is empty";
     o.result_file = *v;
+  }
+  if (const std::string* v = args.value("--on-timeout"); v != nullptr && problem.empty()) {
+    if (*v == "kill" || *v == "keep") {
+      o.on_timeout = *v == "kill" ? timeout_action::kill : timeout_action::keep;
+    } else {
+      problem =
+          fmt::format("option '--on-timeout': expected kill or keep, got '{}'", printable(*v, 40));
+    }
+  }
+  if (const auto grace = duration_option(args, "--kill-grace", 0, true, problem)) {
+    o.kill_grace = to_duration(*grace);
+    if (o.on_timeout == timeout_action::keep && problem.empty()) {
+      problem = "option '--kill-grace': applies only with --on-timeout kill, not keep";
+    }
   }
   o.argv = args.operands;
   if (problem.empty() && o.argv.empty()) {
@@ -350,13 +371,16 @@ bool is_refusal(std::string_view code) {
 /// A refusal to register (conflict, bad_request, forbidden) ends all talk with sweepd.
 class daemon_link {
  public:
+  /// `warn_on_timeout`: say on stderr that the command keeps running when sweepd reports the run
+  /// timeout (with --on-timeout keep; with kill the caller says what it does instead).
   daemon_link(std::string socket, json register_request, steady::duration interval,
-              steady::duration reply_timeout, std::ostream& err)
+              steady::duration reply_timeout, bool warn_on_timeout, std::ostream& err)
       : socket_(std::move(socket)),
         run_(register_request.value("run", "")),
         register_request_(std::move(register_request)),
         interval_(interval),
         reply_timeout_(reply_timeout),
+        warn_on_timeout_(warn_on_timeout),
         err_(err),
         random_(std::random_device{}()) {}
   ~daemon_link() { close(); }
@@ -365,6 +389,10 @@ class daemon_link {
 
   /// The socket to poll for input, or -1.
   int fd() const { return fd_; }
+
+  /// True once a heartbeat or start reply said the run is `timeout`. Both revive a run that timed
+  /// out for silence, so this one timed out for max_runtime or a stall, for good.
+  bool timed_out() const { return timed_out_; }
 
   /// When step() next has something to do without input.
   steady::time_point wake_at() const {
@@ -604,16 +632,21 @@ class daemon_link {
                           printable(reply.value("state", "registered"), 40));
       warned_ = false;
       last_state_ = reply.value("state", "");
+      timed_out_ = timed_out_ || last_state_ == "timeout";
       return;
     }
     note_state(reply);
   }
 
   /// Says so, once per state, when sweepd no longer counts the run as live: it gave up on it
-  /// (timeout) or it ended; the command runs on, and its end is still reported.
+  /// (timeout) or it ended; the command runs on, and its end is still reported. A timeout is
+  /// only noted (not warned about) when the caller is going to stop the command.
   void note_state(const json& reply) {
     const std::string state = reply.value("state", "");
-    if (state != last_state_ && !state.empty() && state != "initializing" && state != "running") {
+    if (state == "timeout") timed_out_ = true;
+    const bool quiet = state == "timeout" && !warn_on_timeout_;
+    if (state != last_state_ && !state.empty() && state != "initializing" && state != "running" &&
+        !quiet) {
       err_ << fmt::format("sweepctl exec: sweepd reports run {} as {}; the command keeps running\n",
                           run_, printable(state, 40));
     }
@@ -739,6 +772,7 @@ class daemon_link {
   json register_request_;
   steady::duration interval_;
   steady::duration reply_timeout_;
+  bool warn_on_timeout_;
   std::ostream& err_;
   std::minstd_rand random_;
 
@@ -753,6 +787,7 @@ class daemon_link {
   bool started_ = false;     // and the start
   bool warned_ = false;      // the current outage has been reported
   bool disabled_ = false;    // sweepd refused the run: stop talking to it
+  bool timed_out_ = false;   // sweepd reported the run timeout for good
   int failures_ = 0;         // in a row, for the backoff
   std::string last_state_;
 };
@@ -804,31 +839,98 @@ void forward(const signalfd_siginfo& info, pid_t child, std::optional<int>& rece
   ::kill(child, signo);
 }
 
-/// Waits for the child to end, passing on signals and keeping sweepd informed meanwhile; returns
-/// its wait status.
-int supervise(pid_t child, int signal_fd, daemon_link& link, std::optional<int>& received) {
-  for (;;) {
-    const auto now = steady::now();
-    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(link.wake_at() - now);
-    const int timeout_ms = static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, 60000));
-    pollfd fds[2] = {{signal_fd, POLLIN, 0}, {link.fd(), POLLIN, 0}};
-    const nfds_t count = link.fd() >= 0 ? 2 : 1;
-    if (::poll(fds, count, timeout_ms) < 0 && errno != EINTR) {
-      throw std::system_error(errno, std::generic_category(), "poll");
-    }
-    if (fds[0].revents != 0) {
-      signalfd_siginfo infos[16];
-      ssize_t n = 0;
-      while ((n = ::read(signal_fd, infos, sizeof(infos))) > 0) {
-        for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof(infos[0]); ++i) {
-          if (infos[i].ssi_signo != SIGCHLD) forward(infos[i], child, received);
+/// How the child ended: exec's exit status and the words for it.
+struct ending {
+  bool success = false;  // exit code 0
+  int exit_status = 0;
+  std::string description;  // "exit code 3", "killed by SIGTERM"
+};
+
+ending ending_of(int status, std::optional<int> received) {
+  if (WIFEXITED(status)) {
+    const int code = WEXITSTATUS(status);
+    std::string description = fmt::format("exit code {}", code);
+    if (received) description += " after " + signal_name(*received);
+    return {code == 0, code, std::move(description)};
+  }
+  const int signo = WTERMSIG(status);
+  std::string description = "killed by " + signal_name(signo);
+  if (WCOREDUMP(status)) description += " (core dumped)";
+  return {false, 128 + signo, std::move(description)};
+}
+
+/// The command while it runs: one poll loop over the signalfd and sweepd's socket that passes on
+/// signals, keeps sweepd informed, and ends the command (SIGTERM, then SIGKILL after the grace)
+/// when sweepd timed the run out for good.
+class session {
+ public:
+  session(pid_t child, int signal_fd, daemon_link& link, const exec_options& o,
+          const invocation& in)
+      : child_(child), signal_fd_(signal_fd), link_(link), o_(o), in_(in) {}
+
+  /// Waits for the child to end; its wait status.
+  int supervise() {
+    for (;;) {
+      auto wake = link_.wake_at();
+      if (sigterm_sent_ && !sigkill_sent_) wake = std::min(wake, sigkill_at_);
+      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(wake - steady::now());
+      const int timeout_ms = static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, 60000));
+      pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {link_.fd(), POLLIN, 0}};
+      const nfds_t count = link_.fd() >= 0 ? 2 : 1;
+      if (::poll(fds, count, timeout_ms) < 0 && errno != EINTR) {
+        throw std::system_error(errno, std::generic_category(), "poll");
+      }
+      if (fds[0].revents != 0) {
+        signalfd_siginfo infos[16];
+        ssize_t n = 0;
+        while ((n = ::read(signal_fd_, infos, sizeof(infos))) > 0) {
+          for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof(infos[0]); ++i) {
+            if (infos[i].ssi_signo != SIGCHLD) forward(infos[i], child_, received_);
+          }
         }
       }
+      if (const auto status = reap(child_)) return *status;
+      link_.step(steady::now(), count == 2 && fds[1].revents != 0);
+      end_timed_out_command(steady::now());
     }
-    if (const auto status = reap(child)) return *status;
-    link.step(steady::now(), count == 2 && fds[1].revents != 0);
   }
-}
+
+  /// The last signal passed on (or sent by the terminal).
+  std::optional<int> received() const { return received_; }
+  /// True when exec ended the command because sweepd timed the run out.
+  bool killed_for_timeout() const { return sigterm_sent_; }
+
+ private:
+  void end_timed_out_command(steady::time_point now) {
+    if (o_.on_timeout != timeout_action::kill) return;
+    const std::string command = printable(o_.argv.front(), 60);
+    if (link_.timed_out() && !sigterm_sent_) {
+      in_.err << fmt::format(
+          "sweepctl exec: sweepd marked run {} timeout; sending SIGTERM to {} (SIGKILL in {})\n",
+          o_.run, command, seconds_text(o_.kill_grace));
+      ::kill(child_, SIGTERM);
+      sigterm_sent_ = true;
+      sigkill_at_ = now + o_.kill_grace;
+    }
+    if (sigterm_sent_ && !sigkill_sent_ && now >= sigkill_at_) {
+      in_.err << fmt::format("sweepctl exec: {} still runs {} after SIGTERM; sending SIGKILL\n",
+                             command, seconds_text(o_.kill_grace));
+      ::kill(child_, SIGKILL);
+      sigkill_sent_ = true;
+    }
+  }
+
+  pid_t child_;
+  int signal_fd_;
+  daemon_link& link_;
+  const exec_options& o_;
+  const invocation& in_;
+  std::optional<int> received_;
+  // GCC 12 takes an optional<time_point> member for maybe-uninitialized: a flag and a time instead.
+  bool sigterm_sent_ = false;  // to a command that sweepd timed out
+  steady::time_point sigkill_at_{};
+  bool sigkill_sent_ = false;
+};
 
 /// What sweepctl exec exits with and tells sweepd, from how the child ended.
 struct outcome {
@@ -838,7 +940,8 @@ struct outcome {
 
 outcome outcome_of(int status, const exec_options& o, const std::optional<file_stamp>& before,
                    std::optional<int> received, std::ostream& err) {
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+  ending e = ending_of(status, received);
+  if (e.success) {
     json complete = {{"op", "complete"}, {"run", o.run}};
     if (!o.result_file) return {0, std::move(complete)};
     if (auto error = add_results(complete, o, before, err)) {
@@ -848,19 +951,7 @@ outcome outcome_of(int status, const exec_options& o, const std::optional<file_s
     }
     return {0, std::move(complete)};
   }
-  std::string error;
-  int exit_status = 0;
-  if (WIFEXITED(status)) {
-    exit_status = WEXITSTATUS(status);
-    error = fmt::format("exit code {}", exit_status);
-    if (received) error += " after " + signal_name(*received);
-  } else {
-    const int signo = WTERMSIG(status);
-    exit_status = 128 + signo;
-    error = "killed by " + signal_name(signo);
-    if (WCOREDUMP(status)) error += " (core dumped)";
-  }
-  return {exit_status, {{"op", "fail"}, {"run", o.run}, {"error", std::move(error)}}};
+  return {e.exit_status, {{"op", "fail"}, {"run", o.run}, {"error", std::move(e.description)}}};
 }
 
 }  // namespace
@@ -883,7 +974,8 @@ int run_exec(const invocation& in) {
   const scoped_fd signals{::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK)};
   if (signals.fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
 
-  daemon_link link(in.global.socket, o.register_request, o.interval, in.global.timeout, in.err);
+  daemon_link link(in.global.socket, o.register_request, o.interval, in.global.timeout,
+                   o.on_timeout == timeout_action::keep, in.err);
   const std::optional<file_stamp> before = o.result_file ? stamp_of(*o.result_file) : std::nullopt;
   const auto [child, error] = spawn(o.argv, original);
   if (child < 0) {
@@ -896,9 +988,16 @@ int run_exec(const invocation& in) {
   }
 
   link.step(steady::now(), false);  // connect, register and start while the command runs
-  std::optional<int> received;      // the last signal passed on (or sent by the terminal)
-  const int status = supervise(child, signals.fd, link, received);
-  const outcome result = outcome_of(status, o, before, received, in.err);
+  session s(child, signals.fd, link, o, in);
+  const int status = s.supervise();
+  if (s.killed_for_timeout()) {
+    // sweepd gave up on the run for good; a fail for the killed command would overwrite that.
+    const ending e = ending_of(status, std::nullopt);
+    in.err << fmt::format("sweepctl exec: {} ended ({}); run {} stays timeout in sweepd\n",
+                          printable(o.argv.front(), 60), e.description, o.run);
+    return e.exit_status;
+  }
+  const outcome result = outcome_of(status, o, before, s.received(), in.err);
   link.finish(result.report, true, steady::now() + report_budget);
   return result.exit_status;
 }
@@ -918,14 +1017,17 @@ command exec_command() {
       "error saying what is wrong with F (missing, unchanged, not JSON, no objective, ...). Other\n"
       "keys in F are ignored with a warning.\n"
       "SIGTERM, SIGINT and SIGHUP sent to sweepctl exec are passed on to CMD (except those a\n"
-      "terminal already sent to both). CMD runs even when sweepd cannot be reached: sweepctl\n"
-      "exec warns once, keeps trying in the background, and tries to record the end for up to\n"
-      "5 seconds.\n"
+      "terminal already sent to both). When sweepd reports the run timeout (past --max-runtime,\n"
+      "or stalled), CMD gets SIGTERM, then SIGKILL after --kill-grace, and the run stays timeout;\n"
+      "with --on-timeout keep, CMD runs on and its end is still reported.\n"
+      "CMD runs even when sweepd cannot be reached: sweepctl exec warns once, keeps trying in the\n"
+      "background, and tries to record the end for up to 5 seconds.\n"
       "Put -- before CMD so that CMD's options are not taken for sweepctl's. sweepctl exec writes\n"
       "nothing on standard output. Durations are seconds, or a number with a unit: 90s, 15m, 2h.\n"
       "\n"
-      "Exit status: CMD's own, or 128+N when signal N killed it; 127 when CMD is not found, 126\n"
-      "when it cannot be run; 2 on a usage error (then CMD is not started).",
+      "Exit status: CMD's own, or 128+N when signal N killed it (143 after the SIGTERM of a\n"
+      "timeout); 127 when CMD is not found, 126 when it cannot be run; 2 on a usage error (then\n"
+      "CMD is not started).",
       {{"--run", "ID", "the run to register (required): 1-128 characters of [A-Za-z0-9._-]"},
        {"--sweep", "S", "the sweep the run belongs to"},
        {"--entity", "E", "the W&B entity (default: sweepd's wandb.entity)"},
@@ -937,7 +1039,11 @@ command exec_command() {
         "at least 0); a bad or missing F fails the run"},
        {"--interval", "S", "send a heartbeat every S seconds while CMD runs (default: 30)"},
        {"--heartbeat-timeout", "S", "mark the run timeout after S seconds without a heartbeat"},
-       {"--max-runtime", "S", "mark the run timeout S seconds after registration (0: off)"}},
+       {"--max-runtime", "S", "mark the run timeout S seconds after registration (0: off)"},
+       {"--on-timeout", "kill|keep",
+        "when sweepd marks the run timeout: kill CMD (default), or keep it running"},
+       {"--kill-grace", "S",
+        "with --on-timeout kill, send SIGKILL S seconds after SIGTERM (default: 30)"}},
       0,
       std::numeric_limits<std::size_t>::max(),
       run_exec};

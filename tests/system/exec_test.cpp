@@ -389,6 +389,92 @@ TEST_F(ExecTest, UnknownResultKeysAreWarnedAboutByNameAndTheRunCompletes) {
   EXPECT_EQ(run["objective"], 0.5);
 }
 
+// ---- --on-timeout: what exec does when sweepd gives up on the run for good ---------------------
+
+/// Waits (bounded, polling: a process's stderr has no event to wait on) until `p` wrote `text`.
+bool wait_for_text(const test::process& p, const std::string& text,
+                   std::chrono::milliseconds timeout = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (p.err().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+TEST_F(ExecTest, MaxRuntimeTimeoutSendsSigtermAndTheRunStaysTimeout) {
+  start_daemon();
+  auto r =
+      exec({"--run", "tk", "--max-runtime", "1", "--interval", "0.2", "--", "/bin/sleep", "30"});
+  EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.err;
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_THAT(r.err, HasSubstr("sweepctl exec: sweepd marked run tk timeout; sending SIGTERM to "
+                               "/bin/sleep (SIGKILL in 30 s)\n"));
+  EXPECT_THAT(r.err, HasSubstr("/bin/sleep ended (killed by SIGTERM); run tk stays timeout"));
+  const json run = show("tk");
+  EXPECT_EQ(run["state"], "timeout");
+  EXPECT_EQ(run["reason"], "max_runtime");
+  EXPECT_FALSE(run.contains("error")) << run.dump();  // no fail was sent for the killed command
+  EXPECT_EQ(reasons_of(run), (std::vector<std::string>{"registered", "started", "max_runtime"}));
+}
+
+TEST_F(ExecTest, CommandThatIgnoresSigtermGetsSigkillAfterTheGrace) {
+  start_daemon();
+  auto r = exec({"--run", "tg", "--max-runtime", "1", "--interval", "0.2", "--kill-grace", "0.3",
+                 "--", "/bin/sh", "-c", "trap '' TERM; exec sleep 30"});
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.err;
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_THAT(r.err, HasSubstr("(SIGKILL in 0.3 s)"));
+  EXPECT_THAT(r.err, HasSubstr("/bin/sh still runs 0.3 s after SIGTERM; sending SIGKILL"));
+  const json run = show("tg");
+  EXPECT_EQ(run["state"], "timeout");
+  EXPECT_EQ(run["reason"], "max_runtime");
+}
+
+TEST_F(ExecTest, OnTimeoutKeepLetsTheCommandFinishAndReportsItLate) {
+  start_daemon();
+  const std::string go = dir_.file("go");
+  const std::string result = dir_.file("result.json");
+  auto exec_process = test::process::start(
+      exec_argv({"--run", "tp", "--max-runtime", "1", "--interval", "0.2", "--on-timeout", "keep",
+                 "--result-file", result, "--", "/bin/sh", "-c",
+                 R"(while [ ! -e "$1" ]; do sleep 0.05; done; echo '{"objective": 0.8}' > "$2")",
+                 "sh", go, result}),
+      test::environment_with({}));
+  ASSERT_TRUE(wait_for_text(exec_process,
+                            "sweepd reports run tp as timeout; the command keeps "
+                            "running"))
+      << exec_process.err();
+  std::ofstream(go) << "";
+  EXPECT_EQ(exec_process.wait_for(10s), 0) << exec_process.err();
+  EXPECT_THAT(exec_process.err(), Not(HasSubstr("SIGTERM")));
+  const json run = show("tp");
+  EXPECT_EQ(run["state"], "success");
+  EXPECT_EQ(run["reason"], "late_completed");
+  EXPECT_EQ(run["objective"], 0.8);
+  EXPECT_TRUE(run.contains("late_by_s")) << run.dump();
+}
+
+TEST_F(ExecTest, SilenceTimeoutIsRevivedNotKilled) {
+  start_daemon();
+  const std::string go = dir_.file("go");
+  auto exec_process = test::process::start(
+      exec_argv({"--run", "tv", "--heartbeat-timeout", "0.5", "--interval", "0.2", "--", "/bin/sh",
+                 "-c", R"(while [ ! -e "$1" ]; do sleep 0.05; done)", "sh", go}),
+      test::environment_with({}));
+  wait_for_state("tv", "running");
+  ASSERT_TRUE(exec_process.send_signal(SIGSTOP));  // exec falls silent; the command runs on
+  EXPECT_EQ(wait_for_state("tv", "timeout")["reason"], "heartbeat_timeout");
+  ASSERT_TRUE(exec_process.send_signal(SIGCONT));
+  wait_for_state("tv", "running");  // revived by the next heartbeat
+  std::ofstream(go) << "";
+  EXPECT_EQ(exec_process.wait_for(10s), 0) << exec_process.err();
+  EXPECT_THAT(exec_process.err(), Not(HasSubstr("SIGTERM")));
+  const json run = show("tv");
+  EXPECT_EQ(run["state"], "success");
+  EXPECT_THAT(reasons_of(run), ::testing::Contains("revived"));
+}
+
 // Usage errors exit 2 before anything is started.
 TEST(ExecUsage, ExitsTwoNamingTheProblemWithoutStartingTheCommand) {
   test::temp_dir dir;
@@ -403,6 +489,11 @@ TEST(ExecUsage, ExitsTwoNamingTheProblemWithoutStartingTheCommand) {
       {{"--run", "r1", "--heartbeat-timeout", "0"}, "option '--heartbeat-timeout'"},
       {{"--run", "r1", "--heartbeat-timeout", "20"}, "option '--interval'"},  // 30 s default
       {{"--run", "r1", "--result-file", ""}, "option '--result-file'"},
+      {{"--run", "r1", "--on-timeout", "stop"}, "option '--on-timeout': expected kill or keep"},
+      {{"--run", "r1", "--kill-grace", "-1"}, "option '--kill-grace'"},
+      {{"--run", "r1", "--kill-grace", "soon"}, "option '--kill-grace'"},
+      {{"--run", "r1", "--on-timeout", "keep", "--kill-grace", "5"},
+       "option '--kill-grace': applies only with --on-timeout kill"},
       {{"--run", "r1", "--bogus", "x"}, "unknown option '--bogus' for 'exec'"},
   };
   for (const auto& [args, expected] : cases) {
@@ -426,7 +517,8 @@ TEST(ExecHelp, DocumentsEveryOptionAndTheExitStatus) {
   for (const char* option :
        {"--run ID", "--sweep S", "--entity E", "--project P", "--suggestion JSON",
         "--result-file F", "--interval S", "--heartbeat-timeout S", "--max-runtime S",
-        "SIGTERM, SIGINT and SIGHUP", "Exit status", "128+N", "127"}) {
+        "--on-timeout kill|keep", "--kill-grace S", "SIGTERM, SIGINT and SIGHUP", "Exit status",
+        "128+N", "127", "143"}) {
     EXPECT_THAT(r.out, HasSubstr(option));
   }
   r = test::run_command({SWEEPCTL_BINARY, "--help"}, {}, 20s);
