@@ -3,6 +3,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <csignal>
@@ -44,6 +45,11 @@ bool wait_for_file(const std::string& path, std::chrono::milliseconds timeout = 
 class ExecTest : public ::testing::Test {
  protected:
   std::string socket_path() const { return dir_.file("sweepd.sock"); }
+  /// Every sweepctl here spools in the test's own directory, never in the user's.
+  std::string spool_dir() const { return dir_.file("spool"); }
+  std::vector<std::string> env() const {
+    return test::environment_with({"SWEEPD_SPOOL_DIR=" + spool_dir()});
+  }
 
   void start_daemon(const std::string& extra = "") {
     const std::string config = dir_.file("sweepd.yaml");
@@ -473,6 +479,119 @@ TEST_F(ExecTest, SilenceTimeoutIsRevivedNotKilled) {
   const json run = show("tv");
   EXPECT_EQ(run["state"], "success");
   EXPECT_THAT(reasons_of(run), ::testing::Contains("revived"));
+}
+
+// ---- the report spool (docs/spool.md) ----------------------------------------------------------
+
+class SpoolTest : public ExecTest {
+ protected:
+  test::command_result sweepctl(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {SWEEPCTL_BINARY, "--socket", socket_path()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return test::run_command(argv, env(), 30s);
+  }
+
+  /// A spool file as another client (the Python one) would write it.
+  void put_spool_file(const std::string& run, const std::string& socket, const json& report,
+                      const std::string& spooled_at = "2026-11-30T12:00:00.000Z") {
+    std::filesystem::create_directories(spool_dir());
+    std::filesystem::permissions(spool_dir(), std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace);
+    const json file = {
+        {"version", 1},      {"socket", socket},
+        {"run", run},        {"register", {{"op", "register"}, {"run", run}, {"sweep", "s1"}}},
+        {"report", report},  {"spooled_at", spooled_at},
+        {"client", "python"}};
+    std::ofstream(spool_file(run)) << file.dump(2);
+  }
+
+  std::string spool_file(const std::string& run) const { return spool_dir() + "/" + run + ".json"; }
+
+  static unsigned mode_of(const std::string& path) {
+    struct stat st {};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+    return st.st_mode & 07777;
+  }
+
+  static json read_json(const std::string& path) {
+    std::ifstream in(path);
+    return json::parse(in, nullptr, false);
+  }
+};
+
+TEST_F(SpoolTest, FlushLeavesOtherSocketsFilesAloneAndSetsAsideMalformedOnes) {
+  start_daemon();
+  put_spool_file("fa", socket_path(), {{"op", "fail"}, {"run", "fa"}, {"error", "exit code 2"}});
+  put_spool_file("fb", "/elsewhere/sweepd.sock", {{"op", "complete"}, {"run", "fb"}});
+  std::ofstream(spool_file("fc")) << "{\"version\": 1,";
+  auto flush = sweepctl({"spool", "flush"});
+  EXPECT_EQ(flush.exit_code, 0) << flush.err;  // nothing left for this socket
+  EXPECT_EQ(flush.out,
+            "fa: delivered failed\n"
+            "fb: left: spooled for the sweepd at /elsewhere/sweepd.sock\n"
+            "fc: malformed: not valid JSON; renamed to " +
+                spool_file("fc") + ".bad\n");
+  EXPECT_TRUE(std::filesystem::exists(spool_file("fb")));
+  EXPECT_TRUE(std::filesystem::exists(spool_file("fc") + ".bad"));
+  EXPECT_EQ(show("fa")["error"], "exit code 2");
+
+  flush = sweepctl({"--json", "spool", "flush"});
+  EXPECT_EQ(flush.exit_code, 0) << flush.err;
+  const json j = json::parse(flush.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << flush.out;
+  EXPECT_EQ(j["left"], 0);
+  ASSERT_EQ(j["files"].size(), 1u) << flush.out;
+  EXPECT_EQ(j["files"][0]["run"], "fb");
+  EXPECT_EQ(j["files"][0]["outcome"], "foreign");
+}
+
+TEST_F(SpoolTest, RefusedReportIsSweepdsFinalWordAndRemoved) {
+  start_daemon();
+  ASSERT_EQ(exec({"--run", "rf", "--", "/bin/sh", "-c", "exit 1"}).exit_code, 1);
+  put_spool_file("rf", socket_path(), {{"op", "complete"}, {"run", "rf"}, {"objective", 1}});
+  auto flush = sweepctl({"spool", "flush"});
+  EXPECT_EQ(flush.exit_code, 0) << flush.err;
+  EXPECT_EQ(flush.out, "rf: refused conflict: run 'rf' is already failed\n");
+  EXPECT_FALSE(std::filesystem::exists(spool_file("rf")));
+  EXPECT_EQ(show("rf")["state"], "failed");
+}
+
+TEST_F(SpoolTest, ListShowsEveryFileWithItsReportTimeAndSocket) {
+  auto r = sweepctl({"spool", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "no spooled reports in " + spool_dir() + "\n");
+
+  put_spool_file("la", socket_path(),
+                 {{"op", "complete"}, {"run", "la"}, {"objective", 0.93}, {"cost", 12.5}});
+  put_spool_file("lb", "/elsewhere/sweepd.sock",
+                 {{"op", "fail"}, {"run", "lb"}, {"error", "exit code 3"}},
+                 "2026-11-30T12:00:01.000Z");
+  std::ofstream(spool_file("lc")) << "nope";
+  r = sweepctl({"spool", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> lines;
+  for (std::size_t at = 0, nl; (nl = r.out.find('\n', at)) != std::string::npos; at = nl + 1) {
+    lines.push_back(r.out.substr(at, nl - at));
+  }
+  ASSERT_EQ(lines.size(), 4u) << r.out;
+  EXPECT_THAT(lines[0], ::testing::MatchesRegex("RUN +REPORT +SPOOLED AT +SOCKET"));
+  EXPECT_THAT(lines[1], ::testing::MatchesRegex("la +complete \\(objective 0.93, cost 12.5\\) +"
+                                                "2026-11-30 12:00:00Z +" +
+                                                socket_path()));
+  EXPECT_THAT(lines[2], ::testing::MatchesRegex(
+                            "lb +fail: exit code 3 +2026-11-30 12:00:01Z +/elsewhere/sweepd.sock"));
+  EXPECT_THAT(lines[3], ::testing::MatchesRegex("lc +malformed: not valid JSON +- +-"));
+  EXPECT_TRUE(std::filesystem::exists(spool_file("lc")));  // list only looks
+
+  r = sweepctl({"--json", "spool", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j["spool_dir"], spool_dir());
+  ASSERT_EQ(j["reports"].size(), 3u);
+  EXPECT_EQ(j["reports"][0]["report"]["objective"], 0.93);
+  EXPECT_EQ(j["reports"][1]["client"], "python");
+  EXPECT_EQ(j["reports"][2]["problem"], "not valid JSON");
 }
 
 // Usage errors exit 2 before anything is started.

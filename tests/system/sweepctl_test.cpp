@@ -348,6 +348,10 @@ const usage_case usage_cases[] = {
      "option '--suggestion'"},
     {{"fail", "r1"}, "--error"},
     {{"fail", "r1", "oom", "--error", "oom"}, "not both"},
+    {{"spool"}, "missing flush|list"},
+    {{"spool", "drain"}, "'drain' is not a spool action (flush or list)"},
+    {{"spool", "flush", "list"}, "unexpected argument 'list'"},
+    {{"spool", "list", "--spool-dir", ""}, "option '--spool-dir': the path is empty"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Sweepctl, SweepctlUsage, ::testing::ValuesIn(usage_cases));
@@ -394,6 +398,7 @@ const help_case help_cases[] = {
     {"fail", {"--error TEXT"}},
     {"hello", {}},
     {"ping", {}},
+    {"spool", {"--spool-dir DIR"}},
 };
 
 INSTANTIATE_TEST_SUITE_P(Sweepctl, SweepctlHelp, ::testing::ValuesIn(help_cases));
