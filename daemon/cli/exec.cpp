@@ -40,9 +40,11 @@
 #include <utility>
 #include <vector>
 
+#include "cli/spool.hpp"
 #include "cli/table.hpp"
 #include "core/lenient_json.hpp"
 #include "core/protocol.hpp"
+#include "core/time.hpp"
 
 namespace sweepd::cli {
 
@@ -63,6 +65,8 @@ constexpr std::size_t max_result_file_bytes = 1024 * 1024;
 constexpr std::size_t max_result_depth = 64;
 /// How long a command that sweepd timed out gets between SIGTERM and SIGKILL, by default.
 constexpr steady::duration default_kill_grace = 30s;
+/// How long delivering spooled reports at exec's start may take, at most.
+constexpr steady::duration start_flush_budget = 2s;
 /// A reply line longer than this is not from sweepd (its replies to exec are a few hundred bytes).
 constexpr std::size_t max_reply_bytes = 1024 * 1024;
 
@@ -103,6 +107,7 @@ struct exec_options {
   steady::duration interval{};
   timeout_action on_timeout = timeout_action::kill;
   steady::duration kill_grace = default_kill_grace;
+  std::optional<std::string> spool_dir;
   std::vector<std::string> argv;
   std::string problem;  // the first usage error, naming the option
 };
@@ -189,6 +194,10 @@ exec_options parse_options(const arguments& args) {
     if (o.on_timeout == timeout_action::keep && problem.empty()) {
       problem = "option '--kill-grace': applies only with --on-timeout kill, not keep";
     }
+  }
+  if (const std::string* v = args.value("--spool-dir")) {
+    if (v->empty() && problem.empty()) problem = "option '--spool-dir': the path is empty";
+    o.spool_dir = *v;
   }
   o.argv = args.operands;
   if (problem.empty() && o.argv.empty()) {
@@ -363,6 +372,12 @@ bool is_refusal(std::string_view code) {
          code == "too_large" || code == "unknown_op" || code == "bad_json";
 }
 
+/// Where a report that sweepd cannot take goes.
+struct spool_plan {
+  std::filesystem::path dir;
+  uid_t uid = 0;
+};
+
 /// sweepd as sweepctl exec sees it: one connection with at most one request in flight, driven by
 /// the poll loop without ever blocking it. The first connection registers the run (bound to this
 /// process by watch_peer) and starts it; then a heartbeat goes out every interval. Any failure
@@ -389,6 +404,9 @@ class daemon_link {
 
   /// The socket to poll for input, or -1.
   int fd() const { return fd_; }
+
+  /// True once sweepd has acknowledged the register.
+  bool registered() const { return registered_; }
 
   /// True once a heartbeat or start reply said the run is `timeout`. Both revive a run that timed
   /// out for silence, so this one timed out for max_runtime or a stall, for good.
@@ -422,18 +440,43 @@ class daemon_link {
 
   /// Once the command has ended: sends `report` (complete or fail) after the register and start
   /// that sweepd has not acknowledged yet (no start when `started` is false: the command never
-  /// ran), on a fresh connection if need be; retries until `deadline`, then says on stderr that
-  /// the run's end is not recorded.
-  void finish(const json& report, bool started, steady::time_point deadline) {
-    if (disabled_) return;
+  /// ran), on a fresh connection if need be; retries until `deadline`. When the first attempt
+  /// fails the report is written to the spool at once (docs/spool.md), and removed again if a
+  /// retry gets through; when time runs out, says on stderr that the run's end is not recorded
+  /// and where it waits. True when sweepd answered the report (recorded or refused it).
+  bool finish(const json& report, bool started, steady::time_point deadline,
+              const spool_plan& spool) {
+    if (disabled_) return false;
     settle(deadline);
-    if (disabled_) return;
+    if (disabled_) return false;
     if (pending_ != request_kind::none) close();  // its reply would come before the report's
     std::string why;
+    std::optional<std::filesystem::path> spooled;
+    std::string spool_problem;
     steady::duration delay = 100ms;
-    for (;;) {
-      if (try_report(report, started, deadline, why)) return;
+    for (bool first = true;; first = false) {
+      std::optional<spool_claim> claim;
+      bool attempt = true;
+      if (spooled) {
+        // Another client (a flush, a new sweepctl exec) may be delivering the file right now.
+        claim.emplace(*spooled);
+        if (claim->state() == spool_claim::status::gone) return true;
+        attempt = claim->state() != spool_claim::status::busy;
+        if (!attempt) why = fmt::format("another client is delivering {}", spooled->string());
+      }
+      if (attempt && try_report(report, started, deadline, why)) {
+        std::string problem;
+        if (claim && claim->state() == spool_claim::status::claimed && !claim->remove(problem)) {
+          err_ << fmt::format(
+              "sweepctl exec: run {} is recorded, but its spool file stays ({}); delivering it "
+              "again is harmless\n",
+              run_, problem);
+        }
+        return true;
+      }
       close();
+      claim.reset();  // no lock held while waiting
+      if (first) spooled = write_spool(report, spool, spool_problem);
       const auto now = steady::now();
       if (now >= deadline) break;
       std::this_thread::sleep_for(std::min(delay, deadline - now));
@@ -441,6 +484,15 @@ class daemon_link {
     }
     err_ << fmt::format("sweepctl exec: could not record the end of run {} in sweepd: {}\n", run_,
                         why);
+    if (spooled) {
+      err_ << fmt::format(
+          "sweepctl exec: the report of run {} is spooled at {}; the next sweepctl exec or "
+          "SweepRun start for this socket, or 'sweepctl spool flush', delivers it\n",
+          run_, spooled->string());
+    } else {
+      err_ << fmt::format("sweepctl exec: the report of run {} is lost: {}\n", run_, spool_problem);
+    }
+    return false;
   }
 
  private:
@@ -759,6 +811,22 @@ class daemon_link {
     return false;
   }
 
+  /// Writes `report` to the spool file of the run; its path, or nullopt with `problem` set.
+  std::optional<std::filesystem::path> write_spool(const json& report, const spool_plan& spool,
+                                                   std::string& problem) const {
+    json register_request = register_request_;
+    register_request.erase("watch_peer");  // the process it names is about to be gone
+    const spool_record record{normal_socket_path(socket_),
+                              run_,
+                              std::move(register_request),
+                              report,
+                              core::format_utc(std::chrono::system_clock::now()),
+                              "sweepctl exec"};
+    auto path = write_spool_file(spool.dir, record, spool.uid, problem);
+    if (!path) problem = "cannot spool it: " + problem;
+    return path;
+  }
+
   void close() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
@@ -839,6 +907,33 @@ void forward(const signalfd_siginfo& info, pid_t child, std::optional<int>& rece
   ::kill(child, signo);
 }
 
+/// Delivers the reports spooled for this socket (docs/spool.md) within start_flush_budget, and
+/// says on stderr what became of each file it settled.
+void flush_spooled_reports(const std::string& socket, const spool_plan& spool,
+                           std::chrono::milliseconds reply_timeout, std::ostream& err) {
+  const auto budget = std::chrono::duration_cast<std::chrono::milliseconds>(start_flush_budget);
+  socket_spool_link link(socket, std::min(reply_timeout, budget), steady::now() + budget);
+  const flush_result result = flush_spool(spool.dir, socket, spool.uid, link);
+  if (!result.problem.empty()) {
+    err << fmt::format("sweepctl exec: not delivering spooled reports: {}\n", result.problem);
+    return;
+  }
+  std::size_t left = 0;
+  for (const delivery& d : result.files) {
+    if (d.what == delivery::outcome::left) ++left;
+    if (d.what == delivery::outcome::delivered || d.what == delivery::outcome::refused ||
+        d.what == delivery::outcome::malformed) {
+      err << fmt::format("sweepctl exec: spooled report of run {}: {}\n", d.run,
+                         printable(describe(d), 400));
+    }
+  }
+  if (result.stopped && left > 0) {
+    err << fmt::format(
+        "sweepctl exec: {} spooled report{} left in {} ('sweepctl spool flush' delivers them)\n",
+        left, left == 1 ? "" : "s", spool.dir.string());
+  }
+}
+
 /// How the child ended: exec's exit status and the words for it.
 struct ending {
   bool success = false;  // exit code 0
@@ -860,13 +955,18 @@ ending ending_of(int status, std::optional<int> received) {
 }
 
 /// The command while it runs: one poll loop over the signalfd and sweepd's socket that passes on
-/// signals, keeps sweepd informed, and ends the command (SIGTERM, then SIGKILL after the grace)
-/// when sweepd timed the run out for good.
+/// signals, keeps sweepd informed, delivers spooled reports once sweepd answered, and ends the
+/// command (SIGTERM, then SIGKILL after the grace) when sweepd timed the run out for good.
 class session {
  public:
   session(pid_t child, int signal_fd, daemon_link& link, const exec_options& o,
-          const invocation& in)
-      : child_(child), signal_fd_(signal_fd), link_(link), o_(o), in_(in) {}
+          const invocation& in, spool_plan spool)
+      : child_(child),
+        signal_fd_(signal_fd),
+        link_(link),
+        o_(o),
+        in_(in),
+        spool_(std::move(spool)) {}
 
   /// Waits for the child to end; its wait status.
   int supervise() {
@@ -891,6 +991,11 @@ class session {
       }
       if (const auto status = reap(child_)) return *status;
       link_.step(steady::now(), count == 2 && fds[1].revents != 0);
+      if (!flushed_ && link_.registered()) {
+        // Bounded, and the command is running already: signals wait at most this long.
+        flushed_ = true;
+        flush_spooled_reports(in_.global.socket, spool_, in_.global.timeout, in_.err);
+      }
       end_timed_out_command(steady::now());
     }
   }
@@ -899,6 +1004,8 @@ class session {
   std::optional<int> received() const { return received_; }
   /// True when exec ended the command because sweepd timed the run out.
   bool killed_for_timeout() const { return sigterm_sent_; }
+  /// True when the spool has been flushed already.
+  bool flushed() const { return flushed_; }
 
  private:
   void end_timed_out_command(steady::time_point now) {
@@ -925,11 +1032,13 @@ class session {
   daemon_link& link_;
   const exec_options& o_;
   const invocation& in_;
+  spool_plan spool_;
   std::optional<int> received_;
   // GCC 12 takes an optional<time_point> member for maybe-uninitialized: a flag and a time instead.
   bool sigterm_sent_ = false;  // to a command that sweepd timed out
   steady::time_point sigkill_at_{};
   bool sigkill_sent_ = false;
+  bool flushed_ = false;
 };
 
 /// What sweepctl exec exits with and tells sweepd, from how the child ended.
@@ -974,6 +1083,8 @@ int run_exec(const invocation& in) {
   const scoped_fd signals{::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK)};
   if (signals.fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
 
+  const spool_plan spool{
+      spool_dir_for(o.spool_dir, process_environment(), in.global.socket, ::getuid()), ::getuid()};
   daemon_link link(in.global.socket, o.register_request, o.interval, in.global.timeout,
                    o.on_timeout == timeout_action::keep, in.err);
   const std::optional<file_stamp> before = o.result_file ? stamp_of(*o.result_file) : std::nullopt;
@@ -983,12 +1094,12 @@ int run_exec(const invocation& in) {
         fmt::format("cannot start {}: {}", printable(o.argv.front(), 200), error_text(error));
     in.err << "sweepctl exec: " << why << '\n';
     link.finish({{"op", "fail"}, {"run", o.run}, {"error", why}}, false,
-                steady::now() + report_budget);
+                steady::now() + report_budget, spool);
     return error == ENOENT ? 127 : 126;  // as a shell says "not found" and "cannot execute"
   }
 
   link.step(steady::now(), false);  // connect, register and start while the command runs
-  session s(child, signals.fd, link, o, in);
+  session s(child, signals.fd, link, o, in, spool);
   const int status = s.supervise();
   if (s.killed_for_timeout()) {
     // sweepd gave up on the run for good; a fail for the killed command would overwrite that.
@@ -998,7 +1109,10 @@ int run_exec(const invocation& in) {
     return e.exit_status;
   }
   const outcome result = outcome_of(status, o, before, s.received(), in.err);
-  link.finish(result.report, true, steady::now() + report_budget);
+  const bool answered = link.finish(result.report, true, steady::now() + report_budget, spool);
+  if (answered && !s.flushed()) {
+    flush_spooled_reports(in.global.socket, spool, in.global.timeout, in.err);
+  }
   return result.exit_status;
 }
 
@@ -1021,7 +1135,10 @@ command exec_command() {
       "or stalled), CMD gets SIGTERM, then SIGKILL after --kill-grace, and the run stays timeout;\n"
       "with --on-timeout keep, CMD runs on and its end is still reported.\n"
       "CMD runs even when sweepd cannot be reached: sweepctl exec warns once, keeps trying in the\n"
-      "background, and tries to record the end for up to 5 seconds.\n"
+      "background, and tries to record the end for up to 5 seconds. A report that does not get\n"
+      "through at once is written to the spool (see 'sweepctl spool --help'), and delivered by\n"
+      "the next sweepctl exec for the same socket once sweepd answers, or by 'sweepctl spool\n"
+      "flush'; that sweepctl exec delivers what waits in the spool, too, for up to 2 seconds.\n"
       "Put -- before CMD so that CMD's options are not taken for sweepctl's. sweepctl exec writes\n"
       "nothing on standard output. Durations are seconds, or a number with a unit: 90s, 15m, 2h.\n"
       "\n"
@@ -1043,7 +1160,12 @@ command exec_command() {
        {"--on-timeout", "kill|keep",
         "when sweepd marks the run timeout: kill CMD (default), or keep it running"},
        {"--kill-grace", "S",
-        "with --on-timeout kill, send SIGKILL S seconds after SIGTERM (default: 30)"}},
+        "with --on-timeout kill, send SIGKILL S seconds after SIGTERM "
+        "(default: 30)"},
+       {"--spool-dir", "DIR",
+        "where a report sweepd cannot take waits (default: $SWEEPD_SPOOL_DIR, "
+        "$XDG_STATE_HOME/sweepd/spool, ~/.local/state/sweepd/spool, spool-UID beside the "
+        "socket)"}},
       0,
       std::numeric_limits<std::size_t>::max(),
       run_exec};

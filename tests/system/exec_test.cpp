@@ -1,5 +1,6 @@
-// `sweepctl exec` against the real sweepd: what each way a command can end does to its run, signal
-// forwarding, heartbeats, and a daemon that is absent or comes late. Commands are /bin/sh scripts.
+// `sweepctl exec` against the real sweepd: what each way a command can end does to its run, strict
+// result files, signal forwarding, heartbeats, timeouts (--on-timeout), a daemon that is absent or
+// comes late, and the report spool with `sweepctl spool`. Commands are /bin/sh scripts.
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -74,7 +75,7 @@ class ExecTest : public ::testing::Test {
   }
 
   test::command_result exec(const std::vector<std::string>& args) {
-    return test::run_command(exec_argv(args), test::environment_with({}), 30s);
+    return test::run_command(exec_argv(args), env(), 30s);
   }
 
   /// The run's full record from `show`.
@@ -161,7 +162,7 @@ TEST_F(ExecTest, SigtermIsForwardedAndTheCommandsStatusReturned) {
       exec_argv({"--run", "rt", "--", "/bin/sh", "-c",
                  R"(trap 'kill $pid; exit 42' TERM; sleep 30 & pid=$!; : > "$1"; wait)", "sh",
                  ready}),
-      test::environment_with({}));
+      env());
   ASSERT_TRUE(wait_for_file(ready)) << exec_process.err();
   const json live = wait_for_state("rt", "running");
   EXPECT_EQ(live["watch_peer"], true);
@@ -179,7 +180,7 @@ TEST_F(ExecTest, ForwardedSignalThatKillsTheCommandIsReported) {
   const std::string ready = dir_.file("ready");
   auto exec_process = test::process::start(
       exec_argv({"--run", "rk", "--", "/bin/sh", "-c", R"(: > "$1"; exec sleep 30)", "sh", ready}),
-      test::environment_with({}));
+      env());
   ASSERT_TRUE(wait_for_file(ready)) << exec_process.err();
   ASSERT_TRUE(exec_process.send_signal(SIGINT));
   EXPECT_EQ(exec_process.wait_for(10s), 128 + SIGINT) << exec_process.err();
@@ -193,7 +194,7 @@ TEST_F(ExecTest, KilledExecLeavesItsRunCrashed) {
   const std::string ready = dir_.file("ready");
   auto exec_process = test::process::start(
       exec_argv({"--run", "rc", "--", "/bin/sh", "-c", R"(: > "$1"; exec sleep 30)", "sh", ready}),
-      test::environment_with({}));
+      env());
   ASSERT_TRUE(wait_for_file(ready)) << exec_process.err();
   wait_for_state("rc", "running");
   ASSERT_TRUE(exec_process.send_signal(SIGKILL));
@@ -206,8 +207,7 @@ TEST_F(ExecTest, KilledExecLeavesItsRunCrashed) {
 TEST_F(ExecTest, HeartbeatsKeepTheRunAliveWhileTheCommandRuns) {
   start_daemon("timeouts: {heartbeat: 1}\n");
   auto exec_process = test::process::start(
-      exec_argv({"--run", "rh", "--interval", "0.2", "--", "/bin/sh", "-c", "sleep 2.5"}),
-      test::environment_with({}));
+      exec_argv({"--run", "rh", "--interval", "0.2", "--", "/bin/sh", "-c", "sleep 2.5"}), env());
   // Without heartbeats the run would time out 1-2 s in; watch it until the command ends.
   std::vector<std::string> seen;
   while (!exec_process.wait_for(100ms)) {
@@ -254,8 +254,7 @@ TEST_F(ExecTest, WithoutDaemonTheCommandStillRunsAndItsStatusIsReturned) {
 
 TEST_F(ExecTest, DaemonThatStartsLateStillGetsTheRun) {
   auto exec_process = test::process::start(
-      exec_argv({"--run", "rl", "--interval", "0.2", "--", "/bin/sh", "-c", "sleep 3"}),
-      test::environment_with({}));
+      exec_argv({"--run", "rl", "--interval", "0.2", "--", "/bin/sh", "-c", "sleep 3"}), env());
   std::this_thread::sleep_for(300ms);
   start_daemon();
   EXPECT_EQ(exec_process.wait_for(20s), 0) << exec_process.err();
@@ -446,7 +445,7 @@ TEST_F(ExecTest, OnTimeoutKeepLetsTheCommandFinishAndReportsItLate) {
                  "--result-file", result, "--", "/bin/sh", "-c",
                  R"(while [ ! -e "$1" ]; do sleep 0.05; done; echo '{"objective": 0.8}' > "$2")",
                  "sh", go, result}),
-      test::environment_with({}));
+      env());
   ASSERT_TRUE(wait_for_text(exec_process,
                             "sweepd reports run tp as timeout; the command keeps "
                             "running"))
@@ -467,7 +466,7 @@ TEST_F(ExecTest, SilenceTimeoutIsRevivedNotKilled) {
   auto exec_process = test::process::start(
       exec_argv({"--run", "tv", "--heartbeat-timeout", "0.5", "--interval", "0.2", "--", "/bin/sh",
                  "-c", R"(while [ ! -e "$1" ]; do sleep 0.05; done)", "sh", go}),
-      test::environment_with({}));
+      env());
   wait_for_state("tv", "running");
   ASSERT_TRUE(exec_process.send_signal(SIGSTOP));  // exec falls silent; the command runs on
   EXPECT_EQ(wait_for_state("tv", "timeout")["reason"], "heartbeat_timeout");
@@ -518,6 +517,110 @@ class SpoolTest : public ExecTest {
     return json::parse(in, nullptr, false);
   }
 };
+
+TEST_F(SpoolTest, WithoutDaemonTheReportIsSpooledAndFlushDeliversItOnce) {
+  const std::string result = dir_.file("result.json");
+  auto r = exec({"--run", "sp", "--sweep", "s1", "--suggestion", R"({"lr":0.1})", "--result-file",
+                 result, "--interval", "0.2", "--", "/bin/sh", "-c",
+                 R"(echo '{"objective": 0.75, "cost": 3}' > "$1")", "sh", result});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::string file = spool_file("sp");
+  EXPECT_THAT(r.err, HasSubstr("the report of run sp is spooled at " + file +
+                               "; the next sweepctl exec or SweepRun start for this socket, or "
+                               "'sweepctl spool flush', delivers it"));
+  EXPECT_EQ(mode_of(spool_dir()), 0700u);
+  EXPECT_EQ(mode_of(file), 0600u);
+  const json spooled = read_json(file);
+  EXPECT_EQ(spooled["version"], 1);
+  EXPECT_EQ(spooled["socket"], socket_path());
+  EXPECT_EQ(spooled["run"], "sp");
+  EXPECT_EQ(
+      spooled["register"],
+      json({{"op", "register"}, {"run", "sp"}, {"sweep", "s1"}, {"suggestion", {{"lr", 0.1}}}}));
+  EXPECT_EQ(spooled["report"],
+            json({{"op", "complete"}, {"run", "sp"}, {"objective", 0.75}, {"cost", 3}}));
+  EXPECT_THAT(spooled["spooled_at"].get<std::string>(),
+              ::testing::MatchesRegex(R"(20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9:]+\.[0-9]{3}Z)"));
+  EXPECT_EQ(spooled["client"], "sweepctl exec");
+
+  auto flush = sweepctl({"spool", "flush"});  // still no sweepd
+  EXPECT_EQ(flush.exit_code, 3) << flush.err;
+  EXPECT_THAT(flush.out, HasSubstr("sp: left: cannot connect to sweepd at " + socket_path()));
+  EXPECT_TRUE(std::filesystem::exists(file));
+
+  start_daemon();
+  flush = sweepctl({"spool", "flush"});
+  EXPECT_EQ(flush.exit_code, 0) << flush.err;
+  EXPECT_EQ(flush.out, "sp: delivered success\n");
+  EXPECT_FALSE(std::filesystem::exists(file));
+  const json run = show("sp");
+  EXPECT_EQ(run["state"], "success");
+  EXPECT_EQ(run["objective"], 0.75);
+  EXPECT_EQ(run["cost"], 3);
+  EXPECT_EQ(run["sweep"], "s1");
+  EXPECT_EQ(run["suggestion"]["lr"], 0.1);
+
+  flush = sweepctl({"spool", "flush"});
+  EXPECT_EQ(flush.exit_code, 0) << flush.err;
+  EXPECT_EQ(flush.out, "nothing spooled in " + spool_dir() + "\n");
+}
+
+TEST_F(SpoolTest, ReportThatGetsThroughOnARetryHasItsSpoolFileRemoved) {
+  auto exec_process = test::process::start(
+      exec_argv({"--run", "rr", "--interval", "0.2", "--", "/bin/sh", "-c", "exit 0"}), env());
+  // The first attempt failed, so the report is spooled at once; sweepd comes within the budget.
+  ASSERT_TRUE(wait_for_file(spool_file("rr"))) << exec_process.err();
+  start_daemon();
+  EXPECT_EQ(exec_process.wait_for(20s), 0) << exec_process.err();
+  EXPECT_THAT(exec_process.err(), HasSubstr("is back; run rr is success"));
+  EXPECT_THAT(exec_process.err(), Not(HasSubstr("spooled at")));
+  // Removed by the retry that got through, not found and delivered again by a flush.
+  EXPECT_THAT(exec_process.err(), Not(HasSubstr("spooled report of run rr")));
+  EXPECT_FALSE(std::filesystem::exists(spool_file("rr")));
+  EXPECT_EQ(show("rr")["state"], "success");
+}
+
+TEST_F(SpoolTest, ReportSpooledWhileSweepdWasDownLandsLateAfterTheRestartCrashedTheRun) {
+  start_daemon();
+  const std::string go = dir_.file("go");
+  const std::string result = dir_.file("result.json");
+  auto exec_process = test::process::start(
+      exec_argv({"--run", "rk", "--interval", "0.2", "--result-file", result, "--", "/bin/sh", "-c",
+                 R"(while [ ! -e "$1" ]; do sleep 0.05; done; echo '{"objective": 0.6}' > "$2")",
+                 "sh", go, result}),
+      env());
+  wait_for_state("rk", "running");
+  daemon_->kill();          // SIGKILL mid-run
+  std::ofstream(go) << "";  // the command ends well during the outage
+  EXPECT_EQ(exec_process.wait_for(20s), 0) << exec_process.err();
+  EXPECT_THAT(exec_process.err(), HasSubstr("spooled at " + spool_file("rk")));
+
+  start_daemon();  // the same state file: exec's process is gone, so the run is crashed
+  EXPECT_EQ(wait_for_state("rk", "crashed")["reason"], "process_exited");
+  auto flush = sweepctl({"spool", "flush"});
+  EXPECT_EQ(flush.exit_code, 0) << flush.err;
+  EXPECT_EQ(flush.out, "rk: delivered success\n");
+  const json run = show("rk");
+  EXPECT_EQ(run["state"], "success");
+  EXPECT_EQ(run["reason"], "late_completed");
+  EXPECT_EQ(run["objective"], 0.6);
+  EXPECT_TRUE(run["late_by_s"].is_number()) << run.dump();
+  EXPECT_FALSE(std::filesystem::exists(spool_file("rk")));
+}
+
+TEST_F(SpoolTest, ExecDeliversWhatWaitsOnceSweepdAnswered) {
+  start_daemon();
+  put_spool_file("old", socket_path(), {{"op", "complete"}, {"run", "old"}, {"objective", 0.4}});
+  auto r = exec({"--run", "new", "--", "/bin/sh", "-c", "exit 0"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "sweepctl exec: spooled report of run old: delivered success\n");
+  EXPECT_FALSE(std::filesystem::exists(spool_file("old")));
+  const json old = show("old");
+  EXPECT_EQ(old["state"], "success");
+  EXPECT_EQ(old["objective"], 0.4);
+  EXPECT_EQ(old["sweep"], "s1");  // registered from the file: sweepd had never heard of it
+  EXPECT_EQ(show("new")["state"], "success");
+}
 
 TEST_F(SpoolTest, FlushLeavesOtherSocketsFilesAloneAndSetsAsideMalformedOnes) {
   start_daemon();
@@ -594,6 +697,32 @@ TEST_F(SpoolTest, ListShowsEveryFileWithItsReportTimeAndSocket) {
   EXPECT_EQ(j["reports"][2]["problem"], "not valid JSON");
 }
 
+TEST_F(SpoolTest, AnUnsafeSpoolDirectoryIsRefusedAndTheReportNotSpooled) {
+  std::filesystem::create_directories(spool_dir());
+  std::filesystem::permissions(spool_dir(), std::filesystem::perms::all,
+                               std::filesystem::perm_options::replace);
+  auto r = exec({"--run", "ru", "--interval", "0.2", "--", "/bin/sh", "-c", "exit 0"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("the report of run ru is lost: cannot spool it: spool directory "
+                               "refused: " +
+                               spool_dir() + " may be written by others"));
+  EXPECT_FALSE(std::filesystem::exists(spool_file("ru")));
+  auto flush = sweepctl({"spool", "flush"});
+  EXPECT_EQ(flush.exit_code, 1);
+  EXPECT_THAT(flush.err, HasSubstr("may be written by others"));
+}
+
+TEST_F(SpoolTest, SpoolDirOptionBeatsTheEnvironment) {
+  const std::string elsewhere = dir_.file("elsewhere");
+  auto r = exec({"--run", "ro", "--spool-dir", elsewhere, "--interval", "0.2", "--", "/bin/sh",
+                 "-c", "exit 4"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(elsewhere + "/ro.json")) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(spool_file("ro")));
+  auto list = sweepctl({"spool", "list", "--spool-dir", elsewhere});
+  EXPECT_THAT(list.out, HasSubstr("fail: exit code 4"));
+}
+
 // Usage errors exit 2 before anything is started.
 TEST(ExecUsage, ExitsTwoNamingTheProblemWithoutStartingTheCommand) {
   test::temp_dir dir;
@@ -613,6 +742,7 @@ TEST(ExecUsage, ExitsTwoNamingTheProblemWithoutStartingTheCommand) {
       {{"--run", "r1", "--kill-grace", "soon"}, "option '--kill-grace'"},
       {{"--run", "r1", "--on-timeout", "keep", "--kill-grace", "5"},
        "option '--kill-grace': applies only with --on-timeout kill"},
+      {{"--run", "r1", "--spool-dir", ""}, "option '--spool-dir'"},
       {{"--run", "r1", "--bogus", "x"}, "unknown option '--bogus' for 'exec'"},
   };
   for (const auto& [args, expected] : cases) {
@@ -636,8 +766,8 @@ TEST(ExecHelp, DocumentsEveryOptionAndTheExitStatus) {
   for (const char* option :
        {"--run ID", "--sweep S", "--entity E", "--project P", "--suggestion JSON",
         "--result-file F", "--interval S", "--heartbeat-timeout S", "--max-runtime S",
-        "--on-timeout kill|keep", "--kill-grace S", "SIGTERM, SIGINT and SIGHUP", "Exit status",
-        "128+N", "127", "143"}) {
+        "--on-timeout kill|keep", "--kill-grace S", "--spool-dir DIR", "SIGTERM, SIGINT and SIGHUP",
+        "Exit status", "128+N", "127", "143", "sweepctl spool"}) {
     EXPECT_THAT(r.out, HasSubstr(option));
   }
   r = test::run_command({SWEEPCTL_BINARY, "--help"}, {}, 20s);
@@ -650,7 +780,7 @@ TEST_F(ExecTest, ExampleShellSweepRecordsEveryTrial) {
   auto r = test::run_command(
       {"/bin/sh", std::string(SWEEPD_SOURCE_DIR) + "/examples/sweep.sh", "3"},
       test::environment_with({"SWEEPCTL=" SWEEPCTL_BINARY, "SWEEPD_SOCKET=" + socket_path(),
-                              "SWEEP=demo", "TRAIN_SECONDS=0"}),
+                              "SWEEPD_SPOOL_DIR=" + spool_dir(), "SWEEP=demo", "TRAIN_SECONDS=0"}),
       60s);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const auto reply = client_.call({{"op", "observations"}, {"sweep", "demo"}});
