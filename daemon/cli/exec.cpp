@@ -425,6 +425,8 @@ class daemon_link {
   void step(steady::time_point now, bool readable) {
     if (disabled_) return;
     if (fd_ >= 0 && readable) receive(now);
+    // A refusal read just now ends all talk: no reconnect, and no socket left for poll to report.
+    if (disabled_) return;
     if (fd_ >= 0 && pending_ != request_kind::none && now >= reply_deadline_) {
       lost(now, fmt::format("no reply from sweepd at {} within {}", socket_,
                             seconds_text(reply_timeout_)));

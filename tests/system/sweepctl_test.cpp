@@ -840,6 +840,21 @@ TEST_F(SweepctlFake, SilentDaemonTimesOutWithExitThree) {
   EXPECT_EQ(server_.requests().size(), 1u);
 }
 
+// sweepctl exec against a sweepd that refuses the run: one register, then silence (no reconnect
+// to register again, no report), while the command runs to its end.
+TEST_F(SweepctlFake, ExecStopsTalkingToASweepdThatRefusedItsRegister) {
+  server_.answer(
+      json{{"ok", false},
+           {"error", {{"code", "conflict"}, {"message", "run 'r1' is already success"}}}});
+  auto r =
+      run({"exec", "--run", "r1", "--interval", "0.2", "--", "/bin/sh", "-c", "sleep 0.5; exit 4"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_TRUE(contains(r.err, "sweepd refused to register run r1: conflict")) << r.err;
+  const auto requests = server_.requests();
+  ASSERT_EQ(requests.size(), 1u) << r.err;
+  EXPECT_EQ(json::parse(requests[0])["op"], "register");
+}
+
 TEST_F(SweepctlFake, DaemonHangingUpExitsThree) {
   server_.behave(fake_server::behaviour::hang_up);
   auto r = run({"status"});
