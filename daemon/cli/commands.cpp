@@ -12,6 +12,7 @@
 #include <ostream>
 
 #include "cli/exec.hpp"
+#include "cli/spool_command.hpp"
 #include "cli/table.hpp"
 #include "core/protocol.hpp"
 #include "core/run.hpp"
@@ -743,6 +744,7 @@ std::vector<command> make_commands() {
        1,
        1,
        run_resync},
+      spool_command(),
       {"hello", "", "ask sweepd for its version and protocol", "", {}, 0, 0, run_hello},
       {"ping", "", "check that sweepd answers, and how fast", "", {}, 0, 0, run_ping},
   };

@@ -40,8 +40,11 @@
 #include <utility>
 #include <vector>
 
+#include "cli/spool.hpp"
 #include "cli/table.hpp"
+#include "core/lenient_json.hpp"
 #include "core/protocol.hpp"
+#include "core/time.hpp"
 
 namespace sweepd::cli {
 
@@ -58,6 +61,12 @@ constexpr steady::duration max_retry_delay = 30s;
 /// How long the final complete/fail is retried before sweepctl exec exits anyway.
 constexpr steady::duration report_budget = 5s;
 constexpr std::size_t max_result_file_bytes = 1024 * 1024;
+/// A result file is a flat object; deeper nesting than this is not one.
+constexpr std::size_t max_result_depth = 64;
+/// How long a command that sweepd timed out gets between SIGTERM and SIGKILL, by default.
+constexpr steady::duration default_kill_grace = 30s;
+/// How long delivering spooled reports at exec's start may take, at most.
+constexpr steady::duration start_flush_budget = 2s;
 /// A reply line longer than this is not from sweepd (its replies to exec are a few hundred bytes).
 constexpr std::size_t max_reply_bytes = 1024 * 1024;
 
@@ -88,11 +97,17 @@ std::string quoted(const json& v) {
 // ---------------------------------------------------------------------------------------------
 // The command line.
 
+/// What exec does when sweepd reports the run `timeout` for good (max_runtime or stall).
+enum class timeout_action { kill, keep };
+
 struct exec_options {
   std::string run;
   json register_request;
   std::optional<std::string> result_file;
   steady::duration interval{};
+  timeout_action on_timeout = timeout_action::kill;
+  steady::duration kill_grace = default_kill_grace;
+  std::optional<std::string> spool_dir;
   std::vector<std::string> argv;
   std::string problem;  // the first usage error, naming the option
 };
@@ -166,6 +181,24 @@ exec_options parse_options(const arguments& args) {
     if (v->empty() && problem.empty()) problem = "option '--result-file': the path is empty";
     o.result_file = *v;
   }
+  if (const std::string* v = args.value("--on-timeout"); v != nullptr && problem.empty()) {
+    if (*v == "kill" || *v == "keep") {
+      o.on_timeout = *v == "kill" ? timeout_action::kill : timeout_action::keep;
+    } else {
+      problem =
+          fmt::format("option '--on-timeout': expected kill or keep, got '{}'", printable(*v, 40));
+    }
+  }
+  if (const auto grace = duration_option(args, "--kill-grace", 0, true, problem)) {
+    o.kill_grace = to_duration(*grace);
+    if (o.on_timeout == timeout_action::keep && problem.empty()) {
+      problem = "option '--kill-grace': applies only with --on-timeout kill, not keep";
+    }
+  }
+  if (const std::string* v = args.value("--spool-dir")) {
+    if (v->empty() && problem.empty()) problem = "option '--spool-dir': the path is empty";
+    o.spool_dir = *v;
+  }
   o.argv = args.operands;
   if (problem.empty() && o.argv.empty()) {
     problem =
@@ -202,10 +235,19 @@ struct file_stamp {
   }
 };
 
-std::optional<file_stamp> stamp_of(const std::string& path) {
+/// The file's stamp, or nullopt with `error` set to the errno of the failed stat.
+std::optional<file_stamp> stamp_of(const std::string& path, int& error) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  if (::stat(path.c_str(), &st) != 0) {
+    error = errno;
+    return std::nullopt;
+  }
   return file_stamp{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
+}
+
+std::optional<file_stamp> stamp_of(const std::string& path) {
+  int error = 0;
+  return stamp_of(path, error);
 }
 
 /// The file's bytes, or nullopt with `why` set.
@@ -237,56 +279,74 @@ std::optional<std::string> read_small_file(const std::string& path, std::string&
   return text;
 }
 
-/// Adds "objective" and "cost" from the result file to a complete request. Every problem is
-/// warned about on `err`, naming the file and what is wrong, and leaves out what it concerns.
-void add_results(json& complete, const exec_options& o, const std::optional<file_stamp>& before,
-                 std::ostream& err) {
+/// A value as an error message quotes it: NaN and Infinity as the bare tokens, anything else as
+/// short JSON.
+std::string described(const json& v) {
+  if (const auto token = core::nonfinite_token_of(v)) return std::string(*token);
+  return quoted(v);
+}
+
+/// Adds "objective" and "cost" from the result file to a complete request. The run is only
+/// complete with a finite objective: a missing, stale, unreadable or malformed file, a missing
+/// or non-finite objective and an invalid cost each give the error (naming the file and what is
+/// wrong) that fails the run instead. Keys other than objective and cost are warned about.
+std::optional<std::string> add_results(json& complete, const exec_options& o,
+                                       const std::optional<file_stamp>& before, std::ostream& err) {
   const std::string& path = *o.result_file;
-  const std::string without = fmt::format("completing run {} without objective or cost", o.run);
-  const auto after = stamp_of(path);
+  auto problem = [&](std::string_view what) {
+    return fmt::format("result file {}: {}", path, what);
+  };
+  const std::string command = printable(o.argv.front(), 60);
+  int stat_error = 0;
+  const auto after = stamp_of(path, stat_error);
+  if (!after && stat_error == ENOENT) {
+    return problem(fmt::format("does not exist ({} exited 0 without writing it)", command));
+  }
   if (before && after && before->same_as(*after)) {
-    err << fmt::format(
-        "sweepctl exec: the result file {} is unchanged since {} started (left from "
-        "an earlier run?); {}\n",
-        path, printable(o.argv.front(), 60), without);
-    return;
+    return problem(fmt::format("unchanged since {} started (left from an earlier run?)", command));
   }
   std::string why;
   const auto text = read_small_file(path, why);
-  if (!text) {
-    err << fmt::format("sweepctl exec: cannot read the result file {}: {}; {}\n", path, why,
-                       without);
-    return;
+  if (!text) return problem("cannot read it: " + why);
+  const core::lenient_parse parsed = core::parse_lenient_json(*text, max_result_depth);
+  if (!parsed.problem.empty()) return problem(parsed.problem);
+  const json& results = parsed.value;
+  if (!results.is_object()) {
+    return problem(
+        fmt::format("{} is not a JSON object such as {{\"objective\": 0.93, \"cost\": 12.5}}",
+                    described(results)));
   }
-  const json results = json::parse(*text, nullptr, false);
-  if (results.is_discarded() || !results.is_object()) {
+  std::string unknown;
+  for (const auto& [key, value] : results.items()) {
+    if (key == "objective" || key == "cost") continue;
+    unknown += fmt::format("{}'{}'", unknown.empty() ? "" : ", ", printable(key, 40));
+  }
+  if (!unknown.empty()) {
     err << fmt::format(
-        "sweepctl exec: the result file {} is {}, not a JSON object such as "
-        "{{\"objective\": 0.93, \"cost\": 12.5}}; {}\n",
-        path, results.is_discarded() ? "not valid JSON" : "JSON", without);
-    return;
+        "sweepctl exec: result file {}: ignoring {} (only 'objective' and 'cost' are read)\n", path,
+        unknown);
   }
-  // JSON null (Python's None) means "no value", not a mistake.
-  if (const auto it = results.find("objective"); it != results.end() && !it->is_null()) {
-    if (it->is_number() && std::isfinite(it->get<double>())) {
-      complete["objective"] = it->get<double>();
-    } else {
-      err << fmt::format(
-          "sweepctl exec: 'objective' in the result file {} is not a finite number "
-          "(got {}); completing run {} without it\n",
-          path, quoted(*it), o.run);
-    }
+  std::vector<std::string> problems;
+  if (const auto it = results.find("objective"); it == results.end()) {
+    problems.push_back("no 'objective' key");
+  } else if (it->is_number() && std::isfinite(it->get<double>())) {
+    complete["objective"] = it->get<double>();
+  } else {
+    problems.push_back(fmt::format("'objective' is {} (not a finite number)", described(*it)));
   }
+  // An optional value: null (Python's None) says "no cost", and sweepd uses the runtime.
   if (const auto it = results.find("cost"); it != results.end() && !it->is_null()) {
     if (it->is_number() && std::isfinite(it->get<double>()) && it->get<double>() >= 0) {
       complete["cost"] = it->get<double>();
     } else {
-      err << fmt::format(
-          "sweepctl exec: 'cost' in the result file {} is not a number of at least "
-          "0 (got {}); completing run {} without it (sweepd uses the runtime)\n",
-          path, quoted(*it), o.run);
+      problems.push_back(
+          fmt::format("'cost' is {} (not a finite number of at least 0)", described(*it)));
     }
   }
+  if (problems.empty()) return std::nullopt;
+  std::string all;
+  for (const std::string& p : problems) all += (all.empty() ? "" : "; ") + p;
+  return problem(all);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,6 +372,12 @@ bool is_refusal(std::string_view code) {
          code == "too_large" || code == "unknown_op" || code == "bad_json";
 }
 
+/// Where a report that sweepd cannot take goes.
+struct spool_plan {
+  std::filesystem::path dir;
+  uid_t uid = 0;
+};
+
 /// sweepd as sweepctl exec sees it: one connection with at most one request in flight, driven by
 /// the poll loop without ever blocking it. The first connection registers the run (bound to this
 /// process by watch_peer) and starts it; then a heartbeat goes out every interval. Any failure
@@ -320,13 +386,16 @@ bool is_refusal(std::string_view code) {
 /// A refusal to register (conflict, bad_request, forbidden) ends all talk with sweepd.
 class daemon_link {
  public:
+  /// `warn_on_timeout`: say on stderr that the command keeps running when sweepd reports the run
+  /// timeout (with --on-timeout keep; with kill the caller says what it does instead).
   daemon_link(std::string socket, json register_request, steady::duration interval,
-              steady::duration reply_timeout, std::ostream& err)
+              steady::duration reply_timeout, bool warn_on_timeout, std::ostream& err)
       : socket_(std::move(socket)),
         run_(register_request.value("run", "")),
         register_request_(std::move(register_request)),
         interval_(interval),
         reply_timeout_(reply_timeout),
+        warn_on_timeout_(warn_on_timeout),
         err_(err),
         random_(std::random_device{}()) {}
   ~daemon_link() { close(); }
@@ -335,6 +404,13 @@ class daemon_link {
 
   /// The socket to poll for input, or -1.
   int fd() const { return fd_; }
+
+  /// True once sweepd has acknowledged the register.
+  bool registered() const { return registered_; }
+
+  /// True once a heartbeat or start reply said the run is `timeout`. Both revive a run that timed
+  /// out for silence, so this one timed out for max_runtime or a stall, for good.
+  bool timed_out() const { return timed_out_; }
 
   /// When step() next has something to do without input.
   steady::time_point wake_at() const {
@@ -349,6 +425,8 @@ class daemon_link {
   void step(steady::time_point now, bool readable) {
     if (disabled_) return;
     if (fd_ >= 0 && readable) receive(now);
+    // A refusal read just now ends all talk: no reconnect, and no socket left for poll to report.
+    if (disabled_) return;
     if (fd_ >= 0 && pending_ != request_kind::none && now >= reply_deadline_) {
       lost(now, fmt::format("no reply from sweepd at {} within {}", socket_,
                             seconds_text(reply_timeout_)));
@@ -364,18 +442,43 @@ class daemon_link {
 
   /// Once the command has ended: sends `report` (complete or fail) after the register and start
   /// that sweepd has not acknowledged yet (no start when `started` is false: the command never
-  /// ran), on a fresh connection if need be; retries until `deadline`, then says on stderr that
-  /// the run's end is not recorded.
-  void finish(const json& report, bool started, steady::time_point deadline) {
-    if (disabled_) return;
+  /// ran), on a fresh connection if need be; retries until `deadline`. When the first attempt
+  /// fails the report is written to the spool at once (docs/spool.md), and removed again if a
+  /// retry gets through; when time runs out, says on stderr that the run's end is not recorded
+  /// and where it waits. True when sweepd answered the report (recorded or refused it).
+  bool finish(const json& report, bool started, steady::time_point deadline,
+              const spool_plan& spool) {
+    if (disabled_) return false;
     settle(deadline);
-    if (disabled_) return;
+    if (disabled_) return false;
     if (pending_ != request_kind::none) close();  // its reply would come before the report's
     std::string why;
+    std::optional<std::filesystem::path> spooled;
+    std::string spool_problem;
     steady::duration delay = 100ms;
-    for (;;) {
-      if (try_report(report, started, deadline, why)) return;
+    for (bool first = true;; first = false) {
+      std::optional<spool_claim> claim;
+      bool attempt = true;
+      if (spooled) {
+        // Another client (a flush, a new sweepctl exec) may be delivering the file right now.
+        claim.emplace(*spooled);
+        if (claim->state() == spool_claim::status::gone) return true;
+        attempt = claim->state() != spool_claim::status::busy;
+        if (!attempt) why = fmt::format("another client is delivering {}", spooled->string());
+      }
+      if (attempt && try_report(report, started, deadline, why)) {
+        std::string problem;
+        if (claim && claim->state() == spool_claim::status::claimed && !claim->remove(problem)) {
+          err_ << fmt::format(
+              "sweepctl exec: run {} is recorded, but its spool file stays ({}); delivering it "
+              "again is harmless\n",
+              run_, problem);
+        }
+        return true;
+      }
       close();
+      claim.reset();  // no lock held while waiting
+      if (first) spooled = write_spool(report, spool, spool_problem);
       const auto now = steady::now();
       if (now >= deadline) break;
       std::this_thread::sleep_for(std::min(delay, deadline - now));
@@ -383,6 +486,15 @@ class daemon_link {
     }
     err_ << fmt::format("sweepctl exec: could not record the end of run {} in sweepd: {}\n", run_,
                         why);
+    if (spooled) {
+      err_ << fmt::format(
+          "sweepctl exec: the report of run {} is spooled at {}; the next sweepctl exec or "
+          "SweepRun start for this socket, or 'sweepctl spool flush', delivers it\n",
+          run_, spooled->string());
+    } else {
+      err_ << fmt::format("sweepctl exec: the report of run {} is lost: {}\n", run_, spool_problem);
+    }
+    return false;
   }
 
  private:
@@ -574,16 +686,21 @@ class daemon_link {
                           printable(reply.value("state", "registered"), 40));
       warned_ = false;
       last_state_ = reply.value("state", "");
+      timed_out_ = timed_out_ || last_state_ == "timeout";
       return;
     }
     note_state(reply);
   }
 
   /// Says so, once per state, when sweepd no longer counts the run as live: it gave up on it
-  /// (timeout) or it ended; the command runs on, and its end is still reported.
+  /// (timeout) or it ended; the command runs on, and its end is still reported. A timeout is
+  /// only noted (not warned about) when the caller is going to stop the command.
   void note_state(const json& reply) {
     const std::string state = reply.value("state", "");
-    if (state != last_state_ && !state.empty() && state != "initializing" && state != "running") {
+    if (state == "timeout") timed_out_ = true;
+    const bool quiet = state == "timeout" && !warn_on_timeout_;
+    if (state != last_state_ && !state.empty() && state != "initializing" && state != "running" &&
+        !quiet) {
       err_ << fmt::format("sweepctl exec: sweepd reports run {} as {}; the command keeps running\n",
                           run_, printable(state, 40));
     }
@@ -696,6 +813,22 @@ class daemon_link {
     return false;
   }
 
+  /// Writes `report` to the spool file of the run; its path, or nullopt with `problem` set.
+  std::optional<std::filesystem::path> write_spool(const json& report, const spool_plan& spool,
+                                                   std::string& problem) const {
+    json register_request = register_request_;
+    register_request.erase("watch_peer");  // the process it names is about to be gone
+    const spool_record record{normal_socket_path(socket_),
+                              run_,
+                              std::move(register_request),
+                              report,
+                              core::format_utc(std::chrono::system_clock::now()),
+                              "sweepctl exec"};
+    auto path = write_spool_file(spool.dir, record, spool.uid, problem);
+    if (!path) problem = "cannot spool it: " + problem;
+    return path;
+  }
+
   void close() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
@@ -709,6 +842,7 @@ class daemon_link {
   json register_request_;
   steady::duration interval_;
   steady::duration reply_timeout_;
+  bool warn_on_timeout_;
   std::ostream& err_;
   std::minstd_rand random_;
 
@@ -723,6 +857,7 @@ class daemon_link {
   bool started_ = false;     // and the start
   bool warned_ = false;      // the current outage has been reported
   bool disabled_ = false;    // sweepd refused the run: stop talking to it
+  bool timed_out_ = false;   // sweepd reported the run timeout for good
   int failures_ = 0;         // in a row, for the backoff
   std::string last_state_;
 };
@@ -774,31 +909,139 @@ void forward(const signalfd_siginfo& info, pid_t child, std::optional<int>& rece
   ::kill(child, signo);
 }
 
-/// Waits for the child to end, passing on signals and keeping sweepd informed meanwhile; returns
-/// its wait status.
-int supervise(pid_t child, int signal_fd, daemon_link& link, std::optional<int>& received) {
-  for (;;) {
-    const auto now = steady::now();
-    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(link.wake_at() - now);
-    const int timeout_ms = static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, 60000));
-    pollfd fds[2] = {{signal_fd, POLLIN, 0}, {link.fd(), POLLIN, 0}};
-    const nfds_t count = link.fd() >= 0 ? 2 : 1;
-    if (::poll(fds, count, timeout_ms) < 0 && errno != EINTR) {
-      throw std::system_error(errno, std::generic_category(), "poll");
+/// Delivers the reports spooled for this socket (docs/spool.md) within start_flush_budget, and
+/// says on stderr what became of each file it settled.
+void flush_spooled_reports(const std::string& socket, const spool_plan& spool,
+                           std::chrono::milliseconds reply_timeout, std::ostream& err) {
+  const auto budget = std::chrono::duration_cast<std::chrono::milliseconds>(start_flush_budget);
+  socket_spool_link link(socket, std::min(reply_timeout, budget), steady::now() + budget);
+  const flush_result result = flush_spool(spool.dir, socket, spool.uid, link);
+  if (!result.problem.empty()) {
+    err << fmt::format("sweepctl exec: not delivering spooled reports: {}\n", result.problem);
+    return;
+  }
+  std::size_t left = 0;
+  for (const delivery& d : result.files) {
+    if (d.what == delivery::outcome::left) ++left;
+    if (d.what == delivery::outcome::delivered || d.what == delivery::outcome::refused ||
+        d.what == delivery::outcome::malformed) {
+      err << fmt::format("sweepctl exec: spooled report of run {}: {}\n", d.run,
+                         printable(describe(d), 400));
     }
-    if (fds[0].revents != 0) {
-      signalfd_siginfo infos[16];
-      ssize_t n = 0;
-      while ((n = ::read(signal_fd, infos, sizeof(infos))) > 0) {
-        for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof(infos[0]); ++i) {
-          if (infos[i].ssi_signo != SIGCHLD) forward(infos[i], child, received);
-        }
-      }
-    }
-    if (const auto status = reap(child)) return *status;
-    link.step(steady::now(), count == 2 && fds[1].revents != 0);
+  }
+  if (result.stopped && left > 0) {
+    err << fmt::format(
+        "sweepctl exec: {} spooled report{} left in {} ('sweepctl spool flush' delivers them)\n",
+        left, left == 1 ? "" : "s", spool.dir.string());
   }
 }
+
+/// How the child ended: exec's exit status and the words for it.
+struct ending {
+  bool success = false;  // exit code 0
+  int exit_status = 0;
+  std::string description;  // "exit code 3", "killed by SIGTERM"
+};
+
+ending ending_of(int status, std::optional<int> received) {
+  if (WIFEXITED(status)) {
+    const int code = WEXITSTATUS(status);
+    std::string description = fmt::format("exit code {}", code);
+    if (received) description += " after " + signal_name(*received);
+    return {code == 0, code, std::move(description)};
+  }
+  const int signo = WTERMSIG(status);
+  std::string description = "killed by " + signal_name(signo);
+  if (WCOREDUMP(status)) description += " (core dumped)";
+  return {false, 128 + signo, std::move(description)};
+}
+
+/// The command while it runs: one poll loop over the signalfd and sweepd's socket that passes on
+/// signals, keeps sweepd informed, delivers spooled reports once sweepd answered, and ends the
+/// command (SIGTERM, then SIGKILL after the grace) when sweepd timed the run out for good.
+class session {
+ public:
+  session(pid_t child, int signal_fd, daemon_link& link, const exec_options& o,
+          const invocation& in, spool_plan spool)
+      : child_(child),
+        signal_fd_(signal_fd),
+        link_(link),
+        o_(o),
+        in_(in),
+        spool_(std::move(spool)) {}
+
+  /// Waits for the child to end; its wait status.
+  int supervise() {
+    for (;;) {
+      auto wake = link_.wake_at();
+      if (sigterm_sent_ && !sigkill_sent_) wake = std::min(wake, sigkill_at_);
+      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(wake - steady::now());
+      const int timeout_ms = static_cast<int>(std::clamp<std::int64_t>(wait.count(), 0, 60000));
+      pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {link_.fd(), POLLIN, 0}};
+      const nfds_t count = link_.fd() >= 0 ? 2 : 1;
+      if (::poll(fds, count, timeout_ms) < 0 && errno != EINTR) {
+        throw std::system_error(errno, std::generic_category(), "poll");
+      }
+      if (fds[0].revents != 0) {
+        signalfd_siginfo infos[16];
+        ssize_t n = 0;
+        while ((n = ::read(signal_fd_, infos, sizeof(infos))) > 0) {
+          for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof(infos[0]); ++i) {
+            if (infos[i].ssi_signo != SIGCHLD) forward(infos[i], child_, received_);
+          }
+        }
+      }
+      if (const auto status = reap(child_)) return *status;
+      link_.step(steady::now(), count == 2 && fds[1].revents != 0);
+      if (!flushed_ && link_.registered()) {
+        // Bounded, and the command is running already: signals wait at most this long.
+        flushed_ = true;
+        flush_spooled_reports(in_.global.socket, spool_, in_.global.timeout, in_.err);
+      }
+      end_timed_out_command(steady::now());
+    }
+  }
+
+  /// The last signal passed on (or sent by the terminal).
+  std::optional<int> received() const { return received_; }
+  /// True when exec ended the command because sweepd timed the run out.
+  bool killed_for_timeout() const { return sigterm_sent_; }
+  /// True when the spool has been flushed already.
+  bool flushed() const { return flushed_; }
+
+ private:
+  void end_timed_out_command(steady::time_point now) {
+    if (o_.on_timeout != timeout_action::kill) return;
+    const std::string command = printable(o_.argv.front(), 60);
+    if (link_.timed_out() && !sigterm_sent_) {
+      in_.err << fmt::format(
+          "sweepctl exec: sweepd marked run {} timeout; sending SIGTERM to {} (SIGKILL in {})\n",
+          o_.run, command, seconds_text(o_.kill_grace));
+      ::kill(child_, SIGTERM);
+      sigterm_sent_ = true;
+      sigkill_at_ = now + o_.kill_grace;
+    }
+    if (sigterm_sent_ && !sigkill_sent_ && now >= sigkill_at_) {
+      in_.err << fmt::format("sweepctl exec: {} still runs {} after SIGTERM; sending SIGKILL\n",
+                             command, seconds_text(o_.kill_grace));
+      ::kill(child_, SIGKILL);
+      sigkill_sent_ = true;
+    }
+  }
+
+  pid_t child_;
+  int signal_fd_;
+  daemon_link& link_;
+  const exec_options& o_;
+  const invocation& in_;
+  spool_plan spool_;
+  std::optional<int> received_;
+  // GCC 12 takes an optional<time_point> member for maybe-uninitialized: a flag and a time instead.
+  bool sigterm_sent_ = false;  // to a command that sweepd timed out
+  steady::time_point sigkill_at_{};
+  bool sigkill_sent_ = false;
+  bool flushed_ = false;
+};
 
 /// What sweepctl exec exits with and tells sweepd, from how the child ended.
 struct outcome {
@@ -808,24 +1051,18 @@ struct outcome {
 
 outcome outcome_of(int status, const exec_options& o, const std::optional<file_stamp>& before,
                    std::optional<int> received, std::ostream& err) {
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+  ending e = ending_of(status, received);
+  if (e.success) {
     json complete = {{"op", "complete"}, {"run", o.run}};
-    if (o.result_file) add_results(complete, o, before, err);
+    if (!o.result_file) return {0, std::move(complete)};
+    if (auto error = add_results(complete, o, before, err)) {
+      err << fmt::format("sweepctl exec: {} exited 0, but {}; failing run {}\n",
+                         printable(o.argv.front(), 60), *error, o.run);
+      return {0, {{"op", "fail"}, {"run", o.run}, {"error", std::move(*error)}}};
+    }
     return {0, std::move(complete)};
   }
-  std::string error;
-  int exit_status = 0;
-  if (WIFEXITED(status)) {
-    exit_status = WEXITSTATUS(status);
-    error = fmt::format("exit code {}", exit_status);
-    if (received) error += " after " + signal_name(*received);
-  } else {
-    const int signo = WTERMSIG(status);
-    exit_status = 128 + signo;
-    error = "killed by " + signal_name(signo);
-    if (WCOREDUMP(status)) error += " (core dumped)";
-  }
-  return {exit_status, {{"op", "fail"}, {"run", o.run}, {"error", std::move(error)}}};
+  return {e.exit_status, {{"op", "fail"}, {"run", o.run}, {"error", std::move(e.description)}}};
 }
 
 }  // namespace
@@ -848,7 +1085,10 @@ int run_exec(const invocation& in) {
   const scoped_fd signals{::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK)};
   if (signals.fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
 
-  daemon_link link(in.global.socket, o.register_request, o.interval, in.global.timeout, in.err);
+  const spool_plan spool{
+      spool_dir_for(o.spool_dir, process_environment(), in.global.socket, ::getuid()), ::getuid()};
+  daemon_link link(in.global.socket, o.register_request, o.interval, in.global.timeout,
+                   o.on_timeout == timeout_action::keep, in.err);
   const std::optional<file_stamp> before = o.result_file ? stamp_of(*o.result_file) : std::nullopt;
   const auto [child, error] = spawn(o.argv, original);
   if (child < 0) {
@@ -856,15 +1096,25 @@ int run_exec(const invocation& in) {
         fmt::format("cannot start {}: {}", printable(o.argv.front(), 200), error_text(error));
     in.err << "sweepctl exec: " << why << '\n';
     link.finish({{"op", "fail"}, {"run", o.run}, {"error", why}}, false,
-                steady::now() + report_budget);
+                steady::now() + report_budget, spool);
     return error == ENOENT ? 127 : 126;  // as a shell says "not found" and "cannot execute"
   }
 
   link.step(steady::now(), false);  // connect, register and start while the command runs
-  std::optional<int> received;      // the last signal passed on (or sent by the terminal)
-  const int status = supervise(child, signals.fd, link, received);
-  const outcome result = outcome_of(status, o, before, received, in.err);
-  link.finish(result.report, true, steady::now() + report_budget);
+  session s(child, signals.fd, link, o, in, spool);
+  const int status = s.supervise();
+  if (s.killed_for_timeout()) {
+    // sweepd gave up on the run for good; a fail for the killed command would overwrite that.
+    const ending e = ending_of(status, std::nullopt);
+    in.err << fmt::format("sweepctl exec: {} ended ({}); run {} stays timeout in sweepd\n",
+                          printable(o.argv.front(), 60), e.description, o.run);
+    return e.exit_status;
+  }
+  const outcome result = outcome_of(status, o, before, s.received(), in.err);
+  const bool answered = link.finish(result.report, true, steady::now() + report_budget, spool);
+  if (answered && !s.flushed()) {
+    flush_spooled_reports(in.global.socket, spool, in.global.timeout, in.err);
+  }
   return result.exit_status;
 }
 
@@ -875,19 +1125,28 @@ command exec_command() {
       "run a command as a supervised run: register, start, heartbeat, then complete or fail",
       "Registers run ID with sweepd, bound to this process (if sweepctl exec dies, sweepd marks\n"
       "the run crashed), marks it running, starts CMD (looked up in PATH) and sends a heartbeat\n"
-      "every --interval while CMD runs. When CMD exits with 0 the run is completed, with the\n"
-      "objective and cost read from --result-file when given (a missing, unchanged or malformed\n"
-      "file completes it without them, with a warning saying which); any other exit fails the run\n"
-      "(\"exit code N\"), and so does a signal (\"killed by SIGKILL\").\n"
+      "every --interval while CMD runs. Any exit but 0 fails the run (\"exit code N\"), and so\n"
+      "does a signal (\"killed by SIGKILL\"). Exit 0 completes it; with --result-file, only when "
+      "F\n"
+      "was written while CMD ran and holds a JSON object with a finite \"objective\" (NaN and\n"
+      "Infinity are not) and, if any, a \"cost\" of at least 0: otherwise the run fails with an\n"
+      "error saying what is wrong with F (missing, unchanged, not JSON, no objective, ...). Other\n"
+      "keys in F are ignored with a warning.\n"
       "SIGTERM, SIGINT and SIGHUP sent to sweepctl exec are passed on to CMD (except those a\n"
-      "terminal already sent to both). CMD runs even when sweepd cannot be reached: sweepctl\n"
-      "exec warns once, keeps trying in the background, and tries to record the end for up to\n"
-      "5 seconds.\n"
+      "terminal already sent to both). When sweepd reports the run timeout (past --max-runtime,\n"
+      "or stalled), CMD gets SIGTERM, then SIGKILL after --kill-grace, and the run stays timeout;\n"
+      "with --on-timeout keep, CMD runs on and its end is still reported.\n"
+      "CMD runs even when sweepd cannot be reached: sweepctl exec warns once, keeps trying in the\n"
+      "background, and tries to record the end for up to 5 seconds. A report that does not get\n"
+      "through at once is written to the spool (see 'sweepctl spool --help'), and delivered by\n"
+      "the next sweepctl exec for the same socket once sweepd answers, or by 'sweepctl spool\n"
+      "flush'; that sweepctl exec delivers what waits in the spool, too, for up to 2 seconds.\n"
       "Put -- before CMD so that CMD's options are not taken for sweepctl's. sweepctl exec writes\n"
       "nothing on standard output. Durations are seconds, or a number with a unit: 90s, 15m, 2h.\n"
       "\n"
-      "Exit status: CMD's own, or 128+N when signal N killed it; 127 when CMD is not found, 126\n"
-      "when it cannot be run; 2 on a usage error (then CMD is not started).",
+      "Exit status: CMD's own, or 128+N when signal N killed it (143 after the SIGTERM of a\n"
+      "timeout); 127 when CMD is not found, 126 when it cannot be run; 2 on a usage error (then\n"
+      "CMD is not started).",
       {{"--run", "ID", "the run to register (required): 1-128 characters of [A-Za-z0-9._-]"},
        {"--sweep", "S", "the sweep the run belongs to"},
        {"--entity", "E", "the W&B entity (default: sweepd's wandb.entity)"},
@@ -895,10 +1154,20 @@ command exec_command() {
        {"--suggestion", "JSON", "the hyperparameters, as a JSON object such as '{\"lr\":0.01}'"},
        {"--result-file", "F",
         "when CMD exits 0, read the objective and cost from F, a JSON object such as "
-        "{\"objective\": 0.93, \"cost\": 12.5} (both optional; cost at least 0)"},
+        "{\"objective\": 0.93, \"cost\": 12.5} (objective required and finite; cost optional, "
+        "at least 0); a bad or missing F fails the run"},
        {"--interval", "S", "send a heartbeat every S seconds while CMD runs (default: 30)"},
        {"--heartbeat-timeout", "S", "mark the run timeout after S seconds without a heartbeat"},
-       {"--max-runtime", "S", "mark the run timeout S seconds after registration (0: off)"}},
+       {"--max-runtime", "S", "mark the run timeout S seconds after registration (0: off)"},
+       {"--on-timeout", "kill|keep",
+        "when sweepd marks the run timeout: kill CMD (default), or keep it running"},
+       {"--kill-grace", "S",
+        "with --on-timeout kill, send SIGKILL S seconds after SIGTERM "
+        "(default: 30)"},
+       {"--spool-dir", "DIR",
+        "where a report sweepd cannot take waits (default: $SWEEPD_SPOOL_DIR, "
+        "$XDG_STATE_HOME/sweepd/spool, ~/.local/state/sweepd/spool, spool-UID beside the "
+        "socket)"}},
       0,
       std::numeric_limits<std::size_t>::max(),
       run_exec};

@@ -1,8 +1,9 @@
 #include "core/wandb_summary.hpp"
 
 #include <algorithm>
-#include <array>
 #include <string>
+
+#include "core/lenient_json.hpp"
 
 namespace sweepd::core {
 
@@ -10,78 +11,13 @@ namespace {
 
 using json = nlohmann::json;
 
-/// The non-JSON number tokens of W&B summaries, and the strings that stand in for them while
-/// nlohmann holds the document. The NUL byte keeps them apart from any real summary string.
-struct token_stand_in {
-  std::string_view token;
-  std::string_view stand_in;  // as JSON text, quotes included
-};
-constexpr std::array<token_stand_in, 3> stand_ins = {{
-    {"-Infinity", "\"\\u0000sweepd:-Infinity\""},
-    {"Infinity", "\"\\u0000sweepd:Infinity\""},
-    {"NaN", "\"\\u0000sweepd:NaN\""},
-}};
-
-/// Replaces the bare tokens outside strings with their stand-ins.
-std::string hide_tokens(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      out += c;
-      if (c == '\\' && i + 1 < text.size()) {
-        out += text[++i];
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-      out += c;
-      continue;
-    }
-    bool replaced = false;
-    for (const auto& s : stand_ins) {
-      if (text.substr(i, s.token.size()) == s.token) {
-        out += s.stand_in;
-        i += s.token.size() - 1;
-        replaced = true;
-        break;
-      }
-    }
-    if (!replaced) out += c;
-  }
-  return out;
-}
-
-/// Puts the bare tokens back where their stand-ins are (nlohmann writes them back unchanged).
-std::string restore_tokens(std::string text) {
-  for (const auto& s : stand_ins) {
-    for (auto pos = text.find(s.stand_in); pos != std::string::npos;
-         pos = text.find(s.stand_in, pos + s.token.size())) {
-      text.replace(pos, s.stand_in.size(), s.token);
-    }
-  }
-  return text;
-}
-
-/// True for a string that stands in for a bare token (it is a number, not a string).
-bool is_stand_in(const json& value) {
-  if (!value.is_string()) return false;
-  constexpr std::string_view mark("\0sweepd:", 8);
-  const std::string_view s = value.get_ref<const std::string&>();
-  if (s.substr(0, mark.size()) != mark) return false;
-  return std::any_of(stand_ins.begin(), stand_ins.end(),
-                     [&](const token_stand_in& t) { return s.substr(mark.size()) == t.token; });
-}
+/// W&B summaries nest a few levels (`_wandb.stats`); this bound only stops pathological input.
+constexpr std::size_t max_summary_depth = 512;
 
 json parse_summary(std::string_view text) {
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos) return json::object();
-  json summary = json::parse(hide_tokens(text), nullptr, false);
+  json summary = parse_lenient_json(text, max_summary_depth).value;
   // `null` with any whitespace around it: W&B's way of saying "no summary yet".
   if (summary.is_null()) return json::object();
   return summary;
@@ -127,14 +63,14 @@ summary_merge merge_summary(std::string_view summary_text, const json& keys,
       summary[prefix + key] = *value;
     }
   }
-  return {restore_tokens(summary.dump(-1, ' ', false, json::error_handler_t::replace)), {}};
+  return {dump_lenient_json(summary), {}};
 }
 
 std::optional<std::string> summary_state(std::string_view summary_text, const std::string& prefix) {
   const json summary = parse_summary(summary_text);
   if (!summary.is_object()) return std::nullopt;
   auto it = summary.find(prefix + "state");
-  if (it == summary.end() || !it->is_string() || is_stand_in(*it)) return std::nullopt;
+  if (it == summary.end() || !it->is_string() || nonfinite_of(*it)) return std::nullopt;
   return it->get<std::string>();
 }
 

@@ -348,6 +348,10 @@ const usage_case usage_cases[] = {
      "option '--suggestion'"},
     {{"fail", "r1"}, "--error"},
     {{"fail", "r1", "oom", "--error", "oom"}, "not both"},
+    {{"spool"}, "missing flush|list"},
+    {{"spool", "drain"}, "'drain' is not a spool action (flush or list)"},
+    {{"spool", "flush", "list"}, "unexpected argument 'list'"},
+    {{"spool", "list", "--spool-dir", ""}, "option '--spool-dir': the path is empty"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Sweepctl, SweepctlUsage, ::testing::ValuesIn(usage_cases));
@@ -394,6 +398,7 @@ const help_case help_cases[] = {
     {"fail", {"--error TEXT"}},
     {"hello", {}},
     {"ping", {}},
+    {"spool", {"--spool-dir DIR"}},
 };
 
 INSTANTIATE_TEST_SUITE_P(Sweepctl, SweepctlHelp, ::testing::ValuesIn(help_cases));
@@ -833,6 +838,21 @@ TEST_F(SweepctlFake, SilentDaemonTimesOutWithExitThree) {
   EXPECT_TRUE(contains(r.err, "no reply")) << r.err;
   EXPECT_TRUE(contains(r.err, server_.path())) << r.err;
   EXPECT_EQ(server_.requests().size(), 1u);
+}
+
+// sweepctl exec against a sweepd that refuses the run: one register, then silence (no reconnect
+// to register again, no report), while the command runs to its end.
+TEST_F(SweepctlFake, ExecStopsTalkingToASweepdThatRefusedItsRegister) {
+  server_.answer(
+      json{{"ok", false},
+           {"error", {{"code", "conflict"}, {"message", "run 'r1' is already success"}}}});
+  auto r =
+      run({"exec", "--run", "r1", "--interval", "0.2", "--", "/bin/sh", "-c", "sleep 0.5; exit 4"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_TRUE(contains(r.err, "sweepd refused to register run r1: conflict")) << r.err;
+  const auto requests = server_.requests();
+  ASSERT_EQ(requests.size(), 1u) << r.err;
+  EXPECT_EQ(json::parse(requests[0])["op"], "register");
 }
 
 TEST_F(SweepctlFake, DaemonHangingUpExitsThree) {
