@@ -126,7 +126,9 @@ std::pair<std::string, std::string> error_of(const json& reply) {
 }
 
 /// Errors after which sweepd may well take the report later: the file stays.
-bool is_transient(std::string_view code) { return code == "busy" || code == "internal"; }
+bool is_transient(std::string_view code) {
+  return code == "busy" || code == "internal" || code == "unavailable";
+}
 
 }  // namespace
 
