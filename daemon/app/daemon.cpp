@@ -1,10 +1,12 @@
 #include "app/daemon.hpp"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
 #include <span>
@@ -73,7 +75,8 @@ daemon::daemon(core::config cfg, std::string config_path)
       retention_timer_(io_),
       shutdown_timer_(io_),
       signals_(io_, SIGTERM, SIGINT, SIGHUP),
-      process_watch_(io_, [this](std::int32_t pid) { on_process_exit(pid); }) {}
+      process_watch_(io_, [this](std::int32_t pid) { on_process_exit(pid); }),
+      boot_id_(io::current_boot_id()) {}
 
 std::optional<std::string> daemon::open() {
   if (auto err = restore_from_journal()) return err;
@@ -161,7 +164,7 @@ core::caller daemon::caller_of(const io::peer_credentials& peer) const {
   const auto& admins = cfg_.socket.admin_uids;
   const bool admin =
       peer.uid == 0 || std::find(admins.begin(), admins.end(), peer.uid) != admins.end();
-  return {peer.uid, peer.pid, admin};
+  return {peer.uid, peer.pid, admin, peer.start_time, boot_id_};
 }
 
 core::daemon_stats daemon::stats() const {
@@ -180,15 +183,31 @@ std::string daemon::on_line(std::string_view line, const io::peer_credentials& p
     rearm_if_earlier();
     return std::move(h.reply);
   }
+  const bool watched_registration =
+      h.result.change->reason == core::transition_reason::registered && h.result.run->watch_peer;
+  io::peer_binding binding;
+  if (watched_registration) {
+    // Bound before anything is stored: a run bound to a process that is already gone would be
+    // crashed at once, though its real worker (a child the connector handed the socket to) lives.
+    binding = io::bind_connected_peer(peer.socket_fd, peer.pid, peer.start_time);
+    if (binding.what == io::peer_binding::result::gone) {
+      runs_.undo(h.result);
+      return core::error_reply(
+          {core::error_code::bad_request,
+           fmt::format("watch_peer: the process that opened this connection (pid {}) has exited; "
+                       "process watch binds a run to the process that connected, so connect "
+                       "from the worker itself",
+                       peer.pid)});
+    }
+  }
   // Commit before reply: a worker is told only what is stored.
   if (!commit({&h.result, 1})) {
+    if (binding.pidfd >= 0) ::close(binding.pidfd);
     return core::error_reply({core::error_code::internal,
                               "sweepd could not store the transition; nothing was changed "
                               "(see the daemon's log)"});
   }
-  if (h.result.change->reason == core::transition_reason::registered) {
-    watch_process_of(*h.result.run);
-  }
+  if (watched_registration) watch_process_of(*h.result.run, binding.pidfd);
   rearm_if_earlier();
   return std::move(h.reply);
 }
@@ -214,12 +233,22 @@ nlohmann::json daemon::delivery_of(const core::run_record& run) {
   return sink_->delivery_of(run);
 }
 
-void daemon::watch_process_of(const core::run_record& run) {
-  if (!run.watch_peer || run.peer_pid <= 0) return;
-  if (run.state != core::run_state::initializing && run.state != core::run_state::running) return;
-  // A worker restored after a restart may have died meanwhile: then it is reported at once.
+void daemon::watch_process_of(const core::run_record& run, int pidfd) {
+  const bool live =
+      run.state == core::run_state::initializing || run.state == core::run_state::running;
+  if (!run.watch_peer || run.peer_pid <= 0 || !live) {
+    if (pidfd >= 0) ::close(pidfd);
+    return;
+  }
   runs_by_pid_.emplace(run.peer_pid, run.id);
-  process_watch_.watch(run.peer_pid);
+  if (!run.peer_boot_id.empty() && run.peer_boot_id != boot_id_) {
+    // Registered before the machine rebooted: that process is gone, whatever has its pid now.
+    asio::post(io_, [this, pid = run.peer_pid] { on_process_exit(pid); });
+    return;
+  }
+  // A worker restored after a restart may have died meanwhile, and its pid been reused: the
+  // start time stored with the run tells. Either way it is reported at once.
+  process_watch_.watch(run.peer_pid, pidfd, run.peer_start_time);
 }
 
 void daemon::on_process_exit(std::int32_t pid) {

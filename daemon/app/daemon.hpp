@@ -52,8 +52,9 @@ class daemon {
   bool commit(std::span<core::outcome> changes);
   std::optional<std::string> restore_from_journal();
   void prune_expired_runs();
-  /// Binds a run to its worker's process (register with watch_peer).
-  void watch_process_of(const core::run_record& run);
+  /// Binds a live watch_peer run to its worker's process (register, restore); `pidfd` (taken
+  /// over) when the binding found one.
+  void watch_process_of(const core::run_record& run, int pidfd = -1);
   /// A watched worker exited: its live runs become `crashed` at once.
   void on_process_exit(std::int32_t pid);
   /// Wakes the deadline loop if a run now has a deadline earlier than the armed one.
@@ -82,6 +83,7 @@ class daemon {
   asio::signal_set signals_;
   io::process_watch process_watch_;
   std::multimap<std::int32_t, std::string> runs_by_pid_;
+  std::string boot_id_;  // this boot's, stored with watch_peer runs
   bool stopping_ = false;
 };
 

@@ -78,6 +78,10 @@ struct run_record {
   std::uint32_t owner_uid = 0;
   bool watch_peer = false;
   std::int32_t peer_pid = 0;  // from SO_PEERCRED at register, never from a message
+  /// Which process `peer_pid` was: its start time (clock ticks since boot) and the boot it ran
+  /// in, so that after a restart a reused pid is not taken for the worker. 0/empty: unknown.
+  std::uint64_t peer_start_time = 0;
+  std::string peer_boot_id;
 
   run_state state = run_state::initializing;
   transition_reason reason = transition_reason::registered;

@@ -95,6 +95,8 @@ json encode_run(const run_record& r) {
   put(j, "runtime_s", r.runtime_s);
   put(j, "late_by_s", r.late_by_s);
   if (r.finished_wall) j["finished_ms"] = to_unix_ms(*r.finished_wall);
+  if (r.peer_start_time != 0) j["peer_start_time"] = r.peer_start_time;
+  if (!r.peer_boot_id.empty()) j["peer_boot_id"] = r.peer_boot_id;
   return j;
 }
 
@@ -114,6 +116,9 @@ decoded_run decode_run(const json& j, instant now) {
     r.owner_uid = get_field<std::uint32_t>(j, "owner_uid");
     r.watch_peer = get_field<bool>(j, "watch_peer");
     r.peer_pid = get_field<std::int32_t>(j, "peer_pid");
+    // Absent in records written before sweepd stored which process a pid was.
+    r.peer_start_time = get_optional<std::uint64_t>(j, "peer_start_time").value_or(0);
+    r.peer_boot_id = get_optional<std::string>(j, "peer_boot_id").value_or("");
     r.state = state_field(j, "state");
     r.reason = reason_field(j, "reason");
     r.registered_wall = from_unix_ms(get_field<std::int64_t>(j, "registered_ms"));

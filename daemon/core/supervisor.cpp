@@ -209,6 +209,10 @@ outcome supervisor::register_run(const register_params& p, const caller& who, in
   r.owner_uid = who.uid;
   r.watch_peer = p.watch_peer;
   r.peer_pid = p.watch_peer ? who.pid : 0;
+  if (p.watch_peer) {
+    r.peer_start_time = who.pid_start_time;
+    r.peer_boot_id = std::string(who.boot_id);
+  }
   r.registered_mono = now.mono;
   r.registered_wall = now.wall;
   r.last_seen = now.mono;

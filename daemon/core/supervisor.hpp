@@ -21,9 +21,18 @@ namespace sweepd::core {
 
 /// Who sent a request: from SO_PEERCRED, never from the message.
 struct caller {
+  constexpr caller() = default;
+  constexpr caller(std::uint32_t uid_, std::int32_t pid_, bool admin_,
+                   std::uint64_t pid_start_time_ = 0, std::string_view boot_id_ = {})
+      : uid(uid_), pid(pid_), admin(admin_), pid_start_time(pid_start_time_), boot_id(boot_id_) {}
+
   std::uint32_t uid = 0;
   std::int32_t pid = 0;
   bool admin = false;  // root or socket.admin_uids: may act on any run
+  /// The peer process's start time (clock ticks since boot) and the boot id, read when the
+  /// connection was accepted; stored with a watch_peer run. 0/empty: unknown.
+  std::uint64_t pid_start_time = 0;
+  std::string_view boot_id;
 };
 
 /// Defaults applied to runs that do not set their own limits (config `timeouts`, `state`).

@@ -21,6 +21,7 @@
 
 #include "core/errors.hpp"
 #include "core/protocol.hpp"
+#include "io/process_watch.hpp"
 
 namespace sweepd::io {
 
@@ -38,9 +39,12 @@ peer_credentials credentials_of(stream::socket& sock) {
   socklen_t len = sizeof(cred);
   if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
     // Unknown peer: treat as the most restricted identity rather than as root.
-    return {static_cast<std::uint32_t>(-1), static_cast<std::uint32_t>(-1), 0};
+    return {static_cast<std::uint32_t>(-1), static_cast<std::uint32_t>(-1), 0, 0,
+            sock.native_handle()};
   }
-  return {cred.uid, cred.gid, cred.pid};
+  const process_probe peer = probe_process(cred.pid);
+  return {cred.uid, cred.gid, cred.pid,
+          peer.what == process_probe::state::alive ? peer.start_time : 0, sock.native_handle()};
 }
 
 std::string errno_text(int err) { return std::strerror(err); }

@@ -20,6 +20,11 @@ struct peer_credentials {
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;
   std::int32_t pid = 0;
+  /// The peer process's start time when the connection was accepted (clock ticks since boot; 0
+  /// when unknown), so that a pid reused later is not taken for it.
+  std::uint64_t start_time = 0;
+  /// The connection's socket, valid while a handler runs (SO_PEERPIDFD needs it).
+  int socket_fd = -1;
 };
 
 struct control_server_options {

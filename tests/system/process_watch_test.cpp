@@ -1,6 +1,7 @@
 // A worker that registered with watch_peer and is killed: its run is `crashed` at once.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <csignal>
 #include <fstream>
@@ -17,7 +18,9 @@ using nlohmann::json;
 
 class ProcessWatchSystemTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { start_daemon(); }
+
+  void start_daemon() {
     const std::string cfg = dir_.file("c.yaml");
     std::ofstream(cfg) << "socket: {path: " << dir_.file("s.sock") << "}\n"
                        << "state: {path: " << dir_.file("state.db") << "}\n";
@@ -94,6 +97,91 @@ TEST_F(ProcessWatchSystemTest, WorkerThatFinishesNormallyIsNotCrashed) {
   EXPECT_EQ(show("w2")["state"], "success");
   client_.call({{"op", "status"}});
   EXPECT_EQ(show("w2")["state"], "success");
+}
+
+TEST_F(ProcessWatchSystemTest, SocketHandedToAChildByAConnectorThatExitedIsNotBound) {
+  // The connector forks, exits, and its child registers on the inherited connection: the run
+  // must not be bound to (and crashed for) the process that is gone.
+  const std::string script =
+      "import os, socket, sys\n"
+      "s = socket.socket(socket.AF_UNIX)\n"
+      "s.connect(sys.argv[1])\n"
+      "r, w = os.pipe()\n"
+      "if os.fork() != 0:\n"
+      "    os._exit(0)\n"
+      "os.close(w)\n"
+      "while os.getppid() == int(sys.argv[2]):\n"
+      "    pass\n"  // wait until the parent is gone (reparented)
+      "s.sendall(b'{\"op\":\"register\",\"run\":\"handed\",\"watch_peer\":true}\\n')\n"
+      "print(s.recv(4096).decode(), flush=True)\n";
+  auto worker = test::process::start(
+      {"/bin/sh", "-c", "exec /usr/bin/python3 -c \"$0\" \"$1\" $$", script, dir_.file("s.sock")});
+  ASSERT_EQ(worker.wait_for(10s), 0) << worker.err();
+  // The parent exited at once; the child printed the reply. Wait for it (bounded).
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  json reply;
+  while (std::chrono::steady_clock::now() < deadline) {
+    reply = json::parse(worker.out(), nullptr, false);
+    if (!reply.is_discarded()) break;
+    std::this_thread::sleep_for(10ms);  // the orphaned child has no event we can wait on
+  }
+  ASSERT_TRUE(reply.is_object()) << worker.out() << worker.err();
+  EXPECT_EQ(reply["ok"], false);
+  EXPECT_EQ(reply["error"]["code"], "bad_request");
+  EXPECT_THAT(reply["error"]["message"].get<std::string>(), ::testing::HasSubstr("has exited"));
+  EXPECT_EQ((*client_.call({{"op", "show"}, {"run", "handed"}}))["error"]["code"], "unknown_run");
+}
+
+/// Kills sweepd, rewrites a field of a run's stored record (as if the world had changed while it
+/// was down), and starts it again.
+class ProcessWatchRestartTest : public ProcessWatchSystemTest {
+ protected:
+  void restart_with_record_change(const std::string& run, const std::string& json_set) {
+    daemon_->kill();
+    client_.close();
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.file("state.db").c_str(), &db), SQLITE_OK);
+    const std::string sql =
+        "UPDATE runs SET record = json_set(record, " + json_set + ") WHERE id = '" + run + "'";
+    char* message = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message), SQLITE_OK)
+        << (message ? message : "");
+    sqlite3_free(message);
+    EXPECT_EQ(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+    start_daemon();
+  }
+};
+
+TEST_F(ProcessWatchRestartTest, WorkerStillThereAfterARestartKeepsItsRunLive) {
+  auto worker = start_worker("w1");
+  wait_for_state("w1", "initializing");
+  restart_with_record_change("w1", "'$.sweep', ''");  // nothing that matters
+  EXPECT_EQ(show("w1")["state"], "initializing");
+  client_.call({{"op", "status"}});  // one more turn of the loop: a crash would show now
+  EXPECT_EQ(show("w1")["state"], "initializing");
+  ASSERT_TRUE(worker.send_signal(SIGKILL));
+  wait_for_state("w1", "crashed");
+}
+
+TEST_F(ProcessWatchRestartTest, PidNamingAnotherProcessAfterARestartCrashesTheRun) {
+  // While sweepd was down the worker died and its pid went to another process: here the worker
+  // lives on, but the start time stored with the run says the pid is no longer it.
+  auto worker = start_worker("w1");
+  wait_for_state("w1", "initializing");
+  restart_with_record_change("w1",
+                             "'$.peer_start_time', json_extract(record, "
+                             "'$.peer_start_time') + 1");
+  const json run = wait_for_state("w1", "crashed");
+  EXPECT_EQ(run["reason"], "process_exited");
+  EXPECT_TRUE(worker.running());
+}
+
+TEST_F(ProcessWatchRestartTest, RunFromBeforeARebootIsCrashedAfterTheRestart) {
+  auto worker = start_worker("w1");
+  wait_for_state("w1", "initializing");
+  restart_with_record_change("w1", "'$.peer_boot_id', 'another-boot'");
+  EXPECT_EQ(wait_for_state("w1", "crashed")["reason"], "process_exited");
 }
 
 TEST_F(ProcessWatchSystemTest, UnwatchedRunIsNotTiedToItsProcess) {
