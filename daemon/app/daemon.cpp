@@ -273,7 +273,13 @@ bool daemon::commit(std::span<core::outcome> changes) {
   const bool to_outbox = cfg_.wandb.mode != core::config::wandb_mode::disabled;
   std::vector<core::outbox_entry> queued;
   if (auto err = journal_->commit(changes, to_outbox, &queued)) {
-    spdlog::error("storing {} transition(s) failed, undone: {}", changes.size(), *err);
+    std::size_t held_back = 0;
+    if (commit_errors_.allow(std::chrono::steady_clock::now(), held_back)) {
+      spdlog::error("storing {} transition(s) failed, undone: {}{}", changes.size(), *err,
+                    held_back == 0 ? std::string()
+                                   : fmt::format(" ({} more such failures not logged)", held_back));
+    }
+    journal_->reclaim_space();
     // Newest first, so that several changes of one run unwind in order.
     for (auto it = changes.rbegin(); it != changes.rend(); ++it) runs_.undo(*it);
     return false;

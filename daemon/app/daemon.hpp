@@ -17,6 +17,7 @@
 #include "core/supervisor.hpp"
 #include "io/control_server.hpp"
 #include "io/journal.hpp"
+#include "io/logging.hpp"
 #include "io/process_watch.hpp"
 
 namespace sweepd::app {
@@ -84,6 +85,7 @@ class daemon {
   io::process_watch process_watch_;
   std::multimap<std::int32_t, std::string> runs_by_pid_;
   std::string boot_id_;  // this boot's, stored with watch_peer runs
+  io::log_limiter commit_errors_;
   bool stopping_ = false;
 };
 

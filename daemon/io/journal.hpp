@@ -89,6 +89,10 @@ class journal {
   /// transitions they carry are kept until delivered).
   std::optional<std::string> prune(const std::vector<std::string>& run_ids);
 
+  /// After a failed write (a full disk): checkpoints the WAL into the database and truncates it,
+  /// giving back what the log held. Errors are ignored: it is only an attempt.
+  void reclaim_space();
+
   /// Outbox rows not yet delivered.
   std::size_t outbox_pending() const { return outbox_pending_; }
   const std::string& path() const { return path_; }

@@ -801,5 +801,22 @@ TEST_F(JournalTest, RequeueAddsAnOutboxRowForTheNewestTransition) {
   EXPECT_EQ(pending[0].change.reason, transition_reason::completed);
 }
 
+TEST_F(JournalTest, WriteAheadLogStaysSmall) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  std::uintmax_t largest = 0;
+  for (int i = 0; i < 700; ++i) {
+    core::register_params p;
+    p.run = "run-" + std::to_string(i);
+    p.suggestion = {{"notes", std::string(1000, 'x')}};
+    ASSERT_EQ(commit(sup.register_run(p, alice, at(0s))), std::nullopt);
+    largest = std::max(largest, std::filesystem::file_size(path + "-wal"));
+  }
+  // Checkpointed every 100 pages and truncated to 1 MiB after: SQLite's defaults let it grow
+  // past 4 MiB first.
+  EXPECT_LE(largest, 1536u * 1024u);
+  EXPECT_GT(std::filesystem::file_size(path), 700u * 1000u);  // the data went to the database
+}
+
 }  // namespace
 }  // namespace sweepd::io
