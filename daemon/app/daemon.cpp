@@ -29,6 +29,12 @@ using asio::use_awaitable;
 constexpr std::size_t expire_batch = 512;
 /// How long a stopping daemon waits for W&B requests in flight.
 constexpr auto shutdown_grace = std::chrono::seconds(2);
+/// The loop ticks this often; a gap between ticks over the threshold means it stood still (the
+/// process was stopped or starved), and then it reads queued input for a moment before expiring
+/// anything.
+constexpr auto tick_interval = std::chrono::milliseconds(250);
+constexpr auto stall_threshold = std::chrono::seconds(1);
+constexpr auto stall_catch_up = std::chrono::milliseconds(500);
 /// How long expiry waits after a failed commit before trying again.
 constexpr auto storage_retry_pause = std::chrono::seconds(1);
 
@@ -73,6 +79,7 @@ daemon::daemon(core::config cfg, std::string config_path)
               }),
       deadline_timer_(io_),
       retention_timer_(io_),
+      tick_timer_(io_),
       shutdown_timer_(io_),
       signals_(io_, SIGTERM, SIGINT, SIGHUP),
       process_watch_(io_, [this](std::int32_t pid) { on_process_exit(pid); }),
@@ -123,10 +130,12 @@ void daemon::prune_expired_runs() {
 }
 
 int daemon::run() {
+  last_tick_ = core::mono_clock::now();
   server_.start();
   asio::co_spawn(io_, deadline_loop(), rethrow_if_failed);
   asio::co_spawn(io_, signal_loop(), rethrow_if_failed);
   asio::co_spawn(io_, retention_loop(), rethrow_if_failed);
+  asio::co_spawn(io_, tick_loop(), rethrow_if_failed);
   spdlog::info("sweepd {} ready on {} (heartbeat timeout {}s, W&B {})", core::version,
                server_.path(), cfg_.timeouts.heartbeat, sink_->mode());
   io::notify_ready();
@@ -143,6 +152,7 @@ void daemon::stop() {
   signals_.cancel();
   deadline_timer_.cancel();
   retention_timer_.cancel();
+  tick_timer_.cancel();
   process_watch_.stop();
   if (sink_ && sink_->online()) {
     // Stop at once when no W&B request is in flight. One in flight may take up to
@@ -303,6 +313,15 @@ asio::awaitable<void> daemon::deadline_loop() {
     deadline_timer_.expires_at(armed_for_);
     co_await deadline_timer_.async_wait(as_tuple(use_awaitable));
     if (stopping_) break;
+    if (const auto until = catch_up_until(); until > core::mono_clock::now()) {
+      // The whole loop stood still (SIGSTOP, a paused VM, swapping): the heartbeats workers sent
+      // meanwhile wait in socket buffers. Read them before judging anyone silent. No request may
+      // cut the pause short (every overdue deadline is earlier than anything armed).
+      armed_for_ = core::mono_time::min();
+      deadline_timer_.expires_at(until);
+      co_await deadline_timer_.async_wait(as_tuple(use_awaitable));
+      if (stopping_) break;
+    }
     // Woken early (a new, earlier deadline) or on time: either way expire what is due. In
     // batches, each one transaction (group commit): when many runs share a deadline, the next
     // turn of the loop re-arms in the past and requests queued meanwhile are served in between.
@@ -311,6 +330,29 @@ asio::awaitable<void> daemon::deadline_loop() {
       // Undone and still due: try again after a pause rather than spinning on a failing disk.
       deadline_timer_.expires_after(storage_retry_pause);
       co_await deadline_timer_.async_wait(as_tuple(use_awaitable));
+    }
+  }
+}
+
+core::mono_time daemon::catch_up_until() {
+  // The tick may not have run yet since the loop came back: then the gap shows here.
+  const auto now = core::mono_clock::now();
+  if (now - last_tick_ > stall_threshold) stalled_until_ = now + stall_catch_up;
+  last_tick_ = now;
+  return stalled_until_;
+}
+
+asio::awaitable<void> daemon::tick_loop() {
+  while (!stopping_) {
+    tick_timer_.expires_after(tick_interval);
+    co_await tick_timer_.async_wait(as_tuple(use_awaitable));
+    if (stopping_) break;
+    if (catch_up_until() > core::mono_clock::now()) {
+      spdlog::warn(
+          "the event loop stood still for over {} s (stopped or starved); reading "
+          "queued requests before expiring runs",
+          std::chrono::duration<double>(stall_threshold).count());
+      deadline_timer_.cancel();  // the deadline loop then pauses for what is queued
     }
   }
 }

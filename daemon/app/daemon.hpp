@@ -61,6 +61,11 @@ class daemon {
   /// Wakes the deadline loop if a run now has a deadline earlier than the armed one.
   void rearm_if_earlier();
   asio::awaitable<void> deadline_loop();
+  /// Notes a turn of the loop; until when expiry should wait for queued input after the loop
+  /// stood still (in the past when it did not).
+  core::mono_time catch_up_until();
+  /// Ticks a few times a second, so that a loop that stood still is noticed.
+  asio::awaitable<void> tick_loop();
   asio::awaitable<void> signal_loop();
   asio::awaitable<void> retention_loop();
   void reload();
@@ -79,6 +84,9 @@ class daemon {
   io::control_server server_;
   asio::steady_timer deadline_timer_;
   asio::steady_timer retention_timer_;
+  asio::steady_timer tick_timer_;
+  core::mono_time last_tick_{};
+  core::mono_time stalled_until_{};
   asio::steady_timer shutdown_timer_;
   core::mono_time armed_for_ = core::mono_time::max();
   asio::signal_set signals_;
