@@ -99,6 +99,7 @@ std::optional<std::string> daemon::restore_from_journal() {
   journal_ = std::move(opened.value);
   auto contents = journal_->load(now());
   if (!contents.error.empty()) return contents.error;
+  for (const std::string& w : contents.warnings) spdlog::warn("{}: {}", cfg_.state.path, w);
   const core::instant restored_at = now();
   for (core::run_record& r : contents.runs) {
     const std::string id = r.id;

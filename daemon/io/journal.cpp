@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "core/delivery.hpp"
+#include "core/json_limits.hpp"
 #include "core/run_codec.hpp"
 
 namespace sweepd::io {
@@ -296,8 +297,18 @@ journal::contents journal::load(core::instant now) {
   int rc;
   while ((rc = sqlite3_step(runs.get())) == SQLITE_ROW) {
     const std::string id = column_text(runs.get(), 0);
-    auto decoded =
-        core::decode_run(nlohmann::json::parse(column_text(runs.get(), 1), nullptr, false), now);
+    const std::string text = column_text(runs.get(), 1);
+    // nlohmann parses (and destroys) without recursion, but writing a value back out recurses
+    // once per level: a suggestion stored before requests were bounded in depth is dropped here
+    // rather than crash the first `show` of its run.
+    nlohmann::json record = nlohmann::json::parse(text, nullptr, false);
+    if (core::json_nests_deeper_than(text, core::max_stored_json_depth) && record.is_object()) {
+      record["suggestion"] = nullptr;
+      out.warnings.push_back(
+          fmt::format("run '{}': its suggestion nests deeper than {} levels and was dropped", id,
+                      core::max_stored_json_depth));
+    }
+    auto decoded = core::decode_run(record, now);
     if (!decoded.run) {
       out.error = fmt::format("{}: run '{}' cannot be read back: {}", path_, id, decoded.error);
       return out;

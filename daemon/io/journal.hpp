@@ -41,7 +41,8 @@ class journal {
   struct contents {
     std::vector<core::run_record> runs;  // each with its history, oldest transition first
     std::size_t outbox_pending = 0;
-    std::string error;  // set when the stored data cannot be read back
+    std::string error;                  // set when the stored data cannot be read back
+    std::vector<std::string> warnings;  // what was read back only in part
   };
   contents load(core::instant now);
 

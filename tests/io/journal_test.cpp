@@ -818,5 +818,24 @@ TEST_F(JournalTest, WriteAheadLogStaysSmall) {
   EXPECT_GT(std::filesystem::file_size(path), 700u * 1000u);  // the data went to the database
 }
 
+TEST_F(JournalTest, DeeplyNestedStoredSuggestionIsDroppedNotFatal) {
+  // Stored before requests were bounded in depth: writing it back out would recurse 2 000 deep.
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  ASSERT_EQ(commit(reg("deep", at(0s))), std::nullopt);
+  const std::string deep = std::string(2000, '[') + std::string(2000, ']');
+  exec_ok(j->handle(), ("UPDATE runs SET record = replace(record, '\"suggestion\":{\"lr\":0.01}', "
+                        "'\"suggestion\":" +
+                        deep + "') WHERE id = 'deep'")
+                           .c_str());
+  ASSERT_NE(db_reader(path).text("SELECT record FROM runs").find(deep), std::string::npos);
+  const auto contents = reopen_and_load();
+  ASSERT_EQ(contents.runs.size(), 1u);
+  EXPECT_TRUE(contents.runs[0].suggestion.is_null());
+  ASSERT_EQ(contents.warnings.size(), 1u);
+  EXPECT_THAT(contents.warnings[0], HasSubstr("run 'deep'"));
+  EXPECT_EQ(core::run_detail_json(contents.runs[0], restarted_at(1000s)).dump().empty(), false);
+}
+
 }  // namespace
 }  // namespace sweepd::io
