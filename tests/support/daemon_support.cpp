@@ -77,16 +77,24 @@ sweepd_under_test::sweepd_under_test(const temp_dir& dir, std::string extra,
 void sweepd_under_test::write_config(const std::string& extra, bool raw) {
   // Written aside and renamed: a SIGHUP never reads half a file.
   const std::string next = config_ + ".next";
-  {
-    std::ofstream out(next);
-    if (!raw) {
-      out << "socket: {path: " << socket_ << "}\n"
-          << "state: {path: " << state_ << "}\n";
-      if (extra.find("wandb:") == std::string::npos) out << "wandb: {mode: offline}\n";
-      if (extra.find("log:") == std::string::npos) out << "log: {level: debug}\n";
-    }
-    out << extra;
+  std::string text = extra;
+  if (!raw) {
+    // The test's own socket and state paths go into its `socket: {…}`/`state: {…}`, if it has
+    // them, or into sections of their own.
+    const auto with_path = [&](const std::string& section, const std::string& path) {
+      const std::string flow = section + ": {";
+      if (const auto at = text.find(flow); at != std::string::npos) {
+        text.insert(at + flow.size(), "path: " + path + ", ");
+      } else {
+        text = section + ": {path: " + path + "}\n" + text;
+      }
+    };
+    with_path("socket", socket_);
+    with_path("state", state_);
+    if (text.find("wandb:") == std::string::npos) text += "wandb: {mode: offline}\n";
+    if (text.find("log:") == std::string::npos) text += "log: {level: debug}\n";
   }
+  std::ofstream(next) << text;
   std::filesystem::rename(next, config_);
 }
 
