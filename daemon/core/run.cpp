@@ -17,12 +17,23 @@ std::optional<Enum> parse_by_name(std::string_view name, const Enum (&all)[N]) {
 }
 
 constexpr transition_reason all_reasons[] = {
-    transition_reason::registered,     transition_reason::started,
-    transition_reason::completed,      transition_reason::worker_failed,
-    transition_reason::process_exited, transition_reason::heartbeat_timeout,
-    transition_reason::max_runtime,    transition_reason::stalled,
-    transition_reason::revived,        transition_reason::late_completed,
+    transition_reason::registered,
+    transition_reason::started,
+    transition_reason::completed,
+    transition_reason::worker_failed,
+    transition_reason::process_exited,
+    transition_reason::heartbeat_timeout,
+    transition_reason::max_runtime,
+    transition_reason::stalled,
+    transition_reason::revived,
+    transition_reason::late_completed,
     transition_reason::late_failed,
+    transition_reason::reconciled_objective,
+    transition_reason::reconciled_wandb_crashed,
+    transition_reason::reconciled_wandb_failed,
+    transition_reason::reconciled_wandb_killed,
+    transition_reason::reconciled_no_objective,
+    transition_reason::reconciled_stale,
 };
 
 template <typename T>
@@ -64,6 +75,24 @@ bool is_correctable(run_state s) { return s == run_state::crashed || s == run_st
 
 bool is_terminal(run_state s) { return is_final(s) || is_correctable(s); }
 
+bool is_reconciled(transition_reason r) {
+  switch (r) {
+    case transition_reason::reconciled_objective:
+    case transition_reason::reconciled_wandb_crashed:
+    case transition_reason::reconciled_wandb_failed:
+    case transition_reason::reconciled_wandb_killed:
+    case transition_reason::reconciled_no_objective:
+    case transition_reason::reconciled_stale:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_correctable(const run_record& r) {
+  return is_correctable(r.state) || (is_terminal(r.state) && is_reconciled(r.reason));
+}
+
 bool is_failure(run_state s) {
   return s == run_state::failed || s == run_state::crashed || s == run_state::timeout;
 }
@@ -92,6 +121,18 @@ std::string_view to_string(transition_reason r) {
       return "late_completed";
     case transition_reason::late_failed:
       return "late_failed";
+    case transition_reason::reconciled_objective:
+      return "reconciled_objective";
+    case transition_reason::reconciled_wandb_crashed:
+      return "reconciled_wandb_crashed";
+    case transition_reason::reconciled_wandb_failed:
+      return "reconciled_wandb_failed";
+    case transition_reason::reconciled_wandb_killed:
+      return "reconciled_wandb_killed";
+    case transition_reason::reconciled_no_objective:
+      return "reconciled_no_objective";
+    case transition_reason::reconciled_stale:
+      return "reconciled_stale";
   }
   return "unknown";
 }

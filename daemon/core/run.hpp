@@ -26,6 +26,10 @@ std::optional<run_state> parse_run_state(std::string_view name);
 bool is_final(run_state s);
 /// crashed, timeout: sweepd gave up on the run; the worker's late report still corrects it.
 bool is_correctable(run_state s);
+struct run_record;
+/// A run whose end is sweepd's judgement, not its worker's word: crashed, timeout, or adopted by
+/// reconcile. A late complete/fail from the worker corrects it.
+bool is_correctable(const run_record& r);
 /// Final or correctable: the run is an observation for the optimizer.
 bool is_terminal(run_state s);
 /// failed, crashed, timeout count as failures for the optimizer.
@@ -44,7 +48,18 @@ enum class transition_reason {
   revived,
   late_completed,
   late_failed,
+  // Reconcile adopted a run that never talked to sweepd, judging from what W&B shows.
+  reconciled_objective,      // its summary has an objective: success
+  reconciled_wandb_crashed,  // W&B says crashed
+  reconciled_wandb_failed,   // W&B says failed
+  reconciled_wandb_killed,   // W&B says killed
+  reconciled_no_objective,   // W&B says finished, but there is no objective
+  reconciled_stale,          // W&B's heartbeat is older than reconcile.stale_after
 };
+
+/// True for the reasons reconcile adopts a run with: sweepd's judgement, which the worker's own
+/// late report corrects.
+bool is_reconciled(transition_reason r);
 
 std::string_view to_string(transition_reason r);
 std::optional<transition_reason> parse_transition_reason(std::string_view name);

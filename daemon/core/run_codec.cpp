@@ -134,7 +134,7 @@ decoded_run decode_run(const json& j, instant now) {
     r.late_by_s = get_optional<double>(j, "late_by_s");
     if (auto ms = get_optional<std::int64_t>(j, "finished_ms")) {
       r.finished_wall = from_unix_ms(*ms);
-      if (is_correctable(r.state)) r.given_up_at = rebase(*r.finished_wall, now);
+      if (is_correctable(r)) r.given_up_at = rebase(*r.finished_wall, now);
     }
     out.run = std::move(r);
   } catch (const std::exception& e) {

@@ -155,7 +155,7 @@ void supervisor::apply(run_record& r, run_state to, transition_reason why, insta
     r.runtime_s.reset();
     r.finished_wall.reset();
   }
-  if (is_correctable(to)) r.given_up_at = now.mono;
+  if (is_correctable(to) || is_reconciled(why)) r.given_up_at = now.mono;
   r.history.push_back(t);
   if (r.history.size() > max_history) r.history.erase(r.history.begin() + 1);
   reindex(r);
@@ -264,7 +264,7 @@ outcome supervisor::heartbeat(const heartbeat_params& p, const caller& who, inst
 
 void supervisor::end_run(run_record& r, run_state to, transition_reason why,
                          transition_reason late_why, instant now, outcome& o, transition extra) {
-  if (is_correctable(r.state)) {
+  if (is_correctable(r)) {
     why = late_why;
     r.late_by_s = seconds_between(r.given_up_at, now.mono);
     extra.late_by_s = r.late_by_s;
@@ -279,11 +279,13 @@ outcome supervisor::complete(const complete_params& p, const caller& who, instan
   outcome o;
   run_record* r = authorized(p.run, who, o);
   if (r == nullptr) return o;
-  if (r->state == run_state::success) {
+  // The worker's own success or failure is final; a run adopted by reconcile is not.
+  const bool final_word = is_final(r->state) && !is_correctable(*r);
+  if (final_word && r->state == run_state::success) {
     if (r->objective != p.objective || r->cost != p.cost) o.err = conflict_already(*r);
     return o;  // an identical retry: ok, nothing new
   }
-  if (r->state == run_state::failed) {
+  if (final_word) {
     o.err = conflict_already(*r);
     return o;
   }
@@ -301,11 +303,12 @@ outcome supervisor::fail(const fail_params& p, const caller& who, instant now) {
   outcome o;
   run_record* r = authorized(p.run, who, o);
   if (r == nullptr) return o;
-  if (r->state == run_state::failed) {
+  const bool final_word = is_final(r->state) && !is_correctable(*r);
+  if (final_word && r->state == run_state::failed) {
     if (r->error != p.error) o.err = conflict_already(*r);
     return o;
   }
-  if (r->state == run_state::success) {
+  if (final_word) {
     o.err = conflict_already(*r);
     return o;
   }
@@ -315,6 +318,40 @@ outcome supervisor::fail(const fail_params& p, const caller& who, instant now) {
   r->error = p.error;
   end_run(*r, run_state::failed, transition_reason::worker_failed, transition_reason::late_failed,
           now, o, std::move(extra));
+  return o;
+}
+
+outcome supervisor::adopt(const adoption& a, const caller& who, instant now) {
+  outcome o;
+  if (lookup(a.run) != nullptr) {
+    o.err = {error_code::conflict, fmt::format("run '{}' is already known to sweepd", a.run)};
+    return o;
+  }
+  if (runs_.size() >= limits_.max_runs) {
+    o.err = {error_code::busy,
+             fmt::format("sweepd tracks {} runs, the limit (state.max_runs)", runs_.size())};
+    return o;
+  }
+  run_record& r = runs_.try_emplace(a.run).first->second;
+  r.id = a.run;
+  r.sweep = a.sweep;
+  r.entity = a.entity;
+  r.project = a.project;
+  // The sweep's owner, so that the run's own worker (running as that user) may still report.
+  r.owner_uid = a.sweep.empty() ? who.uid : sweep_owner(a.sweep).value_or(who.uid);
+  r.registered_wall = a.created_at.value_or(now.wall);
+  r.registered_mono = now.mono - to_duration(std::max(a.runtime_s, 0.0));
+  r.last_seen = now.mono;
+  r.objective = a.objective;
+  r.cost = a.cost;
+  r.error = a.error;
+  r.runtime_s = std::max(a.runtime_s, 0.0);
+  join_sweep(r);
+  transition t;
+  t.objective = a.objective;
+  t.error = a.error;
+  t.cost = observation_cost(r);
+  apply(r, a.to, a.why, now, o, std::move(t));
   return o;
 }
 

@@ -73,6 +73,21 @@ struct fail_params {
   std::string error;
 };
 
+/// A run reconcile takes over from what W&B shows: it never talked to sweepd.
+struct adoption {
+  std::string run;
+  std::string sweep;
+  std::string entity;
+  std::string project;
+  run_state to = run_state::timeout;  // terminal
+  transition_reason why = transition_reason::reconciled_stale;
+  std::optional<wall_time> created_at;  // W&B's createdAt: when it registered, as far as known
+  double runtime_s = 0;                 // heartbeatAt - createdAt
+  std::optional<double> objective;
+  std::optional<double> cost;
+  std::optional<std::string> error;
+};
+
 /// What an operation did. On success `run` points at the run (valid until the next mutation);
 /// `change` is set when a transition happened and carries what undo() needs.
 struct outcome {
@@ -100,6 +115,9 @@ class supervisor {
   outcome heartbeat(const heartbeat_params& p, const caller& who, instant now);
   outcome complete(const complete_params& p, const caller& who, instant now);
   outcome fail(const fail_params& p, const caller& who, instant now);
+  /// Journals a run reconcile adopted as terminal, with one transition carrying the reconcile
+  /// reason and a positive cost. Its worker's late complete/fail still corrects it.
+  outcome adopt(const adoption& a, const caller& who, instant now);
   /// The watched process of `run` exited: `crashed` if it was still initializing or running.
   outcome process_exited(std::string_view run, instant now);
 
