@@ -374,5 +374,42 @@ TEST_F(WandbSinkTest, ResumesThePendingOutboxAfterARestart) {
   ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }, 10s));
 }
 
+// Hostile or broken W&B answers (found by an adversarial pass): each is a dead letter or a retry
+// for its run, never an exception out of the sink's loop, and the other runs' writes still go.
+
+TEST_F(WandbSinkTest, RunsWithAnIdOrStateOfAnotherTypeAreDeadLetteredAndOthersStillGo) {
+  wandb_.add_run(entity, project, "numeric_id");
+  wandb_.set_raw_field(entity, project, "numeric_id", "id", "42");
+  wandb_.add_run(entity, project, "null_state");
+  wandb_.set_raw_field(entity, project, "null_state", "state", "null");
+  wandb_.add_run(entity, project, "object_id");
+  wandb_.set_raw_field(entity, project, "object_id", "id", R"({"id":"x"})");
+  wandb_.add_run(entity, project, "good");
+  start_sink();
+  for (const char* run : {"numeric_id", "null_state", "object_id", "good"}) {
+    core::register_params p;
+    p.run = run;
+    commit({runs_.register_run(p, who_, now())});
+  }
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "initializing"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return status()["dead"] == 3 && status()["pending"] == 0; }));
+  const auto last_error_of = [&](const char* run) {
+    const core::run_record& record = *runs_.find(run);
+    const nlohmann::json shown = run_on([&] { return sink_->delivery_of(record); });
+    EXPECT_EQ(shown["status"], "dead") << run;
+    return shown.value("last_error", "");
+  };
+  EXPECT_THAT(last_error_of("numeric_id"),
+              HasSubstr("W&B's answer for run team/sweeps/numeric_id: `data.project.run.id` is a "
+                        "number (42)"));
+  EXPECT_THAT(last_error_of("null_state"),
+              HasSubstr("`data.project.run.state` is missing or null, expected a string"));
+  EXPECT_THAT(last_error_of("object_id"), HasSubstr("`data.project.run.id` is an object"));
+  // The sink keeps serving: the next write of a good run goes.
+  commit({runs_.start("good", who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "running"); }, 10s));
+  EXPECT_EQ(status()["dead"], 3);
+}
+
 }  // namespace
 }  // namespace sweepd::app
