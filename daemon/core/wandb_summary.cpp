@@ -1,8 +1,12 @@
 #include "core/wandb_summary.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <string>
+
+#include "core/json_limits.hpp"
 
 namespace sweepd::core {
 
@@ -78,13 +82,27 @@ bool is_stand_in(const json& value) {
                      [&](const token_stand_in& t) { return s.substr(mark.size()) == t.token; });
 }
 
-json parse_summary(std::string_view text) {
+/// A summary as a value, or why it cannot be one.
+struct parsed_summary {
+  json value;
+  std::string error;  // set for a summary sweepd refuses to hold
+};
+
+parsed_summary parse_summary(std::string_view text) {
+  // Anyone who can write to the run can nest its summary as deep as they like; nlohmann parses
+  // iteratively but dumps, compares and destroys recursively, so the depth is bounded up front.
+  if (json_nests_deeper_than(text, max_stored_json_depth)) {
+    return {json(json::value_t::discarded),
+            fmt::format("the run's W&B summary nests deeper than {} levels; sweepd will not "
+                        "rewrite it",
+                        max_stored_json_depth)};
+  }
   const auto first = text.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos) return json::object();
+  if (first == std::string_view::npos) return {json::object(), {}};
   json summary = json::parse(hide_tokens(text), nullptr, false);
   // `null` with any whitespace around it: W&B's way of saying "no summary yet".
-  if (summary.is_null()) return json::object();
-  return summary;
+  if (summary.is_null()) return {json::object(), {}};
+  return {std::move(summary), {}};
 }
 
 }  // namespace
@@ -115,7 +133,9 @@ json summary_keys_for(const transition& t, const std::map<std::string, std::stri
 
 summary_merge merge_summary(std::string_view summary_text, const json& keys,
                             const std::string& prefix) {
-  json summary = parse_summary(summary_text);
+  parsed_summary parsed = parse_summary(summary_text);
+  if (!parsed.error.empty()) return {std::nullopt, std::move(parsed.error)};
+  json& summary = parsed.value;
   if (summary.is_discarded() || !summary.is_object()) {
     return {std::nullopt, "the run's summary is not a JSON object"};
   }
@@ -131,7 +151,7 @@ summary_merge merge_summary(std::string_view summary_text, const json& keys,
 }
 
 std::optional<std::string> summary_state(std::string_view summary_text, const std::string& prefix) {
-  const json summary = parse_summary(summary_text);
+  const json summary = parse_summary(summary_text).value;
   if (!summary.is_object()) return std::nullopt;
   auto it = summary.find(prefix + "state");
   if (it == summary.end() || !it->is_string() || is_stand_in(*it)) return std::nullopt;

@@ -6,6 +6,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/json_limits.hpp"
+
 namespace sweepd::io {
 
 namespace {
@@ -126,7 +128,15 @@ boost::asio::awaitable<std::pair<core::attempt_result, json>> wandb_client::grap
       co_await http_.post(std::string("/graphql"), std::move(body_text), std::move(headers));
   if (!answer.response) co_return std::pair{transport_failure(answer.error), json()};
   const http_response& res = *answer.response;
-  const json body = json::parse(res.body, nullptr, false);
+  // The parser is iterative but dump, compare and destroy recurse: bound the depth first.
+  json body(json::value_t::discarded);
+  if (!core::json_nests_deeper_than(res.body, core::max_stored_json_depth)) {
+    body = json::parse(res.body, nullptr, false);
+  } else if (res.status == 200 && json::accept(res.body)) {
+    co_return std::pair{dead(fmt::format("W&B's answer for {} nests deeper than {} levels", subject,
+                                         core::max_stored_json_depth)),
+                        json()};
+  }
   if (res.status == 200 && body.is_discarded()) {
     co_return std::pair{dead(fmt::format("W&B's answer for {} is not JSON", subject)), json()};
   }
@@ -135,6 +145,7 @@ boost::asio::awaitable<std::pair<core::attempt_result, json>> wandb_client::grap
         dead(fmt::format("W&B's answer for {} is {}, not a JSON object", subject, described(body))),
         json()};
   }
+  // Other statuses are classified by the status alone when the body cannot be read.
   const std::string errors = body.is_object() ? joined_errors(body) : std::string();
   core::attempt_result r =
       core::classify_http(res.status, res.header("retry-after"), res.header("ratelimit-reset"),

@@ -11,6 +11,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "core/wandb_summary.hpp"
 #include "fakes/fake_wandb.hpp"
 
 namespace sweepd::io {
@@ -222,6 +223,43 @@ TEST_F(WandbClientTest, UpsertWithoutAStringBucketIdIsADeadLetter) {
   // And a good answer is still a delivery.
   EXPECT_EQ(read_then_write("r1", R"({"a":1})").what, attempt_result::kind::delivered);
   EXPECT_EQ(wandb_.summary(entity, project, "r1"), R"({"a":1})");
+}
+
+TEST_F(WandbClientTest, AnswerNestedTooDeepIsADeadLetterUnparsed) {
+  wandb_.add_run(entity, project, "r1");
+  // Deep enough to overflow the stack of any recursive walk of the parsed value.
+  const std::string deep = std::string(80000, '[') + std::string(80000, ']');
+  wandb_.set_raw_field(entity, project, "r1", "id", deep);
+  const auto [result, view] = read("r1");
+  EXPECT_EQ(result.what, attempt_result::kind::dead);
+  EXPECT_THAT(result.error,
+              HasSubstr("W&B's answer for run team/sweeps/r1 nests deeper than 256 levels"));
+  // Just within the bound, the answer is read (and its id is of the wrong type).
+  wandb_.set_raw_field(entity, project, "r1", "id", std::string(252, '[') + std::string(252, ']'));
+  const auto [within, unused] = read("r1");
+  EXPECT_EQ(within.what, attempt_result::kind::dead);
+  EXPECT_THAT(within.error, HasSubstr("`data.project.run.id` is an array"));
+}
+
+TEST_F(WandbClientTest, DeepBodyOfAnErrorStatusIsClassifiedByTheStatus) {
+  wandb_.add_run(entity, project, "r1");
+  const std::string deep = std::string(80000, '[') + std::string(80000, ']');
+  wandb_.push_answer(503, deep);
+  EXPECT_EQ(read("r1").first.what, attempt_result::kind::retry);
+  wandb_.push_answer(403, deep);
+  EXPECT_EQ(read("r1").first.what, attempt_result::kind::dead);
+}
+
+TEST_F(WandbClientTest, DeepSummaryComesBackAsTextAndTheMergeRefusesIt) {
+  wandb_.add_run(entity, project, "r1", fake_wandb::nested_summary(80000));
+  const auto [result, view] = read("r1");
+  ASSERT_EQ(result.what, attempt_result::kind::delivered) << result.error;
+  ASSERT_TRUE(view);
+  const core::summary_merge merged =
+      core::merge_summary(view->summary_text, {{"state", "running"}}, "protein.");
+  EXPECT_FALSE(merged.text);
+  EXPECT_EQ(merged.error,
+            "the run's W&B summary nests deeper than 256 levels; sweepd will not rewrite it");
 }
 
 }  // namespace

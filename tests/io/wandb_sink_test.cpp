@@ -411,5 +411,26 @@ TEST_F(WandbSinkTest, RunsWithAnIdOrStateOfAnotherTypeAreDeadLetteredAndOthersSt
   EXPECT_EQ(status()["dead"], 3);
 }
 
+TEST_F(WandbSinkTest, SummaryNestedTooDeepIsDeadLetteredUntouchedAndOthersStillGo) {
+  const std::string deep = fake_wandb::nested_summary(80000);
+  wandb_.add_run(entity, project, "deep", deep);
+  wandb_.add_run(entity, project, "good");
+  start_sink();
+  core::register_params p;
+  p.run = "deep";
+  commit({runs_.register_run(p, who_, now())});
+  p.run = "good";
+  commit({runs_.register_run(p, who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "initializing"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return status()["dead"] == 1 && status()["pending"] == 0; }));
+  EXPECT_EQ(status()["last_error"],
+            "run deep: the run's W&B summary nests deeper than 256 levels; sweepd will not "
+            "rewrite it");
+  EXPECT_EQ(wandb_.summary(entity, project, "deep"), deep);
+  EXPECT_EQ(wandb_.upserts(), 1u);  // the good run's only
+  commit({runs_.start("good", who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "running"); }, 10s));
+}
+
 }  // namespace
 }  // namespace sweepd::app
