@@ -126,6 +126,12 @@ boost::asio::awaitable<std::pair<core::attempt_result, json>> wandb_client::grap
   std::string body_text = request.dump(-1, ' ', false, json::error_handler_t::replace);
   http_result answer =
       co_await http_.post(std::string("/graphql"), std::move(body_text), std::move(headers));
+  if (answer.too_large) {
+    // It would be as large next time: a summary does not shrink by itself.
+    co_return std::pair{dead(fmt::format("W&B's answer for {} is larger than {} bytes", subject,
+                                         http_.max_response_body())),
+                        json()};
+  }
   if (!answer.response) co_return std::pair{transport_failure(answer.error), json()};
   const http_response& res = *answer.response;
   // The parser is iterative but dump, compare and destroy recurse: bound the depth first.

@@ -21,9 +21,9 @@ struct wandb_run_view {
 };
 
 /// The two GraphQL operations sweepd needs (DESIGN §4, wandb-api.md §3–§4), with every HTTP
-/// answer classified for the delivery policy. W&B's answers are untrusted: JSON nested deeper
-/// than core::max_stored_json_depth and fields of the wrong type are classified failures, never
-/// exceptions. The API key only ever goes into the Authorization
+/// answer classified for the delivery policy. W&B's answers are untrusted: bodies over the HTTP
+/// client's cap, JSON nested deeper than core::max_stored_json_depth and fields of the wrong type
+/// are classified failures, never exceptions. The API key only ever goes into the Authorization
 /// header; no error or log line contains it.
 class wandb_client {
  public:
@@ -31,7 +31,7 @@ class wandb_client {
                std::chrono::milliseconds timeout);
 
   /// Reads a run by entity/project/name; `not_found` when W&B does not know the project or run,
-  /// `dead` when the answer is unusable (a field of the wrong type, too deep).
+  /// `dead` when the answer is unusable (a field of the wrong type, too large, too deep).
   boost::asio::awaitable<std::pair<core::attempt_result, std::optional<wandb_run_view>>> read_run(
       const std::string& entity, const std::string& project, const std::string& name);
 

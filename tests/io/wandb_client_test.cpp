@@ -262,5 +262,31 @@ TEST_F(WandbClientTest, DeepSummaryComesBackAsTextAndTheMergeRefusesIt) {
             "the run's W&B summary nests deeper than 256 levels; sweepd will not rewrite it");
 }
 
+TEST_F(WandbClientTest, AnswerOverTheCapIsADeadLetterAndTheNextRequestStillWorks) {
+  wandb_.add_run(entity, project, "huge", fake_wandb::large_summary(9 * 1024 * 1024));
+  wandb_.add_run(entity, project, "small");
+  wandb_client client = make_client();
+  read_answer huge;
+  read_answer small;
+  run([&]() -> asio::awaitable<void> {
+    huge = co_await client.read_run(entity, project, "huge");
+    small = co_await client.read_run(entity, project, "small");
+  });
+  EXPECT_EQ(huge.first.what, attempt_result::kind::dead);
+  EXPECT_EQ(huge.first.error, "W&B's answer for run team/sweeps/huge is larger than " +
+                                  std::to_string(default_max_response_body) + " bytes");
+  EXPECT_EQ(small.first.what, attempt_result::kind::delivered) << small.first.error;
+}
+
+TEST_F(WandbClientTest, SummaryJustUnderTheCapIsRead) {
+  // The answer carries the summary escaped inside a string, a little larger than the summary.
+  const std::string summary = fake_wandb::large_summary(7 * 1024 * 1024);
+  wandb_.add_run(entity, project, "r1", summary);
+  const auto [result, view] = read("r1");
+  ASSERT_EQ(result.what, attempt_result::kind::delivered) << result.error;
+  ASSERT_TRUE(view);
+  EXPECT_EQ(view->summary_text, summary);
+}
+
 }  // namespace
 }  // namespace sweepd::io

@@ -432,5 +432,25 @@ TEST_F(WandbSinkTest, SummaryNestedTooDeepIsDeadLetteredUntouchedAndOthersStillG
   ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "running"); }, 10s));
 }
 
+TEST_F(WandbSinkTest, AnswerOverTheSizeCapIsDeadLetteredAndOthersStillGo) {
+  wandb_.add_run(entity, project, "huge", fake_wandb::large_summary(9 * 1024 * 1024));
+  wandb_.add_run(entity, project, "good");
+  start_sink();
+  core::register_params p;
+  p.run = "huge";
+  commit({runs_.register_run(p, who_, now())});
+  p.run = "good";
+  commit({runs_.register_run(p, who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "initializing"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return status()["dead"] == 1 && status()["pending"] == 0; }));
+  const core::run_record& huge = *runs_.find("huge");
+  const nlohmann::json shown = run_on([&] { return sink_->delivery_of(huge); });
+  EXPECT_EQ(shown["status"], "dead");
+  EXPECT_EQ(shown["last_error"],
+            "W&B's answer for run team/sweeps/huge is larger than 8388608 bytes");
+  commit({runs_.start("good", who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "running"); }, 10s));
+}
+
 }  // namespace
 }  // namespace sweepd::app
