@@ -43,7 +43,8 @@ struct http_result {
 
 /// The largest response body an http_client reads unless told otherwise. Every byte of a W&B
 /// answer is parsed, merged and written back on the one event-loop thread, so the cap bounds how
-/// long one answer can hold up everything else; W&B run summaries are usually kilobytes.
+/// long one answer can hold up everything else (bench/wandb_summary_bench); W&B run summaries are
+/// usually kilobytes.
 inline constexpr std::uint64_t default_max_response_body = 8ull * 1024 * 1024;
 
 /// An http:// or https:// base URL. The host is lower-cased and stored without IPv6 brackets; the
