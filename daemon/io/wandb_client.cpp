@@ -143,10 +143,7 @@ boost::asio::awaitable<std::pair<core::attempt_result, json>> wandb_client::grap
                                          core::max_stored_json_depth)),
                         json()};
   }
-  if (res.status == 200 && body.is_discarded()) {
-    co_return std::pair{dead(fmt::format("W&B's answer for {} is not JSON", subject)), json()};
-  }
-  if (res.status == 200 && !body.is_object()) {
+  if (res.status == 200 && !body.is_discarded() && !body.is_object()) {
     co_return std::pair{
         dead(fmt::format("W&B's answer for {} is {}, not a JSON object", subject, described(body))),
         json()};
@@ -155,7 +152,7 @@ boost::asio::awaitable<std::pair<core::attempt_result, json>> wandb_client::grap
   const std::string errors = body.is_object() ? joined_errors(body) : std::string();
   core::attempt_result r =
       core::classify_http(res.status, res.header("retry-after"), res.header("ratelimit-reset"),
-                          errors, std::chrono::system_clock::now());
+                          errors, std::chrono::system_clock::now(), !body.is_discarded());
   if (r.what != core::attempt_result::kind::delivered) co_return std::pair{r, json()};
   const json* data = member(body, "data");
   if (data == nullptr || !data->is_object()) {

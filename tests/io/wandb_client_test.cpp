@@ -288,5 +288,22 @@ TEST_F(WandbClientTest, SummaryJustUnderTheCapIsRead) {
   EXPECT_EQ(view->summary_text, summary);
 }
 
+TEST_F(WandbClientTest, TwoHundredThatIsNotJsonIsRetriedButGraphqlErrorsAreNot) {
+  wandb_.add_run(entity, project, "r1");
+  wandb_.push_fault(fake_wandb::fault::html_200);
+  const auto html = read("r1").first;
+  EXPECT_EQ(html.what, attempt_result::kind::retry);
+  EXPECT_EQ(html.error, "W&B answered 200 with a body that is not JSON");
+  // Not JSON, however many brackets it opens.
+  wandb_.push_answer(200, std::string(1000, '['));
+  EXPECT_EQ(read("r1").first.what, attempt_result::kind::retry);
+  wandb_.push_answer(200, "");
+  EXPECT_EQ(read("r1").first.what, attempt_result::kind::retry);
+  wandb_.push_fault(fake_wandb::fault::graphql_errors_200);
+  const auto errors = read("r1").first;
+  EXPECT_EQ(errors.what, attempt_result::kind::dead);
+  EXPECT_THAT(errors.error, HasSubstr("injected error"));
+}
+
 }  // namespace
 }  // namespace sweepd::io

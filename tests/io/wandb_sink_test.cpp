@@ -452,5 +452,33 @@ TEST_F(WandbSinkTest, AnswerOverTheSizeCapIsDeadLetteredAndOthersStillGo) {
   ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "running"); }, 10s));
 }
 
+TEST_F(WandbSinkTest, TwoHundredWithAnHtmlPageIsRetriedUntilWandbAnswers) {
+  wandb_.add_run(entity, project, "r1");
+  wandb_.push_fault(fake_wandb::fault::html_200);
+  wandb_.push_fault(fake_wandb::fault::html_200);
+  start_sink();
+  core::register_params p;
+  p.run = "r1";
+  commit({runs_.register_run(p, who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("r1", "initializing"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }));
+  EXPECT_EQ(status()["dead"], 0);
+  EXPECT_EQ(status()["last_error"], "W&B answered 200 with a body that is not JSON");
+  const core::run_record& run = *runs_.find("r1");
+  EXPECT_EQ(run_on([&] { return sink_->delivery_of(run); })["attempts"], 3);
+}
+
+TEST_F(WandbSinkTest, TwoHundredWithGraphqlErrorsStaysADeadLetter) {
+  wandb_.add_run(entity, project, "r1");
+  wandb_.push_fault(fake_wandb::fault::graphql_errors_200);
+  start_sink();
+  core::register_params p;
+  p.run = "r1";
+  commit({runs_.register_run(p, who_, now())});
+  ASSERT_TRUE(eventually([&] { return status()["dead"] == 1; }));
+  EXPECT_THAT(status()["last_error"].get<std::string>(), HasSubstr("injected error"));
+  EXPECT_EQ(wandb_.requests(), 1u);
+}
+
 }  // namespace
 }  // namespace sweepd::app
