@@ -191,7 +191,7 @@ asio::awaitable<core::attempt_result> wandb_sink::attempt(const core::delivery_j
     r.error = "run " + e.run + ": " + merged.error;
     co_return r;
   }
-  core::attempt_result written = co_await client_->write_summary(run->storage_id, *merged.text);
+  core::attempt_result written = co_await client_->write_summary(*run, *merged.text);
   written.wandb_state = run->state;
   co_return written;
 }

@@ -260,25 +260,31 @@ std::optional<mono_time> delivery_queue::next_wakeup() const {
 
 attempt_result classify_http(unsigned status, std::optional<std::string_view> retry_after,
                              std::optional<std::string_view> ratelimit_reset,
-                             const std::string& graphql_errors, wall_time now) {
+                             const std::string& graphql_errors, wall_time now, bool body_is_json) {
   attempt_result r;
-  if (status == 200) {
+  if (status == 200 && body_is_json) {
     if (!graphql_errors.empty()) {
       r.what = attempt_result::kind::dead;
       r.error = "W&B answered with errors: " + graphql_errors;
     }
     return r;
   }
-  if (std::find(std::begin(never_retried), std::end(never_retried), status) !=
-          std::end(never_retried) ||
-      (status >= 400 && status < 500 && status != 408 && status != 429)) {
+  if (status == 200) {
+    // W&B's GraphQL always answers JSON: this is a proxy's or load balancer's error page served
+    // as 200, which passes like any other outage.
+    r.what = attempt_result::kind::retry;
+    r.error = "W&B answered 200 with a body that is not JSON";
+  } else if (std::find(std::begin(never_retried), std::end(never_retried), status) !=
+                 std::end(never_retried) ||
+             (status >= 400 && status < 500 && status != 408 && status != 429)) {
     r.what = attempt_result::kind::dead;
     r.error = describe_status(status);
     return r;
+  } else {
+    r.what = attempt_result::kind::retry;
+    r.error = describe_status(status);
+    r.rate_limited = status == 429;
   }
-  r.what = attempt_result::kind::retry;
-  r.error = describe_status(status);
-  r.rate_limited = status == 429;
   if (retry_after) r.retry_after_s = parse_retry_after(*retry_after, now);
   if (!r.retry_after_s && ratelimit_reset)
     r.retry_after_s = parse_retry_after(*ratelimit_reset, now);

@@ -164,10 +164,12 @@ class delivery_queue {
 
 /// Classifies an HTTP answer from W&B's GraphQL endpoint (DESIGN §4). `retry_after` and
 /// `ratelimit_reset` are the raw header values; `graphql_errors` is the joined `errors[].message`
-/// of a 200 body (empty when none); `now` resolves an HTTP-date Retry-After.
+/// of a 200 body (empty when none); `now` resolves an HTTP-date Retry-After; `body_is_json` is
+/// false when the body could not be parsed (a 200 that is not JSON is retried).
 attempt_result classify_http(unsigned status, std::optional<std::string_view> retry_after,
                              std::optional<std::string_view> ratelimit_reset,
-                             const std::string& graphql_errors, wall_time now);
+                             const std::string& graphql_errors, wall_time now,
+                             bool body_is_json = true);
 
 /// Seconds from `now` that a Retry-After value asks for: delta-seconds or an HTTP-date
 /// (IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT"); nullopt when unreadable.

@@ -1,8 +1,11 @@
 #include "core/wandb_summary.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <string>
 
+#include "core/json_limits.hpp"
 #include "core/lenient_json.hpp"
 
 namespace sweepd::core {
@@ -11,16 +14,27 @@ namespace {
 
 using json = nlohmann::json;
 
-/// W&B summaries nest a few levels (`_wandb.stats`); this bound only stops pathological input.
-constexpr std::size_t max_summary_depth = 512;
+/// A summary as a value, or why it cannot be one.
+struct parsed_summary {
+  json value;
+  std::string error;  // set for a summary sweepd refuses to hold
+};
 
-json parse_summary(std::string_view text) {
+parsed_summary parse_summary(std::string_view text) {
+  // Anyone who can write to the run can nest its summary as deep as they like; nlohmann parses
+  // iteratively but dumps, compares and destroys recursively, so the depth is bounded up front.
+  if (json_nests_deeper_than(text, max_stored_json_depth)) {
+    return {json(json::value_t::discarded),
+            fmt::format("the run's W&B summary nests deeper than {} levels; sweepd will not "
+                        "rewrite it",
+                        max_stored_json_depth)};
+  }
   const auto first = text.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos) return json::object();
-  json summary = parse_lenient_json(text, max_summary_depth).value;
+  if (first == std::string_view::npos) return {json::object(), {}};
+  json summary = parse_lenient_json(text, max_stored_json_depth).value;
   // `null` with any whitespace around it: W&B's way of saying "no summary yet".
-  if (summary.is_null()) return json::object();
-  return summary;
+  if (summary.is_null()) return {json::object(), {}};
+  return {std::move(summary), {}};
 }
 
 }  // namespace
@@ -51,7 +65,9 @@ json summary_keys_for(const transition& t, const std::map<std::string, std::stri
 
 summary_merge merge_summary(std::string_view summary_text, const json& keys,
                             const std::string& prefix) {
-  json summary = parse_summary(summary_text);
+  parsed_summary parsed = parse_summary(summary_text);
+  if (!parsed.error.empty()) return {std::nullopt, std::move(parsed.error)};
+  json& summary = parsed.value;
   if (summary.is_discarded() || !summary.is_object()) {
     return {std::nullopt, "the run's summary is not a JSON object"};
   }
@@ -67,7 +83,7 @@ summary_merge merge_summary(std::string_view summary_text, const json& keys,
 }
 
 std::optional<std::string> summary_state(std::string_view summary_text, const std::string& prefix) {
-  const json summary = parse_summary(summary_text);
+  const json summary = parse_summary(summary_text).value;
   if (!summary.is_object()) return std::nullopt;
   auto it = summary.find(prefix + "state");
   if (it == summary.end() || !it->is_string() || nonfinite_of(*it)) return std::nullopt;

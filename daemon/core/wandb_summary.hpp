@@ -31,11 +31,13 @@ struct summary_merge {
 /// Merges `keys` (from summary_keys_for) into a W&B summary given as JSON text: every managed key
 /// under `prefix` is set or removed; every other key is kept as it was, including the NaN,
 /// Infinity and -Infinity tokens W&B summaries contain (not JSON, so nlohmann cannot read them
-/// as they are). Empty or `null` text is an empty summary.
+/// as they are). Empty or `null` text is an empty summary; one nested deeper than
+/// max_stored_json_depth is refused unparsed.
 summary_merge merge_summary(std::string_view summary_text, const nlohmann::json& keys,
                             const std::string& prefix);
 
-/// The value of `<prefix>state` in a summary text, if it is there as a string.
+/// The value of `<prefix>state` in a summary text, if it is there as a string (nullopt too for a
+/// summary merge_summary refuses).
 std::optional<std::string> summary_state(std::string_view summary_text, const std::string& prefix);
 
 }  // namespace sweepd::core

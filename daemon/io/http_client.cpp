@@ -56,8 +56,6 @@ using request_type = http::request<http::string_body>;
 
 // Idle connections kept per client; sweepd talks to one host, a handful is plenty.
 constexpr std::size_t max_idle = 8;
-// W&B summaries can be large (a run's whole summary comes back on every read).
-constexpr std::uint64_t max_response_body = 64ull * 1024 * 1024;
 constexpr std::uint32_t max_response_header = 64 * 1024;
 // How long a TLS close_notify exchange may take when a connection is closed politely.
 constexpr std::chrono::milliseconds max_tls_shutdown{2000};
@@ -131,6 +129,7 @@ struct request_context {
   std::string host_port;  // for messages
   std::chrono::milliseconds timeout;
   clock_type::time_point deadline;
+  std::uint64_t max_body = 0;
 };
 
 std::string describe(const request_context& rc, const failure& f) {
@@ -139,6 +138,9 @@ std::string describe(const request_context& rc, const failure& f) {
   if (timed_out) {
     return fmt::format("{}: timeout after {} ms {}", rc.host_port, rc.timeout.count(),
                        f.stage == "read" ? "waiting for the response" : "during " + f.stage);
+  }
+  if (f.ec == http::error::body_limit) {
+    return fmt::format("{}: the response body is larger than {} bytes", rc.host_port, rc.max_body);
   }
   if (f.stage == "read" && closed_by_peer(f.ec)) {
     return fmt::format("{}: connection closed by the server before a complete response ({})",
@@ -191,8 +193,8 @@ struct exchange_outcome {
 
 template <class Stream>
 asio::awaitable<exchange_outcome> exchange(Stream& stream, beast::flat_buffer& buffer,
-                                           const request_type& req,
-                                           clock_type::time_point deadline) {
+                                           const request_type& req, const request_context& rc) {
+  const clock_type::time_point deadline = rc.deadline;
   exchange_outcome out;
   beast::get_lowest_layer(stream).expires_at(deadline);
   auto [write_ec, written] = co_await http::async_write(stream, req, as_tuple(use_awaitable));
@@ -202,7 +204,7 @@ asio::awaitable<exchange_outcome> exchange(Stream& stream, beast::flat_buffer& b
     co_return out;
   }
   http::response_parser<http::string_body> parser;
-  parser.body_limit(max_response_body);
+  parser.body_limit(rc.max_body);
   parser.header_limit(max_response_header);
   beast::get_lowest_layer(stream).expires_at(deadline);
   auto [read_ec, read] = co_await http::async_read(stream, buffer, parser, as_tuple(use_awaitable));
@@ -225,9 +227,9 @@ asio::awaitable<exchange_outcome> exchange(Stream& stream, beast::flat_buffer& b
 }
 
 asio::awaitable<exchange_outcome> exchange_on(detail::http_connection& c, const request_type& req,
-                                              clock_type::time_point deadline) {
-  if (c.tls) co_return co_await exchange(*c.tls, c.buffer, req, deadline);
-  co_return co_await exchange(*c.plain, c.buffer, req, deadline);
+                                              const request_context& rc) {
+  if (c.tls) co_return co_await exchange(*c.tls, c.buffer, req, rc);
+  co_return co_await exchange(*c.plain, c.buffer, req, rc);
 }
 
 asio::awaitable<void> close_tls(std::unique_ptr<detail::http_connection> c,
@@ -353,7 +355,8 @@ asio::awaitable<http_result> http_client::post(
 
 asio::awaitable<http_result> http_client::post_impl(
     std::string path, std::string body, std::vector<std::pair<std::string, std::string>> headers) {
-  const request_context rc{host_port(base_), timeout_, clock_type::now() + timeout_};
+  const request_context rc{host_port(base_), timeout_, clock_type::now() + timeout_,
+                           max_response_body_};
   http_result result;
   if (base_.scheme != "http" && base_.scheme != "https") {
     result.error = fmt::format("{}: unsupported URL scheme \"{}\"", rc.host_port, base_.scheme);
@@ -395,17 +398,19 @@ asio::awaitable<http_result> http_client::post_impl(
       discard(std::move(c), false);
       continue;
     }
-    auto out = co_await exchange_on(*c, req, rc.deadline);
+    auto out = co_await exchange_on(*c, req, rc);
     if (out.response) {
       release(std::move(c), out.keep_alive);
       result.response = std::move(out.response);
       co_return result;
     }
+    // Whatever failed (the answer over the cap is left unread, say), the connection is unusable.
     discard(std::move(c), false);
     const bool retry =
         !out.got_some && closed_by_peer(out.error->ec) && clock_type::now() < rc.deadline;
     if (!retry) {
       result.error = describe(rc, *out.error);
+      result.too_large = out.error->ec == http::error::body_limit;
       co_return result;
     }
     spdlog::debug("{}: kept-alive connection closed by the server ({}); retrying on a new one",
@@ -459,10 +464,11 @@ asio::awaitable<http_result> http_client::post_impl(
     }
   }
 
-  auto out = co_await exchange_on(*c, req, rc.deadline);
+  auto out = co_await exchange_on(*c, req, rc);
   if (!out.response) {
     discard(std::move(c), false);
     result.error = describe(rc, *out.error);
+    result.too_large = out.error->ec == http::error::body_limit;
     co_return result;
   }
   release(std::move(c), out.keep_alive);

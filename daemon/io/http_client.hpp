@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,7 +37,15 @@ struct http_response {
 struct http_result {
   std::optional<http_response> response;
   std::string error;
+  /// The answer's body was over the client's cap (max_response_body); its connection was closed.
+  bool too_large = false;
 };
+
+/// The largest response body an http_client reads unless told otherwise. Every byte of a W&B
+/// answer is parsed, merged and written back on the one event-loop thread, so the cap bounds how
+/// long one answer can hold up everything else (bench/wandb_summary_bench); W&B run summaries are
+/// usually kilobytes.
+inline constexpr std::uint64_t default_max_response_body = 8ull * 1024 * 1024;
 
 /// An http:// or https:// base URL. The host is lower-cased and stored without IPv6 brackets; the
 /// port is always set (80/443 by default); path_prefix has no trailing '/'.
@@ -78,6 +87,10 @@ class http_client {
   /// Applies to requests started from now on.
   void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  /// A response whose body is larger fails with `too_large` (checked against Content-Length
+  /// before the body is read, else as it arrives); applies to requests started from now on.
+  void set_max_response_body(std::uint64_t bytes) { max_response_body_ = bytes; }
+  std::uint64_t max_response_body() const { return max_response_body_; }
   /// Trusts the PEM certificate(s) in addition to the system CA store (a private CA of a
   /// self-hosted server, tests); an error message when the PEM cannot be used.
   std::optional<std::string> add_certificate_authority(std::string_view pem);
@@ -101,6 +114,7 @@ class http_client {
   boost::asio::io_context& io_;
   url base_;
   std::chrono::milliseconds timeout_;
+  std::uint64_t max_response_body_ = default_max_response_body;
   std::shared_ptr<boost::asio::ssl::context> tls_;  // https only
   std::string tls_error_;                           // set when the CA store cannot be loaded
   std::vector<connection_ptr> idle_;                // most recently used last

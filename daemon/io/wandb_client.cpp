@@ -1,9 +1,12 @@
 #include "io/wandb_client.hpp"
 
+#include <fmt/format.h>
 #include <openssl/evp.h>
 
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
+
+#include "core/json_limits.hpp"
 
 namespace sweepd::io {
 
@@ -21,20 +24,72 @@ constexpr const char* upsert_mutation =
   upsertBucket(input: { id: $id, summaryMetrics: $summaryMetrics }) { bucket { id } }
 })";
 
-/// The messages of a GraphQL `errors` array, joined as the W&B SDK does ("[m1; m2]").
+/// What a JSON value is, for messages: "a number (42)", "null", "an object".
+std::string described(const json& value) {
+  switch (value.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return fmt::format("a boolean ({})", value.get<bool>());
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+    case json::value_t::number_float:
+      return fmt::format("a number ({})", value.dump());
+    default:
+      return "not a JSON value";
+  }
+}
+
+/// "`data.project.run.id` is a number (42), expected a string"; a null `value` is a field that
+/// is missing or null.
+std::string wrong_type(std::string_view field, const json* value, std::string_view expected) {
+  return fmt::format("`{}` is {}, expected {}", field,
+                     value ? described(*value) : "missing or null", expected);
+}
+
+/// Member `key` of the object `parent`; nullptr when it is absent or null.
+const json* member(const json& parent, const char* key) {
+  const auto it = parent.find(key);
+  if (it == parent.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+/// The messages of a GraphQL `errors` array, joined as the W&B SDK does ("[m1; m2]"); an entry
+/// of another shape is named instead of its message. Empty when there are no errors.
 std::string joined_errors(const json& body) {
-  auto it = body.find("errors");
-  if (it == body.end() || !it->is_array() || it->empty()) return {};
+  const json* errors = member(body, "errors");
+  if (errors == nullptr) return {};
+  if (!errors->is_array()) return "[" + wrong_type("errors", errors, "an array") + "]";
+  if (errors->empty()) return {};
   std::string joined;
-  for (const json& e : *it) {
+  for (std::size_t i = 0; i < errors->size(); ++i) {
+    const json& e = (*errors)[i];
     if (!joined.empty()) joined += "; ";
-    if (e.is_object() && e.contains("message") && e["message"].is_string()) {
-      joined += e["message"].get<std::string>();
+    const json* message = e.is_object() ? member(e, "message") : nullptr;
+    if (message != nullptr && message->is_string()) {
+      joined += message->get_ref<const std::string&>();
+    } else if (e.is_string()) {
+      joined += e.get_ref<const std::string&>();  // W&B's other shape: {"errors": ["msg"]}
+    } else if (e.is_object()) {
+      joined += wrong_type(fmt::format("errors[{}].message", i), message, "a string");
     } else {
-      joined += e.dump();
+      joined += wrong_type(fmt::format("errors[{}]", i), &e, "an object");
     }
   }
   return "[" + joined + "]";
+}
+
+core::attempt_result dead(std::string error) {
+  core::attempt_result r;
+  r.what = core::attempt_result::kind::dead;
+  r.error = std::move(error);
+  return r;
 }
 
 core::attempt_result transport_failure(const std::string& error) {
@@ -61,7 +116,7 @@ wandb_client::wandb_client(boost::asio::io_context& io, url base, const std::str
     : http_(io, std::move(base), timeout), authorization_(basic_authorization(api_key)) {}
 
 boost::asio::awaitable<std::pair<core::attempt_result, json>> wandb_client::graphql(
-    const char* query, json variables) {
+    const char* query, json variables, const std::string& subject) {
   json request = json::object();
   request["query"] = query;
   request["variables"] = std::move(variables);
@@ -71,16 +126,41 @@ boost::asio::awaitable<std::pair<core::attempt_result, json>> wandb_client::grap
   std::string body_text = request.dump(-1, ' ', false, json::error_handler_t::replace);
   http_result answer =
       co_await http_.post(std::string("/graphql"), std::move(body_text), std::move(headers));
+  if (answer.too_large) {
+    // It would be as large next time: a summary does not shrink by itself.
+    co_return std::pair{dead(fmt::format("W&B's answer for {} is larger than {} bytes", subject,
+                                         http_.max_response_body())),
+                        json()};
+  }
   if (!answer.response) co_return std::pair{transport_failure(answer.error), json()};
   const http_response& res = *answer.response;
-  const json body = json::parse(res.body, nullptr, false);
-  std::string errors = body.is_object() ? joined_errors(body) : std::string();
-  if (res.status == 200 && !body.is_object()) errors = "the answer is not a JSON object";
+  // The parser is iterative but dump, compare and destroy recurse: bound the depth first.
+  json body(json::value_t::discarded);
+  if (!core::json_nests_deeper_than(res.body, core::max_stored_json_depth)) {
+    body = json::parse(res.body, nullptr, false);
+  } else if (res.status == 200 && json::accept(res.body)) {
+    co_return std::pair{dead(fmt::format("W&B's answer for {} nests deeper than {} levels", subject,
+                                         core::max_stored_json_depth)),
+                        json()};
+  }
+  if (res.status == 200 && !body.is_discarded() && !body.is_object()) {
+    co_return std::pair{
+        dead(fmt::format("W&B's answer for {} is {}, not a JSON object", subject, described(body))),
+        json()};
+  }
+  // Other statuses are classified by the status alone when the body cannot be read.
+  const std::string errors = body.is_object() ? joined_errors(body) : std::string();
   core::attempt_result r =
       core::classify_http(res.status, res.header("retry-after"), res.header("ratelimit-reset"),
-                          errors, std::chrono::system_clock::now());
+                          errors, std::chrono::system_clock::now(), !body.is_discarded());
   if (r.what != core::attempt_result::kind::delivered) co_return std::pair{r, json()};
-  co_return std::pair{r, body.value("data", json())};
+  const json* data = member(body, "data");
+  if (data == nullptr || !data->is_object()) {
+    co_return std::pair{dead(fmt::format("W&B's answer for {}: {}", subject,
+                                         wrong_type("data", data, "an object"))),
+                        json()};
+  }
+  co_return std::pair{r, *data};
 }
 
 boost::asio::awaitable<std::pair<core::attempt_result, std::optional<wandb_run_view>>>
@@ -90,47 +170,79 @@ wandb_client::read_run(const std::string& entity, const std::string& project,
   variables["entity"] = entity;
   variables["project"] = project;
   variables["name"] = name;
-  auto [result, data] = co_await graphql(run_query, std::move(variables));
-  if (result.what != core::attempt_result::kind::delivered) {
-    co_return std::pair{result, std::optional<wandb_run_view>()};
+  const std::string path = entity + "/" + project + "/" + name;
+  const std::string subject = "run " + path;
+  auto [result, data] = co_await graphql(run_query, std::move(variables), subject);
+  using answer = std::pair<core::attempt_result, std::optional<wandb_run_view>>;
+  if (result.what != core::attempt_result::kind::delivered) co_return answer{result, {}};
+  const auto refused = [&](const std::string& why) {
+    return answer{dead(fmt::format("W&B's answer for {}: {}", subject, why)), {}};
+  };
+  // A null or absent project or run is W&B's way of saying it does not know it.
+  const json* project_value = member(data, "project");
+  if (project_value != nullptr && !project_value->is_object()) {
+    co_return refused(wrong_type("data.project", project_value, "an object"));
   }
-  const json* run = nullptr;
-  if (data.is_object() && data["project"].is_object() && data["project"]["run"].is_object()) {
-    run = &data["project"]["run"];
+  const json* run = project_value ? member(*project_value, "run") : nullptr;
+  if (run != nullptr && !run->is_object()) {
+    co_return refused(wrong_type("data.project.run", run, "an object"));
   }
   if (run == nullptr) {
     result.what = core::attempt_result::kind::not_found;
-    result.error = "W&B does not know run " + entity + "/" + project + "/" + name + " (yet)";
-    co_return std::pair{result, std::optional<wandb_run_view>()};
+    result.error = "W&B does not know run " + path + " (yet)";
+    co_return answer{result, {}};
+  }
+  const json* id = member(*run, "id");
+  if (id == nullptr) co_return refused("the run has no `id`");
+  if (!id->is_string() || id->get_ref<const std::string&>().empty()) {
+    co_return refused(wrong_type("data.project.run.id", id, "a non-empty string"));
+  }
+  const json* state = member(*run, "state");
+  if (state == nullptr || !state->is_string()) {
+    co_return refused(wrong_type("data.project.run.state", state, "a string"));
+  }
+  // JSONString: the summary is JSON text inside a string; null or absent is no summary yet.
+  const json* summary = member(*run, "summaryMetrics");
+  if (summary != nullptr && !summary->is_string()) {
+    co_return refused(wrong_type("data.project.run.summaryMetrics", summary, "a JSON string"));
   }
   wandb_run_view view;
-  view.storage_id = run->value("id", "");
-  view.state = run->value("state", "");
-  const json& summary = (*run)["summaryMetrics"];
-  view.summary_text = summary.is_string() ? summary.get<std::string>() : "{}";
-  if (view.storage_id.empty()) {
-    result.what = core::attempt_result::kind::dead;
-    result.error = "W&B returned run " + name + " without an id";
-    co_return std::pair{result, std::optional<wandb_run_view>()};
-  }
+  view.path = path;
+  view.storage_id = id->get<std::string>();
+  view.state = state->get<std::string>();
+  view.summary_text = summary ? summary->get<std::string>() : "{}";
   result.wandb_state = view.state;
-  co_return std::pair{result, std::optional<wandb_run_view>(std::move(view))};
+  co_return answer{result, std::move(view)};
 }
 
 boost::asio::awaitable<core::attempt_result> wandb_client::write_summary(
-    const std::string& storage_id, const std::string& summary_text) {
+    const wandb_run_view& run, const std::string& summary_text) {
   json variables = json::object();
-  variables["id"] = storage_id;
+  variables["id"] = run.storage_id;
   variables["summaryMetrics"] = summary_text;
-  auto [result, data] = co_await graphql(upsert_mutation, std::move(variables));
-  if (result.what == core::attempt_result::kind::delivered) {
-    const bool has_id = data.is_object() && data["upsertBucket"].is_object() &&
-                        data["upsertBucket"]["bucket"].is_object() &&
-                        data["upsertBucket"]["bucket"].contains("id");
-    if (!has_id) {
-      result.what = core::attempt_result::kind::dead;
-      result.error = "W&B accepted upsertBucket but returned no bucket id";
-    }
+  const std::string subject = "the summary write of run " + run.path;
+  auto [result, data] = co_await graphql(upsert_mutation, std::move(variables), subject);
+  if (result.what != core::attempt_result::kind::delivered) co_return result;
+  // The bucket id is W&B's receipt: without it nothing says the summary was stored.
+  const json* upsert = member(data, "upsertBucket");
+  const json* bucket = upsert && upsert->is_object() ? member(*upsert, "bucket") : nullptr;
+  const json* id = bucket && bucket->is_object() ? member(*bucket, "id") : nullptr;
+  std::string wrong;
+  if (upsert == nullptr) {
+    wrong = "it returned no `upsertBucket`";
+  } else if (!upsert->is_object()) {
+    wrong = wrong_type("data.upsertBucket", upsert, "an object");
+  } else if (bucket == nullptr) {
+    wrong = "it returned no bucket";
+  } else if (!bucket->is_object()) {
+    wrong = wrong_type("data.upsertBucket.bucket", bucket, "an object");
+  } else if (id == nullptr) {
+    wrong = "it returned no bucket id";
+  } else if (!id->is_string()) {
+    wrong = wrong_type("data.upsertBucket.bucket.id", id, "a string");
+  }
+  if (!wrong.empty()) {
+    co_return dead(fmt::format("W&B accepted {} but {}", subject, wrong));
   }
   co_return result;
 }

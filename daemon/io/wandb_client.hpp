@@ -14,34 +14,39 @@ namespace sweepd::io {
 
 /// A W&B run as the summary writer needs it.
 struct wandb_run_view {
+  std::string path;          // entity/project/name, for messages
   std::string storage_id;    // GraphQL `id`, what upsertBucket takes
   std::string state;         // W&B's own run state: running, finished, crashed, …
   std::string summary_text;  // summaryMetrics as stored: JSON text, maybe with NaN tokens
 };
 
 /// The two GraphQL operations sweepd needs (DESIGN §4, wandb-api.md §3–§4), with every HTTP
-/// answer classified for the delivery policy. The API key only ever goes into the Authorization
+/// answer classified for the delivery policy. W&B's answers are untrusted: bodies over the HTTP
+/// client's cap, JSON nested deeper than core::max_stored_json_depth and fields of the wrong type
+/// are classified failures, never exceptions. The API key only ever goes into the Authorization
 /// header; no error or log line contains it.
 class wandb_client {
  public:
   wandb_client(boost::asio::io_context& io, url base, const std::string& api_key,
                std::chrono::milliseconds timeout);
 
-  /// Reads a run by entity/project/name; `not_found` when W&B does not know the project or run.
+  /// Reads a run by entity/project/name; `not_found` when W&B does not know the project or run,
+  /// `dead` when the answer is unusable (a field of the wrong type, too large, too deep).
   boost::asio::awaitable<std::pair<core::attempt_result, std::optional<wandb_run_view>>> read_run(
       const std::string& entity, const std::string& project, const std::string& name);
 
   /// Replaces the run's whole summary with `summary_text` (upsertBucket {id, summaryMetrics}).
-  boost::asio::awaitable<core::attempt_result> write_summary(const std::string& storage_id,
+  boost::asio::awaitable<core::attempt_result> write_summary(const wandb_run_view& run,
                                                              const std::string& summary_text);
 
   void set_timeout(std::chrono::milliseconds t) { http_.set_timeout(t); }
   void close() { http_.close(); }
 
  private:
-  /// POSTs a GraphQL document; the parsed `data` on success, else the classified failure.
+  /// POSTs a GraphQL document; the parsed `data` object on success, else the classified failure.
+  /// `subject` names what the answer is about in messages ("run e/p/n").
   boost::asio::awaitable<std::pair<core::attempt_result, nlohmann::json>> graphql(
-      const char* query, nlohmann::json variables);
+      const char* query, nlohmann::json variables, const std::string& subject);
 
   http_client http_;
   std::string authorization_;

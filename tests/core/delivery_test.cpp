@@ -878,6 +878,21 @@ TEST(ClassifyHttp, RetryAfterSeconds) {
   EXPECT_EQ(classify_http(429, "0", std::nullopt, "", wall_origin).retry_after_s, 0.0);
 }
 
+// A proxy's error page served as 200 is an outage, not W&B refusing the write.
+TEST(ClassifyHttp, TwoHundredWhoseBodyIsNotJsonIsRetried) {
+  const attempt_result r = classify_http(200, std::nullopt, std::nullopt, "", wall_origin, false);
+  EXPECT_EQ(r.what, attempt_result::kind::retry);
+  EXPECT_EQ(r.error, "W&B answered 200 with a body that is not JSON");
+  EXPECT_FALSE(r.rate_limited);
+  EXPECT_EQ(r.retry_after_s, std::nullopt);
+  EXPECT_EQ(classify_http(200, "4", std::nullopt, "", wall_origin, false).retry_after_s, 4.0);
+  // Statuses that are never retried stay so whatever their body.
+  EXPECT_EQ(classify_http(401, std::nullopt, std::nullopt, "", wall_origin, false).what,
+            attempt_result::kind::dead);
+  EXPECT_EQ(classify_http(503, std::nullopt, std::nullopt, "", wall_origin, false).what,
+            attempt_result::kind::retry);
+}
+
 TEST(ClassifyHttp, RetryAfterHttpDateIsRelativeToNow) {
   const auto r = classify_http(503, "Sat, 28 Nov 2026 21:08:10 GMT", std::nullopt, "", wall_origin);
   ASSERT_TRUE(r.retry_after_s.has_value());

@@ -493,6 +493,35 @@ TEST(WandbSummaryMerge, NonObjectSummaryIsAnError) {
   }
 }
 
+// A run summary is user-writable: one nested 80 000 deep crashed the merge (its dump recursed
+// off the end of the stack).
+TEST(WandbSummaryMerge, SummaryNestedDeeperThanTheBoundIsRefusedUnparsed) {
+  const json keys = summary_keys_for(success(1.0, 1.0), no_names);
+  for (std::size_t depth : {257u, 80000u}) {
+    SCOPED_TRACE(depth);
+    const std::string arrays(depth - 1, '[');
+    const std::string text = R"({"a":)" + arrays + std::string(depth - 1, ']') + "}";
+    const summary_merge m = merge_summary(text, keys, "protein.");
+    EXPECT_FALSE(m.text.has_value());
+    EXPECT_EQ(m.error,
+              "the run's W&B summary nests deeper than 256 levels; sweepd will not rewrite it");
+    EXPECT_EQ(summary_state(text, "protein."), std::nullopt);
+  }
+  // Not valid JSON either: the bound is checked first, before anything is parsed.
+  const summary_merge unclosed = merge_summary(std::string(100000, '{'), keys, "protein.");
+  EXPECT_THAT(unclosed.error, HasSubstr("nests deeper than 256 levels"));
+}
+
+TEST(WandbSummaryMerge, SummaryNestedExactlyToTheBoundIsMerged) {
+  const json keys = summary_keys_for(success(1.0, 1.0), no_names);
+  const std::string deep = std::string(255, '[') + "NaN" + std::string(255, ']');
+  const std::string text = R"({"protein.state":"running","a":)" + deep + "}";
+  const summary_merge m = merge_summary(text, keys, "protein.");
+  ASSERT_TRUE(m.text) << m.error;
+  EXPECT_THAT(*m.text, HasSubstr(R"("a":)" + deep));
+  EXPECT_EQ(summary_state(text, "protein."), "running");
+}
+
 TEST(WandbSummaryMerge, CustomPrefix) {
   constexpr std::string_view summary =
       R"json({"loss":NaN,"protein.state":"running","sweepd/is_failure":true})json";

@@ -98,6 +98,15 @@ struct fake_wandb::impl {
     std::string name;
     std::string summary;
     std::string state;
+    /// Fields answered as raw JSON text instead of the values above; nullopt = left out.
+    std::map<std::string, std::optional<std::string>> raw;
+  };
+
+  /// A queued fault, or a canned answer.
+  struct scripted {
+    fault what = fault::slow;
+    std::chrono::milliseconds param{};
+    std::optional<std::pair<unsigned, std::string>> answer;
   };
 
   /// A connection's socket and its delay timer, kept here so stop() can close and cancel them.
@@ -112,6 +121,7 @@ struct fake_wandb::impl {
     std::optional<fault> injected;
     std::chrono::milliseconds param{};
     std::chrono::milliseconds delay{};
+    std::optional<std::pair<unsigned, std::string>> answer;
   };
 
   explicit impl(std::string key)
@@ -209,10 +219,15 @@ struct fake_wandb::impl {
       max_concurrent = std::max(max_concurrent, in_flight);
       what.delay = latency;
       if (!faults.empty()) {
-        what.injected = faults.front().first;
-        what.param = faults.front().second;
+        scripted next = std::move(faults.front());
         faults.pop_front();
-        if (what.injected == fault::slow) what.delay += what.param;
+        if (next.answer) {
+          what.answer = std::move(next.answer);
+        } else {
+          what.injected = next.what;
+          what.param = next.param;
+          if (what.injected == fault::slow) what.delay += what.param;
+        }
       }
       ++generation;
     }
@@ -264,6 +279,7 @@ struct fake_wandb::impl {
 
   /// The status and body for a request (under the lock); may add headers to `res`.
   std::pair<unsigned, std::string> handle(const request& req, const arrival& what, response& res) {
+    if (what.answer) return *what.answer;
     if (what.injected) {
       switch (*what.injected) {
         case fault::unauthorized_401:
@@ -290,6 +306,11 @@ struct fake_wandb::impl {
         case fault::graphql_errors_200:
           return {200, dump(json{{"data", nullptr},
                                  {"errors", json::array({{{"message", "injected error"}}})}})};
+        case fault::html_200:
+          res.set(http::field::content_type, "text/html");
+          return {200,
+                  "<html><head><title>Error</title></head><body><h1>Something went wrong"
+                  "</h1><p>Please try again later.</p></body></html>"};
         case fault::slow:
         case fault::drop_connection:
           break;  // slow: already waited; drop never gets here
@@ -341,11 +362,20 @@ struct fake_wandb::impl {
     if (!projects.contains({entity, project})) return dump(json{{"data", {{"project", nullptr}}}});
     const auto it = runs.find(storage_id(entity, project, name));
     if (it == runs.end()) return dump(json{{"data", {{"project", {{"run", nullptr}}}}}});
-    const json run = {{"id", it->first},
-                      {"name", it->second.name},
-                      {"state", it->second.state},
-                      {"summaryMetrics", it->second.summary}};
-    return dump(json{{"data", {{"project", {{"run", run}}}}}});
+    // Built as text so that a test's raw field goes out exactly as given, even nested too deep
+    // for a JSON value to hold or not JSON at all.
+    const std::pair<const char*, json> fields[] = {{"id", it->first},
+                                                   {"name", it->second.name},
+                                                   {"state", it->second.state},
+                                                   {"summaryMetrics", it->second.summary}};
+    std::string run;
+    for (const auto& [key, value] : fields) {
+      const auto raw = it->second.raw.find(key);
+      if (raw != it->second.raw.end() && !raw->second) continue;
+      if (!run.empty()) run += ',';
+      run += dump(json(key)) + ':' + (raw != it->second.raw.end() ? *raw->second : dump(value));
+    }
+    return R"({"data":{"project":{"run":{)" + run + "}}}}";
   }
 
   // --- test thread (under the lock) -----------------------------------------------------------
@@ -374,7 +404,7 @@ struct fake_wandb::impl {
   std::uint64_t generation = 0;            // bumped on every arrival and answer, for wait_until
   std::map<std::string, run_record> runs;  // by storage id
   std::set<std::pair<std::string, std::string>> projects;  // (entity, project)
-  std::deque<std::pair<fault, std::chrono::milliseconds>> faults;
+  std::deque<scripted> faults;
   std::chrono::milliseconds latency{0};
   std::size_t requests = 0;
   std::size_t upserts = 0;
@@ -403,7 +433,7 @@ void fake_wandb::add_run(const std::string& entity, const std::string& project,
                          const std::string& state) {
   const std::lock_guard lock(impl_->mutex);
   impl_->projects.insert({entity, project});
-  impl_->runs[storage_id(entity, project, name)] = {name, summary_json_text, state};
+  impl_->runs[storage_id(entity, project, name)] = {name, summary_json_text, state, {}};
 }
 
 std::string fake_wandb::summary(const std::string& entity, const std::string& project,
@@ -430,9 +460,55 @@ void fake_wandb::set_state(const std::string& entity, const std::string& project
   impl_->find_locked(entity, project, name).state = state;
 }
 
+void fake_wandb::set_raw_field(const std::string& entity, const std::string& project,
+                               const std::string& name, const std::string& field,
+                               std::optional<std::string> raw_json) {
+  const std::lock_guard lock(impl_->mutex);
+  impl_->find_locked(entity, project, name).raw[field] = std::move(raw_json);
+}
+
+void fake_wandb::reset_raw_fields(const std::string& entity, const std::string& project,
+                                  const std::string& name) {
+  const std::lock_guard lock(impl_->mutex);
+  impl_->find_locked(entity, project, name).raw.clear();
+}
+
+std::string fake_wandb::nested_summary(std::size_t depth) {
+  // The top-level object is one level; the arrays make up the rest.
+  const std::size_t arrays = depth > 0 ? depth - 1 : 0;
+  return R"({"loss":0.5,"deep":)" + std::string(arrays, '[') + std::string(arrays, ']') + "}";
+}
+
+std::string fake_wandb::large_summary(std::size_t bytes) {
+  std::string out = R"({"loss":NaN,"best":-Infinity)";
+  for (std::size_t i = 0; out.size() < bytes; ++i) {
+    out += ",\"k" + std::to_string(i) + "\":";
+    switch (i % 4) {
+      case 0:
+        out += std::to_string(i) + ".25";
+        break;
+      case 1:
+        out += R"("a string value with \"quotes\" in it")";
+        break;
+      case 2:
+        out += "NaN";
+        break;
+      default:
+        out += R"({"step":)" + std::to_string(i) + R"(,"values":[1,2,3,Infinity]})";
+        break;
+    }
+  }
+  return out + "}";
+}
+
 void fake_wandb::push_fault(fault f, std::chrono::milliseconds param) {
   const std::lock_guard lock(impl_->mutex);
-  impl_->faults.emplace_back(f, param);
+  impl_->faults.push_back({f, param, std::nullopt});
+}
+
+void fake_wandb::push_answer(unsigned status, std::string body) {
+  const std::lock_guard lock(impl_->mutex);
+  impl_->faults.push_back({fault::slow, {}, std::pair{status, std::move(body)}});
 }
 
 void fake_wandb::set_latency(std::chrono::milliseconds latency) {

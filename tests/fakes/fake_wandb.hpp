@@ -3,7 +3,8 @@
 // An in-process fake of the W&B GraphQL endpoint (shared/wandb-api.md §1-§4, §7) for tests and
 // benchmarks: the run query and the upsertBucket summary mutation, Basic auth, and scripted
 // faults (401, 429 with Retry-After or RateLimit-Reset, 5xx, slow answers, dropped connections,
-// GraphQL errors in a 200).
+// GraphQL errors in a 200, a 200 that is not JSON, any canned answer), and hostile run answers
+// (fields of the wrong JSON type, summaries nested deep or very large).
 //
 //   sweepd::test::fake_wandb wandb;                       // listens on 127.0.0.1:<kernel port>
 //   wandb.add_run("ent", "proj", "run1", R"({"loss":NaN})");
@@ -19,6 +20,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +59,19 @@ class fake_wandb {
                     const std::string& name) const;
   void set_state(const std::string& entity, const std::string& project, const std::string& name,
                  const std::string& state);
+  /// Answers the run query with `raw_json` spliced in as is for the run's `field` ("id", "name",
+  /// "state" or "summaryMetrics"): a number, null, an object, anything. Nullopt leaves the field
+  /// out of the answer; reset_raw_fields() goes back to the stored values.
+  void set_raw_field(const std::string& entity, const std::string& project, const std::string& name,
+                     const std::string& field, std::optional<std::string> raw_json);
+  void reset_raw_fields(const std::string& entity, const std::string& project,
+                        const std::string& name);
+
+  /// A summary text whose arrays nest exactly `depth` deep (inside its top-level object), e.g.
+  /// {"loss":0.5,"deep":[[…]]} — what a user can store with wandb.summary.
+  static std::string nested_summary(std::size_t depth);
+  /// A summary text of at least `bytes` bytes: many keys with numbers, strings and NaN tokens.
+  static std::string large_summary(std::size_t bytes);
 
   /// A scripted fault. Faults are queued and each incoming request (any method or target) takes
   /// the oldest one before normal handling.
@@ -70,9 +85,13 @@ class fake_wandb {
     slow,                 // waits param (on a timer: other connections go on), then handles it
     drop_connection,      // closes the connection without answering
     graphql_errors_200,   // 200 {"data":null,"errors":[...]}; the request is not applied
+    html_200,             // 200 with an HTML page (a proxy's error page); not applied
   };
   /// Queues a fault; `param` is the 429's Retry-After or the slow fault's delay.
   void push_fault(fault f, std::chrono::milliseconds param = {});
+  /// Queues a canned answer, taken like a fault: the next request gets `status` and `body` (as
+  /// application/json) and is not applied.
+  void push_answer(unsigned status, std::string body);
   /// A delay added before every answer (for benchmarks); zero by default.
   void set_latency(std::chrono::milliseconds latency);
 

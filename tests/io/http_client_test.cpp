@@ -185,7 +185,7 @@ class test_server {
       if (index == drop_request) co_return;
       auto res = respond(rec);
       res.keep_alive(res.keep_alive() && req.keep_alive());
-      res.prepare_payload();
+      if (!res.chunked()) res.prepare_payload();
       auto [write_ec, written] = co_await http::async_write(stream, res, as_tuple(use_awaitable));
       if (write_ec || !res.keep_alive()) co_return;
     }
@@ -316,6 +316,67 @@ TEST_F(HttpClient, ConcurrentPostsUseSeparateConnections) {
     EXPECT_EQ(client.idle_connections(), 2u);
   });
   EXPECT_EQ(server.connections, 2);
+}
+
+/// Answers "big" requests with a body of `size` bytes, others with {}.
+std::function<http::response<http::string_body>(const recorded_request&)> big_answer(
+    std::size_t size, bool chunked = false) {
+  return [size, chunked](const recorded_request& req) {
+    http::response<http::string_body> res{http::status::ok, 11};
+    res.body() = req.body == "big" ? std::string(size, 'x') : "{}";
+    res.prepare_payload();
+    if (chunked) res.chunked(true);
+    return res;
+  };
+}
+
+TEST_F(HttpClient, BodyOverTheCapIsRefusedAndItsConnectionNotReused) {
+  test_server server(io_);
+  server.respond = big_answer(default_max_response_body + 1);
+  http_client client(io_, parsed(server.url()), 5s);
+  EXPECT_EQ(client.max_response_body(), 8u * 1024 * 1024);
+  run(io_, [&]() -> asio::awaitable<void> {
+    EXPECT_EQ((co_await client.post("/graphql", "small", no_headers())).error, "");
+    EXPECT_EQ(client.idle_connections(), 1u);
+    // On the kept-alive connection: refused, and not retried on a fresh one.
+    auto r = co_await client.post("/graphql", "big", no_headers());
+    EXPECT_FALSE(r.response.has_value());
+    EXPECT_TRUE(r.too_large);
+    EXPECT_EQ(r.error, "127.0.0.1:" + server.port() + ": the response body is larger than " +
+                           std::to_string(default_max_response_body) + " bytes");
+    EXPECT_EQ(client.idle_connections(), 0u);
+    auto next = co_await client.post("/graphql", "small", no_headers());
+    EXPECT_EQ(next.error, "");
+    EXPECT_FALSE(next.too_large);
+  });
+  EXPECT_EQ(server.requests.size(), 3u);
+  EXPECT_EQ(server.connections, 2);
+}
+
+TEST_F(HttpClient, BodyOfExactlyTheCapIsRead) {
+  test_server server(io_);
+  server.respond = big_answer(default_max_response_body);
+  http_client client(io_, parsed(server.url()), 5s);
+  run(io_, [&]() -> asio::awaitable<void> {
+    auto r = co_await client.post("/graphql", "big", no_headers());
+    EXPECT_EQ(r.error, "");
+    EXPECT_FALSE(r.too_large);
+    EXPECT_EQ(r.response ? r.response->body.size() : 0u, default_max_response_body);
+  });
+}
+
+TEST_F(HttpClient, ChunkedBodyOverTheCapIsRefusedAsItArrives) {
+  test_server server(io_);
+  server.respond = big_answer(5000, true);
+  http_client client(io_, parsed(server.url()), 5s);
+  client.set_max_response_body(4096);
+  run(io_, [&]() -> asio::awaitable<void> {
+    auto r = co_await client.post("/graphql", "big", no_headers());
+    EXPECT_TRUE(r.too_large);
+    EXPECT_EQ(r.error,
+              "127.0.0.1:" + server.port() + ": the response body is larger than 4096 bytes");
+    EXPECT_EQ(client.idle_connections(), 0u);
+  });
 }
 
 TEST_F(HttpClient, ServerClosingAnIdleConnectionIsHandled) {

@@ -374,5 +374,111 @@ TEST_F(WandbSinkTest, ResumesThePendingOutboxAfterARestart) {
   ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }, 10s));
 }
 
+// Hostile or broken W&B answers (found by an adversarial pass): each is a dead letter or a retry
+// for its run, never an exception out of the sink's loop, and the other runs' writes still go.
+
+TEST_F(WandbSinkTest, RunsWithAnIdOrStateOfAnotherTypeAreDeadLetteredAndOthersStillGo) {
+  wandb_.add_run(entity, project, "numeric_id");
+  wandb_.set_raw_field(entity, project, "numeric_id", "id", "42");
+  wandb_.add_run(entity, project, "null_state");
+  wandb_.set_raw_field(entity, project, "null_state", "state", "null");
+  wandb_.add_run(entity, project, "object_id");
+  wandb_.set_raw_field(entity, project, "object_id", "id", R"({"id":"x"})");
+  wandb_.add_run(entity, project, "good");
+  start_sink();
+  for (const char* run : {"numeric_id", "null_state", "object_id", "good"}) {
+    core::register_params p;
+    p.run = run;
+    commit({runs_.register_run(p, who_, now())});
+  }
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "initializing"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return status()["dead"] == 3 && status()["pending"] == 0; }));
+  const auto last_error_of = [&](const char* run) {
+    const core::run_record& record = *runs_.find(run);
+    const nlohmann::json shown = run_on([&] { return sink_->delivery_of(record); });
+    EXPECT_EQ(shown["status"], "dead") << run;
+    return shown.value("last_error", "");
+  };
+  EXPECT_THAT(last_error_of("numeric_id"),
+              HasSubstr("W&B's answer for run team/sweeps/numeric_id: `data.project.run.id` is a "
+                        "number (42)"));
+  EXPECT_THAT(last_error_of("null_state"),
+              HasSubstr("`data.project.run.state` is missing or null, expected a string"));
+  EXPECT_THAT(last_error_of("object_id"), HasSubstr("`data.project.run.id` is an object"));
+  // The sink keeps serving: the next write of a good run goes.
+  commit({runs_.start("good", who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "running"); }, 10s));
+  EXPECT_EQ(status()["dead"], 3);
+}
+
+TEST_F(WandbSinkTest, SummaryNestedTooDeepIsDeadLetteredUntouchedAndOthersStillGo) {
+  const std::string deep = fake_wandb::nested_summary(80000);
+  wandb_.add_run(entity, project, "deep", deep);
+  wandb_.add_run(entity, project, "good");
+  start_sink();
+  core::register_params p;
+  p.run = "deep";
+  commit({runs_.register_run(p, who_, now())});
+  p.run = "good";
+  commit({runs_.register_run(p, who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "initializing"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return status()["dead"] == 1 && status()["pending"] == 0; }));
+  EXPECT_EQ(status()["last_error"],
+            "run deep: the run's W&B summary nests deeper than 256 levels; sweepd will not "
+            "rewrite it");
+  EXPECT_EQ(wandb_.summary(entity, project, "deep"), deep);
+  EXPECT_EQ(wandb_.upserts(), 1u);  // the good run's only
+  commit({runs_.start("good", who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "running"); }, 10s));
+}
+
+TEST_F(WandbSinkTest, AnswerOverTheSizeCapIsDeadLetteredAndOthersStillGo) {
+  wandb_.add_run(entity, project, "huge", fake_wandb::large_summary(9 * 1024 * 1024));
+  wandb_.add_run(entity, project, "good");
+  start_sink();
+  core::register_params p;
+  p.run = "huge";
+  commit({runs_.register_run(p, who_, now())});
+  p.run = "good";
+  commit({runs_.register_run(p, who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "initializing"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return status()["dead"] == 1 && status()["pending"] == 0; }));
+  const core::run_record& huge = *runs_.find("huge");
+  const nlohmann::json shown = run_on([&] { return sink_->delivery_of(huge); });
+  EXPECT_EQ(shown["status"], "dead");
+  EXPECT_EQ(shown["last_error"],
+            "W&B's answer for run team/sweeps/huge is larger than 8388608 bytes");
+  commit({runs_.start("good", who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("good", "running"); }, 10s));
+}
+
+TEST_F(WandbSinkTest, TwoHundredWithAnHtmlPageIsRetriedUntilWandbAnswers) {
+  wandb_.add_run(entity, project, "r1");
+  wandb_.push_fault(fake_wandb::fault::html_200);
+  wandb_.push_fault(fake_wandb::fault::html_200);
+  start_sink();
+  core::register_params p;
+  p.run = "r1";
+  commit({runs_.register_run(p, who_, now())});
+  ASSERT_TRUE(wandb_.wait_until([&] { return delivered("r1", "initializing"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }));
+  EXPECT_EQ(status()["dead"], 0);
+  EXPECT_EQ(status()["last_error"], "W&B answered 200 with a body that is not JSON");
+  const core::run_record& run = *runs_.find("r1");
+  EXPECT_EQ(run_on([&] { return sink_->delivery_of(run); })["attempts"], 3);
+}
+
+TEST_F(WandbSinkTest, TwoHundredWithGraphqlErrorsStaysADeadLetter) {
+  wandb_.add_run(entity, project, "r1");
+  wandb_.push_fault(fake_wandb::fault::graphql_errors_200);
+  start_sink();
+  core::register_params p;
+  p.run = "r1";
+  commit({runs_.register_run(p, who_, now())});
+  ASSERT_TRUE(eventually([&] { return status()["dead"] == 1; }));
+  EXPECT_THAT(status()["last_error"].get<std::string>(), HasSubstr("injected error"));
+  EXPECT_EQ(wandb_.requests(), 1u);
+}
+
 }  // namespace
 }  // namespace sweepd::app

@@ -163,6 +163,55 @@ TEST_F(WandbSystemTest, ShowTellsTheRunsDeliveryAndResyncRepairsADeadLetter) {
   EXPECT_TRUE(run["wandb"]["last_delivered_at"].is_string());
 }
 
+// A run summary nested 80 000 deep (anyone who can write to the run can store one) and a run
+// whose `id` W&B answers as a number used to kill sweepd at the first attempt, and again at every
+// restart while the write was pending: a crash loop. Now each is a dead letter and sweepd stays up.
+TEST_F(WandbSystemTest, HostileAnswersAreDeadLettersAndARestartDoesNotCrashLoop) {
+  wandb_.add_run("team", "sweeps", "deep", test::fake_wandb::nested_summary(80000));
+  wandb_.add_run("team", "sweeps", "numeric");
+  wandb_.set_raw_field("team", "sweeps", "numeric", "id", "42");
+  wandb_.add_run("team", "sweeps", "good");
+  // The writes are pending when sweepd starts online: they are the ones retried at start.
+  start_daemon("offline");
+  for (const char* run : {"deep", "numeric", "good"}) {
+    ASSERT_EQ(call({{"op", "register"}, {"run", run}})["ok"], true);
+  }
+  daemon_->kill();
+  client_.close();
+
+  start_daemon("online");
+  ASSERT_TRUE(wandb_.wait_until([&] { return has_state("good", "initializing"); }, 10s));
+  ASSERT_TRUE(drained()) << daemon_->err();
+  const json status = call({{"op", "status"}});
+  EXPECT_EQ(status["wandb"]["dead"], 2);
+  const json deep = call({{"op", "show"}, {"run", "deep"}})["run"]["wandb"];
+  EXPECT_EQ(deep["status"], "dead");
+  EXPECT_THAT(deep.value("last_error", ""),
+              HasSubstr("the run's W&B summary nests deeper than 256 levels; sweepd will not "
+                        "rewrite it"));
+  const json numeric = call({{"op", "show"}, {"run", "numeric"}})["run"]["wandb"];
+  EXPECT_EQ(numeric["status"], "dead");
+  EXPECT_THAT(numeric.value("last_error", ""), HasSubstr("`data.project.run.id` is a number (42)"));
+  EXPECT_EQ(daemon_->wait_for(0ms), std::nullopt) << daemon_->err();
+
+  // A write of the deep run is in flight (its read answers late) when sweepd is SIGKILLed: it is
+  // pending at the restart and retried at once.
+  wandb_.push_fault(test::fake_wandb::fault::slow, 3s);
+  const auto before = wandb_.requests();
+  ASSERT_EQ(call({{"op", "start"}, {"run", "deep"}})["ok"], true);
+  ASSERT_TRUE(wandb_.wait_until([&] { return wandb_.requests() > before; }, 10s));
+  daemon_->kill();
+  client_.close();
+  start_daemon("online");
+  ASSERT_TRUE(drained()) << daemon_->err();
+  EXPECT_EQ(call({{"op", "status"}})["wandb"]["dead"], 3);
+  // Still up once the retried write is settled, and still answering.
+  EXPECT_EQ(daemon_->wait_for(500ms), std::nullopt) << daemon_->err();
+  EXPECT_EQ(call({{"op", "status"}})["ok"], true);
+  ASSERT_TRUE(daemon_->send_signal(SIGTERM));
+  EXPECT_EQ(daemon_->wait_for(10s), 0) << daemon_->err();
+}
+
 TEST_F(WandbSystemTest, ResyncWithWandbDisabledIsUnavailable) {
   start_daemon("disabled");
   ASSERT_EQ(call({{"op", "register"}, {"run", "r1"}})["ok"], true);
