@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -44,6 +45,8 @@ constexpr auto turn_time = std::chrono::milliseconds(2);
 /// and how many waiting connections one pause may refuse.
 constexpr auto descriptor_pause = std::chrono::milliseconds(50);
 constexpr std::size_t max_refused_per_pause = 256;
+/// How long a connection answered `busy` may still send before it is closed.
+constexpr auto refuse_linger = std::chrono::milliseconds(200);
 /// Refused connections are logged in one line at most this often.
 constexpr auto refusal_log_interval = std::chrono::seconds(10);
 
@@ -289,7 +292,19 @@ asio::awaitable<void> control_server::refuse_busy(socket_type sock, std::string 
   const std::string reply = core::error_reply({core::error_code::busy, std::move(reason)});
   co_await asio::async_write(sock, asio::buffer(reply), as_tuple(use_awaitable));
   boost::system::error_code ec;
-  sock.shutdown(asio::socket_base::shutdown_both, ec);
+  sock.shutdown(asio::socket_base::shutdown_send, ec);
+  // A client sends its request before it reads: closed at once, it would fail that write (EPIPE)
+  // and never see why. What it sends is read and dropped until it hangs up, for a moment at most.
+  asio::steady_timer linger(io_, refuse_linger);
+  linger.async_wait([&sock](boost::system::error_code timer_ec) {
+    if (!timer_ec) sock.cancel();
+  });
+  std::array<char, 4096> sink;
+  for (;;) {
+    auto [read_ec, n] = co_await sock.async_read_some(asio::buffer(sink), as_tuple(use_awaitable));
+    if (read_ec) break;
+  }
+  linger.cancel();
 }
 
 void control_server::queue_reply(connection& conn, std::string& output, std::string reply) {

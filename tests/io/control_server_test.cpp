@@ -503,6 +503,23 @@ TEST_F(ControlServerTest, AUidPastItsQuotaIsBusyWhileAdminsAreNotHeldToIt) {
   EXPECT_TRUE(answered_ok(f));
 }
 
+TEST_F(ControlServerTest, ARefusedClientCanStillSendItsRequestAndRead) {
+  control_server_options opts;
+  opts.limits.max_connections = 1;
+  start_server(opts);
+  client first = connect();
+  ASSERT_TRUE(answered_ok(first));
+  // Clients write their request before they read: that write must not fail (EPIPE) because the
+  // busy connection was already closed, or the client never learns why it was refused.
+  raw_client refused;
+  ASSERT_TRUE(refused.connect(options_.path));
+  auto line = refused.read_line(std::chrono::seconds(5));  // the busy answer has arrived
+  ASSERT_TRUE(line);
+  EXPECT_EQ(json::parse(*line)["error"]["code"], "busy");
+  EXPECT_TRUE(refused.send(hello().dump() + "\n"));
+  EXPECT_FALSE(refused.read_line(std::chrono::seconds(5)));  // then closed
+}
+
 TEST_F(ControlServerTest, TheLastSlotsAreKeptForAdmins) {
   control_server_options opts;
   opts.limits.max_connections = 16;  // two kept for admins
