@@ -511,13 +511,14 @@ TEST_F(ControlServerTest, ARefusedClientCanStillSendItsRequestAndRead) {
   ASSERT_TRUE(answered_ok(first));
   // Clients write their request before they read: that write must not fail (EPIPE) because the
   // busy connection was already closed, or the client never learns why it was refused.
+  // Here it writes only once the server is done answering (the busy line, then end of file).
   raw_client refused;
   ASSERT_TRUE(refused.connect(options_.path));
-  auto line = refused.read_line(std::chrono::seconds(5));  // the busy answer has arrived
+  auto line = refused.read_line(std::chrono::seconds(5));
   ASSERT_TRUE(line);
   EXPECT_EQ(json::parse(*line)["error"]["code"], "busy");
-  EXPECT_TRUE(refused.send(hello().dump() + "\n"));
-  EXPECT_FALSE(refused.read_line(std::chrono::seconds(5)));  // then closed
+  EXPECT_FALSE(refused.read_line(std::chrono::seconds(5)));
+  EXPECT_TRUE(refused.send(hello().dump() + "\n")) << std::strerror(errno);
 }
 
 TEST_F(ControlServerTest, TheLastSlotsAreKeptForAdmins) {
