@@ -11,7 +11,8 @@ namespace sweepd::core {
 /// at most this many of the last slots of max_connections (an eighth of them when fewer).
 inline constexpr std::size_t max_admin_reserved_connections = 8;
 /// Descriptors kept for everything but connections: the journal (database, WAL, shared memory,
-/// lock), logs, the event loop, the reserve descriptor, metrics, with room to spare.
+/// lock), logs, the event loop, the reserve descriptor, metrics, with room to spare. (Connections
+/// being refused take their descriptor briefly; most connections leave their pidfd share unused.)
 inline constexpr std::uint64_t reserved_descriptors = 64;
 /// What one connection may cost: its socket, and the pidfd of a worker registered with watch_peer.
 inline constexpr std::uint64_t descriptors_per_connection = 2;

@@ -13,7 +13,6 @@
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -47,6 +46,7 @@ constexpr auto descriptor_pause = std::chrono::milliseconds(50);
 constexpr std::size_t max_refused_per_pause = 256;
 /// How long a connection answered `busy` may still send before it is closed.
 constexpr auto refuse_linger = std::chrono::milliseconds(200);
+constexpr std::size_t max_lingering_refusals = 64;
 /// Refused connections are logged in one line at most this often.
 constexpr auto refusal_log_interval = std::chrono::seconds(10);
 
@@ -277,7 +277,9 @@ asio::awaitable<void> control_server::accept_loop() {
             connections_.size(), open_by_uid, peer.uid, is_admin(peer.uid))) {
       if (open_by_uid == 0) open_by_uid_.erase(peer.uid);
       note_refusal(*why);
-      asio::co_spawn(io_, refuse_busy(std::move(sock), std::move(*why)), asio::detached);
+      asio::co_spawn(io_, refuse_busy(std::move(sock), std::move(*why)), [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
       continue;
     }
     ++open_by_uid;
@@ -292,9 +294,15 @@ asio::awaitable<void> control_server::refuse_busy(socket_type sock, std::string 
   const std::string reply = core::error_reply({core::error_code::busy, std::move(reason)});
   co_await asio::async_write(sock, asio::buffer(reply), as_tuple(use_awaitable));
   boost::system::error_code ec;
-  sock.shutdown(asio::socket_base::shutdown_send, ec);
   // A client sends its request before it reads: closed at once, it would fail that write (EPIPE)
-  // and never see why. What it sends is read and dropped until it hangs up, for a moment at most.
+  // and never see why. What it sends is read and dropped until it hangs up, for a moment at most,
+  // and only for a few connections at once, lest a flood of refused ones use up the descriptors.
+  if (stopped_ || lingering_refusals_ >= max_lingering_refusals) {
+    sock.shutdown(asio::socket_base::shutdown_both, ec);
+    co_return;
+  }
+  sock.shutdown(asio::socket_base::shutdown_send, ec);
+  ++lingering_refusals_;
   asio::steady_timer linger(io_, refuse_linger);
   linger.async_wait([&sock](boost::system::error_code timer_ec) {
     if (!timer_ec) sock.cancel();
@@ -305,6 +313,7 @@ asio::awaitable<void> control_server::refuse_busy(socket_type sock, std::string 
     if (read_ec) break;
   }
   linger.cancel();
+  --lingering_refusals_;
 }
 
 void control_server::queue_reply(connection& conn, std::string& output, std::string reply) {

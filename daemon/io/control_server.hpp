@@ -127,6 +127,7 @@ class control_server {
   std::size_t peak_queued_reply_bytes_ = 0;
   std::size_t refused_without_descriptors_ = 0;
   std::size_t refusals_unlogged_ = 0;
+  std::size_t lingering_refusals_ = 0;  // refused connections still reading what their client sent
   std::chrono::steady_clock::time_point last_refusal_log_{};
   bool out_of_descriptors_ = false;  // accept failed with EMFILE/ENFILE and has not worked since
   bool created_file_ = false;
