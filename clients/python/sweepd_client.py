@@ -290,7 +290,7 @@ def load_observations(sweep=None, socket_path=None, timeout=10.0, page_size=None
     A list of dicts with ``run_id``, ``suggestion``, ``objective`` (None when the run gave none or
     failed), ``cost`` (always > 0), ``is_failure``, ``state`` and ``finished_at`` (plus ``late``
     for late completions), in the order the runs finished. sweepd sends them in pages (a reply
-    holds at most 4 MiB, or ``page_size`` observations when given); every page is read, on one
+    holds at most 1 MiB, or ``page_size`` observations when given); every page is read, on one
     connection, and ``timeout`` bounds each. Raises ``SweepdUnavailable``/``SweepdError`` when
     sweepd cannot answer.
     """

@@ -856,13 +856,13 @@ def test_load_observations_reads_every_page_in_finish_order(daemon, counting):
 
 
 def test_load_observations_pages_past_sweepds_reply_cap(daemon, counting):
-    # 80 suggestions of 60 KB: ~4.8 MB of observations, more than one reply may carry (4 MiB).
-    ids = ["big-%02d" % i for i in range(80)]
+    # 40 suggestions of 60 KB: ~2.4 MB of observations, more than one reply carries (1 MiB).
+    ids = ["big-%02d" % i for i in range(40)]
     _finish_runs(daemon, ids, "big", suggestion={"pad": "x" * 60000})
     counting.requests.clear()
     observations = load_observations("big", socket_path=daemon.socket)
     assert [o["run_id"] for o in observations] == ids
-    assert len(counting.requests) == 2
+    assert len(counting.requests) >= 3
 
 
 def _serve_once(reply):
