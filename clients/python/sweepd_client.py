@@ -174,6 +174,10 @@ def _describe_exception(exc):
     return "%s: %s" % (name, text) if text else name
 
 
+class _ReplyTooDeep(ValueError):
+    """A reply nested too deeply for ``json`` to decode (it raises ``RecursionError``)."""
+
+
 class _Connection:
     """One Unix stream connection speaking JSON Lines; every operation is bounded by a deadline
     (``time.monotonic()`` value). Any failure raises ``OSError`` or ``ValueError``; the caller
@@ -207,15 +211,23 @@ class _Connection:
         return [self._read_reply(deadline) for _ in requests]
 
     def _read_reply(self, deadline):
+        searched = 0  # a page can be megabytes: look for the newline in new bytes only
         while True:
-            end = self._buf.find(b"\n")
+            end = self._buf.find(b"\n", searched)
             if end >= 0:
                 line = bytes(self._buf[:end])
                 del self._buf[: end + 1]
-                reply = json.loads(line.decode("utf-8"))
+                try:
+                    reply = json.loads(line.decode("utf-8"))
+                except RecursionError:
+                    # A suggestion can be nested arbitrarily deep; json gives up near 1000 levels.
+                    raise _ReplyTooDeep(
+                        "its reply (%d bytes) is nested too deeply to decode" % len(line)
+                    ) from None
                 if not isinstance(reply, dict) or "ok" not in reply:
                     raise ValueError("not a sweepd reply: %r" % line[:200])
                 return reply
+            searched = len(self._buf)
             self._sock.settimeout(self._remaining(deadline))
             chunk = self._sock.recv(65536)
             if not chunk:
@@ -229,26 +241,15 @@ class _Connection:
             pass
 
 
-def call(op, socket_path=None, timeout=10.0, **fields):
-    """Sends one request on a fresh connection and returns the reply (a dict with ``ok`` true).
-
-    Fields that are None are left out. Raises ``SweepdUnavailable`` when sweepd cannot be reached
-    or does not answer within ``timeout`` seconds, ``SweepdError`` when it answers an error.
-    For tools and tests; training code uses ``SweepRun``, which never raises.
-    """
-    path = socket_path or default_socket_path()
-    request = {"op": op}
-    request.update({k: v for k, v in fields.items() if v is not None})
-    deadline = time.monotonic() + timeout
-    conn = None
+def _ask(conn, path, request, deadline):
+    """One request on ``conn``; the reply when it is ``ok``, else raises like ``call``."""
     try:
-        conn = _Connection(path, deadline)
         (reply,) = conn.exchange([request], deadline)
+    except _ReplyTooDeep as e:
+        # sweepd answered; asking again would get the same reply.
+        raise SweepdError("sweepd at %s: %s" % (path, e)) from None
     except (OSError, ValueError) as e:
         raise SweepdUnavailable("sweepd at %s: %s" % (path, e or type(e).__name__)) from e
-    finally:
-        if conn is not None:
-            conn.close()
     if not reply.get("ok"):
         err = reply.get("error") or {}
         raise SweepdError(
@@ -257,16 +258,65 @@ def call(op, socket_path=None, timeout=10.0, **fields):
     return reply
 
 
-def load_observations(sweep=None, socket_path=None, timeout=10.0):
+def _open(path, deadline):
+    try:
+        return _Connection(path, deadline)
+    except OSError as e:
+        raise SweepdUnavailable("sweepd at %s: %s" % (path, e or type(e).__name__)) from e
+
+
+def call(op, socket_path=None, timeout=10.0, **fields):
+    """Sends one request on a fresh connection and returns the reply (a dict with ``ok`` true).
+
+    Fields that are None are left out. Raises ``SweepdUnavailable`` when sweepd cannot be reached
+    or does not answer within ``timeout`` seconds, ``SweepdError`` when it answers an error (or a
+    reply this module cannot decode). For tools and tests; training code uses ``SweepRun``, which
+    never raises.
+    """
+    path = socket_path or default_socket_path()
+    request = {"op": op}
+    request.update({k: v for k, v in fields.items() if v is not None})
+    deadline = time.monotonic() + timeout
+    conn = _open(path, deadline)
+    try:
+        return _ask(conn, path, request, deadline)
+    finally:
+        conn.close()
+
+
+def load_observations(sweep=None, socket_path=None, timeout=10.0, page_size=None):
     """The finished runs of ``sweep`` (every sweep when None) for a Protein loader.
 
     A list of dicts with ``run_id``, ``suggestion``, ``objective`` (None when the run gave none or
-    failed), ``cost`` (always > 0), ``is_failure`` and ``state`` (plus ``late`` for late
-    completions). Raises ``SweepdUnavailable``/``SweepdError`` when sweepd cannot answer.
+    failed), ``cost`` (always > 0), ``is_failure``, ``state`` and ``finished_at`` (plus ``late``
+    for late completions), in the order the runs finished. sweepd sends them in pages (a reply
+    holds at most 1 MiB, or ``page_size`` observations when given); every page is read, on one
+    connection, and ``timeout`` bounds each. Raises ``SweepdUnavailable``/``SweepdError`` when
+    sweepd cannot answer.
     """
-    return call("observations", socket_path=socket_path, timeout=timeout, sweep=sweep)[
-        "observations"
-    ]
+    path = socket_path or default_socket_path()
+    request = {"op": "observations"}
+    if sweep is not None:
+        request["sweep"] = sweep
+    if page_size is not None:
+        request["limit"] = page_size
+    observations = []
+    conn = _open(path, time.monotonic() + timeout)
+    try:
+        while True:
+            reply = _ask(conn, path, request, time.monotonic() + timeout)
+            page = reply.get("observations")
+            if not isinstance(page, list):
+                raise SweepdError("sweepd at %s: a reply without observations" % path)
+            observations.extend(page)
+            cursor = reply.get("next")
+            if reply.get("truncated") is not True or not isinstance(cursor, str) or not page:
+                return observations
+            if cursor == request.get("after"):
+                raise SweepdError("sweepd at %s: sent the same page twice" % path)
+            request["after"] = cursor
+    finally:
+        conn.close()
 
 
 # ---------------------------------------------------------------- the report spool (docs/spool.md)

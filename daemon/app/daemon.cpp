@@ -11,9 +11,11 @@
 #include <csignal>
 #include <span>
 
+#include "core/connection_limits.hpp"
 #include "core/version.hpp"
 #include "io/config_loader.hpp"
 #include "io/logging.hpp"
+#include "io/resource_limits.hpp"
 #include "io/systemd.hpp"
 
 namespace sweepd::app {
@@ -38,9 +40,24 @@ constexpr auto stall_catch_up = std::chrono::milliseconds(500);
 /// How long expiry waits after a failed commit before trying again.
 constexpr auto storage_retry_pause = std::chrono::seconds(1);
 
+/// The socket's limits as configured; max_connections is fitted to the open-files limit later.
+io::control_server_limits configured_limits(const core::config& cfg) {
+  io::control_server_limits limits;
+  limits.max_connections = cfg.socket.max_connections;
+  limits.max_connections_per_uid = cfg.socket.max_connections_per_uid;
+  limits.max_line_bytes = cfg.socket.max_line_bytes;
+  limits.admin_uids = cfg.socket.admin_uids;
+  limits.admin_uids.push_back(0);
+  return limits;
+}
+
 io::control_server_options server_options(const core::config& cfg) {
-  return {cfg.socket.path, cfg.socket.mode, cfg.socket.group, cfg.socket.max_connections,
-          cfg.socket.max_line_bytes};
+  io::control_server_options options;
+  options.path = cfg.socket.path;
+  options.mode = cfg.socket.mode;
+  options.group = cfg.socket.group;
+  options.limits = configured_limits(cfg);
+  return options;
 }
 
 /// "run ab12: running -> success (completed) objective=0.93 cost=3600.5"
@@ -86,6 +103,17 @@ daemon::daemon(core::config cfg, std::string config_path)
       boot_id_(io::current_boot_id()) {}
 
 std::optional<std::string> daemon::open() {
+  const io::open_files_limit files = io::raise_open_files_limit();
+  if (!files.error.empty()) {
+    spdlog::warn("cannot raise the open-files limit from {} to {} (its hard limit): {}", files.soft,
+                 files.hard, files.error);
+  } else if (files.soft != files.before) {
+    spdlog::info("open-files limit raised from {} to {}", files.before, files.soft);
+  } else {
+    spdlog::info("open-files limit {}", files.soft);
+  }
+  fd_limit_ = files.soft;
+  server_.set_limits(server_limits(cfg_));
   if (auto err = restore_from_journal()) return err;
   sink_ = std::make_unique<wandb_sink>(io_, *journal_);
   if (auto err = sink_->start(cfg_)) return err;
@@ -165,6 +193,21 @@ void daemon::stop() {
       if (!ec) io_.stop();
     });
   }
+}
+
+io::control_server_limits daemon::server_limits(const core::config& cfg) const {
+  io::control_server_limits limits = configured_limits(cfg);
+  if (fd_limit_ == 0) return limits;
+  const std::uint32_t fit = core::connections_within_fd_limit(fd_limit_, cfg.wandb.max_in_flight);
+  if (fit < limits.max_connections) {
+    spdlog::warn(
+        "socket.max_connections lowered from {} to {}: the open-files limit is {} and each "
+        "connection may take {} descriptors (a worker's socket and pidfd); raise LimitNOFILE= "
+        "for more",
+        limits.max_connections, fit, fd_limit_, core::descriptors_per_connection);
+    limits.max_connections = fit;
+  }
+  return limits;
 }
 
 core::instant daemon::now() const {
@@ -414,7 +457,7 @@ void daemon::apply_reloadable(const core::config& next) {
   io::setup_logging(cfg_.log);
   runs_.set_limits(limits_from(cfg_));
   if (sink_) sink_->reconfigure(cfg_);
-  server_.set_limits(cfg_.socket.max_connections, cfg_.socket.max_line_bytes);
+  server_.set_limits(server_limits(cfg_));
 }
 
 }  // namespace sweepd::app

@@ -72,6 +72,9 @@ class daemon {
   void apply_reloadable(const core::config& next);
   core::instant now() const;
   core::caller caller_of(const io::peer_credentials& peer) const;
+  /// The socket limits of `cfg`, with max_connections lowered (and logged) to fit the open-files
+  /// limit.
+  io::control_server_limits server_limits(const core::config& cfg) const;
   core::daemon_stats stats() const;
 
   core::config cfg_;
@@ -94,6 +97,7 @@ class daemon {
   std::multimap<std::int32_t, std::string> runs_by_pid_;
   std::string boot_id_;  // this boot's, stored with watch_peer runs
   io::log_limiter commit_errors_;
+  std::uint64_t fd_limit_ = 0;  // RLIMIT_NOFILE once open(); 0 before
   bool stopping_ = false;
 };
 

@@ -267,17 +267,19 @@ struct daemon_answer {
   int status = exit_ok;
 };
 
-/// Sends one request on a fresh connection and reads its reply within the global --timeout.
+/// Connects to sweepd; false (after saying why) when it cannot be reached.
+bool connect_daemon(const invocation& in, io::client& c) {
+  if (c.connect(in.global.socket)) return true;
+  in.err << fmt::format(
+      "sweepctl: {}\n(is sweepd running? choose its socket with --socket PATH or "
+      "$SWEEPD_SOCKET)\n",
+      c.last_error());
+  return false;
+}
+
+/// Sends one request on the connection `c` and reads its reply within the global --timeout.
 /// Transport failures exit 3; an error reply, or one that is not a protocol reply, exits 1.
-daemon_answer ask_daemon(const invocation& in, const json& request) {
-  io::client c;
-  if (!c.connect(in.global.socket)) {
-    in.err << fmt::format(
-        "sweepctl: {}\n(is sweepd running? choose its socket with --socket PATH or "
-        "$SWEEPD_SOCKET)\n",
-        c.last_error());
-    return {std::nullopt, exit_unreachable};
-  }
+daemon_answer ask_daemon(const invocation& in, io::client& c, const json& request) {
   std::optional<std::string> line;
   if (c.send_raw(dump(request) + "\n")) line = c.read_line(in.global.timeout);
   if (!line) {
@@ -296,6 +298,13 @@ daemon_answer ask_daemon(const invocation& in, const json& request) {
     return {std::nullopt, exit_daemon_error};
   }
   return {std::move(reply), exit_ok};
+}
+
+/// Sends one request on a fresh connection (see above).
+daemon_answer ask_daemon(const invocation& in, const json& request) {
+  io::client c;
+  if (!connect_daemon(in, c)) return {std::nullopt, exit_unreachable};
+  return ask_daemon(in, c, request);
 }
 
 using renderer = void (*)(const json& reply, const invocation& in);
@@ -317,6 +326,62 @@ int exchange(const invocation& in, const request_builder& built, renderer render
              bool pretty = false) {
   if (!built.ok()) return usage_error(in, built.problem());
   return exchange(in, built.request(), render, pretty);
+}
+
+/// Asks for the pages of `list` or `observations` (`key` names their entries) on one
+/// connection, following "next" until the daemon has no more or `want` entries came (the request
+/// asks for no more than that), and shows them as if they were one reply. When more are left, the
+/// shown reply keeps "truncated" and the "next" to continue from (a sweepd before pages says
+/// truncated without a cursor: then that first page is all there is to show).
+int exchange_pages(const invocation& in, const request_builder& built, const char* key,
+                   std::optional<std::size_t> want, renderer render) {
+  if (!built.ok()) return usage_error(in, built.problem());
+  io::client c;
+  if (!connect_daemon(in, c)) return exit_unreachable;
+  json request = built.request();
+  std::optional<json> shown;
+  for (;;) {
+    daemon_answer answer = ask_daemon(in, c, request);
+    if (!answer.reply) return answer.status;
+    json& page = *answer.reply;
+    const json* next = field(page, "next");
+    const bool more = page.value("truncated", false) == true && next != nullptr &&
+                      next->is_string() && !array_of(page, key).empty();
+    if (!shown) {
+      shown = std::move(page);
+    } else {
+      json& entries = (*shown)[key];
+      for (json& entry : page[key]) entries.push_back(std::move(entry));
+      (*shown)["truncated"] = page.value("truncated", false);
+      if (next != nullptr) {
+        (*shown)["next"] = *next;
+      } else {
+        shown->erase("next");
+      }
+    }
+    const std::size_t have = array_of(*shown, key).size();
+    if (!more || (want && have >= *want)) break;
+    if (request.contains("after") && request["after"] == *next) {
+      in.err << "sweepctl: sweepd sent the same page twice; stopping\n";
+      return exit_daemon_error;
+    }
+    request["after"] = *next;
+    if (want) request["limit"] = *want - have;
+  }
+  if (in.global.json) {
+    in.out << dump(*shown) << '\n';
+  } else {
+    render(*shown, in);
+  }
+  return exit_ok;
+}
+
+/// How to see what a truncated page left out, for the line under its table.
+std::string how_to_continue(const json& reply, std::string_view command) {
+  const json* next = field(reply, "next");
+  if (next == nullptr || !next->is_string()) return "";
+  return fmt::format("; sweepctl {} --after {} shows the next ones", command,
+                     printable(next->get<std::string>(), 200));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,8 +491,8 @@ void render_list(const json& reply, const invocation& in) {
   if (truncated != nullptr && truncated->is_boolean() && truncated->get<bool>()) {
     in.out << fmt::format(
         "(only the first {} runs are shown; more match: narrow with --sweep/--state or raise "
-        "--limit)\n",
-        runs.size());
+        "--limit{})\n",
+        runs.size(), how_to_continue(reply, "list"));
   }
 }
 
@@ -555,6 +620,11 @@ void render_observations(const json& reply, const invocation& in) {
                number_or_dash(o, "cost"), failed});
   }
   in.out << t.render();
+  const json* truncated = field(reply, "truncated");
+  if (truncated != nullptr && truncated->is_boolean() && truncated->get<bool>()) {
+    in.out << fmt::format("(only the first {} observations are shown{})\n", observations.size(),
+                          how_to_continue(reply, "observations"));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,7 +639,11 @@ int run_list(const invocation& in) {
   b.text("--sweep", "sweep");
   b.state("--state", "state");
   b.count("--limit", "limit", 1, core::max_list_limit);
-  return exchange(in, b, render_list);
+  b.text("--after", "after");
+  const json* limit = field(b.request(), "limit");
+  // A page may stop before the limit when its replies would pass sweepd's reply size cap.
+  const std::size_t want = limit != nullptr ? limit->get<std::size_t>() : core::default_list_limit;
+  return exchange_pages(in, b, "runs", want, render_list);
 }
 
 int run_show(const invocation& in) {
@@ -581,7 +655,12 @@ int run_show(const invocation& in) {
 int run_observations(const invocation& in) {
   request_builder b(in.args, "observations");
   b.text("--sweep", "sweep");
-  return exchange(in, b, render_observations);
+  b.count("--limit", "limit", 1, core::max_list_limit);
+  b.text("--after", "after");
+  const json* limit = field(b.request(), "limit");
+  std::optional<std::size_t> want;
+  if (limit != nullptr) want = limit->get<std::size_t>();
+  return exchange_pages(in, b, "observations", want, render_observations);
 }
 
 int run_register(const invocation& in) {
@@ -672,11 +751,13 @@ std::vector<command> make_commands() {
       {"list",
        "",
        "list runs, oldest first",
-       "Shows at most --limit runs (sweepd's default is 1000) and says when more match.",
+       "Shows at most --limit runs (1000 unless given) and says when more match, with the\n"
+       "--after CURSOR that shows the next ones.",
        {{"--sweep", "S", "only runs of sweep S"},
         {"--state", "STATE",
          "only runs in STATE: initializing, running, success, failed, crashed, timeout"},
-        {"--limit", "N", "show at most N runs (1-100000)"}},
+        {"--limit", "N", "show at most N runs (1-100000)"},
+        {"--after", "CURSOR", "only runs after the last one of an earlier list"}},
        0,
        0,
        run_list},
@@ -684,8 +765,11 @@ std::vector<command> make_commands() {
       {"observations",
        "",
        "list finished runs as optimizer observations (objective, cost, failure)",
-       "Every terminal run: success, failed, crashed and timeout.",
-       {{"--sweep", "S", "only runs of sweep S"}},
+       "Every terminal run: success, failed, crashed and timeout, in the order they finished\n"
+       "(sweepctl reads every page sweepd sends).",
+       {{"--sweep", "S", "only runs of sweep S"},
+        {"--limit", "N", "show at most N observations (1-100000)"},
+        {"--after", "CURSOR", "only runs that finished after the last one of an earlier list"}},
        0,
        0,
        run_observations},

@@ -94,6 +94,7 @@ std::string describe(const config& c) {
                  {"mode", fmt::format("{:04o}", c.socket.mode)},
                  {"group", c.socket.group},
                  {"max_connections", c.socket.max_connections},
+                 {"max_connections_per_uid", c.socket.max_connections_per_uid},
                  {"max_line_bytes", c.socket.max_line_bytes},
                  {"admin_uids", c.socket.admin_uids}};
   j["timeouts"] = {{"heartbeat", c.timeouts.heartbeat},

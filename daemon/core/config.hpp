@@ -22,6 +22,7 @@ struct config {
     std::uint32_t mode = 0660;  // file mode of the socket, given as an octal string
     std::string group;          // empty: the daemon's group
     std::uint32_t max_connections = 4096;
+    std::uint32_t max_connections_per_uid = 1024;  // root and admin_uids are not held to it
     std::uint32_t max_line_bytes = 65536;
     std::vector<std::uint32_t> admin_uids;
   } socket;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cmath>
 #include <initializer_list>
 
@@ -148,6 +149,18 @@ class field_reader {
     return *v;
   }
 
+  /// A cursor from an earlier reply of the same op.
+  std::optional<page_cursor> cursor(std::string_view key, page_order order) {
+    const json* v = optional(key);
+    if (v == nullptr || !expect(*v, key, json::value_t::string)) return std::nullopt;
+    auto c = decode_cursor(order, v->get_ref<const std::string&>());
+    if (!c) {
+      fail(fmt::format("field '{}': not a cursor from the \"next\" of an earlier '{}' reply", key,
+                       op_));
+    }
+    return c;
+  }
+
   std::string text(std::string_view key, std::size_t max_bytes) {
     const json* v = required(key);
     if (v == nullptr || !expect(*v, key, json::value_t::string)) return {};
@@ -226,15 +239,35 @@ request read_fail(field_reader& f) {
   return p;
 }
 
+std::optional<std::size_t> read_limit(field_reader& f) {
+  auto limit = f.number("limit", 1, static_cast<double>(max_list_limit));
+  if (!limit) return std::nullopt;
+  return static_cast<std::size_t>(*limit);
+}
+
 request read_list(field_reader& f) {
-  f.only({"sweep", "state", "limit"});
+  f.only({"sweep", "state", "limit", "after"});
   list_request r;
   r.sweep = f.name("sweep");
   r.state = f.state("state");
-  if (auto limit = f.number("limit", 1, static_cast<double>(max_list_limit))) {
-    r.limit = static_cast<std::size_t>(*limit);
-  }
+  r.limit = read_limit(f).value_or(default_list_limit);
+  r.after = f.cursor("after", page_order::registered);
   return r;
+}
+
+request read_observations(field_reader& f) {
+  f.only({"sweep", "limit", "after"});
+  observations_request r;
+  r.sweep = f.name("sweep");
+  r.limit = read_limit(f);
+  r.after = f.cursor("after", page_order::finished);
+  return r;
+}
+
+/// The first characters of a cursor: which order it belongs to (and a version, should the form
+/// ever change).
+std::string_view cursor_prefix(page_order order) {
+  return order == page_order::registered ? "r1:" : "f1:";
 }
 
 using op_reader = request (*)(field_reader&);
@@ -270,11 +303,7 @@ const std::array<op_entry, 11> ops = {{
        return show_request{f.run_id()};
      }},
     {"list", read_list},
-    {"observations",
-     [](field_reader& f) -> request {
-       f.only({"sweep"});
-       return observations_request{f.name("sweep")};
-     }},
+    {"observations", read_observations},
     {"resync",
      [](field_reader& f) -> request {
        f.only({"run"});
@@ -299,6 +328,26 @@ bool is_valid_run_id(std::string_view id) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
            c == '_' || c == '-';
   });
+}
+
+std::string encode_cursor(page_order order, const page_cursor& c) {
+  return fmt::format("{}{}:{}", cursor_prefix(order), c.at_ms, c.run);
+}
+
+std::optional<page_cursor> decode_cursor(page_order order, std::string_view text) {
+  const std::string_view prefix = cursor_prefix(order);
+  if (text.substr(0, prefix.size()) != prefix) return std::nullopt;
+  text.remove_prefix(prefix.size());
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  page_cursor c;
+  const char* end = text.data() + colon;
+  const auto [ptr, ec] = std::from_chars(text.data(), end, c.at_ms);
+  if (ec != std::errc() || ptr != end) return std::nullopt;
+  const std::string_view run = text.substr(colon + 1);
+  if (!is_valid_run_id(run)) return std::nullopt;
+  c.run = run;
+  return c;
 }
 
 std::string truncate_utf8(std::string s, std::size_t max_bytes) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -21,6 +22,12 @@ inline constexpr std::size_t max_suggestion_bytes = 64 * 1024;
 inline constexpr std::size_t max_error_bytes = 4 * 1024;
 inline constexpr std::size_t default_list_limit = 1000;
 inline constexpr std::size_t max_list_limit = 100000;
+/// Largest `list` or `observations` reply: a page stops before it would grow past this (it is
+/// only exceeded by a page of one entry larger than that, which a suggestion cannot make).
+/// A reply is built whole, so this bounds what one request makes sweepd hold (a client that does
+/// not read holds its output budget and one reply, up to max_connections_per_uid times) and how
+/// long building it keeps the loop from other clients (~18 ms for a page of `list`).
+inline constexpr std::size_t max_reply_bytes = 1024 * 1024;
 /// Longest per-run timeout accepted from a worker: one year.
 inline constexpr double max_timeout_s = 365.0 * 24 * 3600;
 
@@ -36,13 +43,27 @@ struct show_request {
 struct resync_request {
   std::string run;
 };
+/// Where a page of `list` or `observations` ended: the sort key of its last entry, (time in
+/// milliseconds since the epoch, run id). The next page starts strictly after it.
+struct page_cursor {
+  std::int64_t at_ms = 0;
+  std::string run;
+
+  friend bool operator==(const page_cursor&, const page_cursor&) = default;
+};
+/// The two paged orders; a cursor from one is refused by the other.
+enum class page_order { registered, finished };
+
 struct list_request {
   std::optional<std::string> sweep;
   std::optional<run_state> state;
   std::size_t limit = default_list_limit;
+  std::optional<page_cursor> after;
 };
 struct observations_request {
   std::optional<std::string> sweep;
+  std::optional<std::size_t> limit;  // none: as many as fit in one reply
+  std::optional<page_cursor> after;
 };
 
 using request = std::variant<hello_request, register_params, start_request, heartbeat_params,
@@ -61,6 +82,11 @@ parse_result parse_request(std::string_view line);
 
 /// True for 1–128 characters of [A-Za-z0-9._-], the W&B run id alphabet.
 bool is_valid_run_id(std::string_view id);
+
+/// The opaque text of a cursor, as replies give it in "next" and requests take it in "after".
+std::string encode_cursor(page_order order, const page_cursor& c);
+/// The cursor `text` stands for, or nullopt when it is not one of `order`'s.
+std::optional<page_cursor> decode_cursor(page_order order, std::string_view text);
 
 /// Cuts `s` to at most `max_bytes` without splitting a UTF-8 sequence.
 std::string truncate_utf8(std::string s, std::size_t max_bytes);

@@ -3,6 +3,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "core/run_codec.hpp"
 
 namespace sweepd::core {
 
@@ -16,12 +21,6 @@ std::string run_state_reply(const outcome& o) {
   return ok_reply({{"run", o.run->id}, {"state", to_string(o.run->state)}});
 }
 
-/// Oldest first, so tables read in the order runs were launched.
-bool registered_earlier(const run_record* a, const run_record* b) {
-  return a->registered_wall != b->registered_wall ? a->registered_wall < b->registered_wall
-                                                  : a->id < b->id;
-}
-
 template <class... Ts>
 struct overloaded : Ts... {
   using Ts::operator()...;
@@ -29,12 +28,69 @@ struct overloaded : Ts... {
 template <class... Ts>
 overloaded(Ts...) -> overloaded<Ts...>;
 
-/// In the order runs finished, so an optimizer replays its history as it happened (and one that
-/// reads observations again can tell what is new).
-bool finished_earlier(const run_record* a, const run_record* b) {
-  const wall_time fa = a->finished_wall.value_or(wall_time::max());
-  const wall_time fb = b->finished_wall.value_or(wall_time::max());
-  return fa != fb ? fa < fb : a->id < b->id;
+/// One candidate of a paged reply with its sort key: (time in ms, run id). Milliseconds are what
+/// the reply shows (registered_at, finished_at) and what the journal keeps, so the order and every
+/// cursor stay the same across a restart.
+struct ranked {
+  std::int64_t at_ms;
+  const run_record* run;
+};
+
+bool ranks_before(const ranked& a, const ranked& b) {
+  return a.at_ms != b.at_ms ? a.at_ms < b.at_ms : a.run->id < b.run->id;
+}
+
+bool is_after(const ranked& r, const std::optional<page_cursor>& cursor) {
+  if (!cursor) return true;
+  return r.at_ms != cursor->at_ms ? r.at_ms > cursor->at_ms : r.run->id > cursor->run;
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+/// Room kept in a capped reply for everything but its entries: the braces, "ok", "truncated" and
+/// a "next" cursor (at most ~150 bytes).
+constexpr std::size_t reply_envelope_bytes = 512;
+
+/// The reply line of one page: the first `limit` candidates in order, fewer when the next one
+/// would take the reply past `max_bytes` (never none while any is left, so paging always moves
+/// on). A heap over the candidates yields them in order for O(n + page · log n), instead of
+/// sorting every match for each page.
+std::string page_reply(std::string_view key, std::vector<ranked> candidates, std::size_t limit,
+                       std::size_t max_bytes, page_order order,
+                       const std::function<json(const run_record&)>& entry) {
+  const auto later = [](const ranked& a, const ranked& b) { return ranks_before(b, a); };
+  std::make_heap(candidates.begin(), candidates.end(), later);
+  limit = std::max<std::size_t>(limit, 1);
+  const std::size_t budget =
+      max_bytes > reply_envelope_bytes ? max_bytes - reply_envelope_bytes : 0;
+  std::string reply = fmt::format(R"({{"{}":[)", key);
+  const std::size_t header = reply.size();
+  std::size_t count = 0;
+  std::optional<ranked> last;
+  bool truncated = false;
+  while (!candidates.empty()) {
+    if (count == limit) {
+      truncated = true;
+      break;
+    }
+    std::pop_heap(candidates.begin(), candidates.end(), later);
+    const ranked next = candidates.back();
+    const std::string text = dump(entry(*next.run));
+    if (count > 0 && reply.size() - header + 1 + text.size() > budget) {
+      truncated = true;
+      break;
+    }
+    candidates.pop_back();
+    if (count++ > 0) reply += ',';
+    reply += text;
+    last = next;
+  }
+  reply += fmt::format(R"(],"truncated":{})", truncated);
+  if (truncated) {
+    reply += fmt::format(R"(,"next":{})", dump(encode_cursor(order, {last->at_ms, last->run->id})));
+  }
+  reply += ",\"ok\":true}\n";
+  return reply;
 }
 
 }  // namespace
@@ -86,8 +142,8 @@ handled service::handle(std::string_view line, const caller& who, instant now) {
             h.reply = run_state_reply(o);
             if (o.ok()) h.resync = o.run;
           },
-          [&](const list_request& r) { h.reply = ok_reply(list_body(r, now)); },
-          [&](const observations_request& r) { h.reply = ok_reply(observations_body(r, who)); },
+          [&](const list_request& r) { h.reply = list_reply(r, now); },
+          [&](const observations_request& r) { h.reply = observations_reply(r, who); },
       },
       *parsed.req);
   return h;
@@ -108,36 +164,40 @@ json service::status_body(instant now) const {
           {"wandb", stats.wandb}};
 }
 
-json service::list_body(const list_request& r, instant now) const {
-  std::vector<const run_record*> matches;
+std::string service::list_reply(const list_request& r, instant now) const {
+  // Oldest first, so tables read in the order runs were launched.
+  std::vector<ranked> matches;
   runs_.for_each([&](const run_record& run) {
     if (r.sweep && run.sweep != *r.sweep) return;
     if (r.state && run.state != *r.state) return;
-    matches.push_back(&run);
+    const ranked candidate{to_unix_ms(run.registered_wall), &run};
+    if (is_after(candidate, r.after)) matches.push_back(candidate);
   });
-  std::sort(matches.begin(), matches.end(), registered_earlier);
-  const bool truncated = matches.size() > r.limit;
-  if (truncated) matches.resize(r.limit);
-  json list = json::array();
-  for (const run_record* run : matches) list.push_back(run_summary_json(*run, now));
-  return {{"runs", std::move(list)}, {"truncated", truncated}};
+  return page_reply("runs", std::move(matches), r.limit, max_reply_bytes_, page_order::registered,
+                    [&](const run_record& run) { return run_summary_json(run, now); });
 }
 
-json service::observations_body(const observations_request& r, const caller& who) const {
-  std::vector<const run_record*> terminal;
+std::string service::observations_reply(const observations_request& r,
+                                            const caller& who) const {
+  // In the order runs finished, so an optimizer replays its history as it happened, and one that
+  // asks again after its last cursor gets only what finished since (a late report finishes a run
+  // again, later).
+  std::vector<ranked> terminal;
   runs_.for_each([&](const run_record& run) {
     if (!is_terminal(run.state)) return;
     if (r.sweep && run.sweep != *r.sweep) return;
-    terminal.push_back(&run);
+    const std::int64_t at_ms = run.finished_wall ? to_unix_ms(*run.finished_wall)
+                                                 : std::numeric_limits<std::int64_t>::max();
+    const ranked candidate{at_ms, &run};
+    if (is_after(candidate, r.after)) terminal.push_back(candidate);
   });
-  std::sort(terminal.begin(), terminal.end(), finished_earlier);
-  json list = json::array();
-  for (const run_record* run : terminal) {
-    json entry = observation_json(*run);
-    if (!runs_.may_read(*run, who)) withhold_private_fields(entry);
-    list.push_back(std::move(entry));
-  }
-  return {{"observations", std::move(list)}};
+  return page_reply("observations", std::move(terminal),
+                    r.limit.value_or(std::numeric_limits<std::size_t>::max()), max_reply_bytes_,
+                    page_order::finished, [&](const run_record& run) {
+                      json entry = observation_json(run);
+                      if (!runs_.may_read(run, who)) withhold_private_fields(entry);
+                      return entry;
+                    });
 }
 
 }  // namespace sweepd::core

@@ -38,16 +38,20 @@ class service {
 
   handled handle(std::string_view line, const caller& who, instant now);
 
+  /// Caps `list` and `observations` replies (core::max_reply_bytes unless a test sets less).
+  void set_max_reply_bytes(std::size_t bytes) { max_reply_bytes_ = bytes; }
+
  private:
   nlohmann::json status_body(instant now) const;
-  nlohmann::json list_body(const list_request& r, instant now) const;
-  nlohmann::json observations_body(const observations_request& r, const caller& who) const;
+  std::string list_reply(const list_request& r, instant now) const;
+  std::string observations_reply(const observations_request& r, const caller& who) const;
 
   supervisor& runs_;
   std::string version_;
   mono_time started_;
   stats_source stats_;
   delivery_source delivery_;
+  std::size_t max_reply_bytes_ = max_reply_bytes;
 };
 
 }  // namespace sweepd::core

@@ -434,15 +434,18 @@ void read_string_map(context& ctx, const item& it, std::map<std::string, std::st
 // ---- sections -------------------------------------------------------------------------------
 
 void read_socket(context& ctx, const item& it, core::config::socket_section& s) {
-  read_fields(ctx, it,
-              {{"path", [&](const item& v) { read_string(ctx, v, s.path); }},
-               {"mode", [&](const item& v) { read_mode(ctx, v, s.mode); }},
-               {"group", [&](const item& v) { read_string(ctx, v, s.group); }},
-               {"max_connections",
-                [&](const item& v) { read_integer(ctx, v, s.max_connections, 1, 1000000); }},
-               {"max_line_bytes",
-                [&](const item& v) { read_integer(ctx, v, s.max_line_bytes, 1024, 16777216); }},
-               {"admin_uids", [&](const item& v) { read_uid_list(ctx, v, s.admin_uids); }}});
+  read_fields(
+      ctx, it,
+      {{"path", [&](const item& v) { read_string(ctx, v, s.path); }},
+       {"mode", [&](const item& v) { read_mode(ctx, v, s.mode); }},
+       {"group", [&](const item& v) { read_string(ctx, v, s.group); }},
+       {"max_connections",
+        [&](const item& v) { read_integer(ctx, v, s.max_connections, 1, 1000000); }},
+       {"max_connections_per_uid",
+        [&](const item& v) { read_integer(ctx, v, s.max_connections_per_uid, 1, 1000000); }},
+       {"max_line_bytes",
+        [&](const item& v) { read_integer(ctx, v, s.max_line_bytes, 1024, 16777216); }},
+       {"admin_uids", [&](const item& v) { read_uid_list(ctx, v, s.admin_uids); }}});
 }
 
 void read_timeouts(context& ctx, const item& it, core::config::timeouts_section& t) {

@@ -1,5 +1,6 @@
 #include "io/control_server.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <grp.h>
 #include <spdlog/spdlog.h>
@@ -8,9 +9,11 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -19,6 +22,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "core/connection_limits.hpp"
 #include "core/errors.hpp"
 #include "core/protocol.hpp"
 #include "io/process_watch.hpp"
@@ -33,6 +37,19 @@ using stream = asio::local::stream_protocol;
 
 /// How much a connection asks for per read; its buffer grows only as far as a line needs.
 constexpr std::size_t read_chunk = 16 * 1024;
+/// A connection yields to the others after this many lines or this much time answering them, so
+/// that a long pipelined batch delays another client's request by about one turn.
+constexpr std::size_t lines_per_turn = 64;
+constexpr auto turn_time = std::chrono::milliseconds(2);
+/// Out of descriptors: how long accepting pauses after refusing what waits (never a busy loop),
+/// and how many waiting connections one pause may refuse.
+constexpr auto descriptor_pause = std::chrono::milliseconds(50);
+constexpr std::size_t max_refused_per_pause = 256;
+/// How long a connection answered `busy` may still send before it is closed.
+constexpr auto refuse_linger = std::chrono::milliseconds(200);
+constexpr std::size_t max_lingering_refusals = 64;
+/// Refused connections are logged in one line at most this often.
+constexpr auto refusal_log_interval = std::chrono::seconds(10);
 
 peer_credentials credentials_of(stream::socket& sock) {
   ucred cred{};
@@ -71,7 +88,10 @@ control_server::control_server(asio::io_context& io, control_server_options opti
                                line_handler handler)
     : io_(io), options_(std::move(options)), handler_(std::move(handler)), acceptor_(io) {}
 
-control_server::~control_server() { stop(); }
+control_server::~control_server() {
+  stop();
+  close_reserve_descriptor();
+}
 
 std::optional<std::string> control_server::open() {
   if (const int fd = systemd_socket(); fd >= 0) {
@@ -137,6 +157,10 @@ std::optional<std::string> control_server::apply_permissions() {
 }
 
 void control_server::start() {
+  boost::system::error_code ec;
+  // accept4() on the reserve path must never block the loop.
+  acceptor_.non_blocking(true, ec);
+  open_reserve_descriptor();
   asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) {
     if (e) std::rethrow_exception(e);  // a bug: let the daemon stop non-zero
   });
@@ -147,9 +171,10 @@ void control_server::stop() {
   stopped_ = true;
   boost::system::error_code ec;
   acceptor_.close(ec);
-  for (auto& sock : connections_) {
-    sock.shutdown(asio::socket_base::shutdown_both, ec);
-    sock.close(ec);
+  close_reserve_descriptor();
+  for (auto& conn : connections_) {
+    conn.sock.shutdown(asio::socket_base::shutdown_both, ec);
+    conn.sock.close(ec);
   }
   if (created_file_) {
     std::error_code fec;
@@ -158,93 +183,237 @@ void control_server::stop() {
   }
 }
 
-void control_server::set_limits(std::size_t max_connections, std::size_t max_line_bytes) {
-  options_.max_connections = max_connections;
-  options_.max_line_bytes = max_line_bytes;
+void control_server::set_limits(control_server_limits limits) {
+  options_.limits = std::move(limits);
+}
+
+bool control_server::is_admin(std::uint32_t uid) const {
+  const auto& admins = options_.limits.admin_uids;
+  return std::find(admins.begin(), admins.end(), uid) != admins.end();
+}
+
+void control_server::open_reserve_descriptor() {
+  if (reserve_fd_ >= 0) return;
+  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (reserve_fd_ < 0) {
+    spdlog::warn(
+        "cannot open /dev/null for the reserve descriptor ({}); out of descriptors, new "
+        "connections will wait instead of being answered busy",
+        errno_text(errno));
+  }
+}
+
+void control_server::close_reserve_descriptor() {
+  if (reserve_fd_ >= 0) ::close(reserve_fd_);
+  reserve_fd_ = -1;
+}
+
+void control_server::note_refusal(std::string_view reason, std::size_t count) {
+  refusals_unlogged_ += count;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_refusal_log_ < refusal_log_interval) return;
+  spdlog::warn("answered {} connection(s) busy since the last such message; latest: {}",
+               refusals_unlogged_, reason);
+  refusals_unlogged_ = 0;
+  last_refusal_log_ = now;
+}
+
+std::size_t control_server::refuse_waiting_without_descriptors() {
+  const std::string reply = core::error_reply(
+      {core::error_code::busy,
+       "sweepd is out of file descriptors (its open-files limit); try again shortly"});
+  // The reserve descriptor is given up for as long as it takes to accept, answer and close the
+  // connections waiting, so that they hear `busy` instead of hanging in the backlog.
+  close_reserve_descriptor();
+  std::size_t refused = 0;
+  while (refused < max_refused_per_pause) {
+    const int fd =
+        ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) break;  // none waiting, or not even one descriptor free
+    // A fresh socket's buffer holds the short reply; if not, the client hears only the close.
+    [[maybe_unused]] const ssize_t sent =
+        ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::close(fd);
+    ++refused;
+  }
+  open_reserve_descriptor();
+  refused_without_descriptors_ += refused;
+  return refused;
 }
 
 asio::awaitable<void> control_server::accept_loop() {
+  asio::steady_timer pause(io_);
   while (!stopped_) {
     auto [ec, sock] = co_await acceptor_.async_accept(as_tuple(use_awaitable));
     if (stopped_) break;
     if (ec) {
-      // EMFILE and friends: say so and keep serving the connections we have.
-      spdlog::warn("accept on {} failed: {}", options_.path, ec.message());
-      asio::steady_timer pause(io_, std::chrono::milliseconds(100));
+      if (ec == boost::system::errc::too_many_files_open ||
+          ec == boost::system::errc::too_many_files_open_in_system) {
+        if (!out_of_descriptors_) {
+          spdlog::warn(
+              "accept on {}: {}; new connections are answered busy until some close (see the "
+              "open-files limit at startup)",
+              options_.path, ec.message());
+          out_of_descriptors_ = true;
+        }
+        // accept() fails with EMFILE before it looks for a waiting connection, so this also
+        // runs when none waits; the pause keeps that to a few cheap calls a second.
+        if (const std::size_t refused = refuse_waiting_without_descriptors(); refused > 0) {
+          note_refusal("out of file descriptors", refused);
+        }
+        pause.expires_after(descriptor_pause);
+      } else {
+        // Anything else (ENOBUFS, ENOMEM): say so and keep serving the connections we have.
+        spdlog::warn("accept on {} failed: {}", options_.path, ec.message());
+        pause.expires_after(std::chrono::milliseconds(100));
+      }
       co_await pause.async_wait(as_tuple(use_awaitable));
       continue;
     }
-    if (connections_.size() >= options_.max_connections) {
-      asio::co_spawn(io_, refuse_busy(std::move(sock)), asio::detached);
+    if (out_of_descriptors_) {
+      spdlog::info("accept on {}: descriptors free again, serving new connections", options_.path);
+      out_of_descriptors_ = false;
+    }
+    const peer_credentials peer = credentials_of(sock);
+    std::size_t& open_by_uid = open_by_uid_[peer.uid];
+    if (auto why = core::refuse_connection(
+            {options_.limits.max_connections, options_.limits.max_connections_per_uid},
+            connections_.size(), open_by_uid, peer.uid, is_admin(peer.uid))) {
+      if (open_by_uid == 0) open_by_uid_.erase(peer.uid);
+      note_refusal(*why);
+      asio::co_spawn(io_, refuse_busy(std::move(sock), std::move(*why)), [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
       continue;
     }
-    connections_.push_back(std::move(sock));
+    ++open_by_uid;
+    connections_.push_back({std::move(sock), peer});
     asio::co_spawn(io_, serve(std::prev(connections_.end())), [](std::exception_ptr e) {
       if (e) std::rethrow_exception(e);
     });
   }
 }
 
-asio::awaitable<void> control_server::refuse_busy(socket_type sock) {
-  const std::string reply = core::error_reply(
-      {core::error_code::busy, fmt::format("too many connections (socket.max_connections = {})",
-                                           options_.max_connections)});
+asio::awaitable<void> control_server::refuse_busy(socket_type sock, std::string reason) {
+  const std::string reply = core::error_reply({core::error_code::busy, std::move(reason)});
   co_await asio::async_write(sock, asio::buffer(reply), as_tuple(use_awaitable));
   boost::system::error_code ec;
-  sock.shutdown(asio::socket_base::shutdown_both, ec);
+  // A client sends its request before it reads: closed at once, it would fail that write (EPIPE)
+  // and never see why. What it sends is read and dropped until it hangs up, for a moment at most,
+  // and only for a few connections at once, lest a flood of refused ones use up the descriptors.
+  if (stopped_ || lingering_refusals_ >= max_lingering_refusals) {
+    sock.shutdown(asio::socket_base::shutdown_both, ec);
+    co_return;
+  }
+  sock.shutdown(asio::socket_base::shutdown_send, ec);
+  ++lingering_refusals_;
+  asio::steady_timer linger(io_, refuse_linger);
+  linger.async_wait([&sock](boost::system::error_code timer_ec) {
+    if (!timer_ec) sock.cancel();
+  });
+  std::array<char, 4096> sink;
+  for (;;) {
+    auto [read_ec, n] = co_await sock.async_read_some(asio::buffer(sink), as_tuple(use_awaitable));
+    if (read_ec) break;
+  }
+  linger.cancel();
+  --lingering_refusals_;
 }
 
-asio::awaitable<void> control_server::serve(std::list<socket_type>::iterator conn) {
-  socket_type& sock = *conn;
-  const peer_credentials peer = credentials_of(sock);
-  std::string buffer;
-  for (;;) {
-    const std::size_t filled = buffer.size();
-    buffer.resize(filled + read_chunk);
-    auto [ec, n] = co_await sock.async_read_some(asio::buffer(buffer.data() + filled, read_chunk),
-                                                 as_tuple(use_awaitable));
-    buffer.resize(filled + n);
-    if (ec || stopped_) break;  // EOF (a half line is dropped: it was never a request) or error
-    std::string replies = answer_complete_lines(buffer, peer);
-    const bool too_large = buffer.size() > options_.max_line_bytes;
-    if (too_large) {
-      replies += core::error_reply(
-          {core::error_code::too_large,
-           fmt::format("request line longer than {} bytes (socket.max_line_bytes); closing",
-                       options_.max_line_bytes)});
-    }
-    if (!replies.empty()) {
-      auto [wec, written] =
-          co_await asio::async_write(sock, asio::buffer(replies), as_tuple(use_awaitable));
-      if (wec) break;
-    }
-    if (too_large) break;
-    if (buffer.capacity() > 4 * read_chunk && buffer.size() < read_chunk) buffer.shrink_to_fit();
+void control_server::queue_reply(connection& conn, std::string& output, std::string reply) {
+  if (output.empty()) {
+    output = std::move(reply);  // the usual case: no copy
+  } else {
+    output += reply;
   }
+  queued_reply_bytes_ += output.size() - conn.queued;
+  conn.queued = output.size();
+  peak_queued_reply_bytes_ = std::max(peak_queued_reply_bytes_, conn.queued);
+}
+
+asio::awaitable<bool> control_server::flush(connection& conn, std::string& output) {
+  auto [ec, written] =
+      co_await asio::async_write(conn.sock, asio::buffer(output), as_tuple(use_awaitable));
+  queued_reply_bytes_ -= conn.queued;
+  conn.queued = 0;
+  output.clear();
+  // One large page must not stay allocated for the life of an idle connection.
+  if (output.capacity() > options_.output_budget) std::string().swap(output);
+  co_return !ec && !stopped_;
+}
+
+asio::awaitable<void> control_server::serve(connection_list::iterator it) {
+  connection& conn = *it;
+  std::string input;
+  std::string output;
+  bool closing = false;
+  while (!closing) {
+    const std::size_t filled = input.size();
+    input.resize(filled + read_chunk);
+    auto [ec, n] = co_await conn.sock.async_read_some(
+        asio::buffer(input.data() + filled, read_chunk), as_tuple(use_awaitable));
+    input.resize(filled + n);
+    if (ec || stopped_) break;  // EOF (a half line is dropped: it was never a request) or error
+
+    // Answer the complete lines one by one; `input` is only erased after the last of them.
+    std::size_t lines_this_turn = 0;
+    auto turn_started = std::chrono::steady_clock::now();
+    std::size_t begin = 0;
+    bool failed = false;
+    for (std::size_t nl; (nl = input.find('\n', begin)) != std::string::npos; begin = nl + 1) {
+      std::string_view line(input.data() + begin, nl - begin);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.size() > options_.limits.max_line_bytes) {
+        closing = true;  // a whole over-long line arrived in one read: refused like a partial one
+        break;
+      }
+      queue_reply(conn, output, answer_line(line, conn.peer));
+      if (output.size() > options_.output_budget) {
+        // A client that does not read stops being answered here, holding at most the budget and
+        // one reply; the write is also this connection's turn ending.
+        if (!co_await flush(conn, output)) {
+          failed = true;
+          break;
+        }
+        lines_this_turn = 0;
+        turn_started = std::chrono::steady_clock::now();
+      } else if (++lines_this_turn >= lines_per_turn ||
+                 std::chrono::steady_clock::now() - turn_started >= turn_time) {
+        // Let other connections (and the deadline timer) in before the rest of this batch.
+        co_await asio::post(io_, use_awaitable);
+        if (stopped_) {
+          failed = true;
+          break;
+        }
+        lines_this_turn = 0;
+        turn_started = std::chrono::steady_clock::now();
+      }
+    }
+    if (failed) break;
+    input.erase(0, begin);
+    if (closing || input.size() > options_.limits.max_line_bytes) {
+      closing = true;
+      queue_reply(conn, output,
+                  core::error_reply(
+                      {core::error_code::too_large, fmt::format("request line longer than {} bytes "
+                                                                "(socket.max_line_bytes); closing",
+                                                                options_.limits.max_line_bytes)}));
+    }
+    if (!output.empty() && !co_await flush(conn, output)) break;
+    if (input.capacity() > 4 * read_chunk && input.size() < read_chunk) input.shrink_to_fit();
+  }
+  queued_reply_bytes_ -= conn.queued;
+  conn.queued = 0;
   if (!stopped_) {
     boost::system::error_code ec;
-    sock.shutdown(asio::socket_base::shutdown_both, ec);
-    sock.close(ec);
-    connections_.erase(conn);
-  }
-}
-
-std::string control_server::answer_complete_lines(std::string& buffer,
-                                                  const peer_credentials& peer) {
-  std::string replies;
-  std::size_t begin = 0;
-  for (std::size_t nl; (nl = buffer.find('\n', begin)) != std::string::npos; begin = nl + 1) {
-    std::string_view line(buffer.data() + begin, nl - begin);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.size() > options_.max_line_bytes) {
-      // A whole over-long line arrived in one read: refuse it like a partial one.
-      buffer.assign(options_.max_line_bytes + 1, ' ');
-      return replies;
+    conn.sock.shutdown(asio::socket_base::shutdown_both, ec);
+    conn.sock.close(ec);
+    if (auto count = open_by_uid_.find(conn.peer.uid);
+        count != open_by_uid_.end() && --count->second == 0) {
+      open_by_uid_.erase(count);
     }
-    replies += answer_line(line, peer);
+    connections_.erase(it);
   }
-  buffer.erase(0, begin);
-  return replies;
 }
 
 std::string control_server::answer_line(std::string_view line, const peer_credentials& peer) {

@@ -3,6 +3,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -10,6 +11,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <vector>
 
 namespace sweepd::io {
 
@@ -27,19 +30,38 @@ struct peer_credentials {
   int socket_fd = -1;
 };
 
+/// The limits a config reload may change (socket.*).
+struct control_server_limits {
+  std::size_t max_connections = 4096;
+  std::size_t max_connections_per_uid = 1024;
+  std::size_t max_line_bytes = 65536;
+  /// Uids that may use the slots kept for operators and are not held to the per-uid limit.
+  std::vector<std::uint32_t> admin_uids{0};
+};
+
+/// Reply bytes a connection may have waiting before sweepd stops answering it until they are
+/// written (a client that does not read then holds at most this plus one reply).
+inline constexpr std::size_t default_output_budget = 256 * 1024;
+
 struct control_server_options {
   std::string path;
   std::uint32_t mode = 0660;
   std::string group;  // empty: leave the group as created
-  std::size_t max_connections = 4096;
-  std::size_t max_line_bytes = 65536;
+  control_server_limits limits;
+  std::size_t output_budget = default_output_budget;
 };
 
 /// The JSON-lines control socket (DESIGN §3): accepts connections on one thread, splits each
-/// stream into lines and answers every line, in order, with what the handler returns. Pipelined
-/// lines read together are answered with one write. A line over max_line_bytes is answered
-/// `too_large` and the connection closed; past max_connections a new connection is answered
-/// `busy` and closed. Nothing a client sends can throw out of here.
+/// stream into lines and answers every line, in order, with what the handler returns.
+///
+/// What one client can cost is bounded: pipelined lines are answered one by one and their replies
+/// written once they pass the output budget, and nothing more is read or answered on that
+/// connection until the write completes; after a few lines (or a couple of milliseconds) of work a
+/// connection yields to the others. A line over max_line_bytes is answered `too_large` and the
+/// connection closed. Past max_connections (or max_connections_per_uid for one uid, or into the
+/// slots kept for admins) a new connection is answered `busy` and closed; so is one that arrives
+/// when the process is out of file descriptors (one descriptor is kept in reserve for that).
+/// Nothing a client sends can throw out of here.
 class control_server {
  public:
   /// Answers one request line (without '\n'); returns the reply with its '\n'.
@@ -60,18 +82,42 @@ class control_server {
 
   std::size_t connections() const { return connections_.size(); }
   /// Applies new limits to connections accepted and lines read from now on (config reload).
-  void set_limits(std::size_t max_connections, std::size_t max_line_bytes);
+  void set_limits(control_server_limits limits);
+  const control_server_limits& limits() const { return options_.limits; }
   const std::string& path() const { return options_.path; }
+
+  /// Reply bytes answered but not yet handed to the kernel, over all connections.
+  std::size_t queued_reply_bytes() const { return queued_reply_bytes_; }
+  /// The most reply bytes any one connection has had waiting at once.
+  std::size_t peak_queued_reply_bytes() const { return peak_queued_reply_bytes_; }
+  /// Connections answered `busy` because the process had no file descriptor left for them.
+  std::size_t refused_without_descriptors() const { return refused_without_descriptors_; }
 
  private:
   using socket_type = asio::local::stream_protocol::socket;
+  struct connection {
+    socket_type sock;
+    peer_credentials peer;
+    std::size_t queued = 0;  // reply bytes answered, not yet written
+  };
+  using connection_list = std::list<connection>;
 
   asio::awaitable<void> accept_loop();
-  asio::awaitable<void> serve(std::list<socket_type>::iterator conn);
-  asio::awaitable<void> refuse_busy(socket_type sock);
-  /// Answers every complete line at the front of `buffer` and removes them from it.
-  std::string answer_complete_lines(std::string& buffer, const peer_credentials& peer);
+  asio::awaitable<void> serve(connection_list::iterator conn);
+  asio::awaitable<void> refuse_busy(socket_type sock, std::string reason);
+  /// Adds a reply to what `conn` has waiting in `output`.
+  void queue_reply(connection& conn, std::string& output, std::string reply);
+  /// Writes what `conn` has waiting; false when the connection failed.
+  asio::awaitable<bool> flush(connection& conn, std::string& output);
   std::string answer_line(std::string_view line, const peer_credentials& peer);
+  bool is_admin(std::uint32_t uid) const;
+  /// Accepts and refuses, with the reserve descriptor, connections waiting while the process is
+  /// out of descriptors; returns how many.
+  std::size_t refuse_waiting_without_descriptors();
+  void open_reserve_descriptor();
+  void close_reserve_descriptor();
+  /// Counts refused connections and logs them in one line at most every few seconds.
+  void note_refusal(std::string_view reason, std::size_t count = 1);
   std::optional<std::string> bind_socket();
   std::optional<std::string> apply_permissions();
 
@@ -79,7 +125,16 @@ class control_server {
   control_server_options options_;
   line_handler handler_;
   asio::local::stream_protocol::acceptor acceptor_;
-  std::list<socket_type> connections_;
+  connection_list connections_;
+  std::unordered_map<std::uint32_t, std::size_t> open_by_uid_;
+  int reserve_fd_ = -1;
+  std::size_t queued_reply_bytes_ = 0;
+  std::size_t peak_queued_reply_bytes_ = 0;
+  std::size_t refused_without_descriptors_ = 0;
+  std::size_t refusals_unlogged_ = 0;
+  std::size_t lingering_refusals_ = 0;  // refused connections still reading what their client sent
+  std::chrono::steady_clock::time_point last_refusal_log_{};
+  bool out_of_descriptors_ = false;  // accept failed with EMFILE/ENFILE and has not worked since
   bool created_file_ = false;
   bool stopped_ = false;
 };

@@ -147,6 +147,57 @@ TEST(ParseRequest, ListWithAllFieldsAndDefaults) {
   }
 }
 
+TEST(ParseRequest, ListAndObservationsTakeACursorAndALimit) {
+  const std::string list_next = encode_cursor(page_order::registered, {1795900000123, "r-9.x_"});
+  const auto l = accepted<list_request>(R"({"op":"list","after":")" + list_next + "\"}");
+  ASSERT_TRUE(l.after.has_value());
+  EXPECT_EQ(*l.after, (page_cursor{1795900000123, "r-9.x_"}));
+  EXPECT_FALSE(accepted<list_request>(R"({"op":"list"})").after.has_value());
+
+  const std::string obs_next = encode_cursor(page_order::finished, {-5, "a"});
+  const auto o = accepted<observations_request>(
+      R"({"op":"observations","sweep":"s1","limit":20,"after":")" + obs_next + "\"}");
+  EXPECT_EQ(o.sweep, "s1");
+  EXPECT_EQ(o.limit, 20u);
+  EXPECT_EQ(o.after, (page_cursor{-5, "a"}));
+  const auto bare = accepted<observations_request>(R"({"op":"observations"})");
+  EXPECT_FALSE(bare.limit.has_value());  // as many as fit in one reply
+  EXPECT_FALSE(bare.after.has_value());
+}
+
+TEST(ParseRequest, CursorsAreCheckedAndBelongToTheirOp) {
+  const std::string list_next = encode_cursor(page_order::registered, {17, "r1"});
+  const std::string obs_next = encode_cursor(page_order::finished, {17, "r1"});
+  EXPECT_NE(list_next, obs_next);
+  EXPECT_EQ(decode_cursor(page_order::registered, list_next), (page_cursor{17, "r1"}));
+  EXPECT_FALSE(decode_cursor(page_order::finished, list_next));
+  const std::string long_id(max_run_id_chars, 'x');
+  EXPECT_EQ(decode_cursor(page_order::finished,
+                          encode_cursor(page_order::finished, {INT64_MAX, long_id})),
+            (page_cursor{INT64_MAX, long_id}));
+  expect_refused({
+      {R"({"op":"list","after":")" + obs_next + "\"}", error_code::bad_request,
+       "field 'after': not a cursor from the \"next\" of an earlier 'list' reply"},
+      {R"({"op":"observations","after":")" + list_next + "\"}", error_code::bad_request,
+       "field 'after': not a cursor from the \"next\" of an earlier 'observations' reply"},
+      {R"({"op":"list","after":17})", error_code::bad_request,
+       "field 'after': expected string, got number"},
+      {R"({"op":"list","after":""})", error_code::bad_request, "field 'after'"},
+      {R"({"op":"list","after":"r1:"})", error_code::bad_request, "field 'after'"},
+      {R"({"op":"list","after":"r1:17"})", error_code::bad_request, "field 'after'"},
+      {R"({"op":"list","after":"r1:17:"})", error_code::bad_request, "field 'after'"},
+      {R"({"op":"list","after":"r1:x7:r1"})", error_code::bad_request, "field 'after'"},
+      {R"({"op":"list","after":"r1:99999999999999999999:r1"})", error_code::bad_request,
+       "field 'after'"},
+      {R"({"op":"list","after":"r1:17:r/1"})", error_code::bad_request, "field 'after'"},
+      {R"({"op":"list","after":"r1:17:)" + long_id + "x\"}", error_code::bad_request,
+       "field 'after'"},
+      {R"({"op":"observations","limit":0})", error_code::bad_request, "field 'limit'"},
+      {R"({"op":"observations","limit":100001})", error_code::bad_request, "field 'limit'"},
+      {R"({"op":"observations","limit":"5"})", error_code::bad_request, "field 'limit'"},
+  });
+}
+
 TEST(ParseRequest, NullMeansAbsent) {
   const auto p = accepted<register_params>(
       R"({"op":"register","run":"r1","sweep":null,"entity":null,"project":null,)"

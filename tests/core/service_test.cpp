@@ -71,6 +71,34 @@ class ServiceTest : public ::testing::Test {
     if (!ending.empty()) ok(ending, registered + 10s);
   }
 
+  /// Follows "next" from a first page of `request` to the last one; the ids under `key` of every
+  /// page, in order. Every page but the last says truncated and gives a fresh cursor.
+  std::vector<std::string> ids_of_all_pages(json request, const char* key, const char* id_key,
+                                            mono_clock::duration when,
+                                            std::size_t* pages = nullptr) {
+    std::vector<std::string> ids;
+    std::size_t count = 0;
+    for (std::optional<std::string> cursor;;) {
+      if (cursor) request["after"] = *cursor;
+      const json page = ok(request.dump(), when);
+      ++count;
+      for (const std::string& id : ids_of(page[key], id_key)) ids.push_back(id);
+      EXPECT_TRUE(page["truncated"].is_boolean()) << page.dump();
+      if (page["truncated"] != true) {
+        EXPECT_FALSE(page.contains("next")) << page.dump();
+        break;
+      }
+      EXPECT_TRUE(page["next"].is_string()) << page.dump();
+      if (!page["next"].is_string() || page["next"] == cursor || count > 1000) {
+        ADD_FAILURE() << "paging does not move on: " << page.dump();
+        break;
+      }
+      cursor = page["next"].get<std::string>();
+    }
+    if (pages != nullptr) *pages = count;
+    return ids;
+  }
+
   static constexpr caller alice{1000, 4242, false};
   static constexpr caller bob{1001, 5353, false};
   static constexpr caller admin{0, 1, true};
@@ -290,6 +318,159 @@ TEST_F(ServiceTest, ListLimitSetsTheTruncatedFlag) {
   j = ok(R"({"op":"list","sweep":"s","limit":4})", 20s);
   EXPECT_EQ(j["runs"].size(), 4u);
   EXPECT_EQ(j["truncated"], true);
+}
+
+TEST_F(ServiceTest, ListPagesFollowTheCursorOldestFirst) {
+  // Registered in the reverse order of their names; two share a millisecond (then: by id).
+  for (int i = 0; i < 7; ++i) {
+    ok(R"({"op":"register","run":"r)" + std::to_string(i) + R"(","sweep":"s"})",
+       std::chrono::seconds(10 - i));
+  }
+  ok(R"({"op":"register","run":"q0","sweep":"s"})", 4s + 300us);  // same ms as r6 (4 s), "q0"<"r6"
+  const std::vector<std::string> oldest_first{"q0", "r6", "r5", "r4", "r3", "r2", "r1", "r0"};
+
+  json page = ok(R"({"op":"list","limit":3})", 20s);
+  EXPECT_EQ(ids_of(page["runs"], "run"), (std::vector<std::string>{"q0", "r6", "r5"}));
+  EXPECT_EQ(page["truncated"], true);
+  ASSERT_TRUE(page["next"].is_string()) << page.dump();
+
+  std::size_t pages = 0;
+  EXPECT_EQ(ids_of_all_pages(json{{"op", "list"}, {"limit", 3}}, "runs", "run", 20s, &pages),
+            oldest_first);
+  EXPECT_EQ(pages, 3u);
+  EXPECT_EQ(ids_of_all_pages(json{{"op", "list"}, {"limit", 1}}, "runs", "run", 20s, &pages),
+            oldest_first);
+  EXPECT_EQ(pages, 8u);
+  // Exactly a page's worth: the last page is not truncated and has no cursor.
+  page = ok(R"({"op":"list","limit":8})", 20s);
+  EXPECT_EQ(ids_of(page["runs"], "run"), oldest_first);
+  EXPECT_EQ(page["truncated"], false);
+  EXPECT_FALSE(page.contains("next"));
+  // Filters apply to every page; the cursor is a position in the order, valid with them too.
+  ok(R"({"op":"start","run":"r5"})", 20s);
+  ok(R"({"op":"start","run":"r1"})", 20s);
+  EXPECT_EQ(ids_of_all_pages(json{{"op", "list"}, {"state", "running"}, {"limit", 1}}, "runs",
+                             "run", 20s),
+            (std::vector<std::string>{"r5", "r1"}));
+  EXPECT_FALSE(last.result.change.has_value());
+}
+
+TEST_F(ServiceTest, ListCursorStaysValidWhileRunsComeAndGo) {
+  for (int i = 0; i < 4; ++i) {
+    ok(R"({"op":"register","run":"a)" + std::to_string(i) + "\"}", std::chrono::seconds(i));
+  }
+  json page = ok(R"({"op":"list","limit":2})", 10s);
+  ASSERT_EQ(ids_of(page["runs"], "run"), (std::vector<std::string>{"a0", "a1"}));
+  const std::string next = page["next"];
+  // Between two pages: a run newer than every other arrives, the cursor's own run is gone.
+  ok(R"({"op":"register","run":"late"})", 11s);
+  ok(R"({"op":"register","run":"a00"})", 0s + 500ms);  // between a0 and a1: already paged past
+  sup.fail({"a1", "x"}, alice, at(12s));
+  ASSERT_EQ(sup.prune(at(13s).wall + 1s), (std::vector<std::string>{"a1"}));
+  page = ok(json{{"op", "list"}, {"after", next}}.dump(), 14s);
+  EXPECT_EQ(ids_of(page["runs"], "run"), (std::vector<std::string>{"a2", "a3", "late"}));
+  EXPECT_EQ(page["truncated"], false);
+}
+
+TEST_F(ServiceTest, ObservationsPageInTheOrderRunsFinished) {
+  // Registered a0..a5 in order, finished in the reverse order; one live run is never listed.
+  for (int i = 0; i < 6; ++i) {
+    const std::string id = "a" + std::to_string(i);
+    lifecycle(id, "s1", "", std::chrono::seconds(i));
+    ok(R"({"op":"complete","run":")" + id + R"(","objective":)" + std::to_string(i) + "}",
+       std::chrono::seconds(100 - i));
+  }
+  lifecycle("live", "s1", "", 50s);
+  lifecycle("other", "s2", R"({"op":"complete","run":"other"})", 0s);
+  const std::vector<std::string> finish_order{"a5", "a4", "a3", "a2", "a1", "a0"};
+
+  json page = ok(R"({"op":"observations","sweep":"s1"})", 200s);
+  EXPECT_EQ(ids_of(page["observations"], "run_id"), finish_order);
+  EXPECT_EQ(page["truncated"], false);
+  EXPECT_FALSE(page.contains("next"));
+
+  page = ok(R"({"op":"observations","sweep":"s1","limit":4})", 200s);
+  EXPECT_EQ(ids_of(page["observations"], "run_id"),
+            (std::vector<std::string>{"a5", "a4", "a3", "a2"}));
+  EXPECT_EQ(page["truncated"], true);
+  std::size_t pages = 0;
+  EXPECT_EQ(ids_of_all_pages(json{{"op", "observations"}, {"sweep", "s1"}, {"limit", 4}},
+                             "observations", "run_id", 200s, &pages),
+            finish_order);
+  EXPECT_EQ(pages, 2u);
+
+  // A page that holds exactly what is left is the last: no cursor.
+  page = ok(R"({"op":"observations","sweep":"s1","limit":6})", 200s);
+  EXPECT_EQ(page["truncated"], false);
+  EXPECT_FALSE(page.contains("next"));
+  // A cursor stays valid while runs finish: what finishes later comes after what was there, and a
+  // late report that corrects a timeout finishes the run again, later.
+  page = ok(R"({"op":"observations","sweep":"s1","limit":5})", 200s);
+  const std::string after_a1 = page["next"];
+  ASSERT_EQ(sup.expire(at(351s)).size(), 1u);  // live, seen last at 51 s
+  page = ok(json{{"op", "observations"}, {"sweep", "s1"}, {"after", after_a1}}.dump(), 352s);
+  EXPECT_EQ(ids_of(page["observations"], "run_id"), (std::vector<std::string>{"a0", "live"}));
+  ok(R"({"op":"complete","run":"live","objective":9})", 360s);
+  page = ok(json{{"op", "observations"}, {"sweep", "s1"}, {"after", after_a1}}.dump(), 400s);
+  EXPECT_EQ(ids_of(page["observations"], "run_id"), (std::vector<std::string>{"a0", "live"}));
+  EXPECT_EQ(page["observations"][1]["late"], true);
+  EXPECT_EQ(page["observations"][1]["finished_at"], format_utc(at(360s).wall));
+}
+
+TEST_F(ServiceTest, PagesStopBeforeTheReplyByteCap) {
+  constexpr std::size_t cap = 16 * 1024;
+  svc.set_max_reply_bytes(cap);
+  const std::string filler(3000, 'x');
+  for (int i = 0; i < 20; ++i) {
+    const std::string id = "r" + std::to_string(100 + i);
+    ok(R"({"op":"register","run":")" + id + R"(","sweep":"s","suggestion":{"pad":")" + filler +
+           "\"}}",
+       std::chrono::seconds(i));
+    ok(R"({"op":"fail","run":")" + id + R"(","error":"e"})", std::chrono::seconds(100 + i));
+  }
+  json page = ok(R"({"op":"observations"})", 200s);
+  EXPECT_LE(last.reply.size(), cap);
+  EXPECT_EQ(page["truncated"], true);
+  const std::size_t per_page = page["observations"].size();
+  EXPECT_GE(per_page, 4u);  // ~3.1 KB each
+  EXPECT_LT(per_page, 6u);
+  std::vector<std::string> all;
+  for (int i = 0; i < 20; ++i) all.push_back("r" + std::to_string(100 + i));
+  EXPECT_EQ(ids_of_all_pages(json{{"op", "observations"}}, "observations", "run_id", 200s), all);
+  // `list` lines are small but capped the same way.
+  svc.set_max_reply_bytes(1024);
+  std::size_t pages = 0;
+  EXPECT_EQ(ids_of_all_pages(json{{"op", "list"}, {"limit", 1000}}, "runs", "run", 200s, &pages),
+            all);
+  EXPECT_GT(pages, 5u);
+  // One entry larger than the cap still comes, alone: paging always moves on.
+  svc.set_max_reply_bytes(1000);
+  page = ok(R"({"op":"observations"})", 200s);
+  EXPECT_EQ(page["observations"].size(), 1u);
+  EXPECT_EQ(page["truncated"], true);
+  EXPECT_EQ(ids_of_all_pages(json{{"op", "observations"}}, "observations", "run_id", 200s, &pages),
+            all);
+  EXPECT_EQ(pages, 20u);
+}
+
+TEST_F(ServiceTest, ObservationsReplyStaysUnderOneMebibyte) {
+  // 20 runs with 60 KB suggestions are ~1.2 MB of observations: more than one reply may carry.
+  const std::string filler(60 * 1000, 'x');
+  for (int i = 0; i < 20; ++i) {
+    const std::string id = "big" + std::to_string(i);
+    ok(R"({"op":"register","run":")" + id + R"(","suggestion":{"pad":")" + filler + "\"}}",
+       std::chrono::seconds(i));
+    ok(R"({"op":"complete","run":")" + id + R"(","objective":1})", std::chrono::seconds(100 + i));
+  }
+  json page = ok(R"({"op":"observations"})", 300s);
+  EXPECT_LE(last.reply.size(), std::size_t{1} << 20);
+  EXPECT_EQ(page["truncated"], true);
+  EXPECT_GT(page["observations"].size(), 15u);
+  std::size_t pages = 0;
+  EXPECT_EQ(
+      ids_of_all_pages(json{{"op", "observations"}}, "observations", "run_id", 300s, &pages).size(),
+      20u);
+  EXPECT_EQ(pages, 2u);
 }
 
 TEST_F(ServiceTest, ObservationsListTerminalRunsOfTheSweep) {

@@ -79,6 +79,7 @@ socket:
   mode: "0640"
   group: sweep
   max_connections: 10
+  max_connections_per_uid: 3
   max_line_bytes: 2048
   admin_uids: [0, 1000]
 timeouts: {heartbeat: 12.5, max_runtime: 86400, stall: 0.25}
@@ -112,6 +113,7 @@ log: {level: debug, format: json}
   EXPECT_EQ(c.socket.mode, 0640u);
   EXPECT_EQ(c.socket.group, "sweep");
   EXPECT_EQ(c.socket.max_connections, 10u);
+  EXPECT_EQ(c.socket.max_connections_per_uid, 3u);
   EXPECT_EQ(c.socket.max_line_bytes, 2048u);
   EXPECT_THAT(c.socket.admin_uids, ElementsAre(0u, 1000u));
   EXPECT_EQ(c.timeouts.heartbeat, 12.5);
@@ -265,6 +267,9 @@ TEST(ConfigLoader, IntegerRanges) {
   EXPECT_THAT(errors_of("socket: {max_connections: 1000001}\n"),
               ElementsAre("t.yaml:1:27: socket.max_connections: must be between 1 and 1000000, "
                           "got 1000001"));
+  EXPECT_THAT(errors_of("socket: {max_connections_per_uid: 0}\n"),
+              ElementsAre("t.yaml:1:35: socket.max_connections_per_uid: must be between 1 and "
+                          "1000000, got 0"));
   EXPECT_THAT(errors_of("socket: {max_line_bytes: 1023}\n"),
               ElementsAre("t.yaml:1:26: socket.max_line_bytes: must be between 1024 and "
                           "16777216, got 1023"));

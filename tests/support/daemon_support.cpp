@@ -101,15 +101,17 @@ void sweepd_under_test::write_config(const std::string& extra, bool raw) {
 void sweepd_under_test::start() {
   std::vector<std::string> env = env_;
   env.push_back("NOTIFY_SOCKET=" + notify_.path());
-  process_.emplace(process::start({SWEEPD_BINARY, "--config", config_}, env));
+  std::vector<std::string> argv = launcher_;
+  argv.insert(argv.end(), {SWEEPD_BINARY, "--config", config_});
+  process_.emplace(process::start(argv, env));
   if (!notify_.wait_for("READY=1", std::chrono::seconds(10))) {
     FAIL() << "sweepd did not become ready: " << process_->err();
   }
   ASSERT_TRUE(client_.connect(socket_)) << client_.last_error();
 }
 
-bool sweepd_under_test::reload(const std::string& extra) {
-  write_config(extra);
+bool sweepd_under_test::reload(const std::string& extra, bool raw) {
+  write_config(extra, raw);
   if (!process_->send_signal(SIGHUP)) return false;
   return notify_.wait_for("RELOADING=1", std::chrono::seconds(10)) &&
          notify_.wait_for("READY=1", std::chrono::seconds(10));

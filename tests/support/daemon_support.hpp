@@ -50,8 +50,12 @@ class sweepd_under_test {
 
   /// Starts sweepd and waits (at most 10 s) for READY=1; a test failure if it does not come.
   void start();
-  /// Rewrites the config with `extra`, sends SIGHUP and waits for the READY=1 after RELOADING=1.
-  bool reload(const std::string& extra);
+  /// Runs sweepd through `launcher` (a program that execs the rest of its arguments, e.g.
+  /// {"/usr/bin/prlimit", "--nofile=128:128", "--"}) from the next start().
+  void set_launcher(std::vector<std::string> launcher) { launcher_ = std::move(launcher); }
+  /// Rewrites the config with `extra` (the whole text when `raw`), sends SIGHUP and waits for the
+  /// READY=1 after RELOADING=1.
+  bool reload(const std::string& extra, bool raw = false);
   /// Writes the config file with `extra`; the raw text when `raw` (for invalid files).
   void write_config(const std::string& extra, bool raw = false);
   /// SIGTERM and wait (10 s); the exit code.
@@ -73,6 +77,7 @@ class sweepd_under_test {
   std::string state_;
   std::string config_;
   std::vector<std::string> env_;
+  std::vector<std::string> launcher_;
   notify_listener notify_;
   std::optional<process> process_;
   io::client client_;

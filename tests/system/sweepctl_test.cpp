@@ -126,6 +126,14 @@ class fake_server {
     behaviour_ = behaviour::answer;
     reply_ = std::move(line);
   }
+  /// Answers the next requests with `replies` in turn, then with the last of them.
+  void answer_each(const std::vector<json>& replies) {
+    std::lock_guard lock(mutex_);
+    behaviour_ = behaviour::answer;
+    queued_.clear();
+    for (const json& r : replies) queued_.push_back(r.dump());
+    reply_ = queued_.back();
+  }
   void behave(behaviour b) {
     std::lock_guard lock(mutex_);
     behaviour_ = b;
@@ -176,6 +184,11 @@ class fake_server {
   std::pair<behaviour, std::string> record(const std::string& line) {
     std::lock_guard lock(mutex_);
     requests_.push_back(line);
+    if (!queued_.empty()) {
+      std::string next = std::move(queued_.front());
+      queued_.erase(queued_.begin());
+      return {behaviour_, std::move(next)};
+    }
     return {behaviour_, reply_};
   }
 
@@ -195,6 +208,7 @@ class fake_server {
   mutable std::mutex mutex_;
   behaviour behaviour_ = behaviour::answer;
   std::string reply_ = R"({"ok":true})";
+  std::vector<std::string> queued_;
   std::vector<std::string> requests_;
   std::thread thread_;
 };
@@ -386,9 +400,9 @@ TEST_P(SweepctlHelp, ListsEveryOptionAndExitsZero) {
 
 const help_case help_cases[] = {
     {"status", {}},
-    {"list", {"--sweep S", "--state STATE", "--limit N"}},
+    {"list", {"--sweep S", "--state STATE", "--limit N", "--after CURSOR"}},
     {"show", {}},
-    {"observations", {"--sweep S"}},
+    {"observations", {"--sweep S", "--limit N", "--after CURSOR"}},
     {"register",
      {"--sweep S", "--entity E", "--project P", "--suggestion JSON", "--watch-peer",
       "--heartbeat-timeout S", "--max-runtime S"}},
@@ -485,6 +499,9 @@ const request_case request_cases[] = {
     {{"show", "r1"}, {{"op", "show"}, {"run", "r1"}}},
     {{"observations"}, {{"op", "observations"}}},
     {{"observations", "--sweep", "s1"}, {{"op", "observations"}, {"sweep", "s1"}}},
+    {{"observations", "--limit", "20", "--after", "f1:5:r1"},
+     {{"op", "observations"}, {"limit", 20}, {"after", "f1:5:r1"}}},
+    {{"list", "--after", "r1:5:r1"}, {{"op", "list"}, {"after", "r1:5:r1"}}},
     {{"register", "r1"}, {{"op", "register"}, {"run", "r1"}}},
     {{"register", "ab12.cd_34-x", "--sweep", "s1", "--entity", "e", "--project", "p",
       "--suggestion", R"({"lr": 0.01, "layers": [1, 2], "opt": {"name": "adam"}})", "--watch-peer",
@@ -787,6 +804,99 @@ TEST_F(SweepctlFake, ObservationsPrintATable) {
   EXPECT_EQ(lines[2].find("yes"), lines[0].find("FAILURE")) << r.out;
   EXPECT_EQ(lines[1].find("no"), lines[0].find("FAILURE")) << r.out;
   EXPECT_TRUE(contains(lines[3], "success (late)")) << r.out;
+}
+
+json run_entry(const std::string& id) {
+  return {{"run", id},           {"sweep", "s1"}, {"state", "running"},
+          {"reason", "started"}, {"age_s", 1.0},  {"last_seen_s", 1.0}};
+}
+
+json observation_entry(const std::string& id) {
+  return {{"run_id", id}, {"suggestion", nullptr}, {"objective", 0.5},
+          {"cost", 1.0},  {"is_failure", false},   {"state", "success"}};
+}
+
+std::vector<json> requests_of(const fake_server& server) {
+  std::vector<json> parsed;
+  for (const std::string& line : server.requests()) parsed.push_back(json::parse(line));
+  return parsed;
+}
+
+TEST_F(SweepctlFake, ListFollowsNextUpToItsLimitOnOneConnection) {
+  server_.answer_each({
+      {{"ok", true},
+       {"runs", {run_entry("a"), run_entry("b")}},
+       {"truncated", true},
+       {"next", "c1"}},
+      {{"ok", true}, {"runs", {run_entry("c")}}, {"truncated", true}, {"next", "c2"}},
+      {{"ok", true}, {"runs", {run_entry("d")}}, {"truncated", false}},
+  });
+  auto r = run({"--json", "list", "--sweep", "s1", "--limit", "4"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json shown = json::parse(r.out);
+  EXPECT_EQ(shown["runs"].size(), 4u);
+  EXPECT_EQ(shown["runs"][3]["run"], "d");
+  EXPECT_EQ(shown["truncated"], false);
+  EXPECT_FALSE(shown.contains("next"));
+  EXPECT_EQ(requests_of(server_),
+            (std::vector<json>{{{"op", "list"}, {"sweep", "s1"}, {"limit", 4}},
+                               {{"op", "list"}, {"sweep", "s1"}, {"limit", 2}, {"after", "c1"}},
+                               {{"op", "list"}, {"sweep", "s1"}, {"limit", 1}, {"after", "c2"}}}));
+}
+
+TEST_F(SweepctlFake, ListStopsAtItsLimitAndSaysHowToGoOn) {
+  server_.answer_each({
+      {{"ok", true}, {"runs", {run_entry("a")}}, {"truncated", true}, {"next", "c1"}},
+      {{"ok", true}, {"runs", {run_entry("b")}}, {"truncated", true}, {"next", "c2"}},
+  });
+  auto r = run({"list", "--limit", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "only the first 2 runs are shown")) << r.out;
+  EXPECT_TRUE(contains(r.out, "sweepctl list --after c2 shows the next ones")) << r.out;
+  EXPECT_EQ(server_.requests().size(), 2u);
+}
+
+TEST_F(SweepctlFake, ObservationsReadEveryPage) {
+  server_.answer_each({
+      {{"ok", true},
+       {"observations", {observation_entry("r1")}},
+       {"truncated", true},
+       {"next", "f1"}},
+      {{"ok", true},
+       {"observations", {observation_entry("r2"), observation_entry("r3")}},
+       {"truncated", false}},
+  });
+  auto r = run({"--json", "observations", "--sweep", "s1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json shown = json::parse(r.out);
+  EXPECT_EQ(shown["observations"].size(), 3u);
+  EXPECT_EQ(shown["truncated"], false);
+  EXPECT_EQ(requests_of(server_),
+            (std::vector<json>{{{"op", "observations"}, {"sweep", "s1"}},
+                               {{"op", "observations"}, {"sweep", "s1"}, {"after", "f1"}}}));
+  server_.answer_each({{{"ok", true},
+                        {"observations", {observation_entry("r1")}},
+                        {"truncated", true},
+                        {"next", "f1"}}});
+  r = run({"observations", "--limit", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out,
+                       "only the first 1 observations are shown; sweepctl observations "
+                       "--after f1 shows the next ones"))
+      << r.out;
+}
+
+TEST_F(SweepctlFake, APageThatDoesNotMoveOnStops) {
+  server_.answer_each({
+      {{"ok", true},
+       {"observations", {observation_entry("r1")}},
+       {"truncated", true},
+       {"next", "same"}},
+  });
+  auto r = run({"observations"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "same page twice")) << r.err;
+  EXPECT_EQ(server_.requests().size(), 2u);
 }
 
 TEST_F(SweepctlFake, HelloAndPingNameTheDaemon) {

@@ -810,6 +810,114 @@ def test_load_observations_raises_when_unreachable():
     assert time.monotonic() - t0 < CALL_BOUND_S
 
 
+def _finish_runs(daemon, ids, sweep, suggestion=None):
+    """Registers and completes each run in turn (so they finish in the order of ``ids``)."""
+    for i, run in enumerate(ids):
+        call("register", socket_path=daemon.socket, run=run, sweep=sweep, suggestion=suggestion)
+        call("complete", socket_path=daemon.socket, run=run, objective=float(i))
+
+
+class _CountingConnection(sweepd_client._Connection):
+    """Counts the requests sent and the connections opened, to see pages being followed."""
+
+    requests = []
+    opened = 0
+
+    def __init__(self, *args, **kwargs):
+        type(self).opened += 1
+        super().__init__(*args, **kwargs)
+
+    def exchange(self, requests, deadline):
+        type(self).requests.extend(dict(r) for r in requests)  # as sent: the caller reuses it
+        return super().exchange(requests, deadline)
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    monkeypatch.setattr(_CountingConnection, "requests", [])
+    monkeypatch.setattr(_CountingConnection, "opened", 0)
+    monkeypatch.setattr(sweepd_client, "_Connection", _CountingConnection)
+    return _CountingConnection
+
+
+def test_load_observations_reads_every_page_in_finish_order(daemon, counting):
+    ids = ["page-%02d" % i for i in range(25)]
+    _finish_runs(daemon, ids, "paged")
+    _finish_runs(daemon, ["elsewhere"], "other")
+    counting.requests.clear()
+    counting.opened = 0
+    observations = load_observations("paged", socket_path=daemon.socket, page_size=10)
+    assert [o["run_id"] for o in observations] == ids
+    assert [o["objective"] for o in observations] == [float(i) for i in range(25)]
+    pages = counting.requests
+    assert [r.get("limit") for r in pages] == [10, 10, 10]
+    assert "after" not in pages[0] and pages[1]["after"] != pages[2]["after"]
+    assert counting.opened == 1  # every page on one connection
+
+
+def test_load_observations_pages_past_sweepds_reply_cap(daemon, counting):
+    # 40 suggestions of 60 KB: ~2.4 MB of observations, more than one reply carries (1 MiB).
+    ids = ["big-%02d" % i for i in range(40)]
+    _finish_runs(daemon, ids, "big", suggestion={"pad": "x" * 60000})
+    counting.requests.clear()
+    observations = load_observations("big", socket_path=daemon.socket)
+    assert [o["run_id"] for o in observations] == ids
+    assert len(counting.requests) >= 3
+
+
+def _serve_once(reply):
+    """A fake sweepd answering any one request with ``reply`` (bytes); its socket path."""
+    tmp = tempfile.mkdtemp(prefix="swpy", dir="/tmp")
+    path = os.path.join(tmp, "fake.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+    listener.settimeout(10)
+
+    def serve():
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(10)
+                conn.recv(65536)
+                conn.sendall(reply)
+                conn.recv(1)  # until the client hangs up
+        except OSError:
+            pass
+        finally:
+            listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return path, thread, tmp
+
+
+@pytest.mark.parametrize("depth", [2000, 100000])
+def test_a_reply_nested_too_deep_is_a_sweepd_error(depth):
+    nested = b"[" * depth + b"]" * depth
+    path, thread, tmp = _serve_once(b'{"ok":true,"observations":[' + nested + b"]}\n")
+    try:
+        with pytest.raises(SweepdError, match="nested too deeply") as raised:
+            load_observations(socket_path=path, timeout=5)
+        # It answered: asking again would not help, so this is not "unavailable".
+        assert not isinstance(raised.value, SweepdUnavailable)
+        assert "fake.sock" in str(raised.value)
+    finally:
+        thread.join(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_call_on_a_reply_nested_too_deep_is_a_sweepd_error():
+    nested = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    path, thread, tmp = _serve_once(b'{"ok":true,"x":' + nested + b"}\n")
+    try:
+        with pytest.raises(SweepdError, match="nested too deeply"):
+            call("status", socket_path=path, timeout=5)
+    finally:
+        thread.join(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_suggestions_are_made_json_safe(daemon, no_wandb):
     class Scalar:  # stands in for a numpy scalar
         def item(self):
