@@ -133,6 +133,14 @@ reconcile_decision classify_for_reconcile(const wandb_listed_run& listed, const 
   return d;
 }
 
+std::string reconcile_filter(const std::string& sweep, const std::string& prefix,
+                             const std::vector<std::string>& live_names) {
+  const json filter = {
+      {"$and", json::array({{{"sweep", sweep}},
+                            {{"summary_metrics." + prefix + "state", {{"$in", live_names}}}}})}};
+  return filter.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 std::map<std::string, std::size_t> count_decisions(const std::vector<reconcile_decision>& ds) {
   std::map<std::string, std::size_t> counts;
   for (const reconcile_decision& d : ds) {

@@ -70,6 +70,11 @@ struct reconcile_rules {
 reconcile_decision classify_for_reconcile(const wandb_listed_run& listed, const run_record* known,
                                           const reconcile_rules& rules, wall_time now);
 
+/// The W&B `runs(filters:)` filter for a sweep's runs whose summary state is live, as JSON text:
+/// {"$and":[{"sweep":S},{"summary_metrics.<prefix>state":{"$in":[live names]}}]}.
+std::string reconcile_filter(const std::string& sweep, const std::string& prefix,
+                             const std::vector<std::string>& live_names);
+
 /// Counts by action and new state, e.g. {"adopt": 4, "skip": 1, "success": 1, "timeout": 2}.
 std::map<std::string, std::size_t> count_decisions(const std::vector<reconcile_decision>& d);
 
