@@ -454,7 +454,77 @@ void render_status(const json& reply, const invocation& in) {
   if (const auto last_error = text_of(wandb, "last_error")) {
     kv.add("wandb last error", printable(*last_error, 200));
   }
+  const json& reconcile = object_of(reply, "reconcile");
+  if (const auto passes = number_of(reconcile, "passes"); passes && *passes > 0) {
+    kv.add("reconcile",
+           fmt::format("last pass {}, {} passes, {} adopted, {} errors",
+                       timestamp_or_dash(reconcile, "last_pass_at"), format_exact(*passes),
+                       text_or_dash(reconcile, "adopted"), text_or_dash(reconcile, "errors")));
+    if (const auto last_error = text_of(reconcile, "last_error")) {
+      kv.add("reconcile last error", printable(*last_error, 200));
+    }
+  }
   in.out << kv.render();
+}
+
+/// "4 to mark: 1 success, 1 crashed, 2 timeout; 1 alive; dry run: nothing written, run with
+/// --apply" — what a reconcile did or would do, in one line.
+std::string reconcile_summary(const json& reply) {
+  const json& counts = object_of(reply, "counts");
+  const auto count = [&](const char* key) {
+    return static_cast<std::size_t>(number_of(counts, key).value_or(0));
+  };
+  const bool applied = field(reply, "apply") != nullptr && *field(reply, "apply") == true;
+  std::string states;
+  for (const char* state : {"success", "failed", "crashed", "timeout"}) {
+    if (count(state) == 0) continue;
+    states += fmt::format("{}{} {}", states.empty() ? "" : ", ", count(state), state);
+  }
+  std::string line = fmt::format("{} {}{}", count("adopt"), applied ? "marked" : "to mark",
+                                 states.empty() ? "" : ": " + states);
+  std::size_t alive = 0;
+  std::size_t live = 0;
+  std::size_t final_in_wandb = 0;
+  for (const json& row : array_of(reply, "runs")) {
+    const std::string reason = text_or_dash(row, "reason");
+    alive += reason == "alive_in_wandb";
+    live += reason == "live_in_sweepd";
+    final_in_wandb += reason == "final_in_wandb";
+  }
+  if (alive > 0) line += fmt::format("; {} alive", alive);
+  if (live > 0) line += fmt::format("; {} live in sweepd", live);
+  if (count("repair") > 0) {
+    line += fmt::format("; {} {} from sweepd's own state", count("repair"),
+                        applied ? "rewritten" : "to rewrite");
+  }
+  if (final_in_wandb > 0) line += fmt::format("; {} already final", final_in_wandb);
+  line += applied ? "; the W&B writes are queued" : "; dry run: nothing written, run with --apply";
+  return line;
+}
+
+void render_reconcile(const json& reply, const invocation& in) {
+  const json& runs = array_of(reply, "runs");
+  if (!runs.empty()) {
+    table t({{"RUN"}, {"W&B STATE"}, {"SUMMARY STATE"}, {"LAST HEARTBEAT"}, {"ACTION"}});
+    for (const json& row : runs) {
+      std::string action = text_or_dash(row, "action");
+      if (const auto state = text_of(row, "state"); state && action != "skip") {
+        action += " -> " + *state;
+      }
+      action += " (" + text_or_dash(row, "reason") + ")";
+      t.add_row({printable(text_or_dash(row, "run")), printable(text_or_dash(row, "wandb_state")),
+                 printable(text_or_dash(row, "summary_state")),
+                 timestamp_or_dash(row, "heartbeat_at"), printable(action)});
+    }
+    in.out << t.render();
+  }
+  if (const json* truncated = field(reply, "truncated"); truncated && *truncated == true) {
+    in.out << fmt::format("(only the first {} runs are listed; the counts cover them all)\n",
+                          runs.size());
+  }
+  in.out << fmt::format("sweep {} in {}/{}: {}\n", printable(text_or_dash(reply, "sweep")),
+                        printable(text_or_dash(reply, "entity")),
+                        printable(text_or_dash(reply, "project")), reconcile_summary(reply));
 }
 
 /// Terminal runs show how long they ran; live ones how old they are.
@@ -713,6 +783,22 @@ int run_fail(const invocation& in) {
   return exchange(in, b, render_run_state);
 }
 
+int run_reconcile(const invocation& in) {
+  request_builder b(in.args, "reconcile");
+  b.text("--sweep", "sweep");
+  b.text("--entity", "entity");
+  b.text("--project", "project");
+  b.duration("--stale-after", "stale_after_s", false);
+  b.flag("--apply", "apply");
+  if (b.ok() && !b.request().contains("sweep")) b.fail("missing --sweep S, the sweep to reconcile");
+  if (in.global.timeout_given) return exchange(in, b, render_reconcile);
+  // Reading every page of a large sweep from W&B takes longer than a request usually may.
+  global_options patient = in.global;
+  patient.timeout = default_reconcile_timeout;
+  const invocation longer{in.cmd, patient, in.args, in.out, in.err};
+  return exchange(longer, b, render_reconcile);
+}
+
 int run_resync(const invocation& in) {
   request_builder b(in.args, "resync");
   b.run_operand();
@@ -818,6 +904,27 @@ std::vector<command> make_commands() {
        2,
        run_fail},
       exec_command(),
+      {"reconcile",
+       "--sweep S",
+       "give the runs W&B shows stuck in running a true final state",
+       "Lists the sweep's W&B runs whose summary state is still initializing or running (every\n"
+       "page) and says what each should become: success when the summary has a finite objective;\n"
+       "crashed/failed when W&B says crashed, failed or killed, or finished without an objective;\n"
+       "timeout when W&B has not heard from it for --stale-after (default: sweepd's\n"
+       "reconcile.stale_after); runs sweepd tracks itself are left to it, and runs W&B still "
+       "hears\n"
+       "from are left alone. A dry run (the default) changes nothing; --apply records each run in\n"
+       "sweepd and queues its W&B summary write (root and socket.admin_uids only). Needs W&B "
+       "online.\n"
+       "Waits up to 10 minutes unless --timeout is given.",
+       {{"--sweep", "S", "the sweep id (required)"},
+        {"--entity", "E", "the W&B entity (default: sweepd's wandb.entity)"},
+        {"--project", "P", "the W&B project (default: sweepd's wandb.project)"},
+        {"--stale-after", "DUR", "a run W&B has not heard from for this long is timed out"},
+        {"--apply", "", "record the final states and write them to W&B (default: dry run)"}},
+       0,
+       0,
+       run_reconcile},
       {"resync",
        "RUN",
        "queue RUN's current state for its W&B summary again",

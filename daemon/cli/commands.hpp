@@ -20,6 +20,8 @@ inline constexpr int exit_unreachable = 3;   // sweepd could not be reached or d
 
 inline constexpr std::string_view default_socket_path = "/run/sweepd/sweepd.sock";
 inline constexpr std::chrono::seconds default_timeout{10};
+/// How long `reconcile` waits by default: it reads every page of a sweep from W&B.
+inline constexpr std::chrono::minutes default_reconcile_timeout{10};
 /// Longest --timeout accepted: a day (poll() takes milliseconds as an int).
 inline constexpr double max_timeout_s = 86400;
 
@@ -28,6 +30,7 @@ struct global_options {
   std::string socket;
   bool json = false;
   std::chrono::milliseconds timeout = default_timeout;
+  bool timeout_given = false;  // --timeout was on the command line
 };
 
 /// A command's own arguments after parsing: operands in order, option values by name.

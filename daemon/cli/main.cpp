@@ -70,6 +70,7 @@ void apply_global_option(command_line& line, std::string_view name, const std::s
     }
     using ms = std::chrono::milliseconds;
     line.global.timeout = std::max(ms(1), ms(static_cast<ms::rep>(*seconds.value * 1000)));
+    line.global.timeout_given = true;
   }
 }
 

@@ -85,6 +85,12 @@ class field_reader {
     return s;
   }
 
+  /// A name that must be given.
+  std::string required_name(std::string_view key) {
+    if (required(key) == nullptr) return {};
+    return name(key).value_or("");
+  }
+
   std::optional<run_state> state(std::string_view key) {
     auto s = name(key);
     if (!s) return std::nullopt;
@@ -245,6 +251,17 @@ std::optional<std::size_t> read_limit(field_reader& f) {
   return static_cast<std::size_t>(*limit);
 }
 
+request read_reconcile(field_reader& f) {
+  f.only({"sweep", "entity", "project", "apply", "stale_after_s"});
+  reconcile_request r;
+  r.sweep = f.required_name("sweep");
+  r.entity = f.name("entity");
+  r.project = f.name("project");
+  r.apply = f.boolean("apply");
+  r.stale_after_s = f.timeout("stale_after_s", true);
+  return r;
+}
+
 request read_list(field_reader& f) {
   f.only({"sweep", "state", "limit", "after"});
   list_request r;
@@ -277,7 +294,7 @@ struct op_entry {
   op_reader read;
 };
 
-const std::array<op_entry, 11> ops = {{
+const std::array<op_entry, 12> ops = {{
     {"hello",
      [](field_reader& f) -> request {
        f.only({});
@@ -309,6 +326,7 @@ const std::array<op_entry, 11> ops = {{
        f.only({"run"});
        return resync_request{f.run_id()};
      }},
+    {"reconcile", read_reconcile},
 }};
 
 std::string known_ops() {

@@ -39,6 +39,14 @@ struct start_request {
 struct show_request {
   std::string run;
 };
+/// Reconcile a sweep's W&B runs stuck in a live state: dry run unless `apply`.
+struct reconcile_request {
+  std::string sweep;
+  std::optional<std::string> entity;
+  std::optional<std::string> project;
+  bool apply = false;
+  std::optional<double> stale_after_s;
+};
 /// Queue the run's current state for its W&B summary again (e.g. after a dead letter).
 struct resync_request {
   std::string run;
@@ -68,7 +76,7 @@ struct observations_request {
 
 using request = std::variant<hello_request, register_params, start_request, heartbeat_params,
                              complete_params, fail_params, status_request, show_request,
-                             list_request, observations_request, resync_request>;
+                             list_request, observations_request, resync_request, reconcile_request>;
 
 /// A parsed request, or the error to answer with.
 struct parse_result {

@@ -137,6 +137,17 @@ handled service::handle(std::string_view line, const caller& who, instant now) {
             if (delivery_) detail["wandb"] = delivery_(*run);
             h.reply = ok_reply({{"run", std::move(detail)}});
           },
+          [&](const reconcile_request& r) {
+            if (r.apply && !who.admin) {
+              h.reply = error_reply(
+                  {error_code::forbidden,
+                   fmt::format("uid {} may not apply reconcile (root and socket.admin_uids may; "
+                               "anyone may do a dry run)",
+                               who.uid)});
+              return;
+            }
+            h.reconcile = r;
+          },
           [&](const resync_request& r) {
             const outcome o = runs_.may_change(r.run, who);
             h.reply = run_state_reply(o);
@@ -161,7 +172,8 @@ json service::status_body(instant now) const {
           {"runs", counts},
           {"runs_total", runs_.size()},
           {"connections", stats.connections},
-          {"wandb", stats.wandb}};
+          {"wandb", stats.wandb},
+          {"reconcile", stats.reconcile}};
 }
 
 std::string service::list_reply(const list_request& r, instant now) const {
@@ -177,8 +189,7 @@ std::string service::list_reply(const list_request& r, instant now) const {
                     [&](const run_record& run) { return run_summary_json(run, now); });
 }
 
-std::string service::observations_reply(const observations_request& r,
-                                            const caller& who) const {
+std::string service::observations_reply(const observations_request& r, const caller& who) const {
   // In the order runs finished, so an optimizer replays its history as it happened, and one that
   // asks again after its last cursor gets only what finished since (a late report finishes a run
   // again, later).

@@ -14,6 +14,7 @@ namespace sweepd::core {
 struct daemon_stats {
   std::size_t connections = 0;
   nlohmann::json wandb = nlohmann::json::object();  // {mode, pending, in_flight, dead, last_error}
+  nlohmann::json reconcile = nlohmann::json::object();  // {last_pass_at, passes, adopted, errors}
 };
 
 /// The answer to one request line: the reply to send and, when the request changed a run, the
@@ -24,6 +25,9 @@ struct handled {
   /// A `resync` the caller may make: the daemon queues the run's W&B write, then replies (`reply`
   /// is the answer when that works).
   const run_record* resync = nullptr;
+  /// A `reconcile` the caller may make (an `apply` needs an admin): it reads W&B, so the daemon
+  /// answers it later.
+  std::optional<reconcile_request> reconcile;
 };
 
 /// Protocol v1 on top of the supervisor: parses a line, runs the op, formats the reply. Pure.

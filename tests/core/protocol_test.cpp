@@ -412,6 +412,29 @@ TEST(ParseRequest, DeepNestingIsRefusedBeforeParsing) {
                   {deep(200000), error_code::bad_request, "levels deep"}});
 }
 
+TEST(ParseRequest, Reconcile) {
+  auto r = accepted<reconcile_request>(
+      R"({"op":"reconcile","sweep":"sw","entity":"e","project":"p","apply":true,)"
+      R"("stale_after_s":600})");
+  EXPECT_EQ(r.sweep, "sw");
+  EXPECT_EQ(r.entity, "e");
+  EXPECT_EQ(r.project, "p");
+  EXPECT_TRUE(r.apply);
+  EXPECT_EQ(r.stale_after_s, 600.0);
+  r = accepted<reconcile_request>(R"({"op":"reconcile","sweep":"sw"})");
+  EXPECT_FALSE(r.apply);
+  EXPECT_FALSE(r.entity.has_value());
+  expect_refused({
+      {R"({"op":"reconcile"})", error_code::bad_request, "missing field 'sweep'"},
+      {R"({"op":"reconcile","sweep":"sw","apply":"yes"})", error_code::bad_request,
+       "field 'apply'"},
+      {R"({"op":"reconcile","sweep":"sw","stale_after_s":-1})", error_code::bad_request,
+       "field 'stale_after_s'"},
+      {R"({"op":"reconcile","sweep":"sw","dry":true})", error_code::bad_request,
+       "unknown field 'dry'"},
+  });
+}
+
 TEST(ParseRequest, UnknownFieldsAreRefusedByName) {
   expect_refused({
       {R"({"op":"hello","verbose":true})", error_code::bad_request,

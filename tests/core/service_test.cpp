@@ -604,6 +604,20 @@ TEST_F(ServiceTest, ResyncIsForTheOwnerAndAdminsAndChangesNothing) {
   refused(R"({"op":"resync","run":"r1","force":true})", 5s, "bad_request");
 }
 
+TEST_F(ServiceTest, ReconcileIsHandedToTheDaemonAndApplyNeedsAnAdmin) {
+  // The daemon answers it once W&B has been read: no reply from the service.
+  last = svc.handle(R"({"op":"reconcile","sweep":"sw"})", bob, at(1s));
+  EXPECT_TRUE(last.reply.empty());
+  ASSERT_TRUE(last.reconcile.has_value());  // a dry run: anyone
+  EXPECT_EQ(last.reconcile->sweep, "sw");
+  last = svc.handle(R"({"op":"reconcile","sweep":"sw","apply":true})", admin, at(2s));
+  ASSERT_TRUE(last.reconcile.has_value());
+  EXPECT_TRUE(last.reconcile->apply);
+  const json j = refused(R"({"op":"reconcile","sweep":"sw","apply":true})", 3s, "forbidden", bob);
+  EXPECT_FALSE(last.reconcile.has_value());
+  EXPECT_THAT(j["error"]["message"].get<std::string>(), HasSubstr("uid 1001"));
+}
+
 TEST_F(ServiceTest, ErrorsReachTheClient) {
   ok(R"({"op":"register","run":"r1","sweep":"s1"})", 0s);
 
