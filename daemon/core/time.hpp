@@ -1,7 +1,9 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace sweepd::core {
 
@@ -33,5 +35,10 @@ inline double seconds_between(mono_time from, mono_time to) {
 
 /// ISO-8601 UTC with milliseconds, e.g. "2026-11-28T21:05:53.120Z".
 std::string format_utc(wall_time t);
+
+/// Reads W&B's `createdAt`/`heartbeatAt`: "YYYY-MM-DDTHH:MM:SS", an optional fraction (any number
+/// of digits, kept to the nanosecond), then "Z", "±HH:MM" or nothing (UTC). Nullopt for any other
+/// text, an impossible date or time, or one the clock cannot hold.
+std::optional<wall_time> parse_iso8601_utc(std::string_view text);
 
 }  // namespace sweepd::core

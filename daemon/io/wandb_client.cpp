@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/json_limits.hpp"
+#include "core/protocol.hpp"
+#include "core/time.hpp"
 
 namespace sweepd::io {
 
@@ -17,6 +19,19 @@ using json = nlohmann::json;
 constexpr const char* run_query =
     R"(query Run($project: String!, $entity: String!, $name: String!) {
   project(name: $project, entityName: $entity) { run(name: $name) { id name state summaryMetrics } }
+})";
+
+// The SDK's Runs query (wandb-api.md §5) cut to what reconcile reads. endCursor is asked for but
+// not used: the SDK continues after the last edge's cursor, and so do we.
+constexpr const char* runs_query =
+    R"(query Runs($project: String!, $entity: String!, $cursor: String, $perPage: Int = 50,
+           $order: String, $filters: JSONString) {
+  project(name: $project, entityName: $entity) {
+    runs(filters: $filters, after: $cursor, first: $perPage, order: $order) {
+      edges { node { name state createdAt heartbeatAt summaryMetrics } cursor }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
 })";
 
 constexpr const char* upsert_mutation =
@@ -83,6 +98,110 @@ std::string joined_errors(const json& body) {
     }
   }
   return "[" + joined + "]";
+}
+
+/// Untrusted text for a message: JSON-quoted (control bytes escaped), cut after 64 bytes.
+std::string quoted_excerpt(const std::string& text) {
+  constexpr std::size_t max_bytes = 64;
+  const std::string quoted =
+      json(text.substr(0, max_bytes)).dump(-1, ' ', false, json::error_handler_t::replace);
+  return text.size() > max_bytes ? quoted + "..." : quoted;
+}
+
+/// A time W&B gave as a string or null; `wrong` is set for any other type. Text that is not
+/// ISO-8601 is no time rather than a broken answer: reconcile can do without one.
+std::optional<core::wall_time> time_field(const json& node, const char* key,
+                                          const std::string& where, std::string& wrong) {
+  const json* value = member(node, key);
+  if (value == nullptr) return std::nullopt;
+  if (!value->is_string()) {
+    wrong = wrong_type(where + "." + key, value, "a string or null");
+    return std::nullopt;
+  }
+  return core::parse_iso8601_utc(value->get_ref<const std::string&>());
+}
+
+/// Reads the page in a Runs answer's `data.project` into `page`; what is wrong with the answer,
+/// or empty when it is a usable page. `after` is the cursor the page was asked for.
+std::string read_runs_page(const json& project, const std::optional<std::string>& after,
+                           wandb_runs_page& page) {
+  const json* runs = member(project, "runs");
+  if (runs == nullptr || !runs->is_object()) {
+    return wrong_type("data.project.runs", runs, "an object");
+  }
+  const json* edges = member(*runs, "edges");
+  if (edges == nullptr || !edges->is_array()) {
+    return wrong_type("data.project.runs.edges", edges, "an array");
+  }
+  const json* page_info = member(*runs, "pageInfo");
+  if (page_info == nullptr || !page_info->is_object()) {
+    return wrong_type("data.project.runs.pageInfo", page_info, "an object");
+  }
+  const json* has_next = member(*page_info, "hasNextPage");
+  if (has_next == nullptr || !has_next->is_boolean()) {
+    return wrong_type("data.project.runs.pageInfo.hasNextPage", has_next, "a boolean");
+  }
+  page.runs.reserve(edges->size());
+  const std::string* last_cursor = nullptr;
+  for (std::size_t i = 0; i < edges->size(); ++i) {
+    const json& edge = (*edges)[i];
+    const std::string where = fmt::format("data.project.runs.edges[{}]", i);
+    if (!edge.is_object()) return wrong_type(where, &edge, "an object");
+    const json* node = member(edge, "node");
+    if (node == nullptr || !node->is_object()) {
+      return wrong_type(where + ".node", node, "an object");
+    }
+    // A bad name is a broken answer, not a run to skip: sweepd could never write to it, and
+    // skipping would hide runs the sweep has.
+    const json* name = member(*node, "name");
+    if (name == nullptr || !name->is_string()) {
+      return wrong_type(where + ".node.name", name, "a string");
+    }
+    const std::string& name_text = name->get_ref<const std::string&>();
+    if (!core::is_valid_run_id(name_text)) {
+      return fmt::format("`{}.node.name` is {}, not a valid run id", where,
+                         quoted_excerpt(name_text));
+    }
+    const json* state = member(*node, "state");
+    if (state == nullptr || !state->is_string()) {
+      return wrong_type(where + ".node.state", state, "a string");
+    }
+    std::string wrong;
+    const auto created_at = time_field(*node, "createdAt", where + ".node", wrong);
+    if (!wrong.empty()) return wrong;
+    const auto heartbeat_at = time_field(*node, "heartbeatAt", where + ".node", wrong);
+    if (!wrong.empty()) return wrong;
+    // JSONString, as in read_run: text inside a string; null or absent is no summary yet.
+    const json* summary = member(*node, "summaryMetrics");
+    if (summary != nullptr && !summary->is_string()) {
+      return wrong_type(where + ".node.summaryMetrics", summary, "a JSON string");
+    }
+    const json* cursor = member(edge, "cursor");
+    if (cursor == nullptr || !cursor->is_string() ||
+        cursor->get_ref<const std::string&>().empty()) {
+      return wrong_type(where + ".cursor", cursor, "a non-empty string");
+    }
+    last_cursor = &cursor->get_ref<const std::string&>();
+    core::wandb_listed_run run;
+    run.name = name_text;
+    run.state = state->get<std::string>();
+    run.created_at = created_at;
+    run.heartbeat_at = heartbeat_at;
+    run.summary_text = summary ? summary->get<std::string>() : "{}";
+    page.runs.push_back(std::move(run));
+  }
+  if (has_next->get<bool>()) {
+    // Either would have the caller ask for the same page again and again.
+    if (last_cursor == nullptr) {
+      return "`data.project.runs.pageInfo.hasNextPage` is true on a page with no runs";
+    }
+    if (after && *last_cursor == *after) {
+      return "`data.project.runs.pageInfo.hasNextPage` is true but the page ends at the cursor "
+             "it was asked to continue after";
+    }
+    page.next_cursor = *last_cursor;
+  }
+  return {};
 }
 
 core::attempt_result dead(std::string error) {
@@ -213,6 +332,41 @@ wandb_client::read_run(const std::string& entity, const std::string& project,
   view.summary_text = summary ? summary->get<std::string>() : "{}";
   result.wandb_state = view.state;
   co_return answer{result, std::move(view)};
+}
+
+boost::asio::awaitable<std::pair<core::attempt_result, std::optional<wandb_runs_page>>>
+wandb_client::list_runs(const std::string& entity, const std::string& project,
+                        const std::string& filters_json, const std::optional<std::string>& cursor,
+                        int per_page) {
+  json variables = json::object();
+  variables["entity"] = entity;
+  variables["project"] = project;
+  variables["filters"] = filters_json;  // JSONString: the text itself, not the object
+  variables["order"] = "+created_at";
+  variables["perPage"] = per_page;
+  variables["cursor"] = cursor ? json(*cursor) : json();
+  const std::string path = entity + "/" + project;
+  const std::string subject = "the runs of " + path;
+  auto [result, data] = co_await graphql(runs_query, std::move(variables), subject);
+  using answer = std::pair<core::attempt_result, std::optional<wandb_runs_page>>;
+  if (result.what != core::attempt_result::kind::delivered) co_return answer{result, {}};
+  const json* project_value = member(data, "project");
+  if (project_value == nullptr) {
+    result.what = core::attempt_result::kind::not_found;
+    result.error = "W&B does not know project " + path;
+    co_return answer{result, {}};
+  }
+  std::string wrong;
+  wandb_runs_page page;
+  if (!project_value->is_object()) {
+    wrong = wrong_type("data.project", project_value, "an object");
+  } else {
+    wrong = read_runs_page(*project_value, cursor, page);
+  }
+  if (!wrong.empty()) {
+    co_return answer{dead(fmt::format("W&B's answer for {}: {}", subject, wrong)), {}};
+  }
+  co_return answer{result, std::move(page)};
 }
 
 boost::asio::awaitable<core::attempt_result> wandb_client::write_summary(

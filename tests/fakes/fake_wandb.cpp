@@ -26,8 +26,13 @@
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
+
+#include "core/json_limits.hpp"
+#include "core/lenient_json.hpp"
 
 namespace sweepd::test {
 
@@ -91,15 +96,84 @@ std::optional<std::string> string_variable(const json& variables, const char* ke
 /// replacing bad bytes is better than losing the answer if a test stores something odd.
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+/// JSON text of a 200 whose GraphQL `errors` say why the request could not be answered.
+std::string graphql_error(const std::string& message) {
+  return dump(json{{"data", nullptr}, {"errors", json::array({{{"message", message}}})}});
+}
+
+/// True when the document selects a `runs(...)` connection: the Runs listing, not the run query.
+bool selects_runs(const std::string& query) {
+  for (std::size_t at = query.find("runs"); at != std::string::npos;
+       at = query.find("runs", at + 1)) {
+    std::size_t next = at + 4;
+    while (next < query.size() &&
+           std::string_view(" \t\r\n").find(query[next]) != std::string_view::npos) {
+      ++next;
+    }
+    if (next < query.size() && query[next] == '(') return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 struct fake_wandb::impl {
   struct run_record {
+    std::string entity;
+    std::string project;
     std::string name;
     std::string summary;
     std::string state;
+    std::string sweep;         // empty: null
+    std::string created_at;    // ISO-8601 text as W&B answers it; empty: null
+    std::string heartbeat_at;  // likewise
     /// Fields answered as raw JSON text instead of the values above; nullopt = left out.
     std::map<std::string, std::optional<std::string>> raw;
+  };
+
+  /// Where a run sits in the listing's order, and what a cursor stands for.
+  using list_key = std::pair<std::string, std::string>;  // (createdAt text, name)
+
+  /// A run as a filter sees it; the summary is parsed on first use.
+  class filter_view {
+   public:
+    explicit filter_view(const run_record* run) : run_(run) {}
+
+    /// The field's value; nullopt when the run has none. Sets `error` for a field the fake does
+    /// not filter on.
+    std::optional<json> field(const std::string& key, std::string& error) {
+      static constexpr std::string_view summary_prefix = "summary_metrics.";
+      if (key == "sweep") {
+        if (!run_ || run_->sweep.empty()) return std::nullopt;
+        return json(run_->sweep);
+      }
+      if (key == "name") return run_ ? std::optional<json>(run_->name) : std::nullopt;
+      if (key == "state") return run_ ? std::optional<json>(run_->state) : std::nullopt;
+      if (key.starts_with(summary_prefix) && key.size() > summary_prefix.size()) {
+        const json& summary = parsed_summary();
+        const auto it = summary.find(key.substr(summary_prefix.size()));
+        if (it == summary.end()) return std::nullopt;
+        return *it;
+      }
+      if (error.empty()) error = "the fake W&B cannot filter on `" + key + "`";
+      return std::nullopt;
+    }
+
+   private:
+    /// The summary's top-level object; an empty one when it is not a readable JSON object (a
+    /// summary holding NaN tokens is readable: they become stand-ins equal to no filter value).
+    const json& parsed_summary() {
+      if (!summary_) {
+        json value =
+            run_ ? core::parse_lenient_json(run_->summary, core::max_stored_json_depth).value
+                 : json::object();
+        summary_ = value.is_object() ? std::move(value) : json::object();
+      }
+      return *summary_;
+    }
+
+    const run_record* run_;  // nullptr: a run with no fields, to check a filter's shape
+    std::optional<json> summary_;
   };
 
   /// A queued fault, or a canned answer.
@@ -328,8 +402,11 @@ struct fake_wandb::impl {
       return {400, errors_body("the body must be a JSON object with a \"query\" string")};
     }
     const json variables = body.value("variables", json::object());
-    if (body["query"].get_ref<const std::string&>().find("upsertBucket") != std::string::npos) {
-      return {200, upsert_bucket(variables)};
+    const std::string& query = body["query"].get_ref<const std::string&>();
+    if (query.find("upsertBucket") != std::string::npos) return {200, upsert_bucket(variables)};
+    if (selects_runs(query)) {
+      ++list_queries;
+      return {200, runs_query(variables)};
     }
     return {200, run_query(variables)};
   }
@@ -362,20 +439,180 @@ struct fake_wandb::impl {
     if (!projects.contains({entity, project})) return dump(json{{"data", {{"project", nullptr}}}});
     const auto it = runs.find(storage_id(entity, project, name));
     if (it == runs.end()) return dump(json{{"data", {{"project", {{"run", nullptr}}}}}});
-    // Built as text so that a test's raw field goes out exactly as given, even nested too deep
-    // for a JSON value to hold or not JSON at all.
     const std::pair<const char*, json> fields[] = {{"id", it->first},
                                                    {"name", it->second.name},
                                                    {"state", it->second.state},
                                                    {"summaryMetrics", it->second.summary}};
-    std::string run;
+    return R"({"data":{"project":{"run":)" + object_text(it->second, fields) + "}}}";
+  }
+
+  /// A run's fields as a JSON object's text, each raw field of the test in place of its value.
+  /// Built as text so that a raw field goes out exactly as given, even nested too deep for a JSON
+  /// value to hold or not JSON at all.
+  template <std::size_t n>
+  static std::string object_text(const run_record& run,
+                                 const std::pair<const char*, json> (&fields)[n]) {
+    std::string out;
     for (const auto& [key, value] : fields) {
-      const auto raw = it->second.raw.find(key);
-      if (raw != it->second.raw.end() && !raw->second) continue;
-      if (!run.empty()) run += ',';
-      run += dump(json(key)) + ':' + (raw != it->second.raw.end() ? *raw->second : dump(value));
+      const auto raw = run.raw.find(key);
+      if (raw != run.raw.end() && !raw->second) continue;
+      if (!out.empty()) out += ',';
+      out += dump(json(key)) + ':' + (raw != run.raw.end() ? *raw->second : dump(value));
     }
-    return R"({"data":{"project":{"run":{)" + run + "}}}}";
+    return '{' + out + '}';
+  }
+
+  static json text_or_null(const std::string& text) { return text.empty() ? json() : json(text); }
+
+  /// The Runs listing (wandb-api.md §5): one page of the project's runs that pass the filter.
+  std::string runs_query(const json& variables) {
+    const std::string entity = string_variable(variables, "entity").value_or("");
+    const std::string project = string_variable(variables, "project").value_or("");
+    if (!projects.contains({entity, project})) return dump(json{{"data", {{"project", nullptr}}}});
+
+    json filter = json::object();
+    if (const auto f = variables.find("filters"); f != variables.end() && !f->is_null()) {
+      // JSONString travels as JSON text inside a string; an object here is a client bug.
+      if (!f->is_string()) {
+        return graphql_error("filters: expected a JSON string, got " + std::string(f->type_name()));
+      }
+      filter = json::parse(f->get_ref<const std::string&>(), nullptr, false);
+      if (filter.is_discarded() || !filter.is_object()) {
+        return graphql_error("filters: expected the text of a JSON object");
+      }
+    }
+    // A filter is checked whole before any run is, as a server would, so that a mistake in a
+    // branch no run reaches is still an error.
+    std::string error;
+    filter_view nobody(nullptr);
+    passes(filter, nobody, error);
+    if (!error.empty()) return graphql_error("filters: " + error);
+
+    if (const auto o = variables.find("order");
+        o != variables.end() && !o->is_null() && *o != "+created_at") {
+      return graphql_error("the fake W&B orders by \"+created_at\" only, not " + o->dump());
+    }
+
+    std::size_t per_page = 50;
+    if (const auto p = variables.find("perPage"); p != variables.end() && !p->is_null()) {
+      if (!p->is_number_integer()) {
+        return graphql_error("perPage: expected an Int, got " + p->dump());
+      }
+      // Unsigned first: a number above INT64_MAX read as signed would wrap to a negative one.
+      per_page =
+          p->is_number_unsigned()
+              ? static_cast<std::size_t>(std::min<std::uint64_t>(p->get<std::uint64_t>(), 1000))
+              : 1;
+      per_page = std::max<std::size_t>(per_page, 1);
+    }
+
+    std::optional<list_key> after;
+    if (const auto c = variables.find("cursor"); c != variables.end() && !c->is_null()) {
+      const auto issued = c->is_string() ? cursors.find(c->get<std::string>()) : cursors.end();
+      if (issued == cursors.end()) return graphql_error("invalid cursor " + c->dump());
+      after = issued->second;
+    }
+
+    std::map<list_key, const run_record*> listed;
+    for (const auto& [id, run] : runs) {
+      if (run.entity != entity || run.project != project) continue;
+      const list_key key{run.created_at, run.name};
+      if (after && key <= *after) continue;
+      filter_view view(&run);
+      if (passes(filter, view, error)) listed.emplace(key, &run);
+    }
+
+    std::string edges;
+    std::string last_cursor;
+    std::size_t taken = 0;
+    for (auto it = listed.begin(); it != listed.end() && taken < per_page; ++it, ++taken) {
+      const run_record& run = *it->second;
+      last_cursor = base64("Cursor:v1:" + it->first.first + "\n" + it->first.second);
+      cursors.emplace(last_cursor, it->first);
+      const std::pair<const char*, json> fields[] = {
+          {"id", storage_id(run.entity, run.project, run.name)},
+          {"name", run.name},
+          {"state", run.state},
+          {"sweepName", text_or_null(run.sweep)},
+          {"createdAt", text_or_null(run.created_at)},
+          {"heartbeatAt", text_or_null(run.heartbeat_at)},
+          {"summaryMetrics", run.summary}};
+      if (!edges.empty()) edges += ',';
+      edges += R"({"node":)" + object_text(run, fields) + R"(,"cursor":)" +
+               dump(json(last_cursor)) + '}';
+    }
+    const bool more = listed.size() > taken;
+    const std::string end_cursor = taken > 0 ? dump(json(last_cursor)) : "null";
+    return R"({"data":{"project":{"runs":{"edges":[)" + edges + R"(],"pageInfo":{"hasNextPage":)" +
+           (more ? "true" : "false") + R"(,"endCursor":)" + end_cursor + "}}}}}";
+  }
+
+  /// Whether the run passes every condition of the object `conditions`. Every condition is
+  /// looked at, none skipped, so that `error` names the first the fake cannot evaluate.
+  static bool passes(const json& conditions, filter_view& run, std::string& error) {
+    bool all = true;
+    for (const auto& [key, value] : conditions.items()) {
+      bool ok = false;
+      if (key == "$and") {
+        if (!value.is_array()) {
+          if (error.empty()) error = "$and expects an array, got " + value.dump();
+          return false;
+        }
+        ok = true;
+        for (const json& each : value) {
+          if (!each.is_object()) {
+            if (error.empty()) error = "$and expects objects, got " + each.dump();
+            return false;
+          }
+          ok = passes(each, run, error) && ok;
+        }
+      } else if (key.starts_with('$')) {
+        if (error.empty()) error = "the fake W&B does not support the operator " + key;
+        return false;
+      } else {
+        ok = holds(run.field(key, error), value, error);
+      }
+      all = ok && all;
+    }
+    return all;
+  }
+
+  /// Whether a field's value (nullopt: the run has none) meets `condition`: equal to a value, or
+  /// each of the operators in an object.
+  static bool holds(const std::optional<json>& field, const json& condition, std::string& error) {
+    // MongoDB's rule: a missing field equals null.
+    const auto equal = [&](const json& v) { return field ? *field == v : v.is_null(); };
+    if (!condition.is_object()) return equal(condition);
+    if (condition.empty()) {
+      if (error.empty()) error = "a condition needs a value or an operator";
+      return false;
+    }
+    bool all = true;
+    for (const auto& [op, arg] : condition.items()) {
+      bool ok = false;
+      if (op == "$eq") {
+        ok = equal(arg);
+      } else if (op == "$ne") {
+        ok = !equal(arg);
+      } else if (op == "$in") {
+        if (!arg.is_array()) {
+          if (error.empty()) error = "$in expects an array, got " + arg.dump();
+          return false;
+        }
+        ok = std::any_of(arg.begin(), arg.end(), equal);
+      } else if (op == "$exists") {
+        if (!arg.is_boolean()) {
+          if (error.empty()) error = "$exists expects a boolean, got " + arg.dump();
+          return false;
+        }
+        ok = field.has_value() == arg.get<bool>();
+      } else {
+        if (error.empty()) error = "the fake W&B does not support the operator " + op;
+        return false;
+      }
+      all = ok && all;
+    }
+    return all;
   }
 
   // --- test thread (under the lock) -----------------------------------------------------------
@@ -408,6 +645,9 @@ struct fake_wandb::impl {
   std::chrono::milliseconds latency{0};
   std::size_t requests = 0;
   std::size_t upserts = 0;
+  std::size_t list_queries = 0;
+  /// Every cursor the listing has handed out, and the run it points after.
+  std::map<std::string, list_key> cursors;
   std::size_t in_flight = 0;
   std::size_t max_concurrent = 0;
   std::vector<recorded> log;
@@ -433,7 +673,23 @@ void fake_wandb::add_run(const std::string& entity, const std::string& project,
                          const std::string& state) {
   const std::lock_guard lock(impl_->mutex);
   impl_->projects.insert({entity, project});
-  impl_->runs[storage_id(entity, project, name)] = {name, summary_json_text, state, {}};
+  impl::run_record run;
+  run.entity = entity;
+  run.project = project;
+  run.name = name;
+  run.summary = summary_json_text;
+  run.state = state;
+  impl_->runs[storage_id(entity, project, name)] = std::move(run);
+}
+
+void fake_wandb::set_run_meta(const std::string& entity, const std::string& project,
+                              const std::string& name, const std::string& sweep,
+                              const std::string& created_at, const std::string& heartbeat_at) {
+  const std::lock_guard lock(impl_->mutex);
+  impl::run_record& run = impl_->find_locked(entity, project, name);
+  run.sweep = sweep;
+  run.created_at = created_at;
+  run.heartbeat_at = heartbeat_at;
 }
 
 std::string fake_wandb::summary(const std::string& entity, const std::string& project,
@@ -524,6 +780,11 @@ std::size_t fake_wandb::requests() const {
 std::size_t fake_wandb::upserts() const {
   const std::lock_guard lock(impl_->mutex);
   return impl_->upserts;
+}
+
+std::size_t fake_wandb::list_queries() const {
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->list_queries;
 }
 
 std::size_t fake_wandb::max_concurrent() const {

@@ -1,7 +1,8 @@
 #pragma once
 
-// An in-process fake of the W&B GraphQL endpoint (shared/wandb-api.md §1-§4, §7) for tests and
-// benchmarks: the run query and the upsertBucket summary mutation, Basic auth, and scripted
+// An in-process fake of the W&B GraphQL endpoint (shared/wandb-api.md §1-§5, §7) for tests and
+// benchmarks: the run query, the Runs listing (filters, pages), the upsertBucket summary
+// mutation, Basic auth, and scripted
 // faults (401, 429 with Retry-After or RateLimit-Reset, 5xx, slow answers, dropped connections,
 // GraphQL errors in a 200, a 200 that is not JSON, any canned answer), and hostile run answers
 // (fields of the wrong JSON type, summaries nested deep or very large).
@@ -15,6 +16,16 @@
 //
 // Summaries are kept as opaque text, exactly as the client sent them, because real W&B summaries
 // hold bare NaN/Infinity/-Infinity tokens that strict JSON parsers refuse.
+//
+// The Runs listing (a query whose text has `runs(`) reads the variables the W&B SDK sends:
+// `filters` (JSONString), `perPage` (default 50, clamped to [1, 1000]), `cursor` and `order`. It
+// answers the runs of that entity/project only, ordered by createdAt (as text) then name, after
+// `cursor`, an opaque cursor this fake issued. Filters: `$and` (an array of conditions; the keys
+// of one object must all hold), fields `sweep`, `name`, `state` and `summary_metrics.<key>`, where
+// <key> is the summary's flat top-level key ("summary_metrics.protein.state" reads the key
+// "protein.state", as sweepd writes it), each either equal to a value or tested with `$eq`, `$ne`,
+// `$in` and `$exists` (a missing field equals null, as in MongoDB). Anything else in a filter, an
+// order other than "+created_at" and an unknown cursor are a 200 with GraphQL `errors`.
 
 #include <chrono>
 #include <cstddef>
@@ -59,9 +70,15 @@ class fake_wandb {
                     const std::string& name) const;
   void set_state(const std::string& entity, const std::string& project, const std::string& name,
                  const std::string& state);
-  /// Answers the run query with `raw_json` spliced in as is for the run's `field` ("id", "name",
-  /// "state" or "summaryMetrics"): a number, null, an object, anything. Nullopt leaves the field
-  /// out of the answer; reset_raw_fields() goes back to the stored values.
+  /// The run's sweep and its W&B times, as ISO-8601 text the way W&B answers it (e.g.
+  /// "2023-11-05T17:46:35"); an empty string is null. A run starts with none of them.
+  void set_run_meta(const std::string& entity, const std::string& project, const std::string& name,
+                    const std::string& sweep, const std::string& created_at,
+                    const std::string& heartbeat_at);
+  /// Answers the run query and the run's node in the Runs listing with `raw_json` spliced in as
+  /// is for the run's `field` ("id", "name", "state", "sweepName", "createdAt", "heartbeatAt" or
+  /// "summaryMetrics"): a number, null, an object, anything. Nullopt leaves the field out of the
+  /// answer; reset_raw_fields() goes back to the stored values. Filters see the stored values.
   void set_raw_field(const std::string& entity, const std::string& project, const std::string& name,
                      const std::string& field, std::optional<std::string> raw_json);
   void reset_raw_fields(const std::string& entity, const std::string& project,
@@ -99,6 +116,9 @@ class fake_wandb {
   std::size_t requests() const;
   /// upsertBucket mutations that were applied.
   std::size_t upserts() const;
+  /// Runs queries (listings) the fake answered itself, filter errors included; a request taken
+  /// by a fault or a canned answer is not one.
+  std::size_t list_queries() const;
   /// The most requests that were between being read and being answered (or dropped) at once.
   std::size_t max_concurrent() const;
 
