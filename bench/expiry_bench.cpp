@@ -67,8 +67,8 @@ int main(int argc, char** argv) {
     for (int k = 0; k < n; ++k) {
       // A long first timeout: registering is durable (a commit each) and takes a while; the
       // heartbeats below then give every run the same deadline.
-      lines += R"({"op":"register","heartbeat_timeout_s":3600,"run":"r)" +
-               std::to_string(i + k) + "\"}\n";
+      lines += R"({"op":"register","heartbeat_timeout_s":3600,"run":"r)" + std::to_string(i + k) +
+               "\"}\n";
     }
     writer.send_raw(lines);
     for (int k = 0; k < n; ++k) writer.read_line();

@@ -116,9 +116,10 @@ void startup_cost(const std::string& dir, int runs) {
   for (auto& r : contents.runs) sup.restore(std::move(r), at);
   const double restore_ms = ms_since(t);
   opened.value.reset();
-  std::printf("startup with %zu runs (%.0f MB journal): open %.0f ms (lock, quick_check, schema), "
-              "load %.0f ms, restore %.0f ms\n",
-              sup.size(), size_mb, open_ms, load_ms, restore_ms);
+  std::printf(
+      "startup with %zu runs (%.0f MB journal): open %.0f ms (lock, quick_check, schema), "
+      "load %.0f ms, restore %.0f ms\n",
+      sup.size(), size_mb, open_ms, load_ms, restore_ms);
 
   sweepd::core::config cfg;
   cfg.socket.path = dir + "/s.sock";

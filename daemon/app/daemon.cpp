@@ -117,6 +117,8 @@ std::optional<std::string> daemon::open() {
   if (auto err = restore_from_journal()) return err;
   sink_ = std::make_unique<wandb_sink>(io_, *journal_);
   if (auto err = sink_->start(cfg_)) return err;
+  reconciler_ = std::make_unique<reconciler>(
+      io_, runs_, *sink_, [this](std::span<core::outcome> adopted) { return commit(adopted); });
   return server_.open();
 }
 
@@ -165,6 +167,8 @@ int daemon::run() {
   asio::co_spawn(io_, signal_loop(), rethrow_if_failed);
   asio::co_spawn(io_, retention_loop(), rethrow_if_failed);
   asio::co_spawn(io_, tick_loop(), rethrow_if_failed);
+  asio::co_spawn(io_, reconciler_->periodic([this]() -> const core::config& { return cfg_; }),
+                 rethrow_if_failed);
   spdlog::info("sweepd {} ready on {} (heartbeat timeout {}s, W&B {})", core::version,
                server_.path(), cfg_.timeouts.heartbeat, sink_->mode());
   io::notify_ready();
@@ -182,6 +186,7 @@ void daemon::stop() {
   deadline_timer_.cancel();
   retention_timer_.cancel();
   tick_timer_.cancel();
+  if (reconciler_) reconciler_->stop();
   process_watch_.stop();
   if (sink_ && sink_->online()) {
     // Stop at once when no W&B request is in flight. One in flight may take up to
@@ -225,12 +230,15 @@ core::daemon_stats daemon::stats() const {
   core::daemon_stats s;
   s.connections = server_.connections();
   if (sink_) s.wandb = sink_->status();
+  if (reconciler_) s.reconcile = reconciler_->status();
   return s;
 }
 
-std::string daemon::on_line(std::string_view line, const io::peer_credentials& peer) {
-  core::handled h = service_.handle(line, caller_of(peer), now());
+io::reply daemon::on_line(std::string_view line, const io::peer_credentials& peer) {
+  const core::caller who = caller_of(peer);
+  core::handled h = service_.handle(line, who, now());
   if (h.resync != nullptr) return resync(*h.resync);
+  if (h.reconcile) return reconcile(std::move(*h.reconcile), who);
   if (!h.result.change) {
     // Heartbeats and reads never touch the disk, but a heartbeat's timeout_s can bring a deadline
     // forward without a transition: the timer must not stay armed for the later one.
@@ -264,6 +272,23 @@ std::string daemon::on_line(std::string_view line, const io::peer_credentials& p
   if (watched_registration) watch_process_of(*h.result.run, binding.pidfd);
   rearm_if_earlier();
   return std::move(h.reply);
+}
+
+io::reply daemon::reconcile(core::reconcile_request r, const core::caller& who) {
+  if (!sink_->online()) {
+    return core::error_reply(
+        {core::error_code::unavailable,
+         fmt::format("W&B is {} here; reconcile reads W&B, it needs wandb.mode online and an "
+                     "API key",
+                     sink_->mode())});
+  }
+  io::reply later;
+  later.later = [this, r = std::move(r), who]() -> asio::awaitable<std::string> {
+    auto result = co_await reconciler_->run(r, who, cfg_);
+    if (auto* err = std::get_if<core::error>(&result)) co_return core::error_reply(*err);
+    co_return core::ok_reply(std::move(std::get<nlohmann::json>(result)));
+  };
+  return later;
 }
 
 std::string daemon::resync(const core::run_record& run) {

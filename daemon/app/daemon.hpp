@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "app/reconciler.hpp"
 #include "app/wandb_sink.hpp"
 #include "core/config.hpp"
 #include "core/service.hpp"
@@ -44,7 +45,9 @@ class daemon {
   io::journal* journal() { return journal_.get(); }
 
  private:
-  std::string on_line(std::string_view line, const io::peer_credentials& peer);
+  io::reply on_line(std::string_view line, const io::peer_credentials& peer);
+  /// Answers `reconcile` later, once W&B has been read (other clients are served meanwhile).
+  io::reply reconcile(core::reconcile_request r, const core::caller& who);
   /// Queues the run's W&B summary again (`resync`); the reply line.
   std::string resync(const core::run_record& run);
   /// The run's W&B delivery, for `show`.
@@ -83,6 +86,7 @@ class daemon {
   core::supervisor runs_;
   std::unique_ptr<io::journal> journal_;
   std::unique_ptr<wandb_sink> sink_;
+  std::unique_ptr<reconciler> reconciler_;
   core::service service_;
   io::control_server server_;
   asio::steady_timer deadline_timer_;

@@ -67,6 +67,8 @@ class wandb_sink {
   /// {mode, pending, in_flight, dead, last_error} for `status`.
   nlohmann::json status() const;
   const std::string& mode() const { return mode_; }
+  /// The W&B client when online (reconcile reads W&B with it), else nullptr.
+  io::wandb_client* client() { return client_.get(); }
   bool online() const { return mode_ == "online"; }
 
  private:

@@ -367,7 +367,13 @@ asio::awaitable<void> control_server::serve(connection_list::iterator it) {
         closing = true;  // a whole over-long line arrived in one read: refused like a partial one
         break;
       }
-      queue_reply(conn, output, answer_line(line, conn.peer));
+      reply answered = answer_line(line, conn.peer);
+      if (answered.later) answered.text = co_await await_later(answered);
+      if (stopped_) {
+        failed = true;
+        break;
+      }
+      queue_reply(conn, output, std::move(answered.text));
       if (output.size() > options_.output_budget) {
         // A client that does not read stops being answered here, holding at most the budget and
         // one reply; the write is also this connection's turn ending.
@@ -416,13 +422,22 @@ asio::awaitable<void> control_server::serve(connection_list::iterator it) {
   }
 }
 
-std::string control_server::answer_line(std::string_view line, const peer_credentials& peer) {
+reply control_server::answer_line(std::string_view line, const peer_credentials& peer) {
   try {
     return handler_(line, peer);
   } catch (const std::exception& e) {
     spdlog::error("request failed: {}", e.what());
     return core::error_reply({core::error_code::internal, "sweepd could not handle the request"});
   }
+}
+
+asio::awaitable<std::string> control_server::await_later(const reply& r) {
+  try {
+    co_return co_await r.later();
+  } catch (const std::exception& e) {
+    spdlog::error("request failed: {}", e.what());
+  }
+  co_return core::error_reply({core::error_code::internal, "sweepd could not handle the request"});
 }
 
 }  // namespace sweepd::io

@@ -30,6 +30,16 @@ struct peer_credentials {
   int socket_fd = -1;
 };
 
+/// The answer to one request line: the reply now, or a coroutine that produces it later (an op
+/// that waits on W&B). A connection's later requests wait for it, so replies stay in order;
+/// other connections are served meanwhile.
+struct reply {
+  reply() = default;
+  reply(std::string now) : text(std::move(now)) {}  // NOLINT: a plain reply converts implicitly
+  std::string text;
+  std::function<asio::awaitable<std::string>()> later;
+};
+
 /// The limits a config reload may change (socket.*).
 struct control_server_limits {
   std::size_t max_connections = 4096;
@@ -65,7 +75,7 @@ struct control_server_options {
 class control_server {
  public:
   /// Answers one request line (without '\n'); returns the reply with its '\n'.
-  using line_handler = std::function<std::string(std::string_view line, const peer_credentials&)>;
+  using line_handler = std::function<reply(std::string_view line, const peer_credentials&)>;
 
   control_server(asio::io_context& io, control_server_options options, line_handler handler);
   ~control_server();
@@ -109,7 +119,9 @@ class control_server {
   void queue_reply(connection& conn, std::string& output, std::string reply);
   /// Writes what `conn` has waiting; false when the connection failed.
   asio::awaitable<bool> flush(connection& conn, std::string& output);
-  std::string answer_line(std::string_view line, const peer_credentials& peer);
+  reply answer_line(std::string_view line, const peer_credentials& peer);
+  /// Runs a deferred reply to its end; `internal` if it throws.
+  asio::awaitable<std::string> await_later(const reply& r);
   bool is_admin(std::uint32_t uid) const;
   /// Accepts and refuses, with the reserve descriptor, connections waiting while the process is
   /// out of descriptors; returns how many.

@@ -405,6 +405,9 @@ struct fake_wandb::impl {
     const std::string& query = body["query"].get_ref<const std::string&>();
     if (query.find("upsertBucket") != std::string::npos) return {200, upsert_bucket(variables)};
     if (selects_runs(query)) {
+      if (listings_fail_after && list_queries >= *listings_fail_after) {
+        return {503, errors_body("service unavailable")};
+      }
       ++list_queries;
       return {200, runs_query(variables)};
     }
@@ -646,6 +649,7 @@ struct fake_wandb::impl {
   std::size_t requests = 0;
   std::size_t upserts = 0;
   std::size_t list_queries = 0;
+  std::optional<std::size_t> listings_fail_after;
   /// Every cursor the listing has handed out, and the run it points after.
   std::map<std::string, list_key> cursors;
   std::size_t in_flight = 0;
@@ -780,6 +784,11 @@ std::size_t fake_wandb::requests() const {
 std::size_t fake_wandb::upserts() const {
   const std::lock_guard lock(impl_->mutex);
   return impl_->upserts;
+}
+
+void fake_wandb::fail_listings_after(std::size_t answered) {
+  const std::lock_guard lock(impl_->mutex);
+  impl_->listings_fail_after = answered;
 }
 
 std::size_t fake_wandb::list_queries() const {

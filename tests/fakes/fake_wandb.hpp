@@ -119,6 +119,9 @@ class fake_wandb {
   /// Runs queries (listings) the fake answered itself, filter errors included; a request taken
   /// by a fault or a canned answer is not one.
   std::size_t list_queries() const;
+  /// Once `answered` listings have been answered, every further one gets a 503 (W&B failing in
+  /// the middle of a listing).
+  void fail_listings_after(std::size_t answered);
   /// The most requests that were between being read and being answered (or dropped) at once.
   std::size_t max_concurrent() const;
 

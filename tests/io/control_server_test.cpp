@@ -12,7 +12,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -663,6 +666,40 @@ TEST(ControlServerOpen, CreatesAMissingSocketDirectory) {
   auto err = server.open();
   EXPECT_FALSE(err) << *err;
   EXPECT_TRUE(std::filesystem::exists(opts.path));
+}
+
+TEST(ControlServerDeferred, ALaterReplyKeepsItsConnectionsOrderAndOthersAreServedMeanwhile) {
+  test::temp_dir dir;
+  asio::io_context io;
+  asio::steady_timer gate(io, asio::steady_timer::time_point::max());
+  control_server_options opts;
+  opts.path = dir.file("s.sock");
+  control_server server(io, opts, [&](std::string_view line, const peer_credentials&) -> reply {
+    if (line != "later") return std::string(line) + "\n";
+    reply r;
+    r.later = [&]() -> asio::awaitable<std::string> {
+      co_await gate.async_wait(asio::as_tuple(asio::use_awaitable));  // until the test opens it
+      co_return "later-done\n";
+    };
+    return r;
+  });
+  ASSERT_FALSE(server.open());
+  server.start();
+  std::thread loop([&] { io.run(); });
+
+  client a;
+  client b;
+  ASSERT_TRUE(a.connect(opts.path));
+  ASSERT_TRUE(b.connect(opts.path));
+  ASSERT_TRUE(a.send_raw("later\nafter\n"));
+  ASSERT_TRUE(b.send_raw("b\n"));
+  EXPECT_EQ(b.read_line(), "b");                              // served while a's request waits
+  EXPECT_FALSE(a.read_line(std::chrono::milliseconds(100)));  // nothing for a yet, not even "after"
+  asio::post(io, [&] { gate.cancel(); });
+  EXPECT_EQ(a.read_line(), "later-done");
+  EXPECT_EQ(a.read_line(), "after");
+  asio::post(io, [&] { server.stop(); });
+  loop.join();
 }
 
 }  // namespace
