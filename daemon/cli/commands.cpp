@@ -480,8 +480,10 @@ std::string reconcile_summary(const json& reply) {
     if (count(state) == 0) continue;
     states += fmt::format("{}{} {}", states.empty() ? "" : ", ", count(state), state);
   }
-  std::string line = fmt::format("{} {}{}", count("adopt"), applied ? "marked" : "to mark",
-                                 states.empty() ? "" : ": " + states);
+  std::string line = count("adopt") == 0
+                         ? std::string("nothing to mark")
+                         : fmt::format("{} {}{}", count("adopt"), applied ? "marked" : "to mark",
+                                       states.empty() ? "" : ": " + states);
   std::size_t alive = 0;
   std::size_t live = 0;
   std::size_t final_in_wandb = 0;
@@ -498,7 +500,9 @@ std::string reconcile_summary(const json& reply) {
                         applied ? "rewritten" : "to rewrite");
   }
   if (final_in_wandb > 0) line += fmt::format("; {} already final", final_in_wandb);
-  line += applied ? "; the W&B writes are queued" : "; dry run: nothing written, run with --apply";
+  const bool writes = count("adopt") + count("repair") > 0;
+  if (applied && writes) line += "; the W&B writes are queued";
+  if (!applied && writes) line += "; dry run: nothing written, run with --apply";
   return line;
 }
 

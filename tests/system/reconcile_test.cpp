@@ -173,6 +173,7 @@ TEST_F(ReconcileSystemTest, DryRunThenApplyGivesEveryStuckRunItsTrueStateOnce) {
   EXPECT_EQ(again["counts"].value("repair", 0), 0);
   ASSERT_TRUE(drained());
   EXPECT_EQ(wandb_.upserts(), after_apply);
+  EXPECT_THAT(sweepctl({"reconcile", "--sweep", "sw"}).out, HasSubstr("nothing to mark; 1 alive"));
 
   // The worker of an adopted run reports after all: a late completion.
   const json late = d_->call({{"op", "complete"}, {"run", "stale001"}, {"objective", 0.7}});
