@@ -49,6 +49,15 @@ std::vector<sweepd::core::outcome> register_runs(sweepd::core::supervisor& sup,
   return out;
 }
 
+/// The changes of outcomes planned and applied at once, to store them.
+std::vector<sweepd::core::run_change> changes_of(const std::vector<sweepd::core::outcome>& os) {
+  std::vector<sweepd::core::run_change> changes;
+  for (const auto& o : os) {
+    if (o.change) changes.push_back(*o.change);
+  }
+  return changes;
+}
+
 void commit_costs(const std::string& dir, const char* sync, int single_commits) {
   const std::string path = fmt::format("{}/commit-{}.db", dir, sync);
   auto opened = sweepd::io::journal::open(path);
@@ -63,7 +72,7 @@ void commit_costs(const std::string& dir, const char* sync, int single_commits) 
 
   auto singles = register_runs(sup, "single-", single_commits);
   auto t = clock_type::now();
-  for (auto& o : singles) j.commit({&o, 1}, true);
+  for (auto& o : singles) j.commit({&*o.change, 1}, sup, true);
   const double single_us = ms_since(t) * 1000 / single_commits;
 
   constexpr int batch = 2048;
@@ -72,7 +81,7 @@ void commit_costs(const std::string& dir, const char* sync, int single_commits) 
   for (int b = 0; b < batches; ++b) {
     auto group = register_runs(sup, fmt::format("group-{}-", b), batch);
     t = clock_type::now();
-    j.commit(group, true);
+    j.commit(changes_of(group), sup, true);
     grouped_ms += ms_since(t);
   }
   const double grouped_us = grouped_ms * 1000 / (batch * batches);
@@ -98,8 +107,8 @@ void startup_cost(const std::string& dir, int runs) {
         more.push_back(sup.start(id, owner(), now()));
         if (k % 4 != 0) more.push_back(sup.complete({id, 0.5, 10.0}, owner(), now()));
       }
-      j.commit(outs, true);
-      j.commit(more, true);
+      j.commit(changes_of(outs), sup, true);
+      j.commit(changes_of(more), sup, true);
     }
   }
   const auto size_mb = static_cast<double>(std::filesystem::file_size(path)) / 1e6;

@@ -66,7 +66,9 @@ double deliver(int runs, std::size_t in_flight, std::chrono::milliseconds latenc
   const auto start = clock_type::now();
   boost::asio::post(io, [&] {
     std::vector<sweepd::core::outbox_entry> queued;
-    journal->commit(outcomes, true, &queued);
+    std::vector<sweepd::core::run_change> changes;
+    for (const auto& o : outcomes) changes.push_back(*o.change);
+    journal->commit(changes, sup, true, &queued);
     sink.enqueue(std::move(queued));
   });
   wandb.wait_until([&] { return wandb.upserts() >= static_cast<std::size_t>(runs); }, 300s);

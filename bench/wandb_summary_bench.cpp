@@ -125,7 +125,9 @@ delivery_figures deliver_one(const std::string& summary) {
   const auto start = clock_type::now();
   asio::post(io, [&] {
     std::vector<sweepd::core::outbox_entry> queued;
-    journal->commit(outcomes, true, &queued);
+    std::vector<sweepd::core::run_change> changes;
+    for (const auto& o : outcomes) changes.push_back(*o.change);
+    journal->commit(changes, sup, true, &queued);
     sink.enqueue(std::move(queued));
   });
   // Settled: delivered or dead-lettered (an answer over the cap is).

@@ -118,7 +118,10 @@ std::optional<std::string> daemon::open() {
   sink_ = std::make_unique<wandb_sink>(io_, *journal_);
   if (auto err = sink_->start(cfg_)) return err;
   reconciler_ = std::make_unique<reconciler>(
-      io_, runs_, *sink_, [this](std::span<core::outcome> adopted) { return commit(adopted); });
+      io_, runs_, *sink_, [this](std::span<const core::run_change> adopted) {
+        commit_batch();  // what requests planned this turn first
+        return store(adopted);
+      });
   return server_.open();
 }
 
@@ -239,21 +242,24 @@ io::reply daemon::on_line(std::string_view line, const io::peer_credentials& pee
   core::handled h = service_.handle(line, who, now());
   if (h.resync != nullptr) return resync(*h.resync);
   if (h.reconcile) return reconcile(std::move(*h.reconcile), who);
+  if (h.result.change && batch_ && batch_->conflicts(*h.result.change)) {
+    // A second change of one run (or of one new sweep) in a turn: the first is stored and
+    // applied, and this one planned again against it.
+    commit_batch();
+    h = service_.handle(line, who, now());
+  }
   if (!h.result.change) {
     // Heartbeats and reads never touch the disk, but a heartbeat's timeout_s can bring a deadline
     // forward without a transition: the timer must not stay armed for the later one.
     rearm_if_earlier();
     return std::move(h.reply);
   }
-  const bool watched_registration =
-      h.result.change->reason == core::transition_reason::registered && h.result.run->watch_peer;
   io::peer_binding binding;
-  if (watched_registration) {
+  if (h.result.change->created && h.result.change->created->watch_peer) {
     // Bound before anything is stored: a run bound to a process that is already gone would be
     // crashed at once, though its real worker (a child the connector handed the socket to) lives.
     binding = io::bind_connected_peer(peer.socket_fd, peer.pid, peer.start_time);
     if (binding.what == io::peer_binding::result::gone) {
-      runs_.undo(h.result);
       return core::error_reply(
           {core::error_code::bad_request,
            fmt::format("watch_peer: the process that opened this connection (pid {}) has exited; "
@@ -262,16 +268,65 @@ io::reply daemon::on_line(std::string_view line, const io::peer_credentials& pee
                        peer.pid)});
     }
   }
-  // Commit before reply: a worker is told only what is stored.
-  if (!commit({&h.result, 1})) {
-    if (binding.pidfd >= 0) ::close(binding.pidfd);
-    return core::error_reply({core::error_code::internal,
-                              "sweepd could not store the transition; nothing was changed "
-                              "(see the daemon's log)"});
+  return batch(std::move(*h.result.change), std::move(h.reply), binding.pidfd);
+}
+
+bool daemon::pending_batch::conflicts(const core::run_change& c) const {
+  if (runs.contains(c.run)) return true;
+  return c.created && !c.created->sweep.empty() && new_sweeps.contains(c.created->sweep);
+}
+
+io::reply daemon::batch(core::run_change c, std::string reply, int pidfd) {
+  if (!batch_) {
+    batch_ = std::make_unique<pending_batch>(io_);
+    // Every change decoded in this turn of the loop, from every connection, is stored in one
+    // transaction when the turn's ready work is done (group commit).
+    asio::post(io_, [this] { commit_batch(); });
   }
-  if (watched_registration) watch_process_of(*h.result.run, binding.pidfd);
+  pending_batch& b = *batch_;
+  const std::size_t index = b.changes.size();
+  b.runs.insert(c.run);
+  if (c.created && !c.created->sweep.empty() && !runs_.sweep_owner(c.created->sweep)) {
+    b.new_sweeps.insert(c.created->sweep);
+  }
+  b.changes.push_back(std::move(c));
+  b.pidfds.push_back(pidfd);
+  b.result->replies.push_back(std::move(reply));
+  // The reply goes out once the batch is stored (commit before reply); the connection's later
+  // requests wait for it, others are served meanwhile.
+  io::reply later;
+  later.later = [result = b.result, index]() -> asio::awaitable<std::string> {
+    if (!result->done) co_await result->stored.async_wait(as_tuple(use_awaitable));
+    co_return std::move(result->replies[index]);
+  };
+  return later;
+}
+
+void daemon::commit_batch() {
+  if (!batch_) return;
+  const std::unique_ptr<pending_batch> b = std::move(batch_);
+  if (store(b->changes)) {
+    for (std::size_t i = 0; i < b->changes.size(); ++i) {
+      const bool created = b->changes[i].created.has_value();
+      const core::run_record& run = runs_.apply(std::move(b->changes[i]));
+      if (created) {
+        watch_process_of(run, b->pidfds[i]);
+      } else if (b->pidfds[i] >= 0) {
+        ::close(b->pidfds[i]);
+      }
+    }
+  } else {
+    for (int fd : b->pidfds) {
+      if (fd >= 0) ::close(fd);
+    }
+    const std::string refused = core::error_reply(
+        {core::error_code::internal,
+         "sweepd could not store the transition; nothing was changed (see the daemon's log)"});
+    for (std::string& reply : b->result->replies) reply = refused;
+  }
+  b->result->done = true;
+  b->result->stored.cancel();
   rearm_if_earlier();
-  return std::move(h.reply);
 }
 
 io::reply daemon::reconcile(core::reconcile_request r, const core::caller& who) {
@@ -335,36 +390,39 @@ void daemon::on_process_exit(std::int32_t pid) {
   std::vector<std::string> runs;
   for (auto it = first; it != last; ++it) runs.push_back(it->second);
   runs_by_pid_.erase(pid);
+  commit_batch();  // what this turn decoded first: a run's own report wins over its crash
   for (const std::string& id : runs) {
-    core::outcome o = runs_.process_exited(id, now());
+    core::outcome o = runs_.plan_process_exited(id, now());
     if (!o.change) continue;  // already finished, or gone
-    if (!commit({&o, 1})) {
+    if (!store({&*o.change, 1})) {
       spdlog::error(
           "run {}: its process {} exited but the crash could not be stored; the run "
           "will time out instead",
           id, pid);
+      continue;
     }
+    runs_.apply(std::move(*o.change));
   }
   rearm_if_earlier();
 }
 
-bool daemon::commit(std::span<core::outcome> changes) {
+bool daemon::store(std::span<const core::run_change> changes) {
   const bool to_outbox = cfg_.wandb.mode != core::config::wandb_mode::disabled;
   std::vector<core::outbox_entry> queued;
-  if (auto err = journal_->commit(changes, to_outbox, &queued)) {
+  const auto started = core::mono_clock::now();
+  if (auto err = journal_->commit(changes, runs_, to_outbox, &queued)) {
     std::size_t held_back = 0;
     if (commit_errors_.allow(std::chrono::steady_clock::now(), held_back)) {
-      spdlog::error("storing {} transition(s) failed, undone: {}{}", changes.size(), *err,
+      spdlog::error("storing {} transition(s) failed, nothing changed: {}{}", changes.size(), *err,
                     held_back == 0 ? std::string()
                                    : fmt::format(" ({} more such failures not logged)", held_back));
     }
     journal_->reclaim_space();
-    // Newest first, so that several changes of one run unwind in order.
-    for (auto it = changes.rbegin(); it != changes.rend(); ++it) runs_.undo(*it);
     return false;
   }
+  last_commit_ = {changes.size(), core::seconds_between(started, core::mono_clock::now())};
   if (spdlog::should_log(spdlog::level::info)) {
-    for (const core::outcome& o : changes) spdlog::info("{}", describe(*o.change));
+    for (const core::run_change& c : changes) spdlog::info("{}", describe(c));
   }
   sink_->enqueue(std::move(queued));
   return true;
@@ -394,12 +452,17 @@ asio::awaitable<void> daemon::deadline_loop() {
     // Woken early (a new, earlier deadline) or on time: either way expire what is due. In
     // batches, each one transaction (group commit): when many runs share a deadline, the next
     // turn of the loop re-arms in the past and requests queued meanwhile are served in between.
-    auto fired = runs_.expire_outcomes(now(), expire_batch);
-    if (!fired.empty() && !commit(fired)) {
-      // Undone and still due: try again after a pause rather than spinning on a failing disk.
+    commit_batch();  // requests decoded this turn first: a run's own report wins
+    std::vector<core::run_change> due = runs_.plan_expiry(now(), expire_batch);
+    if (due.empty()) continue;
+    if (!store(due)) {
+      // Not stored, nothing changed, still due: try again after a pause rather than spinning on
+      // a failing disk.
       deadline_timer_.expires_after(storage_retry_pause);
       co_await deadline_timer_.async_wait(as_tuple(use_awaitable));
+      continue;
     }
+    for (core::run_change& c : due) runs_.apply(std::move(c));
   }
 }
 

@@ -5,10 +5,12 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "app/reconciler.hpp"
@@ -52,8 +54,13 @@ class daemon {
   std::string resync(const core::run_record& run);
   /// The run's W&B delivery, for `show`.
   nlohmann::json delivery_of(const core::run_record& run);
-  /// Stores the transitions of `changes` (then logs them) or undoes them; false when undone.
-  bool commit(std::span<core::outcome> changes);
+  /// Stores planned changes in one transaction (then logs them and hands their W&B writes to the
+  /// sink); false when they could not be stored, and then nothing changed.
+  bool store(std::span<const core::run_change> changes);
+  /// Queues a planned change for this turn's group commit; the reply, sent once it is stored.
+  io::reply batch(core::run_change c, std::string reply, int pidfd);
+  /// Stores the changes batched this turn, applies them and releases their replies.
+  void commit_batch();
   std::optional<std::string> restore_from_journal();
   void prune_expired_runs();
   /// Binds a live watch_peer run to its worker's process (register, restore); `pidfd` (taken
@@ -100,6 +107,32 @@ class daemon {
   io::process_watch process_watch_;
   std::multimap<std::int32_t, std::string> runs_by_pid_;
   std::string boot_id_;  // this boot's, stored with watch_peer runs
+
+  /// What the requests of one batch wait for: the batch stored (or refused).
+  struct batch_result {
+    explicit batch_result(asio::io_context& io)
+        : stored(io, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer stored;  // cancelled once the batch is settled
+    bool done = false;
+    std::vector<std::string> replies;
+  };
+  /// The changes planned in the current turn of the loop, not stored yet.
+  struct pending_batch {
+    explicit pending_batch(asio::io_context& io) : result(std::make_shared<batch_result>(io)) {}
+    /// A change of a run (or a new sweep) this batch already changes must wait for it.
+    bool conflicts(const core::run_change& c) const;
+    std::vector<core::run_change> changes;
+    std::vector<int> pidfds;  // the bound worker of a watch_peer registration, else -1
+    std::unordered_set<std::string> runs;
+    std::unordered_set<std::string> new_sweeps;
+    std::shared_ptr<batch_result> result;
+  };
+  std::unique_ptr<pending_batch> batch_;
+  /// The last commit: how many transitions, how long it took (for metrics and benchmarks).
+  struct commit_figures {
+    std::size_t transitions = 0;
+    double seconds = 0;
+  } last_commit_;
   io::log_limiter commit_errors_;
   std::uint64_t fd_limit_ = 0;  // RLIMIT_NOFILE once open(); 0 before
   bool stopping_ = false;

@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <unordered_set>
 
 namespace sweepd::app {
 
@@ -126,32 +127,36 @@ asio::awaitable<std::variant<std::size_t, core::error>> reconciler::apply(
     std::vector<core::reconcile_decision>& decisions, const core::caller& who) {
   using action = core::reconcile_decision::action;
   std::size_t adopted_total = 0;
-  std::vector<core::outcome> batch;
-  // Stores a batch in one transaction; the loop serves other clients between batches.
+  std::vector<core::run_change> batch;
+  // Stores a batch in one transaction, then applies it; the loop serves other clients between
+  // batches. Nothing is applied that was not stored.
   const auto store = [&]() -> bool {
     if (batch.empty()) return true;
-    if (!commit_(batch)) return false;  // the commit undid the batch
+    if (!commit_(batch)) return false;
+    for (core::run_change& c : batch) runs_.apply(std::move(c));
     adopted_total += batch.size();
     batch.clear();
     return true;
   };
+  std::unordered_set<std::string> planned;
   for (core::reconcile_decision& d : decisions) {
     if (d.what != action::adopt) continue;
-    if (const core::run_record* known = runs_.find(d.run)) {
+    if (const core::run_record* known = runs_.find(d.run); known || planned.contains(d.run)) {
       // Its worker talked to sweepd while W&B was being read: sweepd's own state stands.
-      d.what = is_terminal(known->state) ? action::repair : action::skip;
-      d.reason = is_terminal(known->state) ? "final_in_sweepd" : "live_in_sweepd";
-      d.state = known->state;
+      const bool final = known && is_terminal(known->state);
+      d.what = final ? action::repair : action::skip;
+      d.reason = final ? "final_in_sweepd" : "live_in_sweepd";
+      if (known) d.state = known->state;
       continue;
     }
     const core::instant now{core::mono_clock::now(), std::chrono::system_clock::now()};
-    core::outcome o = runs_.adopt(d.adopted, who, now);
+    core::outcome o = runs_.plan_adopt(d.adopted, who, now);
     if (!o.ok()) {
-      for (auto it = batch.rbegin(); it != batch.rend(); ++it) runs_.undo(*it);
       co_return core::error{o.err.code, fmt::format("{} ({} runs were adopted before)",
                                                     o.err.message, adopted_total)};
     }
-    batch.push_back(std::move(o));
+    planned.insert(d.run);
+    batch.push_back(std::move(*o.change));
     if (batch.size() >= adopt_batch) {
       if (!store()) break;
       co_await asio::post(io_, use_awaitable);

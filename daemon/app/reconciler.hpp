@@ -31,9 +31,9 @@ namespace asio = boost::asio;
 /// reads run on the event loop: other clients are served meanwhile.
 class reconciler {
  public:
-  /// Stores adopted runs (the daemon's commit: journal, log, W&B outbox); false when it failed
+  /// Stores planned adoptions (the daemon's store: journal, log, W&B outbox); false when it failed
   /// and nothing was kept.
-  using commit_fn = std::function<bool(std::span<core::outcome>)>;
+  using commit_fn = std::function<bool(std::span<const core::run_change>)>;
 
   reconciler(asio::io_context& io, core::supervisor& runs, wandb_sink& sink, commit_fn commit);
 

@@ -122,7 +122,6 @@ decoded_run decode_run(const json& j, instant now) {
     r.state = state_field(j, "state");
     r.reason = reason_field(j, "reason");
     r.registered_wall = from_unix_ms(get_field<std::int64_t>(j, "registered_ms"));
-    r.registered_mono = rebase(r.registered_wall, now);
     r.heartbeat_timeout = to_duration(get_field<double>(j, "heartbeat_timeout_s"));
     r.max_runtime = to_duration(get_field<double>(j, "max_runtime_s"));
     r.stall_timeout = to_duration(get_field<double>(j, "stall_timeout_s"));
@@ -132,15 +131,18 @@ decoded_run decode_run(const json& j, instant now) {
     r.error = get_optional<std::string>(j, "error");
     r.runtime_s = get_optional<double>(j, "runtime_s");
     r.late_by_s = get_optional<double>(j, "late_by_s");
-    if (auto ms = get_optional<std::int64_t>(j, "finished_ms")) {
-      r.finished_wall = from_unix_ms(*ms);
-      if (is_correctable(r)) r.given_up_at = rebase(*r.finished_wall, now);
-    }
+    if (auto ms = get_optional<std::int64_t>(j, "finished_ms")) r.finished_wall = from_unix_ms(*ms);
+    rebase_clocks(r, now);
     out.run = std::move(r);
   } catch (const std::exception& e) {
     out.error = e.what();
   }
   return out;
+}
+
+void rebase_clocks(run_record& r, instant now) {
+  r.registered_mono = rebase(r.registered_wall, now);
+  if (r.finished_wall && is_correctable(r)) r.given_up_at = rebase(*r.finished_wall, now);
 }
 
 }  // namespace sweepd::core

@@ -21,6 +21,10 @@ struct decoded_run {
 };
 decoded_run decode_run(const nlohmann::json& j, instant now);
 
+/// Sets a run's monotonic times (registration, when sweepd gave up on it) from its wall times,
+/// as they lie before `now`; a wall time in the future counts as now.
+void rebase_clocks(run_record& r, instant now);
+
 std::int64_t to_unix_ms(wall_time t);
 wall_time from_unix_ms(std::int64_t ms);
 

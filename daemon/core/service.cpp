@@ -16,9 +16,18 @@ namespace {
 using json = nlohmann::json;
 
 /// The usual answer to an op on one run: its id and state.
+/// The usual answer to an op on one run, {"ok":true,"run":…,"state":…}, as the state will be once
+/// a planned change is applied. Written directly, without a JSON value: it is the answer to every
+/// heartbeat, and a run id needs no escaping (protocol: [A-Za-z0-9._-]).
 std::string run_state_reply(const outcome& o) {
   if (!o.ok()) return error_reply(o.err);
-  return ok_reply({{"run", o.run->id}, {"state", to_string(o.run->state)}});
+  const std::string_view id = o.change ? std::string_view(o.change->run) : o.run->id;
+  const std::string_view state = to_string(o.state());
+  std::string reply;
+  reply.reserve(32 + id.size() + state.size());
+  reply.append(R"({"ok":true,"run":")").append(id).append(R"(","state":")").append(state);
+  reply.append("\"}\n");
+  return reply;
 }
 
 template <class... Ts>
@@ -120,11 +129,11 @@ handled service::handle(std::string_view line, const caller& who, instant now) {
             h.reply = ok_reply(
                 {{"server", "sweepd"}, {"version", version_}, {"protocol", protocol_version}});
           },
-          [&](const register_params& p) { mutate(runs_.register_run(p, who, now)); },
-          [&](const start_request& r) { mutate(runs_.start(r.run, who, now)); },
-          [&](const heartbeat_params& p) { mutate(runs_.heartbeat(p, who, now)); },
-          [&](const complete_params& p) { mutate(runs_.complete(p, who, now)); },
-          [&](const fail_params& p) { mutate(runs_.fail(p, who, now)); },
+          [&](const register_params& p) { mutate(runs_.plan_register(p, who, now)); },
+          [&](const start_request& r) { mutate(runs_.plan_start(r.run, who, now)); },
+          [&](const heartbeat_params& p) { mutate(runs_.plan_heartbeat(p, who, now)); },
+          [&](const complete_params& p) { mutate(runs_.plan_complete(p, who, now)); },
+          [&](const fail_params& p) { mutate(runs_.plan_fail(p, who, now)); },
           [&](const status_request&) { h.reply = ok_reply(status_body(now)); },
           [&](const show_request& r) {
             const run_record* run = runs_.find(r.run);

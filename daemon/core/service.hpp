@@ -17,11 +17,12 @@ struct daemon_stats {
   nlohmann::json reconcile = nlohmann::json::object();  // {last_pass_at, passes, adopted, errors}
 };
 
-/// The answer to one request line: the reply to send and, when the request changed a run, the
-/// outcome whose transition must be stored (and undone if storing fails) before replying.
+/// The answer to one request line: the reply to send and, when the request plans a change of a
+/// run, the outcome whose change must be stored, then applied, before the reply is sent (the
+/// reply already says the state the run will have).
 struct handled {
   std::string reply;  // one line, '\n'-terminated
-  outcome result;     // result.change is set when a transition happened
+  outcome result;     // result.change is set when a transition is planned
   /// A `resync` the caller may make: the daemon queues the run's W&B write, then replies (`reply`
   /// is the answer when that works).
   const run_record* resync = nullptr;

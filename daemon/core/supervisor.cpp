@@ -133,37 +133,96 @@ void supervisor::refresh_liveness(run_record& r, instant now) {
   reindex(r);
 }
 
-void supervisor::apply(run_record& r, run_state to, transition_reason why, instant now, outcome& o,
-                       transition extra) {
-  transition t = std::move(extra);
-  t.run = r.id;
-  t.from = r.history.empty() ? std::nullopt : std::optional<run_state>(r.state);
-  t.to = to;
-  t.reason = why;
-  t.at = now.wall;
-  if (!r.history.empty()) --counts_[index_of(r.state)];
-  ++counts_[index_of(to)];
-  r.state = to;
-  r.reason = why;
-  if (is_terminal(to)) {
-    const double runtime = seconds_between(r.registered_mono, now.mono);
-    t.runtime_s = runtime;
-    r.runtime_s = runtime;
-    r.finished_wall = now.wall;
-  } else {
-    // A revived run is live again: it has no runtime or finish time until it ends once more.
-    r.runtime_s.reset();
-    r.finished_wall.reset();
-  }
-  if (is_correctable(to) || is_reconciled(why)) r.given_up_at = now.mono;
-  r.history.push_back(t);
-  if (r.history.size() > max_history) r.history.erase(r.history.begin() + 1);
-  reindex(r);
-  o.run = &r;
-  o.change = std::move(t);
+run_state_fields fields_after(const run_record& current, const run_change& c) {
+  run_state_fields f;
+  f.state = c.to;
+  f.reason = c.reason;
+  if (is_terminal(c.to)) {
+    f.finished_wall = c.at;
+    f.runtime_s = c.runtime_s;
+  }  // a revived run is live again: no runtime or finish time until it ends once more
+  f.objective = c.result_given ? c.objective : current.objective;
+  f.cost = c.result_given ? c.given_cost : current.cost;
+  f.error = c.result_given ? c.error : current.error;
+  f.late_by_s = c.late_by_s ? c.late_by_s : current.late_by_s;
+  f.progress = c.progress ? c.progress : current.progress;
+  f.heartbeat_timeout = c.heartbeat_timeout.value_or(current.heartbeat_timeout);
+  return f;
 }
 
-outcome supervisor::register_run(const register_params& p, const caller& who, instant now) {
+run_change supervisor::change_of(const run_record& r, run_state to, transition_reason why,
+                                 instant now) const {
+  run_change c;
+  c.run = r.id;
+  c.from = r.history.empty() ? std::nullopt : std::optional<run_state>(r.state);
+  c.to = to;
+  c.reason = why;
+  c.at = now.wall;
+  c.at_mono = now.mono;
+  if (is_terminal(to)) c.runtime_s = seconds_between(r.registered_mono, now.mono);
+  return c;
+}
+
+run_change supervisor::ending(const run_record& r, run_state to, transition_reason why,
+                              transition_reason late_why, instant now, bool result,
+                              std::optional<double> objective, std::optional<double> given_cost,
+                              std::optional<std::string> error) const {
+  const bool late = is_correctable(r);
+  run_change c = change_of(r, to, late ? late_why : why, now);
+  if (late) c.late_by_s = seconds_between(r.given_up_at, now.mono);
+  c.result_given = result;
+  if (result) {
+    c.objective = objective;
+    c.given_cost = given_cost;
+    c.error = std::move(error);
+  } else {
+    c.error = r.error;  // the run's own, for the log line and W&B
+  }
+  // The cost always travels with a terminal transition: the runtime when the worker gave none,
+  // at least 1 ms (Protein loaders take log(cost)).
+  const std::optional<double> cost = result ? given_cost : r.cost;
+  c.cost = std::max(cost.value_or(c.runtime_s.value_or(0.0)), 0.001);
+  return c;
+}
+
+const run_record& supervisor::apply(run_change c) {
+  run_record* r = nullptr;
+  if (c.created) {
+    r = &runs_.try_emplace(c.run, std::move(*c.created)).first->second;
+    c.created.reset();
+    join_sweep(*r);
+  } else {
+    r = lookup(c.run);
+    if (r == nullptr) throw std::logic_error("apply: no run '" + c.run + "'");  // cannot happen
+  }
+  const run_state_fields f = fields_after(*r, c);
+  if (!r->history.empty()) --counts_[index_of(r->state)];
+  ++counts_[index_of(f.state)];
+  r->state = f.state;
+  r->reason = f.reason;
+  r->finished_wall = f.finished_wall;
+  r->runtime_s = f.runtime_s;
+  r->objective = f.objective;
+  r->cost = f.cost;
+  r->error = f.error;
+  r->late_by_s = f.late_by_s;
+  if (c.progress) r->progress_changed_at = c.at_mono;
+  r->progress = f.progress;
+  r->heartbeat_timeout = f.heartbeat_timeout;
+  if (c.heard) r->last_seen = c.at_mono;
+  if (is_correctable(f.state) || is_reconciled(f.reason)) r->given_up_at = c.at_mono;
+  r->history.push_back(static_cast<transition&&>(std::move(c)));
+  if (r->history.size() > max_history) r->history.erase(r->history.begin() + 1);
+  reindex(*r);
+  return *r;
+}
+
+outcome supervisor::settle(outcome o) {
+  if (o.change) o.run = &apply(*o.change);
+  return o;
+}
+
+outcome supervisor::plan_register(const register_params& p, const caller& who, instant now) {
   outcome o;
   const std::string& entity = p.entity ? *p.entity : limits_.default_entity;
   const std::string& project = p.project ? *p.project : limits_.default_project;
@@ -183,7 +242,7 @@ outcome supervisor::register_run(const register_params& p, const caller& who, in
       o.err = conflict_already(*existing);
       return o;
     }
-    refresh_liveness(*existing, now);
+    refresh_liveness(*existing, now);  // registering again is a sign of life, never stored
     o.run = existing;
     return o;
   }
@@ -200,7 +259,7 @@ outcome supervisor::register_run(const register_params& p, const caller& who, in
              fmt::format("sweepd tracks {} runs, the limit (state.max_runs)", runs_.size())};
     return o;
   }
-  run_record& r = runs_.try_emplace(p.run).first->second;
+  run_record r;
   r.id = p.run;
   r.sweep = p.sweep.value_or("");
   r.entity = entity;
@@ -219,21 +278,22 @@ outcome supervisor::register_run(const register_params& p, const caller& who, in
   r.heartbeat_timeout = to_duration(p.heartbeat_timeout_s.value_or(limits_.heartbeat_timeout_s));
   r.max_runtime = to_duration(p.max_runtime_s.value_or(limits_.max_runtime_s));
   r.stall_timeout = to_duration(limits_.stall_timeout_s);
-  join_sweep(r);
-  apply(r, run_state::initializing, transition_reason::registered, now, o);
+  run_change c = change_of(r, run_state::initializing, transition_reason::registered, now);
+  c.created = std::move(r);
+  o.change = std::move(c);
   return o;
 }
 
-outcome supervisor::start(std::string_view run, const caller& who, instant now) {
+outcome supervisor::plan_start(std::string_view run, const caller& who, instant now) {
   outcome o;
   run_record* r = authorized(run, who, o);
   if (r == nullptr) return o;
   if (r->state == run_state::initializing || can_revive(*r, now.mono)) {
-    o.before = *r;
     const auto why = r->state == run_state::initializing ? transition_reason::started
                                                          : transition_reason::revived;
-    r->last_seen = now.mono;
-    apply(*r, run_state::running, why, now, o);
+    run_change c = change_of(*r, run_state::running, why, now);
+    c.heard = true;
+    o.change = std::move(c);
   } else if (r->state == run_state::running) {
     refresh_liveness(*r, now);
   }
@@ -241,45 +301,36 @@ outcome supervisor::start(std::string_view run, const caller& who, instant now) 
   return o;
 }
 
-outcome supervisor::heartbeat(const heartbeat_params& p, const caller& who, instant now) {
+outcome supervisor::plan_heartbeat(const heartbeat_params& p, const caller& who, instant now) {
   outcome o;
   run_record* r = authorized(p.run, who, o);
   if (r == nullptr) return o;
   const bool revive = can_revive(*r, now.mono);
   if (!is_live(r->state) && !revive) return o;
-  if (revive) o.before = *r;
+  const bool advanced = p.progress && (!r->progress || *p.progress > *r->progress);
+  if (revive) {
+    run_change c = change_of(*r, run_state::running, transition_reason::revived, now);
+    c.heard = true;
+    if (p.timeout_s) c.heartbeat_timeout = to_duration(*p.timeout_s);
+    if (advanced) c.progress = p.progress;
+    o.change = std::move(c);
+    return o;
+  }
+  // The hot path: no transition, nothing stored; liveness takes effect at once.
   if (p.timeout_s) r->heartbeat_timeout = to_duration(*p.timeout_s);
-  if (p.progress && (!r->progress || *p.progress > *r->progress)) {
+  if (advanced) {
     r->progress = p.progress;
     r->progress_changed_at = now.mono;
   }
-  r->last_seen = now.mono;
-  if (revive) {
-    apply(*r, run_state::running, transition_reason::revived, now, o);
-  } else {
-    reindex(*r);
-  }
+  refresh_liveness(*r, now);
   return o;
 }
 
-void supervisor::end_run(run_record& r, run_state to, transition_reason why,
-                         transition_reason late_why, instant now, outcome& o, transition extra) {
-  if (is_correctable(r)) {
-    why = late_why;
-    r.late_by_s = seconds_between(r.given_up_at, now.mono);
-    extra.late_by_s = r.late_by_s;
-  }
-  // The cost always travels with a terminal transition: the runtime when the worker gave none.
-  r.runtime_s = seconds_between(r.registered_mono, now.mono);
-  extra.cost = observation_cost(r);
-  apply(r, to, why, now, o, std::move(extra));
-}
-
-outcome supervisor::complete(const complete_params& p, const caller& who, instant now) {
+outcome supervisor::plan_complete(const complete_params& p, const caller& who, instant now) {
   outcome o;
-  run_record* r = authorized(p.run, who, o);
+  const run_record* r = authorized(p.run, who, o);
   if (r == nullptr) return o;
-  // The worker's own success or failure is final; a run adopted by reconcile is not.
+  // The worker's own success or failure is final; a run sweepd gave up on, or adopted, is not.
   const bool final_word = is_final(r->state) && !is_correctable(*r);
   if (final_word && r->state == run_state::success) {
     if (r->objective != p.objective || r->cost != p.cost) o.err = conflict_already(*r);
@@ -289,19 +340,15 @@ outcome supervisor::complete(const complete_params& p, const caller& who, instan
     o.err = conflict_already(*r);
     return o;
   }
-  o.before = *r;
-  transition extra;
-  extra.objective = p.objective;
-  r->objective = p.objective;
-  r->cost = p.cost;
-  end_run(*r, run_state::success, transition_reason::completed, transition_reason::late_completed,
-          now, o, std::move(extra));
+  o.change =
+      ending(*r, run_state::success, transition_reason::completed,
+             transition_reason::late_completed, now, true, p.objective, p.cost, std::nullopt);
   return o;
 }
 
-outcome supervisor::fail(const fail_params& p, const caller& who, instant now) {
+outcome supervisor::plan_fail(const fail_params& p, const caller& who, instant now) {
   outcome o;
-  run_record* r = authorized(p.run, who, o);
+  const run_record* r = authorized(p.run, who, o);
   if (r == nullptr) return o;
   const bool final_word = is_final(r->state) && !is_correctable(*r);
   if (final_word && r->state == run_state::failed) {
@@ -312,16 +359,12 @@ outcome supervisor::fail(const fail_params& p, const caller& who, instant now) {
     o.err = conflict_already(*r);
     return o;
   }
-  o.before = *r;
-  transition extra;
-  extra.error = p.error;
-  r->error = p.error;
-  end_run(*r, run_state::failed, transition_reason::worker_failed, transition_reason::late_failed,
-          now, o, std::move(extra));
+  o.change = ending(*r, run_state::failed, transition_reason::worker_failed,
+                    transition_reason::late_failed, now, true, std::nullopt, std::nullopt, p.error);
   return o;
 }
 
-outcome supervisor::adopt(const adoption& a, const caller& who, instant now) {
+outcome supervisor::plan_adopt(const adoption& a, const caller& who, instant now) {
   outcome o;
   if (lookup(a.run) != nullptr) {
     o.err = {error_code::conflict, fmt::format("run '{}' is already known to sweepd", a.run)};
@@ -332,7 +375,7 @@ outcome supervisor::adopt(const adoption& a, const caller& who, instant now) {
              fmt::format("sweepd tracks {} runs, the limit (state.max_runs)", runs_.size())};
     return o;
   }
-  run_record& r = runs_.try_emplace(a.run).first->second;
+  run_record r;
   r.id = a.run;
   r.sweep = a.sweep;
   r.entity = a.entity;
@@ -342,49 +385,68 @@ outcome supervisor::adopt(const adoption& a, const caller& who, instant now) {
   r.registered_wall = a.created_at.value_or(now.wall);
   r.registered_mono = now.mono - to_duration(std::max(a.runtime_s, 0.0));
   r.last_seen = now.mono;
-  r.objective = a.objective;
-  r.cost = a.cost;
-  r.error = a.error;
-  r.runtime_s = std::max(a.runtime_s, 0.0);
-  join_sweep(r);
-  transition t;
-  t.objective = a.objective;
-  t.error = a.error;
-  t.cost = observation_cost(r);
-  apply(r, a.to, a.why, now, o, std::move(t));
+  run_change c = ending(r, a.to, a.why, a.why, now, true, a.objective, a.cost, a.error);
+  c.from.reset();  // the transition that creates it
+  c.created = std::move(r);
+  o.change = std::move(c);
   return o;
 }
 
-outcome supervisor::process_exited(std::string_view run, instant now) {
+outcome supervisor::plan_process_exited(std::string_view run, instant now) {
   outcome o;
-  run_record* r = lookup(run);
+  const run_record* r = lookup(run);
   if (r == nullptr) {
     o.err = {error_code::unknown_run, fmt::format("no run '{}'", run)};
     return o;
   }
   o.run = r;
   if (!is_live(r->state)) return o;
-  o.before = *r;
-  end_run(*r, run_state::crashed, transition_reason::process_exited,
-          transition_reason::process_exited, now, o);
+  o.change = ending(*r, run_state::crashed, transition_reason::process_exited,
+                    transition_reason::process_exited, now, false, std::nullopt, std::nullopt,
+                    std::nullopt);
   return o;
 }
 
-std::vector<outcome> supervisor::expire_outcomes(instant now, std::size_t limit) {
-  std::vector<outcome> fired;
-  while (fired.size() < limit && !deadlines_.empty() && deadlines_.begin()->first <= now.mono) {
-    run_record& r = *deadlines_.begin()->second;
-    outcome& o = fired.emplace_back();
-    o.before = r;
+std::vector<run_change> supervisor::plan_expiry(instant now, std::size_t limit) const {
+  std::vector<run_change> due;
+  for (auto it = deadlines_.begin();
+       due.size() < limit && it != deadlines_.end() && it->first <= now.mono; ++it) {
+    const run_record& r = *it->second;
     const transition_reason why = due_reason(r);
-    end_run(r, run_state::timeout, why, why, now, o);
+    due.push_back(ending(r, run_state::timeout, why, why, now, false, std::nullopt, std::nullopt,
+                         std::nullopt));
   }
-  return fired;
+  return due;
+}
+
+outcome supervisor::register_run(const register_params& p, const caller& who, instant now) {
+  return settle(plan_register(p, who, now));
+}
+outcome supervisor::start(std::string_view run, const caller& who, instant now) {
+  return settle(plan_start(run, who, now));
+}
+outcome supervisor::heartbeat(const heartbeat_params& p, const caller& who, instant now) {
+  return settle(plan_heartbeat(p, who, now));
+}
+outcome supervisor::complete(const complete_params& p, const caller& who, instant now) {
+  return settle(plan_complete(p, who, now));
+}
+outcome supervisor::fail(const fail_params& p, const caller& who, instant now) {
+  return settle(plan_fail(p, who, now));
+}
+outcome supervisor::adopt(const adoption& a, const caller& who, instant now) {
+  return settle(plan_adopt(a, who, now));
+}
+outcome supervisor::process_exited(std::string_view run, instant now) {
+  return settle(plan_process_exited(run, now));
 }
 
 std::vector<transition> supervisor::expire(instant now, std::size_t limit) {
   std::vector<transition> fired;
-  for (outcome& o : expire_outcomes(now, limit)) fired.push_back(std::move(*o.change));
+  for (run_change& c : plan_expiry(now, limit)) {
+    fired.push_back(c);
+    apply(std::move(c));
+  }
   return fired;
 }
 
@@ -423,22 +485,6 @@ std::vector<std::string> supervisor::prune(wall_time cutoff) {
 std::optional<mono_time> supervisor::next_deadline() const {
   if (deadlines_.empty()) return std::nullopt;
   return deadlines_.begin()->first;
-}
-
-void supervisor::undo(const outcome& o) {
-  if (!o.change) return;
-  run_record* r = lookup(o.change->run);
-  if (r == nullptr) return;
-  if (r->deadline != mono_time::max()) deadlines_.erase({r->deadline, r});
-  --counts_[index_of(r->state)];
-  if (!o.before) {
-    leave_sweep(*r);
-    runs_.erase(o.change->run);
-    return;
-  }
-  *r = *o.before;
-  ++counts_[index_of(r->state)];
-  if (r->deadline != mono_time::max()) deadlines_.insert({r->deadline, r});
 }
 
 }  // namespace sweepd::core

@@ -88,21 +88,59 @@ struct adoption {
   std::optional<std::string> error;
 };
 
-/// What an operation did. On success `run` points at the run (valid until the next mutation);
-/// `change` is set when a transition happened and carries what undo() needs.
+/// A change one operation would make to one run: the transition it records (from, to, reason,
+/// time, figures) and what else it sets. Computed without touching anything (plan_*); apply()
+/// makes it, once it is stored. Two changes of one run are planned and applied in turn.
+struct run_change : transition {
+  /// A registration or adoption: the run to create (identity, limits, clocks), no history yet.
+  std::optional<run_record> created;
+  /// complete/fail/adopt: the run's objective, given cost and error become these.
+  bool result_given = false;
+  std::optional<double> given_cost;
+  /// start/heartbeat: the run was heard from; its silence counts from `at_mono`.
+  bool heard = false;
+  std::optional<mono_clock::duration> heartbeat_timeout;  // a heartbeat's timeout_s
+  std::optional<double> progress;                         // a heartbeat's progress, advanced
+  mono_time at_mono{};
+};
+
+/// What an operation decided. Refused: `err`. Otherwise `run` is the run as it is (nullptr for
+/// one a change creates) and `change`, when set, is what must be stored and then applied; an
+/// operation with nothing to store (a heartbeat) has taken effect already.
 struct outcome {
   error err;
   const run_record* run = nullptr;
-  std::optional<transition> change;
-  /// The run as it was before the transition; nullopt when the transition created it.
-  std::optional<run_record> before;
+  std::optional<run_change> change;
 
   bool ok() const { return err.code == error_code::ok; }
+  /// The state a reply reports: the change's, else the run's.
+  run_state state() const { return change ? change->to : run->state; }
 };
 
-/// The run state machines of DESIGN §2 and their deadlines. Pure: every call takes `now`;
-/// nothing here reads a clock or does I/O. One ordered index holds each run's earliest deadline,
-/// so a heartbeat costs a hash lookup plus an O(log n) re-index, and expiry visits only due runs.
+/// The part of a run a change sets, as it will be once the change is applied (the journal stores
+/// exactly this with each transition).
+struct run_state_fields {
+  run_state state = run_state::initializing;
+  transition_reason reason = transition_reason::registered;
+  std::optional<wall_time> finished_wall;
+  std::optional<double> objective;
+  std::optional<double> cost;  // as the worker gave it
+  std::optional<std::string> error;
+  std::optional<double> runtime_s;
+  std::optional<double> late_by_s;
+  std::optional<double> progress;
+  mono_clock::duration heartbeat_timeout{};
+};
+/// `current`'s fields after `c` (for a created run, `current` is `*c.created`).
+run_state_fields fields_after(const run_record& current, const run_change& c);
+
+/// The run state machines and their deadlines. Pure: every call takes `now`; nothing here reads
+/// a clock or does I/O. One ordered index holds each run's earliest deadline, so a heartbeat
+/// costs a hash lookup plus an O(log n) re-index, and expiry visits only due runs.
+///
+/// Changes are planned, then stored by the caller, then applied: plan_* change nothing but the
+/// liveness of runs they touch without a transition (a heartbeat is never stored), and apply()
+/// makes a planned change. Nothing is ever undone: a change that cannot be stored is dropped.
 class supervisor {
  public:
   explicit supervisor(supervisor_limits limits);
@@ -110,30 +148,37 @@ class supervisor {
   supervisor(const supervisor&) = delete;
   supervisor& operator=(const supervisor&) = delete;
 
+  outcome plan_register(const register_params& p, const caller& who, instant now);
+  outcome plan_start(std::string_view run, const caller& who, instant now);
+  outcome plan_heartbeat(const heartbeat_params& p, const caller& who, instant now);
+  outcome plan_complete(const complete_params& p, const caller& who, instant now);
+  outcome plan_fail(const fail_params& p, const caller& who, instant now);
+  /// A run reconcile adopts as terminal, with one transition carrying the reconcile reason and a
+  /// positive cost. Its worker's late complete/fail still corrects it.
+  outcome plan_adopt(const adoption& a, const caller& who, instant now);
+  /// The watched process of `run` exited: `crashed` if it was still initializing or running.
+  outcome plan_process_exited(std::string_view run, instant now);
+  /// Timeouts of runs whose deadline is at or before `now`, earliest first, at most `limit` (so
+  /// a caller can serve other work between batches).
+  std::vector<run_change> plan_expiry(
+      instant now, std::size_t limit = std::numeric_limits<std::size_t>::max()) const;
+  /// Makes a planned change (after it was stored); the run as it is now.
+  const run_record& apply(run_change c);
+
+  // Plan and apply at once, for callers that store nothing (tests, tools). The outcome's `run` is
+  // the run after the change.
   outcome register_run(const register_params& p, const caller& who, instant now);
   outcome start(std::string_view run, const caller& who, instant now);
   outcome heartbeat(const heartbeat_params& p, const caller& who, instant now);
   outcome complete(const complete_params& p, const caller& who, instant now);
   outcome fail(const fail_params& p, const caller& who, instant now);
-  /// Journals a run reconcile adopted as terminal, with one transition carrying the reconcile
-  /// reason and a positive cost. Its worker's late complete/fail still corrects it.
   outcome adopt(const adoption& a, const caller& who, instant now);
-  /// The watched process of `run` exited: `crashed` if it was still initializing or running.
   outcome process_exited(std::string_view run, instant now);
-
-  /// Marks runs whose deadline is at or before `now` as `timeout`, earliest first, at most
-  /// `limit` of them (so a caller can serve other work between batches); returns the transitions.
   std::vector<transition> expire(instant now,
                                  std::size_t limit = std::numeric_limits<std::size_t>::max());
-  /// Like expire(), with each transition's outcome, so that a batch can be undone if it cannot be
-  /// stored.
-  std::vector<outcome> expire_outcomes(instant now,
-                                       std::size_t limit = std::numeric_limits<std::size_t>::max());
+
   /// The earliest deadline of any run, nullopt when no run has one. "Wake me at T".
   std::optional<mono_time> next_deadline() const;
-
-  /// Reverts the transition of a successful outcome (used when it could not be stored).
-  void undo(const outcome& o);
 
   /// Puts back a run read from the journal at startup. A live run starts afresh: its silence and
   /// stall clocks count from `now`, and no deadline of it fires within its heartbeat timeout, so a
@@ -173,13 +218,16 @@ class supervisor {
   /// Finds a run the caller may change, or sets the error of `o`.
   run_record* authorized(std::string_view run, const caller& who, outcome& o);
 
-  /// Records a transition: history, counters, and the outcome's copy.
-  void apply(run_record& r, run_state to, transition_reason why, instant now, outcome& o,
-             transition extra = {});
-  /// Moves a run to a terminal state with its runtime and cost; from `timeout`, with `late_why`
-  /// and how late it is.
-  void end_run(run_record& r, run_state to, transition_reason why, transition_reason late_why,
-               instant now, outcome& o, transition extra = {});
+  /// Applies `o.change` when there is one (the plan-and-apply-at-once calls).
+  outcome settle(outcome o);
+  /// A change of `r` to `to` for `why`, at `now` (runtime set for terminal states).
+  run_change change_of(const run_record& r, run_state to, transition_reason why, instant now) const;
+  /// A change that ends a run, with its runtime and positive cost; from a state sweepd gave up
+  /// on, `late_why` and how late it is. `result` sets the objective, given cost and error.
+  run_change ending(const run_record& r, run_state to, transition_reason why,
+                    transition_reason late_why, instant now, bool result,
+                    std::optional<double> objective, std::optional<double> given_cost,
+                    std::optional<std::string> error) const;
   void refresh_liveness(run_record& r, instant now);
   void reindex(run_record& r);
   mono_time earliest_deadline(const run_record& r) const;

@@ -22,10 +22,7 @@ namespace {
 
 // The C API with two small RAII types: libsqlite3-dev is the one SQLite package the project
 // depends on, and the few statements here do not warrant a wrapper library.
-struct statement_deleter {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using statement = std::unique_ptr<sqlite3_stmt, statement_deleter>;
+using statement = std::unique_ptr<sqlite3_stmt, detail::finalize_statement>;
 
 constexpr const char* schema_v1 = R"sql(
 CREATE TABLE runs(
@@ -69,8 +66,48 @@ ALTER TABLE outbox ADD COLUMN converging INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX outbox_converging ON outbox(seq) WHERE converging = 1;
 )sql";
 
+// Version 3: a run's identity as columns, written once at register, and the fields a transition
+// changes as columns updated with it (no JSON record re-encoded per transition; a restart parses
+// no JSON but suggestions). The rows are copied from version 2 by copy_runs_to_v3().
+constexpr const char* schema_v3 = R"sql(
+CREATE TABLE runs_v3(
+  id                  TEXT PRIMARY KEY,
+  sweep               TEXT NOT NULL,
+  entity              TEXT NOT NULL,
+  project             TEXT NOT NULL,
+  suggestion          TEXT,             -- JSON text; NULL when none
+  owner_uid           INTEGER NOT NULL,
+  watch_peer          INTEGER NOT NULL,
+  peer_pid            INTEGER NOT NULL,
+  peer_start_time     INTEGER NOT NULL,
+  peer_boot_id        TEXT NOT NULL,
+  registered_ms       INTEGER NOT NULL,
+  max_runtime_s       REAL NOT NULL,
+  stall_timeout_s     REAL NOT NULL,
+  heartbeat_timeout_s REAL NOT NULL,
+  state               TEXT NOT NULL,
+  reason              TEXT NOT NULL,
+  finished_ms         INTEGER,
+  objective           REAL,
+  cost                REAL,
+  error               TEXT,
+  runtime_s           REAL,
+  late_by_s           REAL,
+  progress            REAL
+) WITHOUT ROWID;
+)sql";
+constexpr const char* schema_v3_finish = "DROP TABLE runs; ALTER TABLE runs_v3 RENAME TO runs;";
+
 /// Schema migrations: entry i takes user_version i to i + 1.
-constexpr const char* migrations[] = {schema_v1, schema_v2};
+constexpr const char* migrations[] = {schema_v1, schema_v2, schema_v3};
+
+/// The run columns of schema 3, in the order run_insert binds them (?1 … ?23).
+constexpr const char* run_insert_sql =
+    "INSERT OR REPLACE INTO {}(id, sweep, entity, project, suggestion, owner_uid, watch_peer, "
+    "peer_pid, peer_start_time, peer_boot_id, registered_ms, max_runtime_s, stall_timeout_s, "
+    "heartbeat_timeout_s, state, reason, finished_ms, objective, cost, error, runtime_s, "
+    "late_by_s, progress) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+    "?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
 static_assert(std::size(migrations) == journal::schema_version);
 
 std::string errno_text() { return std::strerror(errno); }
@@ -149,6 +186,64 @@ void bind_transition(sqlite3_stmt* s, const core::transition& t) {
   bind_optional(s, 10, t.late_by_s);
 }
 
+void bind_optional_text(sqlite3_stmt* s, int index, const std::optional<std::string>& v) {
+  if (v) {
+    bind_text(s, index, *v);
+  } else {
+    sqlite3_bind_null(s, index);
+  }
+}
+
+double seconds_of(core::mono_clock::duration d) {
+  return std::chrono::duration_cast<core::seconds_d>(d).count();
+}
+
+/// Binds ?15 … ?23, the fields a transition changes, and ?14, the heartbeat timeout.
+void bind_state_fields(sqlite3_stmt* s, const core::run_state_fields& f) {
+  sqlite3_bind_double(s, 14, seconds_of(f.heartbeat_timeout));
+  bind_text(s, 15, std::string(core::to_string(f.state)));
+  bind_text(s, 16, std::string(core::to_string(f.reason)));
+  if (f.finished_wall) {
+    sqlite3_bind_int64(s, 17, core::to_unix_ms(*f.finished_wall));
+  } else {
+    sqlite3_bind_null(s, 17);
+  }
+  bind_optional(s, 18, f.objective);
+  bind_optional(s, 19, f.cost);
+  bind_optional_text(s, 20, f.error);
+  bind_optional(s, 21, f.runtime_s);
+  bind_optional(s, 22, f.late_by_s);
+  bind_optional(s, 23, f.progress);
+}
+
+/// Binds a whole run row (run_insert_sql): its identity and `f`.
+void bind_run_row(sqlite3_stmt* s, const core::run_record& r, const core::run_state_fields& f) {
+  bind_text(s, 1, r.id);
+  bind_text(s, 2, r.sweep);
+  bind_text(s, 3, r.entity);
+  bind_text(s, 4, r.project);
+  if (r.suggestion.is_null()) {
+    sqlite3_bind_null(s, 5);
+  } else {
+    bind_text(s, 5, r.suggestion.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  sqlite3_bind_int64(s, 6, r.owner_uid);
+  sqlite3_bind_int(s, 7, r.watch_peer ? 1 : 0);
+  sqlite3_bind_int64(s, 8, r.peer_pid);
+  sqlite3_bind_int64(s, 9, static_cast<sqlite3_int64>(r.peer_start_time));
+  bind_text(s, 10, r.peer_boot_id);
+  sqlite3_bind_int64(s, 11, core::to_unix_ms(r.registered_wall));
+  sqlite3_bind_double(s, 12, seconds_of(r.max_runtime));
+  sqlite3_bind_double(s, 13, seconds_of(r.stall_timeout));
+  bind_state_fields(s, f);
+}
+
+/// The fields a run has now, as a change would leave them if it changed nothing.
+core::run_state_fields fields_of(const core::run_record& r) {
+  return {r.state, r.reason,    r.finished_wall, r.objective, r.cost,
+          r.error, r.runtime_s, r.late_by_s,     r.progress,  r.heartbeat_timeout};
+}
+
 /// Reads (from_state, to_state, reason, at_ms, runtime_s, objective, cost, error, late_by_s)
 /// starting at column `first + 1` (column `first` holds the run); nullopt when a state or reason
 /// is unknown.
@@ -179,6 +274,68 @@ std::optional<core::transition> read_transition(sqlite3_stmt* s, const std::stri
   return read_transition_at(s, 0, run);
 }
 
+/// A run read from a row of schema 3's runs table (the columns of journal::load's query).
+struct read_run_result {
+  std::optional<core::run_record> run;
+  std::string error;
+};
+read_run_result read_run_row(sqlite3_stmt* s, core::instant now,
+                             std::vector<std::string>& warnings) {
+  read_run_result out;
+  core::run_record r;
+  r.id = column_text(s, 0);
+  r.sweep = column_text(s, 1);
+  r.entity = column_text(s, 2);
+  r.project = column_text(s, 3);
+  if (sqlite3_column_type(s, 4) != SQLITE_NULL) {
+    const std::string text = column_text(s, 4);
+    // nlohmann parses (and destroys) without recursion, but writing a value back out recurses
+    // once per level: a suggestion stored before requests were bounded in depth is dropped here
+    // rather than crash the first `show` of its run.
+    if (core::json_nests_deeper_than(text, core::max_stored_json_depth)) {
+      warnings.push_back(
+          fmt::format("run '{}': its suggestion nests deeper than {} levels and was dropped", r.id,
+                      core::max_stored_json_depth));
+    } else {
+      r.suggestion = nlohmann::json::parse(text, nullptr, false);
+      if (r.suggestion.is_discarded()) {
+        out.error = "its suggestion is not JSON";
+        return out;
+      }
+    }
+  }
+  r.owner_uid = static_cast<std::uint32_t>(sqlite3_column_int64(s, 5));
+  r.watch_peer = sqlite3_column_int(s, 6) != 0;
+  r.peer_pid = static_cast<std::int32_t>(sqlite3_column_int64(s, 7));
+  r.peer_start_time = static_cast<std::uint64_t>(sqlite3_column_int64(s, 8));
+  r.peer_boot_id = column_text(s, 9);
+  r.registered_wall = core::from_unix_ms(sqlite3_column_int64(s, 10));
+  r.max_runtime = core::to_duration(sqlite3_column_double(s, 11));
+  r.stall_timeout = core::to_duration(sqlite3_column_double(s, 12));
+  r.heartbeat_timeout = core::to_duration(sqlite3_column_double(s, 13));
+  const auto state = core::parse_run_state(column_text(s, 14));
+  const auto reason = core::parse_transition_reason(column_text(s, 15));
+  if (!state || !reason) {
+    out.error =
+        fmt::format("unknown state or reason '{}'/'{}'", column_text(s, 14), column_text(s, 15));
+    return out;
+  }
+  r.state = *state;
+  r.reason = *reason;
+  if (sqlite3_column_type(s, 16) != SQLITE_NULL) {
+    r.finished_wall = core::from_unix_ms(sqlite3_column_int64(s, 16));
+  }
+  r.objective = column_optional(s, 17);
+  r.cost = column_optional(s, 18);
+  if (sqlite3_column_type(s, 19) != SQLITE_NULL) r.error = column_text(s, 19);
+  r.runtime_s = column_optional(s, 20);
+  r.late_by_s = column_optional(s, 21);
+  r.progress = column_optional(s, 22);
+  core::rebase_clocks(r, now);
+  out.run = std::move(r);
+  return out;
+}
+
 /// Rolls back an open transaction unless dismissed; keeps every early return all-or-nothing.
 class transaction_guard {
  public:
@@ -194,10 +351,13 @@ class transaction_guard {
 
 }  // namespace
 
+void detail::finalize_statement::operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+
 journal::journal(std::string path, sqlite3* db, int lock_fd)
     : path_(std::move(path)), db_(db), lock_fd_(lock_fd) {}
 
 journal::~journal() {
+  writes_.reset();  // statements before the connection
   if (db_) sqlite3_close_v2(db_);
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
@@ -278,9 +438,7 @@ std::optional<std::string> journal::prepare_schema() {
                        version, schema_version);
   }
   for (int v = version; v < schema_version; ++v) {
-    const std::string step =
-        fmt::format("BEGIN IMMEDIATE; {} PRAGMA user_version={}; COMMIT;", migrations[v], v + 1);
-    if (auto err = exec(step.c_str())) {
+    if (auto err = migrate(v)) {
       exec("ROLLBACK");
       return fmt::format("cannot migrate the state file to schema {}: {}", v + 1, *err);
     }
@@ -288,33 +446,72 @@ std::optional<std::string> journal::prepare_schema() {
   return std::nullopt;
 }
 
+std::optional<std::string> journal::migrate(int from) {
+  if (auto err = exec("BEGIN IMMEDIATE")) return err;
+  if (auto err = exec(migrations[from])) return err;
+  if (from + 1 == 3) {
+    if (auto err = copy_runs_to_v3()) return err;
+    if (auto err = exec(schema_v3_finish)) return err;
+  }
+  const std::string version = fmt::format("PRAGMA user_version={}", from + 1);
+  if (auto err = exec(version.c_str())) return err;
+  return exec("COMMIT");
+}
+
+std::optional<std::string> journal::copy_runs_to_v3() {
+  // Each version-2 record (JSON) becomes a row of columns, read by the same decoder that loaded
+  // it before, so a record that would not load stops the migration as it would have stopped
+  // startup.
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT id, record FROM runs", -1, &raw, nullptr) != SQLITE_OK) {
+    return describe_error("cannot read the runs of");
+  }
+  statement rows(raw);
+  const std::string insert_sql = fmt::format(run_insert_sql, "runs_v3");
+  if (sqlite3_prepare_v2(db_, insert_sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
+    return describe_error("cannot prepare a write to");
+  }
+  statement insert(raw);
+  const core::instant any{};  // the monotonic times are not stored
+  int rc;
+  while ((rc = sqlite3_step(rows.get())) == SQLITE_ROW) {
+    const std::string id = column_text(rows.get(), 0);
+    const std::string text = column_text(rows.get(), 1);
+    nlohmann::json record = nlohmann::json::parse(text, nullptr, false);
+    if (core::json_nests_deeper_than(text, core::max_stored_json_depth) && record.is_object()) {
+      record["suggestion"] = nullptr;
+    }
+    auto decoded = core::decode_run(record, any);
+    if (!decoded.run) return fmt::format("run '{}' cannot be read: {}", id, decoded.error);
+    sqlite3_reset(insert.get());
+    bind_run_row(insert.get(), *decoded.run, fields_of(*decoded.run));
+    if (sqlite3_step(insert.get()) != SQLITE_DONE) return describe_error("cannot copy a run in");
+  }
+  if (rc != SQLITE_DONE) return describe_error("cannot read the runs of");
+  return std::nullopt;
+}
+
 journal::contents journal::load(core::instant now) {
   contents out;
   std::unordered_map<std::string, std::size_t> index;
   sqlite3_stmt* raw = nullptr;
-  sqlite3_prepare_v2(db_, "SELECT id, record FROM runs", -1, &raw, nullptr);
+  sqlite3_prepare_v2(db_,
+                     "SELECT id, sweep, entity, project, suggestion, owner_uid, watch_peer, "
+                     "peer_pid, peer_start_time, peer_boot_id, registered_ms, max_runtime_s, "
+                     "stall_timeout_s, heartbeat_timeout_s, state, reason, finished_ms, objective, "
+                     "cost, error, runtime_s, late_by_s, progress FROM runs",
+                     -1, &raw, nullptr);
   statement runs(raw);
   int rc;
   while ((rc = sqlite3_step(runs.get())) == SQLITE_ROW) {
-    const std::string id = column_text(runs.get(), 0);
-    const std::string text = column_text(runs.get(), 1);
-    // nlohmann parses (and destroys) without recursion, but writing a value back out recurses
-    // once per level: a suggestion stored before requests were bounded in depth is dropped here
-    // rather than crash the first `show` of its run.
-    nlohmann::json record = nlohmann::json::parse(text, nullptr, false);
-    if (core::json_nests_deeper_than(text, core::max_stored_json_depth) && record.is_object()) {
-      record["suggestion"] = nullptr;
-      out.warnings.push_back(
-          fmt::format("run '{}': its suggestion nests deeper than {} levels and was dropped", id,
-                      core::max_stored_json_depth));
-    }
-    auto decoded = core::decode_run(record, now);
-    if (!decoded.run) {
-      out.error = fmt::format("{}: run '{}' cannot be read back: {}", path_, id, decoded.error);
+    auto read = read_run_row(runs.get(), now, out.warnings);
+    if (!read.run) {
+      out.error = fmt::format("{}: run '{}' cannot be read back: {}", path_,
+                              column_text(runs.get(), 0), read.error);
       return out;
     }
-    index.emplace(id, out.runs.size());
-    out.runs.push_back(std::move(*decoded.run));
+    index.emplace(read.run->id, out.runs.size());
+    out.runs.push_back(std::move(*read.run));
   }
   if (rc != SQLITE_DONE) {
     out.error = describe_error("cannot read the runs of");
@@ -367,93 +564,108 @@ journal::contents journal::load(core::instant now) {
   return out;
 }
 
-std::optional<std::string> journal::commit(std::span<const core::outcome> changes, bool to_outbox,
+std::optional<std::string> journal::prepare_writes() {
+  if (writes_) return std::nullopt;
+  auto w = std::make_unique<write_statements>();
+  const auto prepare = [&](statement& into, const std::string& sql) {
+    sqlite3_stmt* raw = nullptr;
+    sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+    into.reset(raw);
+    return raw != nullptr;
+  };
+  const bool ok =
+      prepare(w->insert_run, fmt::format(run_insert_sql, "runs")) &&
+      prepare(w->update_run,
+              "UPDATE runs SET heartbeat_timeout_s = ?14, state = ?15, reason = ?16, "
+              "finished_ms = ?17, objective = ?18, cost = ?19, error = ?20, runtime_s = ?21, "
+              "late_by_s = ?22, progress = ?23 WHERE id = ?1") &&
+      prepare(
+          w->append,
+          "INSERT INTO transitions(run, from_state, to_state, reason, at_ms, runtime_s, "
+          "objective, cost, error, late_by_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") &&
+      prepare(w->enqueue, "INSERT INTO outbox(run, transition_seq) VALUES(?1, ?2)") &&
+      // Each W&B write carries the run's whole state, so a newer one settles the older pending
+      // ones (superseded), here rather than later: offline, nothing else would.
+      prepare(w->supersede,
+              "UPDATE outbox SET status = 'delivered' WHERE run = ?1 AND status = 'pending' "
+              "AND seq < ?2") &&
+      // The history a run keeps (core::max_history): its registration and the newest
+      // transitions, but never one a pending W&B write still carries.
+      prepare(w->trim,
+              "DELETE FROM transitions WHERE run = ?1 AND from_state IS NOT NULL AND seq <= "
+              "(SELECT seq FROM transitions WHERE run = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2) "
+              "AND seq NOT IN (SELECT transition_seq FROM outbox WHERE run = ?1 AND "
+              "status = 'pending')");
+  if (!ok) return describe_error("cannot prepare a write to");
+  writes_ = std::move(w);
+  return std::nullopt;
+}
+
+std::optional<std::string> journal::commit(std::span<const core::run_change> changes,
+                                           const core::supervisor& runs, bool to_outbox,
                                            std::vector<core::outbox_entry>* queued_entries) {
+  if (auto err = prepare_writes()) return err;
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return describe_error("cannot write to");
   }
   transaction_guard guard(db_);
-  sqlite3_stmt* raw = nullptr;
-  auto prepare = [&](const char* sql) {
-    raw = nullptr;
-    sqlite3_prepare_v2(db_, sql, -1, &raw, nullptr);
-    return statement(raw);
+  write_statements& w = *writes_;
+  // Reset on every way out, so that no statement keeps the database busy.
+  struct resetter {
+    write_statements& w;
+    ~resetter() {
+      for (statement* s :
+           {&w.insert_run, &w.update_run, &w.append, &w.enqueue, &w.supersede, &w.trim}) {
+        sqlite3_reset(s->get());
+        sqlite3_clear_bindings(s->get());
+      }
+    }
+  } reset_all{w};
+  const auto run = [](const statement& s) {
+    const bool done = sqlite3_step(s.get()) == SQLITE_DONE;
+    sqlite3_reset(s.get());
+    return done;
   };
-  statement upsert = prepare(
-      "INSERT INTO runs(id, state, finished_ms, record) VALUES(?1, ?2, ?3, ?4) "
-      "ON CONFLICT(id) DO UPDATE SET state = ?2, finished_ms = ?3, record = ?4");
-  statement append = prepare(
-      "INSERT INTO transitions(run, from_state, to_state, reason, at_ms, runtime_s, objective, "
-      "cost, error, late_by_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
-  statement enqueue = prepare("INSERT INTO outbox(run, transition_seq) VALUES(?1, ?2)");
-  // Each W&B write carries the run's whole state, so a newer one settles the older pending ones
-  // (superseded), here rather than later: offline, nothing else would.
-  statement supersede = prepare(
-      "UPDATE outbox SET status = 'delivered' WHERE run = ?1 AND status = 'pending' AND seq < ?2");
-  // The history a run keeps (core::max_history): its registration and the newest transitions,
-  // but never one a pending W&B write still carries.
-  statement trim = prepare(
-      "DELETE FROM transitions WHERE run = ?1 AND from_state IS NOT NULL AND seq <= "
-      "(SELECT seq FROM transitions WHERE run = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2) "
-      "AND seq NOT IN (SELECT transition_seq FROM outbox WHERE run = ?1 AND status = 'pending')");
-  if (!upsert || !append || !enqueue || !supersede || !trim) {
-    return describe_error("cannot prepare a write to");
-  }
   std::size_t queued = 0;
   std::size_t superseded = 0;
   std::vector<core::outbox_entry> entries;
-  for (const core::outcome& o : changes) {
-    if (!o.change || o.run == nullptr) continue;
-    const core::run_record& r = *o.run;
-    sqlite3_reset(upsert.get());
-    bind_text(upsert.get(), 1, r.id);
-    bind_text(upsert.get(), 2, std::string(core::to_string(r.state)));
-    if (r.finished_wall) {
-      sqlite3_bind_int64(upsert.get(), 3, core::to_unix_ms(*r.finished_wall));
+  for (const core::run_change& c : changes) {
+    const core::run_record* current = c.created ? &*c.created : runs.find(c.run);
+    if (current == nullptr)
+      return fmt::format("{}: no run '{}' to store a change of", path_, c.run);
+    const core::run_state_fields after = core::fields_after(*current, c);
+    if (c.created) {
+      // The run's identity is written once, here; later transitions only update its fields.
+      bind_run_row(w.insert_run.get(), *current, after);
+      if (!run(w.insert_run)) return describe_error("cannot store a run in");
     } else {
-      sqlite3_bind_null(upsert.get(), 3);
+      bind_text(w.update_run.get(), 1, c.run);
+      bind_state_fields(w.update_run.get(), after);
+      if (!run(w.update_run)) return describe_error("cannot store a run in");
     }
-    bind_text(upsert.get(), 4, core::encode_run(r).dump());
-    if (sqlite3_step(upsert.get()) != SQLITE_DONE) return describe_error("cannot store a run in");
-    sqlite3_reset(append.get());
-    bind_transition(append.get(), *o.change);
-    if (sqlite3_step(append.get()) != SQLITE_DONE) {
-      return describe_error("cannot store a transition in");
-    }
+    bind_transition(w.append.get(), c);
+    if (!run(w.append)) return describe_error("cannot store a transition in");
+    const std::int64_t transition_seq = sqlite3_last_insert_rowid(db_);
     if (to_outbox) {
-      sqlite3_reset(enqueue.get());
-      bind_text(enqueue.get(), 1, r.id);
-      sqlite3_bind_int64(enqueue.get(), 2, sqlite3_last_insert_rowid(db_));
-      if (sqlite3_step(enqueue.get()) != SQLITE_DONE) {
-        return describe_error("cannot queue a W&B write in");
-      }
+      bind_text(w.enqueue.get(), 1, c.run);
+      sqlite3_bind_int64(w.enqueue.get(), 2, transition_seq);
+      if (!run(w.enqueue)) return describe_error("cannot queue a W&B write in");
       const std::int64_t seq = sqlite3_last_insert_rowid(db_);
       ++queued;
       if (queued_entries != nullptr) {
-        entries.push_back({seq, r.id, r.entity, r.project, *o.change});
+        entries.push_back({seq, c.run, current->entity, current->project, c});
       }
-      sqlite3_reset(supersede.get());
-      bind_text(supersede.get(), 1, r.id);
-      sqlite3_bind_int64(supersede.get(), 2, seq);
-      if (sqlite3_step(supersede.get()) != SQLITE_DONE) {
-        return describe_error("cannot settle superseded W&B writes in");
-      }
+      bind_text(w.supersede.get(), 1, c.run);
+      sqlite3_bind_int64(w.supersede.get(), 2, seq);
+      if (!run(w.supersede)) return describe_error("cannot settle superseded W&B writes in");
       superseded += static_cast<std::size_t>(sqlite3_changes(db_));
     }
-    if (r.history.size() >= core::max_history) {
-      sqlite3_reset(trim.get());
-      bind_text(trim.get(), 1, r.id);
-      sqlite3_bind_int(trim.get(), 2, static_cast<int>(core::max_history) - 1);
-      if (sqlite3_step(trim.get()) != SQLITE_DONE) {
-        return describe_error("cannot trim the history of a run in");
-      }
+    if (!c.created && current->history.size() + 1 >= core::max_history) {
+      bind_text(w.trim.get(), 1, c.run);
+      sqlite3_bind_int(w.trim.get(), 2, static_cast<int>(core::max_history) - 1);
+      if (!run(w.trim)) return describe_error("cannot trim the history of a run in");
     }
   }
-  upsert.reset();
-  append.reset();
-  enqueue.reset();
-  supersede.reset();
-  trim.reset();
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return describe_error("cannot commit to");
   }
@@ -470,8 +682,9 @@ void journal::reclaim_space() {
 std::vector<journal::outbox_row> journal::outbox_rows(const char* where) {
   std::vector<outbox_row> out;
   const std::string sql = fmt::format(
-      "SELECT o.seq, t.run, from_state, to_state, reason, at_ms, runtime_s, objective, cost, "
-      "error, late_by_s, r.record, o.delivered_ms FROM outbox o "
+      "SELECT o.seq, t.run, t.from_state, t.to_state, t.reason, t.at_ms, t.runtime_s, "
+      "t.objective, t.cost, t.error, t.late_by_s, r.entity, r.project, o.delivered_ms "
+      "FROM outbox o "
       "JOIN transitions t ON t.seq = o.transition_seq "
       "LEFT JOIN runs r ON r.id = o.run WHERE {} ORDER BY o.seq",
       where);
@@ -488,16 +701,10 @@ std::vector<journal::outbox_row> journal::outbox_rows(const char* where) {
     if (!t) continue;
     e.change = std::move(*t);
     // The run's entity/project; a run pruned meanwhile has none and is dead-lettered.
-    const auto record = nlohmann::json::parse(column_text(rows.get(), 11), nullptr, false,
-                                              /*ignore_comments=*/false);
-    if (record.is_object()) {
-      const auto entity = record.find("entity");
-      const auto project = record.find("project");
-      if (entity != record.end() && entity->is_string()) e.entity = entity->get<std::string>();
-      if (project != record.end() && project->is_string()) e.project = project->get<std::string>();
-    }
-    if (sqlite3_column_type(rows.get(), 12) != SQLITE_NULL) {
-      row.delivered_at = core::from_unix_ms(sqlite3_column_int64(rows.get(), 12));
+    e.entity = column_text(rows.get(), 11);
+    e.project = column_text(rows.get(), 12);
+    if (sqlite3_column_type(rows.get(), 13) != SQLITE_NULL) {
+      row.delivered_at = core::from_unix_ms(sqlite3_column_int64(rows.get(), 13));
     }
     out.push_back(std::move(row));
   }

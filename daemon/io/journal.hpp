@@ -14,8 +14,16 @@
 #include "core/time.hpp"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace sweepd::io {
+
+namespace detail {
+/// Finalizes a prepared SQLite statement.
+struct finalize_statement {
+  void operator()(sqlite3_stmt* s) const;
+};
+}  // namespace detail
 
 /// The durable state (DESIGN §5): a SQLite database in WAL mode with the runs, their append-only
 /// transition history and the W&B outbox. One sweepd at a time: a lock file beside the database
@@ -23,7 +31,7 @@ namespace sweepd::io {
 class journal {
  public:
   /// The schema this build writes (PRAGMA user_version); older ones are migrated on open.
-  static constexpr int schema_version = 2;
+  static constexpr int schema_version = 3;
 
   struct open_result {
     std::unique_ptr<journal> value;
@@ -46,11 +54,13 @@ class journal {
   };
   contents load(core::instant now);
 
-  /// Stores the transitions of `changes` (outcomes with a change) and their runs' current records
-  /// in one transaction, plus one outbox row per transition when `to_outbox`. All or nothing: an
-  /// error message means none of it was stored.
-  /// `queued`, when given, receives the outbox rows made (for the W&B sink).
-  std::optional<std::string> commit(std::span<const core::outcome> changes, bool to_outbox,
+  /// Stores planned changes in one transaction, before they are applied: each transition, the
+  /// run's fields after it (a created run's whole row, its identity written this once), and one
+  /// outbox row per transition when `to_outbox` (settling the run's older pending ones). `runs`
+  /// has each changed run as it is before the change. All or nothing: an error message means
+  /// none of it was stored. `queued`, when given, receives the outbox rows made (for the sink).
+  std::optional<std::string> commit(std::span<const core::run_change> changes,
+                                    const core::supervisor& runs, bool to_outbox,
                                     std::vector<core::outbox_entry>* queued = nullptr);
 
   /// The outbox rows not yet delivered, oldest first, with their runs' entity/project.
@@ -103,13 +113,25 @@ class journal {
  private:
   journal(std::string path, sqlite3* db, int lock_fd);
   std::optional<std::string> prepare_schema();
+  /// Takes the schema from version `from` to `from + 1`, in one transaction.
+  std::optional<std::string> migrate(int from);
+  /// Schema 3: every run's JSON record becomes a row of columns.
+  std::optional<std::string> copy_runs_to_v3();
+  /// The statements every commit uses, prepared once.
+  std::optional<std::string> prepare_writes();
   /// Outbox rows joined with their transition and run, `where` being an SQL condition on `o`.
   std::vector<outbox_row> outbox_rows(const char* where);
   std::optional<std::string> exec(const char* sql);
   std::string describe_error(const char* what) const;
 
+  using statement = std::unique_ptr<sqlite3_stmt, detail::finalize_statement>;
+  struct write_statements {
+    statement insert_run, update_run, append, enqueue, supersede, trim;
+  };
+
   std::string path_;
   sqlite3* db_ = nullptr;
+  std::unique_ptr<write_statements> writes_;
   int lock_fd_ = -1;
   std::size_t outbox_pending_ = 0;
   std::size_t outbox_dead_ = 0;

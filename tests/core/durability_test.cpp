@@ -438,7 +438,9 @@ TEST_F(DurabilityTest, PrunedIdCanBeRegisteredAfresh) {
 // ---------------------------------------------------------------------------------------------
 // expire_outcomes + undo
 
-class DurabilityUndoTest : public DurabilityTest {
+/// Planned changes are stored by the daemon before they are applied; one that cannot be stored
+/// is simply dropped. These tests check that planning changes nothing.
+class DurabilityPlanTest : public DurabilityTest {
  protected:
   /// A mix of runs, restored and new, whose deadlines fall at different times and for different
   /// reasons; sets `now` to the restart.
@@ -461,58 +463,57 @@ class DurabilityUndoTest : public DurabilityTest {
     ASSERT_TRUE(sup.start("far", alice, plus(now, 6s)).ok());
   }
 
-  /// Undoes `fired`, newest first, as the daemon does when a batch cannot be stored.
-  void undo_all(const std::vector<outcome>& fired) {
-    for (auto it = fired.rbegin(); it != fired.rend(); ++it) sup.undo(*it);
+  static std::vector<std::pair<std::string, transition_reason>> reasons_of(
+      const std::vector<run_change>& changes) {
+    std::vector<std::pair<std::string, transition_reason>> out;
+    for (const run_change& c : changes) out.emplace_back(c.run, c.reason);
+    return out;
   }
 
   instant now;
 };
 
-TEST_F(DurabilityUndoTest, UndoingABatchOfTimeoutsRestoresEverything) {
+TEST_F(DurabilityPlanTest, PlannedExpiryChangesNothingUntilApplied) {
   const supervisor_view was = view_of(sup);
-  auto fired = sup.expire_outcomes(plus(now, 400s));
-  std::vector<std::pair<std::string, transition_reason>> first;
-  for (const outcome& o : fired) first.emplace_back(o.change->run, o.change->reason);
-  ASSERT_THAT(first,
+  const auto due = sup.plan_expiry(plus(now, 400s));
+  ASSERT_THAT(reasons_of(due),
               ElementsAre(std::pair("silent", transition_reason::heartbeat_timeout),
                           std::pair("stalled", transition_reason::stalled),
                           std::pair("over-runtime", transition_reason::max_runtime),
                           std::pair("restored-over-runtime", transition_reason::max_runtime),
                           std::pair("restored-silent", transition_reason::heartbeat_timeout)));
-  EXPECT_EQ(count_of(sup, run_state::timeout), 5u);
-
-  undo_all(fired);
+  for (const run_change& c : due) {
+    EXPECT_EQ(c.to, run_state::timeout);
+    EXPECT_GT(*c.cost, 0.0) << c.run;
+  }
+  // Dropped (as when it cannot be stored): everything is as it was, and the same runs are due.
   expect_same_view(view_of(sup), was);
   expect_consistent(sup);
+  EXPECT_EQ(count_of(sup, run_state::timeout), 0u);
+  EXPECT_EQ(reasons_of(sup.plan_expiry(plus(now, 400s))), reasons_of(due));
+}
 
-  // The deadline index is whole again: the same runs fire again, in the same order.
-  fired = sup.expire_outcomes(plus(now, 400s));
-  std::vector<std::pair<std::string, transition_reason>> second;
-  for (const outcome& o : fired) second.emplace_back(o.change->run, o.change->reason);
-  EXPECT_EQ(second, first);
+TEST_F(DurabilityPlanTest, ApplyingPlannedExpiryIsExpiry) {
+  for (run_change& c : sup.plan_expiry(plus(now, 400s), 2)) sup.apply(std::move(c));
+  EXPECT_EQ(count_of(sup, run_state::timeout), 2u);
+  expect_consistent(sup);
+  EXPECT_EQ(sup.expire(plus(now, 400s)).size(), 3u);
   EXPECT_EQ(sup.next_deadline(), now.mono + 5006s);
+  expect_consistent(sup);
 }
 
-TEST_F(DurabilityUndoTest, UndoingALimitedBatchLeavesTheRestDue) {
+TEST_F(DurabilityPlanTest, PlannedRequestsChangeNothingButLiveness) {
   const supervisor_view was = view_of(sup);
-  const auto fired = sup.expire_outcomes(plus(now, 400s), 2);
-  ASSERT_EQ(fired.size(), 2u);
-  EXPECT_EQ(count_of(sup, run_state::timeout), 2u);
-  undo_all(fired);
+  register_params p;
+  p.run = "new";
+  EXPECT_TRUE(sup.plan_register(p, alice, plus(now, 10s)).change);
+  EXPECT_TRUE(sup.plan_complete({"silent", 0.5, 1.0}, alice, plus(now, 10s)).change);
+  EXPECT_TRUE(sup.plan_fail({"far", "boom"}, alice, plus(now, 10s)).change);
+  EXPECT_TRUE(sup.plan_start("silent", alice, plus(now, 10s)).change);
+  EXPECT_TRUE(sup.plan_process_exited("far", plus(now, 10s)).change);
   expect_same_view(view_of(sup), was);
-  EXPECT_EQ(sup.expire(plus(now, 400s)).size(), 5u);
-}
-
-TEST_F(DurabilityUndoTest, UndoAfterACommittedBatchRevertsOnlyTheFailedOne) {
-  // The first batch was stored; the second could not be.
-  ASSERT_EQ(sup.expire_outcomes(plus(now, 400s), 2).size(), 2u);
-  const supervisor_view was = view_of(sup);
-  const auto failed = sup.expire_outcomes(plus(now, 400s), 2);
-  ASSERT_EQ(failed.size(), 2u);
-  undo_all(failed);
-  expect_same_view(view_of(sup), was);
-  EXPECT_EQ(count_of(sup, run_state::timeout), 2u);
+  EXPECT_EQ(sup.find("new"), nullptr);
+  expect_consistent(sup);
 }
 
 }  // namespace

@@ -35,6 +35,8 @@ class ServiceTest : public ::testing::Test {
   /// Sends one line and returns the parsed reply, checking it is one JSON line with "ok".
   json call(const std::string& line, mono_clock::duration when, const caller& who = alice) {
     last = svc.handle(line, who, at(when));
+    // As the daemon does once the change is stored (the journal is not part of these tests).
+    if (apply_changes && last.result.change) sup.apply(*last.result.change);
     EXPECT_FALSE(last.reply.empty()) << line;
     EXPECT_EQ(last.reply.find('\n'), last.reply.size() - 1) << last.reply;
     json j = json::parse(last.reply, nullptr, false);
@@ -99,6 +101,7 @@ class ServiceTest : public ::testing::Test {
     return ids;
   }
 
+  bool apply_changes = true;
   static constexpr caller alice{1000, 4242, false};
   static constexpr caller bob{1001, 5353, false};
   static constexpr caller admin{0, 1, true};
@@ -701,15 +704,21 @@ TEST_F(ServiceTest, ChangeIsSetExactlyWhenATransitionHappened) {
   EXPECT_EQ(sup.find("r2")->history.size(), 2u);
 }
 
-TEST_F(ServiceTest, UndoOfAHandledChangeRestoresTheStatus) {
+TEST_F(ServiceTest, AHandledChangeIsOnlyPlannedUntilTheDaemonAppliesIt) {
+  apply_changes = false;
   ok(R"({"op":"register","run":"r1"})", 0s);
-  ok(R"({"op":"start","run":"r1"})", 1s);
-  ok(R"({"op":"complete","run":"r1","objective":1})", 2s);
   ASSERT_TRUE(last.result.change);
-  sup.undo(last.result);  // as the daemon does when the journal refuses the write
-  json j = ok(R"({"op":"status"})", 3s);
-  EXPECT_EQ(j["runs"]["running"], 1);
-  EXPECT_EQ(j["runs"]["success"], 0);
+  EXPECT_EQ(sup.find("r1"), nullptr);  // planned: the daemon stores it, then applies it
+  sup.apply(std::move(*last.result.change));
+  ok(R"({"op":"start","run":"r1"})", 1s);
+  sup.apply(std::move(*last.result.change));
+  const json j = ok(R"({"op":"complete","run":"r1","objective":1})", 2s);
+  EXPECT_EQ(j["state"], "success");  // the reply says the state the change leads to
+  ASSERT_TRUE(last.result.change);
+  // Not stored (the journal refused it): dropped, and nothing changed.
+  json status = ok(R"({"op":"status"})", 3s);
+  EXPECT_EQ(status["runs"]["running"], 1);
+  EXPECT_EQ(status["runs"]["success"], 0);
   EXPECT_EQ(ok(R"({"op":"show","run":"r1"})", 3s)["run"]["state"], "running");
   EXPECT_TRUE(ok(R"({"op":"observations"})", 3s)["observations"].empty());
 }

@@ -120,7 +120,7 @@ TEST_F(SupervisorTest, RegisterCreatesInitializingRun) {
   const outcome o = sup.register_run(p, alice, at(35s));
   ASSERT_TRUE(o.ok()) << o.err.message;
   ASSERT_TRUE(o.change);
-  EXPECT_FALSE(o.before.has_value());
+  EXPECT_TRUE(o.change->created);  // a registration creates its run
   EXPECT_EQ(o.change->run, "ab12cd34");
   EXPECT_FALSE(o.change->from.has_value());
   EXPECT_EQ(o.change->to, run_state::initializing);
@@ -287,8 +287,6 @@ TEST_F(SupervisorTest, StartMovesInitializingToRunning) {
   const outcome o = sup.start("r1", alice, at(100s));
   ASSERT_TRUE(o.ok());
   ASSERT_TRUE(o.change);
-  ASSERT_TRUE(o.before);
-  EXPECT_EQ(o.before->state, run_state::initializing);
   EXPECT_EQ(o.change->from, run_state::initializing);
   EXPECT_EQ(o.change->to, run_state::running);
   EXPECT_EQ(o.change->reason, transition_reason::started);
@@ -384,10 +382,9 @@ TEST_F(SupervisorTest, NoRevivalOncePastMaxRuntime) {
   ASSERT_EQ(sup.expire(at(300s)).size(), 1u);
   ASSERT_EQ(run("r1").reason, transition_reason::heartbeat_timeout);
   // Before max_runtime the silent run can still come back...
-  const outcome early = heartbeat("r1", 999s);
+  const outcome early = sup.plan_heartbeat({"r1", std::nullopt, std::nullopt}, alice, at(999s));
   ASSERT_TRUE(early.change);
-  EXPECT_EQ(early.change->reason, transition_reason::revived);
-  sup.undo(early);
+  EXPECT_EQ(early.change->reason, transition_reason::revived);  // planned only: not applied
   // ...but once it is over max_runtime it stays given up on.
   for (auto t : {1000s, 1500s}) {
     outcome o = heartbeat("r1", t, 10.0);
@@ -472,8 +469,6 @@ TEST_F(SupervisorTest, HeartbeatRevivesARunTimedOutForSilence) {
   const outcome o = heartbeat("r1", 400s, 7.0, 120.0);
   ASSERT_TRUE(o.ok());
   ASSERT_TRUE(o.change);
-  ASSERT_TRUE(o.before);
-  EXPECT_EQ(o.before->state, run_state::timeout);
   EXPECT_EQ(o.change->from, run_state::timeout);
   EXPECT_EQ(o.change->to, run_state::running);
   EXPECT_EQ(o.change->reason, transition_reason::revived);
@@ -782,13 +777,12 @@ TEST_F(SupervisorTest, PrunedSweepHasNoOwnerAnyMore) {
   EXPECT_EQ(sup.sweep_owner("s1"), bob.uid);
 }
 
-TEST_F(SupervisorTest, UndoneRegistrationLeavesNoSweepBehind) {
+TEST_F(SupervisorTest, PlannedRegistrationTakesNoSweep) {
   register_params p;
   p.run = "a1";
   p.sweep = "s1";
-  const outcome o = sup.register_run(p, alice, at(0s));
-  sup.undo(o);
-  EXPECT_EQ(sup.sweep_owner("s1"), std::nullopt);
+  ASSERT_TRUE(sup.plan_register(p, alice, at(0s)).change);
+  EXPECT_EQ(sup.sweep_owner("s1"), std::nullopt);  // only once it is stored and applied
 }
 
 TEST_F(SupervisorTest, FlappingRunKeepsABoundedHistory) {
@@ -821,7 +815,6 @@ TEST_F(SupervisorTest, ProcessExitCrashesLiveRuns) {
     const outcome o = sup.process_exited(id, at(60s));
     ASSERT_TRUE(o.ok());
     ASSERT_TRUE(o.change);
-    ASSERT_TRUE(o.before);
     EXPECT_EQ(o.change->from, state);
     EXPECT_EQ(o.change->to, run_state::crashed);
     EXPECT_EQ(o.change->reason, transition_reason::process_exited);
@@ -1115,62 +1108,70 @@ TEST_F(SupervisorTest, CountsFollowEveryPath) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// undo
+// plan, then apply
 
-TEST_F(SupervisorTest, UndoOfRegisterRemovesTheRun) {
+TEST_F(SupervisorTest, PlannedRegistrationCreatesNothingUntilApplied) {
   ASSERT_TRUE(reg("keep").ok());
-  const outcome o = reg("gone", 10s);
+  register_params p;
+  p.run = "new";
+  outcome o = sup.plan_register(p, alice, at(10s));
   ASSERT_TRUE(o.change);
-  sup.undo(o);
-  EXPECT_EQ(sup.find("gone"), nullptr);
+  ASSERT_TRUE(o.change->created);
+  EXPECT_EQ(o.run, nullptr);
+  EXPECT_EQ(o.state(), run_state::initializing);
+  EXPECT_EQ(sup.find("new"), nullptr);  // dropped (not stored): nothing happened
   EXPECT_EQ(sup.size(), 1u);
-  EXPECT_EQ(count_of(sup, run_state::initializing), 1u);
   EXPECT_EQ(sup.next_deadline(), at(300s).mono);
-  const auto fired = sup.expire(at(310s));
-  ASSERT_EQ(fired.size(), 1u);
-  EXPECT_EQ(fired[0].run, "keep");
-  // The id is free again.
-  EXPECT_TRUE(reg("gone", 400s).change);
-  EXPECT_EQ(sup.next_deadline(), at(700s).mono);
+  const run_record& r = sup.apply(std::move(*o.change));
+  EXPECT_EQ(r.id, "new");
+  EXPECT_EQ(r.history.size(), 1u);
+  EXPECT_EQ(sup.size(), 2u);
+  EXPECT_EQ(count_of(sup, run_state::initializing), 2u);
+  expect_consistent(sup);
 }
 
-TEST_F(SupervisorTest, UndoOfAnOutcomeWithoutTransitionChangesNothing) {
-  drive_to("r1", run_state::running);
-  const outcome o = sup.start("r1", alice, at(100s));
-  ASSERT_FALSE(o.change);
-  sup.undo(o);
-  sup.undo(outcome{});
-  EXPECT_EQ(run("r1").state, run_state::running);
-  EXPECT_EQ(sup.next_deadline(), at(400s).mono);
-  EXPECT_EQ(sup.size(), 1u);
-}
-
-struct undo_case {
+struct plan_case {
   const char* name;
   run_state from;
-  std::function<outcome(SupervisorTest&, const std::string&)> act;
+  std::function<outcome(SupervisorTest&, const std::string&)> plan;
 };
 
-TEST_F(SupervisorTest, UndoOfATransitionRestoresStateDeadlineAndCounts) {
-  const std::vector<undo_case> cases = {
+TEST_F(SupervisorTest, APlanChangesNothingAndApplyingItIsTheTransition) {
+  const std::vector<plan_case> cases = {
       {"start", run_state::initializing,
-       [](SupervisorTest& t, const std::string& id) { return t.sup.start(id, alice, at(100s)); }},
+       [](SupervisorTest& t, const std::string& id) {
+         return t.sup.plan_start(id, alice, at(100s));
+       }},
       {"complete", run_state::running,
-       [](SupervisorTest& t, const std::string& id) { return t.complete(id, 100s, 0.3, 9.0); }},
+       [](SupervisorTest& t, const std::string& id) {
+         return t.sup.plan_complete({id, 0.3, 9.0}, alice, at(100s));
+       }},
       {"fail", run_state::initializing,
-       [](SupervisorTest& t, const std::string& id) { return t.fail(id, 100s, "boom"); }},
+       [](SupervisorTest& t, const std::string& id) {
+         return t.sup.plan_fail({id, "boom"}, alice, at(100s));
+       }},
       {"crash", run_state::running,
-       [](SupervisorTest& t, const std::string& id) { return t.sup.process_exited(id, at(100s)); }},
+       [](SupervisorTest& t, const std::string& id) {
+         return t.sup.plan_process_exited(id, at(100s));
+       }},
       {"revive-by-start", run_state::timeout,
-       [](SupervisorTest& t, const std::string& id) { return t.sup.start(id, alice, at(400s)); }},
+       [](SupervisorTest& t, const std::string& id) {
+         return t.sup.plan_start(id, alice, at(400s));
+       }},
       {"revive-by-heartbeat", run_state::timeout,
-       [](SupervisorTest& t, const std::string& id) { return t.heartbeat(id, 400s, 12.0, 30.0); }},
+       [](SupervisorTest& t, const std::string& id) {
+         return t.sup.plan_heartbeat({id, 12.0, 30.0}, alice, at(400s));
+       }},
       {"late-complete", run_state::timeout,
-       [](SupervisorTest& t, const std::string& id) { return t.complete(id, 400s, 0.7); }},
+       [](SupervisorTest& t, const std::string& id) {
+         return t.sup.plan_complete({id, 0.7, std::nullopt}, alice, at(400s));
+       }},
       {"late-fail", run_state::timeout,
-       [](SupervisorTest& t, const std::string& id) { return t.fail(id, 400s, "late"); }},
+       [](SupervisorTest& t, const std::string& id) {
+         return t.sup.plan_fail({id, "late"}, alice, at(400s));
+       }},
   };
-  for (const undo_case& c : cases) {
+  for (const plan_case& c : cases) {
     SCOPED_TRACE(c.name);
     const std::string id = c.name;
     drive_to(id, c.from);
@@ -1180,46 +1181,48 @@ TEST_F(SupervisorTest, UndoOfATransitionRestoresStateDeadlineAndCounts) {
     const auto next_before = sup.next_deadline();
     const std::size_t size_before = sup.size();
 
-    const outcome o = c.act(*this, id);
+    outcome o = c.plan(*this, id);
     ASSERT_TRUE(o.ok()) << o.err.message;
     ASSERT_TRUE(o.change);
-    ASSERT_NE(sup.counts(), counts_before);
-    sup.undo(o);
 
-    const run_record& after = run(id);
-    EXPECT_EQ(after.state, before.state);
-    EXPECT_EQ(after.reason, before.reason);
-    EXPECT_EQ(after.history.size(), before.history.size());
-    EXPECT_EQ(after.deadline, before.deadline);
-    EXPECT_EQ(after.last_seen, before.last_seen);
-    EXPECT_EQ(after.heartbeat_timeout, before.heartbeat_timeout);
-    EXPECT_EQ(after.progress, before.progress);
-    EXPECT_EQ(after.objective, before.objective);
-    EXPECT_EQ(after.cost, before.cost);
-    EXPECT_EQ(after.error, before.error);
-    EXPECT_EQ(after.late_by_s, before.late_by_s);
-    EXPECT_EQ(after.runtime_s, before.runtime_s);
+    const run_record& unchanged = run(id);
+    EXPECT_EQ(unchanged.state, before.state);
+    EXPECT_EQ(unchanged.reason, before.reason);
+    EXPECT_EQ(unchanged.history.size(), before.history.size());
+    EXPECT_EQ(unchanged.deadline, before.deadline);
+    EXPECT_EQ(unchanged.last_seen, before.last_seen);
+    EXPECT_EQ(unchanged.heartbeat_timeout, before.heartbeat_timeout);
+    EXPECT_EQ(unchanged.progress, before.progress);
+    EXPECT_EQ(unchanged.objective, before.objective);
+    EXPECT_EQ(unchanged.cost, before.cost);
+    EXPECT_EQ(unchanged.error, before.error);
+    EXPECT_EQ(unchanged.late_by_s, before.late_by_s);
+    EXPECT_EQ(unchanged.runtime_s, before.runtime_s);
     EXPECT_EQ(sup.counts(), counts_before);
     EXPECT_EQ(sup.next_deadline(), next_before);
     EXPECT_EQ(sup.size(), size_before);
     expect_consistent(sup);
 
-    // The same event applies again after the undo.
-    const outcome again = c.act(*this, id);
-    EXPECT_TRUE(again.change);
+    // Planned again, the same; applied, the transition happens.
+    const outcome again = c.plan(*this, id);
+    ASSERT_TRUE(again.change);
     EXPECT_EQ(again.change->to, o.change->to);
+    EXPECT_EQ(again.change->reason, o.change->reason);
+    const run_state to = o.change->to;
+    const run_record& after = sup.apply(std::move(*o.change));
+    EXPECT_EQ(after.state, to);
+    EXPECT_EQ(after.history.size(), before.history.size() + 1);
+    expect_consistent(sup);
   }
 }
 
-TEST_F(SupervisorTest, UndoOfStartPutsBackTheOldDeadline) {
+TEST_F(SupervisorTest, HeartbeatWithoutTransitionTakesEffectAtOnce) {
   ASSERT_TRUE(reg("r1").ok());
-  const outcome o = sup.start("r1", alice, at(100s));
-  ASSERT_EQ(sup.next_deadline(), at(400s).mono);
-  sup.undo(o);
-  EXPECT_EQ(sup.next_deadline(), at(300s).mono);
-  const auto fired = sup.expire(at(300s));
-  ASSERT_EQ(fired.size(), 1u);
-  EXPECT_EQ(fired[0].from, run_state::initializing);
+  const outcome o = sup.plan_heartbeat({"r1", 3.0, 50.0}, alice, at(100s));
+  ASSERT_TRUE(o.ok());
+  EXPECT_FALSE(o.change);  // nothing to store
+  EXPECT_EQ(run("r1").progress, 3.0);
+  EXPECT_EQ(sup.next_deadline(), at(150s).mono);
 }
 
 }  // namespace

@@ -50,9 +50,11 @@ class ControlServerTest : public ::testing::Test {
           if (on_line_) on_line_(line);
           if (line == "throw") throw std::runtime_error("injected");
           const core::caller who{peer.uid, peer.pid, false};
-          return service_
-              .handle(line, who, {core::mono_clock::now(), std::chrono::system_clock::now()})
-              .reply;
+          core::handled h = service_.handle(
+              line, who, {core::mono_clock::now(), std::chrono::system_clock::now()});
+          // Applied at once: these tests have no journal to store it in first.
+          if (h.result.change) runs_.apply(std::move(*h.result.change));
+          return h.reply;
         });
     auto err = server_->open();
     ASSERT_FALSE(err) << *err;

@@ -1,5 +1,6 @@
 #include "io/journal.hpp"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -153,11 +154,22 @@ class JournalTest : public ::testing::Test {
     return sup.register_run(p, alice, when);
   }
 
-  /// Stores one outcome, as the daemon does before it replies.
+  /// Stores one outcome's change. The supervisor here has applied it already (plan and apply at
+  /// once); the journal stores the same either way.
   std::optional<std::string> commit(const outcome& o, bool to_outbox = true) {
     EXPECT_TRUE(o.ok()) << o.err.message;
     EXPECT_TRUE(o.change.has_value());
-    return j->commit(std::span<const outcome>(&o, 1), to_outbox);
+    if (!o.change) return std::nullopt;
+    return j->commit(std::span<const core::run_change>(&*o.change, 1), sup, to_outbox);
+  }
+
+  /// Stores the changes of several outcomes in one transaction.
+  std::optional<std::string> commit_all(const std::vector<outcome>& os, bool to_outbox = true) {
+    std::vector<core::run_change> changes;
+    for (const outcome& o : os) {
+      if (o.change) changes.push_back(*o.change);
+    }
+    return j->commit(changes, sup, to_outbox);
   }
 
   /// Registers, starts and completes `id`, committing each transition; they happen at 0, 10 and
@@ -378,8 +390,8 @@ TEST_F(JournalTest, OutcomesWithoutTransitionStoreNothing) {
   hb.run = "r1";
   const outcome beat = sup.heartbeat(hb, alice, at(5s));
   ASSERT_FALSE(beat.change);
-  EXPECT_EQ(j->commit(std::span<const outcome>(&beat, 1), true), std::nullopt);
-  EXPECT_EQ(j->commit({}, true), std::nullopt);
+  EXPECT_EQ(commit_all({beat}), std::nullopt);
+  EXPECT_EQ(j->commit({}, sup, true), std::nullopt);
   EXPECT_EQ(j->outbox_pending(), 1u);
   db_reader db(path);
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions"), 1);
@@ -392,13 +404,12 @@ TEST_F(JournalTest, CommitRefusedByTheDatabaseStoresNothing) {
   ASSERT_EQ(j->outbox_pending(), 1u);
 
   exec_ok(j->handle(), "PRAGMA query_only=1");
-  const outcome started = sup.start("r1", alice, at(10s));
+  const outcome started = sup.plan_start("r1", alice, at(10s));  // planned, not applied
   const auto err = commit(started);
   ASSERT_TRUE(err.has_value());
   EXPECT_THAT(*err, HasSubstr(path));
   EXPECT_EQ(j->outbox_pending(), 1u);
-  sup.undo(started);  // as the daemon does
-  EXPECT_EQ(sup.find("r1")->state, run_state::initializing);
+  EXPECT_EQ(sup.find("r1")->state, run_state::initializing);  // the daemon drops the plan
 
   exec_ok(j->handle(), "PRAGMA query_only=0");
   const auto contents = reopen_and_load();
@@ -413,9 +424,8 @@ TEST_F(JournalTest, JournalWritesAgainOnceTheDatabaseAcceptsWrites) {
   ASSERT_NE(j, nullptr);
   ASSERT_EQ(commit(reg("r1", at(0s))), std::nullopt);
   exec_ok(j->handle(), "PRAGMA query_only=1");
-  const outcome refused = sup.start("r1", alice, at(10s));
+  const outcome refused = sup.plan_start("r1", alice, at(10s));
   ASSERT_TRUE(commit(refused).has_value());
-  sup.undo(refused);
   exec_ok(j->handle(), "PRAGMA query_only=0");
 
   // No transaction was left open by the failure: the retry is stored, once.
@@ -436,7 +446,7 @@ TEST_F(JournalTest, BatchOfTimeoutsIsAllOrNothing) {
   std::vector<outcome> registered;
   for (std::size_t i = 0; i < batch; ++i)
     registered.push_back(reg("run-" + std::to_string(i), at(0s)));
-  ASSERT_EQ(j->commit(registered, true), std::nullopt);
+  ASSERT_EQ(commit_all(registered), std::nullopt);
   ASSERT_EQ(j->outbox_pending(), batch);
 
   auto expect_only_registrations = [&] {
@@ -451,28 +461,27 @@ TEST_F(JournalTest, BatchOfTimeoutsIsAllOrNothing) {
   exec_ok(j->handle(),
           "CREATE TEMP TRIGGER refuse_late BEFORE INSERT ON main.transitions "
           "WHEN NEW.run = 'run-2000' BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
-  auto fired = sup.expire_outcomes(at(300s));
+  auto fired = sup.plan_expiry(at(300s));
   ASSERT_EQ(fired.size(), batch);
-  auto err = j->commit(fired, true);
+  auto err = j->commit(fired, sup, true);
   ASSERT_TRUE(err.has_value());
   EXPECT_THAT(*err, HasSubstr("injected failure"));
-  for (auto it = fired.rbegin(); it != fired.rend(); ++it) sup.undo(*it);
   expect_only_registrations();
 
   // A database that refuses every write.
   exec_ok(j->handle(), "DROP TRIGGER temp.refuse_late");
   exec_ok(j->handle(), "PRAGMA query_only=1");
-  fired = sup.expire_outcomes(at(300s));
+  fired = sup.plan_expiry(at(300s));
   ASSERT_EQ(fired.size(), batch);
-  ASSERT_TRUE(j->commit(fired, true).has_value());
-  for (auto it = fired.rbegin(); it != fired.rend(); ++it) sup.undo(*it);
+  ASSERT_TRUE(j->commit(fired, sup, true).has_value());
   expect_only_registrations();
 
   // Once writes are accepted the same batch goes in whole.
   exec_ok(j->handle(), "PRAGMA query_only=0");
-  fired = sup.expire_outcomes(at(300s));
+  fired = sup.plan_expiry(at(300s));
   ASSERT_EQ(fired.size(), batch);
-  ASSERT_EQ(j->commit(fired, true), std::nullopt);
+  ASSERT_EQ(j->commit(fired, sup, true), std::nullopt);
+  for (core::run_change& c : fired) sup.apply(std::move(c));
   EXPECT_EQ(j->outbox_pending(), batch);  // each timeout supersedes its run's registration
   const auto contents = reopen_and_load();
   ASSERT_EQ(contents.runs.size(), batch);
@@ -488,11 +497,11 @@ TEST_F(JournalTest, LoadRestoresThousandRunsWithTheirHistories) {
   ASSERT_NE(j, nullptr);
   std::vector<outcome> batch;
   for (int i = 0; i < 1000; ++i) batch.push_back(reg("run-" + std::to_string(i), at(0s)));
-  ASSERT_EQ(j->commit(batch, true), std::nullopt);
+  ASSERT_EQ(commit_all(batch), std::nullopt);
   batch.clear();
   for (int i = 0; i < 1000; i += 2)
     batch.push_back(sup.start("run-" + std::to_string(i), alice, at(10s)));
-  ASSERT_EQ(j->commit(batch, true), std::nullopt);
+  ASSERT_EQ(commit_all(batch), std::nullopt);
   for (int i = 0; i < 1000; ++i) {
     const std::string id = "run-" + std::to_string(i);
     if (i % 4 == 0) {
@@ -531,7 +540,7 @@ TEST_F(JournalTest, UnreadableRecordIsReportedWithItsRun) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
   run_to_success("r1");
-  exec_ok(j->handle(), "UPDATE runs SET record = '{\"id\": 5}' WHERE id = 'r1'");
+  exec_ok(j->handle(), "UPDATE runs SET state = 'bogus' WHERE id = 'r1'");
   j.reset();
   j = open_ok();
   ASSERT_NE(j, nullptr);
@@ -666,23 +675,91 @@ TEST_F(JournalTest, PruneRefusedByTheDatabaseKeepsEverything) {
 // ---------------------------------------------------------------------------------------------
 // schema 2: delivery times, convergence, resync
 
-TEST_F(JournalTest, SchemaOneFileIsMigratedWithItsRowsIntact) {
-  j = open_ok();
-  ASSERT_NE(j, nullptr);
-  run_to_success("r1");
-  // Turn the file back into what schema 1 wrote, which kept every write pending.
-  exec_ok(j->handle(),
-          "DROP INDEX outbox_converging; ALTER TABLE outbox DROP COLUMN converging;"
-          "ALTER TABLE outbox DROP COLUMN delivered_ms; UPDATE outbox SET status = 'pending';"
-          "PRAGMA user_version = 1;");
+TEST_F(JournalTest, SchemaOneFileIsMigratedToColumnsWithItsRowsIntact) {
+  // A state file as schema 1 wrote it: each run a JSON record, every W&B write pending.
+  std::filesystem::create_directories(dir.file("state"));
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    exec_ok(
+        db,
+        "PRAGMA journal_mode=WAL;"
+        "CREATE TABLE runs(id TEXT PRIMARY KEY, state TEXT NOT NULL, finished_ms INTEGER,"
+        "  record TEXT NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE transitions(seq INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL,"
+        "  from_state TEXT, to_state TEXT NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL,"
+        "  runtime_s REAL, objective REAL, cost REAL, error TEXT, late_by_s REAL);"
+        "CREATE INDEX transitions_by_run ON transitions(run);"
+        "CREATE TABLE outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL,"
+        "  transition_seq INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'pending' CHECK"
+        "  (status IN ('pending', 'delivered', 'dead')), attempts INTEGER NOT NULL DEFAULT 0,"
+        "  last_error TEXT);"
+        "CREATE INDEX outbox_by_status ON outbox(status, seq);"
+        "CREATE INDEX outbox_by_run ON outbox(run);"
+        "PRAGMA user_version = 1;");
+    // Two runs as the supervisor had them: one finished, one live and watched.
+    ASSERT_TRUE(reg("done", at(0s)).ok());
+    ASSERT_TRUE(sup.start("done", alice, at(10s)).ok());
+    ASSERT_TRUE(sup.complete({"done", 0.5, 7.0}, alice, at(20s)).ok());
+    core::register_params p;
+    p.run = "live";
+    p.watch_peer = true;
+    ASSERT_TRUE(sup.register_run(p, core::caller{1000, 4242, false, 777, "boot-1"}, at(30s)).ok());
+    for (const char* id : {"done", "live"}) {
+      const core::run_record& r = *sup.find(id);
+      sqlite3_stmt* insert = nullptr;
+      sqlite3_prepare_v2(db, "INSERT INTO runs VALUES(?1, ?2, ?3, ?4)", -1, &insert, nullptr);
+      const std::string record = core::encode_run(r).dump();
+      sqlite3_bind_text(insert, 1, id, -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(insert, 2, std::string(core::to_string(r.state)).c_str(), -1,
+                        SQLITE_TRANSIENT);
+      if (r.finished_wall) {
+        sqlite3_bind_int64(insert, 3, core::to_unix_ms(*r.finished_wall));
+      }
+      sqlite3_bind_text(insert, 4, record.c_str(), -1, SQLITE_TRANSIENT);
+      ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE);
+      sqlite3_finalize(insert);
+      for (const core::transition& t : r.history) {
+        const std::string row = fmt::format(
+            "INSERT INTO transitions(run, from_state, to_state, reason, at_ms) VALUES('{}', {}, "
+            "'{}', '{}', {}); INSERT INTO outbox(run, transition_seq) VALUES('{}', "
+            "last_insert_rowid());",
+            id, t.from ? "'" + std::string(core::to_string(*t.from)) + "'" : "NULL",
+            core::to_string(t.to), core::to_string(t.reason), core::to_unix_ms(t.at), id);
+        exec_ok(db, row.c_str());
+      }
+    }
+    sqlite3_close(db);
+  }
   const auto contents = reopen_and_load();
-  ASSERT_EQ(contents.runs.size(), 1u);
-  EXPECT_EQ(contents.runs[0].history.size(), 3u);
-  EXPECT_EQ(contents.outbox_pending, 3u);
+  ASSERT_EQ(contents.error, "");
+  ASSERT_EQ(contents.runs.size(), 2u);
+  EXPECT_EQ(contents.outbox_pending, 4u);
+  for (const core::run_record& r : contents.runs) {
+    const core::run_record& was = *sup.find(r.id);
+    SCOPED_TRACE(r.id);
+    EXPECT_EQ(r.state, was.state);
+    EXPECT_EQ(r.reason, was.reason);
+    EXPECT_EQ(r.sweep, was.sweep);
+    EXPECT_EQ(r.suggestion, was.suggestion);
+    EXPECT_EQ(r.owner_uid, was.owner_uid);
+    EXPECT_EQ(r.watch_peer, was.watch_peer);
+    EXPECT_EQ(r.peer_pid, was.peer_pid);
+    EXPECT_EQ(r.peer_start_time, was.peer_start_time);
+    EXPECT_EQ(r.peer_boot_id, was.peer_boot_id);
+    EXPECT_EQ(r.registered_wall, was.registered_wall);
+    EXPECT_EQ(r.finished_wall, was.finished_wall);
+    EXPECT_EQ(r.objective, was.objective);
+    EXPECT_EQ(r.cost, was.cost);
+    EXPECT_EQ(r.runtime_s, was.runtime_s);
+    EXPECT_EQ(r.heartbeat_timeout, was.heartbeat_timeout);
+    EXPECT_EQ(r.history.size(), was.history.size());
+  }
   db_reader db(path);
-  EXPECT_EQ(db.integer("PRAGMA user_version"), 2);
+  EXPECT_EQ(db.integer("PRAGMA user_version"), journal::schema_version);
+  EXPECT_EQ(db.text("SELECT objective FROM runs WHERE id = 'done'"), "0.5");
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE converging = 0 AND delivered_ms IS NULL"),
-            3);
+            4);
 }
 
 TEST_F(JournalTest, SettleRecordsDeliveryTimeAttemptsAndConvergence) {
@@ -754,9 +831,10 @@ TEST_F(JournalTest, FlappingRunKeepsABoundedHistoryOnDisk) {
   mono_clock::duration t = 0s;
   for (int i = 0; i < 400; ++i) {
     t += 2s;
-    auto fired = sup.expire_outcomes(at(t));
+    auto fired = sup.plan_expiry(at(t));
     ASSERT_EQ(fired.size(), 1u);
-    ASSERT_EQ(j->commit(fired, true), std::nullopt);
+    ASSERT_EQ(j->commit(fired, sup, true), std::nullopt);
+    sup.apply(std::move(fired[0]));
     ASSERT_EQ(commit(sup.heartbeat({"flap", std::nullopt, std::nullopt}, alice, at(t))),
               std::nullopt);
   }
@@ -824,11 +902,7 @@ TEST_F(JournalTest, DeeplyNestedStoredSuggestionIsDroppedNotFatal) {
   ASSERT_NE(j, nullptr);
   ASSERT_EQ(commit(reg("deep", at(0s))), std::nullopt);
   const std::string deep = std::string(2000, '[') + std::string(2000, ']');
-  exec_ok(j->handle(), ("UPDATE runs SET record = replace(record, '\"suggestion\":{\"lr\":0.01}', "
-                        "'\"suggestion\":" +
-                        deep + "') WHERE id = 'deep'")
-                           .c_str());
-  ASSERT_NE(db_reader(path).text("SELECT record FROM runs").find(deep), std::string::npos);
+  exec_ok(j->handle(), ("UPDATE runs SET suggestion = '" + deep + "' WHERE id = 'deep'").c_str());
   const auto contents = reopen_and_load();
   ASSERT_EQ(contents.runs.size(), 1u);
   EXPECT_TRUE(contents.runs[0].suggestion.is_null());

@@ -24,6 +24,15 @@ using ::testing::HasSubstr;
 constexpr const char* entity = "team";
 constexpr const char* project = "sweeps";
 
+/// The changes of outcomes the supervisor planned and applied at once, to store them.
+std::vector<core::run_change> changes_of(const std::vector<core::outcome>& outcomes) {
+  std::vector<core::run_change> changes;
+  for (const core::outcome& o : outcomes) {
+    if (o.change) changes.push_back(*o.change);
+  }
+  return changes;
+}
+
 /// The sink on its own event-loop thread; every touch of it or the journal goes through run_on().
 class WandbSinkTest : public ::testing::Test {
  protected:
@@ -103,7 +112,7 @@ class WandbSinkTest : public ::testing::Test {
   void commit(std::vector<core::outcome> outcomes) {
     run_on([&] {
       std::vector<core::outbox_entry> queued;
-      auto err = journal_->commit(outcomes, true, &queued);
+      auto err = journal_->commit(changes_of(outcomes), runs_, true, &queued);
       EXPECT_FALSE(err) << *err;
       if (sink_) sink_->enqueue(std::move(queued));
     });
@@ -357,7 +366,7 @@ TEST_F(WandbSinkTest, ResumesThePendingOutboxAfterARestart) {
     core::register_params p;
     p.run = "r" + std::to_string(i);
     std::vector<core::outcome> outs{runs_.register_run(p, who_, now())};
-    ASSERT_FALSE(journal_->commit(outs, true));  // committed while nothing delivers
+    ASSERT_FALSE(journal_->commit(changes_of(outs), runs_, true));  // while nothing delivers
   }
   journal_.reset();
   auto reopened = io::journal::open(dir_.file("state.db"));

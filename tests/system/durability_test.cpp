@@ -422,7 +422,7 @@ TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIs
   json s = status();
   EXPECT_EQ(s["runs"]["initializing"], stored.size());
   EXPECT_EQ(s["wandb"]["pending"], stored.size());
-  const std::string failure_log = "storing 1 transition(s) failed, undone";
+  const std::string failure_log = "storing 1 transition(s) failed, nothing changed";
   EXPECT_THAT(daemon_->err(), HasSubstr(failure_log));
 
   // What is on the disk now is what was acknowledged; checked at the end on a copy taken through
@@ -433,7 +433,7 @@ TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIs
     std::filesystem::copy_file(inside(name), copy_dir + "/" + name);
   }
 
-  // A timeout that cannot be stored is undone and retried, not lost, and not acknowledged early.
+  // A timeout that cannot be stored is dropped and retried, not lost, and not acknowledged early.
   // Take the last free blocks, then make a big run due (a heartbeat's timeout_s does not touch the
   // disk). Its expiry rewrites its whole record, more than the refused register could have left
   // allocated at the end of the WAL.

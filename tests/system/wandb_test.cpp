@@ -103,7 +103,7 @@ TEST_F(WandbSystemTest, PendingWritesSurviveAKillAndAreDeliveredAfterRestart) {
   daemon_->kill();
   client_.close();
   start_daemon("online");
-  ASSERT_TRUE(wandb_.wait_until([&] { return has_state("r1", "failed"); }, 10s));
+  ASSERT_TRUE(wandb_.wait_until([&] { return has_state("r1", "failed"); }, 10s)) << daemon_->err();
   ASSERT_TRUE(drained());
   const std::string summary = wandb_.summary("team", "sweeps", "r1");
   EXPECT_THAT(summary, HasSubstr(R"("protein.is_failure":true)"));
