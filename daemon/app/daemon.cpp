@@ -92,7 +92,7 @@ daemon::daemon(core::config cfg, std::string config_path)
           [this](const core::run_record& run) { return delivery_of(run); }),
       server_(io_, server_options(cfg_),
               [this](std::string_view line, const io::peer_credentials& peer) {
-                return on_line(line, peer);
+                return answer(line, peer);
               }),
       deadline_timer_(io_),
       retention_timer_(io_),
@@ -100,7 +100,8 @@ daemon::daemon(core::config cfg, std::string config_path)
       shutdown_timer_(io_),
       signals_(io_, SIGTERM, SIGINT, SIGHUP),
       process_watch_(io_, [this](std::int32_t pid) { on_process_exit(pid); }),
-      boot_id_(io::current_boot_id()) {}
+      boot_id_(io::current_boot_id()),
+      watchdog_timer_(io_) {}
 
 std::optional<std::string> daemon::open() {
   const io::open_files_limit files = io::raise_open_files_limit();
@@ -122,7 +123,10 @@ std::optional<std::string> daemon::open() {
         commit_batch();  // what requests planned this turn first
         return store(adopted);
       });
-  return server_.open();
+  sink_->set_metrics(&metrics_);
+  reconciler_->set_metrics(&metrics_);
+  if (auto err = server_.open()) return err;
+  return open_metrics();
 }
 
 std::optional<std::string> daemon::restore_from_journal() {
@@ -172,6 +176,10 @@ int daemon::run() {
   asio::co_spawn(io_, tick_loop(), rethrow_if_failed);
   asio::co_spawn(io_, reconciler_->periodic([this]() -> const core::config& { return cfg_; }),
                  rethrow_if_failed);
+  if (metrics_server_) metrics_server_->start();
+  if (const auto watchdog = io::watchdog_interval()) {
+    asio::co_spawn(io_, watchdog_loop(*watchdog), rethrow_if_failed);
+  }
   spdlog::info("sweepd {} ready on {} (heartbeat timeout {}s, W&B {})", core::version,
                server_.path(), cfg_.timeouts.heartbeat, sink_->mode());
   io::notify_ready();
@@ -185,6 +193,8 @@ void daemon::stop() {
   stopping_ = true;
   io::notify_stopping();
   server_.stop();
+  if (metrics_server_) metrics_server_->stop();
+  watchdog_timer_.cancel();
   signals_.cancel();
   deadline_timer_.cancel();
   retention_timer_.cancel();
@@ -409,8 +419,7 @@ void daemon::on_process_exit(std::int32_t pid) {
 bool daemon::store(std::span<const core::run_change> changes) {
   const bool to_outbox = cfg_.wandb.mode != core::config::wandb_mode::disabled;
   std::vector<core::outbox_entry> queued;
-  const auto started = core::mono_clock::now();
-  if (auto err = journal_->commit(changes, runs_, to_outbox, &queued)) {
+  if (auto err = journal_commit(changes, to_outbox, &queued)) {
     std::size_t held_back = 0;
     if (commit_errors_.allow(std::chrono::steady_clock::now(), held_back)) {
       spdlog::error("storing {} transition(s) failed, nothing changed: {}{}", changes.size(), *err,
@@ -420,7 +429,6 @@ bool daemon::store(std::span<const core::run_change> changes) {
     journal_->reclaim_space();
     return false;
   }
-  last_commit_ = {changes.size(), core::seconds_between(started, core::mono_clock::now())};
   if (spdlog::should_log(spdlog::level::info)) {
     for (const core::run_change& c : changes) spdlog::info("{}", describe(c));
   }
@@ -453,7 +461,8 @@ asio::awaitable<void> daemon::deadline_loop() {
     // batches, each one transaction (group commit): when many runs share a deadline, the next
     // turn of the loop re-arms in the past and requests queued meanwhile are served in between.
     commit_batch();  // requests decoded this turn first: a run's own report wins
-    std::vector<core::run_change> due = runs_.plan_expiry(now(), expire_batch);
+    const core::instant marked = now();
+    std::vector<core::run_change> due = runs_.plan_expiry(marked, expire_batch);
     if (due.empty()) continue;
     if (!store(due)) {
       // Not stored, nothing changed, still due: try again after a pause rather than spinning on
@@ -462,6 +471,7 @@ asio::awaitable<void> daemon::deadline_loop() {
       co_await deadline_timer_.async_wait(as_tuple(use_awaitable));
       continue;
     }
+    note_expired(due, marked.mono);
     for (core::run_change& c : due) runs_.apply(std::move(c));
   }
 }
@@ -533,14 +543,17 @@ void daemon::apply_reloadable(const core::config& next) {
   const bool needs_restart =
       next.socket.path != cfg_.socket.path || next.socket.mode != cfg_.socket.mode ||
       next.socket.group != cfg_.socket.group || next.state.path != cfg_.state.path;
-  if (needs_restart) {
-    spdlog::warn("socket.path/mode/group and state.path changes take effect at the next restart");
+  if (needs_restart || next.metrics.listen != cfg_.metrics.listen) {
+    spdlog::warn(
+        "socket.path/mode/group, state.path and metrics.listen changes take effect at the next "
+        "restart");
   }
   core::config applied = next;
   applied.socket.path = cfg_.socket.path;
   applied.socket.mode = cfg_.socket.mode;
   applied.socket.group = cfg_.socket.group;
   applied.state.path = cfg_.state.path;
+  applied.metrics.listen = cfg_.metrics.listen;
   cfg_ = std::move(applied);
   io::setup_logging(cfg_.log);
   runs_.set_limits(limits_from(cfg_));

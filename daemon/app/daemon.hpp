@@ -13,6 +13,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "app/metrics.hpp"
 #include "app/reconciler.hpp"
 #include "app/wandb_sink.hpp"
 #include "core/config.hpp"
@@ -21,6 +22,7 @@
 #include "io/control_server.hpp"
 #include "io/journal.hpp"
 #include "io/logging.hpp"
+#include "io/metrics_server.hpp"
 #include "io/process_watch.hpp"
 
 namespace sweepd::app {
@@ -45,6 +47,8 @@ class daemon {
   asio::io_context& io() { return io_; }
   /// The journal once open(), for tests that inject storage failures.
   io::journal* journal() { return journal_.get(); }
+  /// The metrics endpoint's address once open() ("" when metrics.listen is off).
+  std::string metrics_address() const;
 
  private:
   io::reply on_line(std::string_view line, const io::peer_credentials& peer);
@@ -87,6 +91,23 @@ class daemon {
   io::control_server_limits server_limits(const core::config& cfg) const;
   core::daemon_stats stats() const;
 
+  // Operations (daemon_ops.cpp): metrics, /healthz and the systemd watchdog.
+  /// Answers a request line (on_line) and counts it by op and result, with its latency.
+  io::reply answer(std::string_view line, const io::peer_credentials& peer);
+  /// journal_->commit, timed and counted (transitions by state and reason, failures).
+  std::optional<std::string> journal_commit(std::span<const core::run_change> changes,
+                                            bool to_outbox,
+                                            std::vector<core::outbox_entry>* queued);
+  /// Counts how late each run of `due` (planned timeouts, not applied yet) is marked at `marked`.
+  void note_expired(std::span<const core::run_change> due, core::mono_time marked);
+  /// Binds metrics.listen when set.
+  std::optional<std::string> open_metrics();
+  io::http_answer metrics_page();
+  io::http_answer health_page();
+  /// Sends WATCHDOG=1 at half the interval systemd asked for, from the event loop: a loop that
+  /// stands still stops them, and systemd restarts sweepd.
+  asio::awaitable<void> watchdog_loop(std::chrono::microseconds interval);
+
   core::config cfg_;
   std::string config_path_;
   asio::io_context io_{1};
@@ -128,14 +149,14 @@ class daemon {
     std::shared_ptr<batch_result> result;
   };
   std::unique_ptr<pending_batch> batch_;
-  /// The last commit: how many transitions, how long it took (for metrics and benchmarks).
-  struct commit_figures {
-    std::size_t transitions = 0;
-    double seconds = 0;
-  } last_commit_;
   io::log_limiter commit_errors_;
   std::uint64_t fd_limit_ = 0;  // RLIMIT_NOFILE once open(); 0 before
   bool stopping_ = false;
+
+  daemon_metrics metrics_;
+  std::unique_ptr<io::metrics_server> metrics_server_;
+  std::string last_commit_error_;  // empty while the last journal commit worked
+  asio::steady_timer watchdog_timer_;
 };
 
 /// The supervisor's defaults for new runs, from the config.

@@ -36,6 +36,16 @@ std::string describe_counts(const std::map<std::string, std::size_t>& counts) {
   return text.empty() ? "nothing listed" : text;
 }
 
+/// Decisions per action, with every action present.
+std::map<std::string_view, std::size_t> count_actions(
+    const std::vector<core::reconcile_decision>& decisions) {
+  using action = core::reconcile_decision::action;
+  std::map<std::string_view, std::size_t> counts;
+  for (action a : {action::adopt, action::repair, action::skip}) counts[core::to_string(a)] = 0;
+  for (const core::reconcile_decision& d : decisions) ++counts[core::to_string(d.what)];
+  return counts;
+}
+
 }  // namespace
 
 json reconcile_reply(const std::vector<core::reconcile_decision>& decisions,
@@ -96,8 +106,17 @@ reconciler::list_and_classify(const core::reconcile_rules& rules, const core::co
     std::optional<io::wandb_runs_page> got;
     core::attempt_result result;
     for (int attempt = 1; attempt <= page_attempts && !stopping_; ++attempt) {
+      const auto started = core::mono_clock::now();
       std::tie(result, got) =
           co_await client->list_runs(rules.entity, rules.project, filter, cursor, per_page);
+      if (metrics_ != nullptr) {
+        const double took = core::seconds_between(started, core::mono_clock::now());
+        if (got) {
+          metrics_->wandb_request_ok("list_runs", took);
+        } else {
+          metrics_->wandb_request("list_runs", result, took);
+        }
+      }
       if (got || result.what != core::attempt_result::kind::retry) break;
       asio::steady_timer pause(io_, page_retry_pause * attempt);  // not timer_: passes overlap
       co_await pause.async_wait(as_tuple(use_awaitable));
@@ -202,6 +221,9 @@ asio::awaitable<std::variant<json, core::error>> reconciler::run(core::reconcile
     auto applied = co_await apply(decisions, who);
     if (auto* err = std::get_if<core::error>(&applied)) co_return *err;
     adopted_ += std::get<std::size_t>(applied);
+    if (metrics_ != nullptr) {
+      for (const auto& [action, n] : count_actions(decisions)) metrics_->reconciled(action, n);
+    }
   }
   co_return reconcile_reply(decisions, rules, r.apply, max_reply_rows);
 }
@@ -222,6 +244,8 @@ asio::awaitable<void> reconciler::periodic(std::function<const core::config&()> 
       const auto before = adopted_;
       auto result = co_await run(r, core::caller{0, 0, true}, cfg);
       if (stopping_) co_return;
+      if (metrics_ != nullptr)
+        metrics_->reconcile_pass(!std::holds_alternative<core::error>(result));
       if (auto* err = std::get_if<core::error>(&result)) {
         ++errors_;
         last_error_ = err->message;

@@ -47,6 +47,8 @@ class reconciler {
   /// config is asked for anew each pass, so a reload applies). One info line per pass.
   asio::awaitable<void> periodic(std::function<const core::config&()> config);
   void stop();
+  /// Counts W&B listings, applied decisions and periodic passes there (nullptr: nowhere).
+  void set_metrics(daemon_metrics* metrics) { metrics_ = metrics; }
 
   /// {last_pass_at, passes, adopted, errors, last_error} for `status`.
   nlohmann::json status() const;
@@ -71,6 +73,7 @@ class reconciler {
   std::size_t adopted_ = 0;
   std::size_t errors_ = 0;
   std::string last_error_;
+  daemon_metrics* metrics_ = nullptr;
 };
 
 /// The reply body of a reconcile: rows (at most `max_rows`), counts, and whether it was applied.

@@ -178,7 +178,9 @@ asio::awaitable<core::attempt_result> wandb_sink::attempt(const core::delivery_j
               "send them at register)";
     co_return r;
   }
+  const auto read_started = core::mono_clock::now();
   auto [read, run] = co_await client_->read_run(e.entity, e.project, e.run);
+  note_request("read_run", read, read_started);
   if (!run) co_return read;
   const nlohmann::json keys = core::summary_keys_for(e.change, state_names_);
   if (job.recheck && core::summary_state(run->summary_text, prefix_) == keys["state"]) {
@@ -191,9 +193,17 @@ asio::awaitable<core::attempt_result> wandb_sink::attempt(const core::delivery_j
     r.error = "run " + e.run + ": " + merged.error;
     co_return r;
   }
+  const auto write_started = core::mono_clock::now();
   core::attempt_result written = co_await client_->write_summary(*run, *merged.text);
+  note_request("write_summary", written, write_started);
   written.wandb_state = run->state;
   co_return written;
+}
+
+void wandb_sink::note_request(std::string_view request, const core::attempt_result& result,
+                              core::mono_time started) {
+  if (metrics_ == nullptr) return;
+  metrics_->wandb_request(request, result, core::seconds_between(started, core::mono_clock::now()));
 }
 
 void wandb_sink::settle() {

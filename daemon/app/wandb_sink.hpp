@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "app/metrics.hpp"
 #include "core/config.hpp"
 #include "core/delivery.hpp"
 #include "io/credentials.hpp"
@@ -70,11 +71,15 @@ class wandb_sink {
   /// The W&B client when online (reconcile reads W&B with it), else nullptr.
   io::wandb_client* client() { return client_.get(); }
   bool online() const { return mode_ == "online"; }
+  /// Counts each W&B request and its duration there from now on (nullptr: nowhere).
+  void set_metrics(daemon_metrics* metrics) { metrics_ = metrics; }
 
  private:
   asio::awaitable<void> loop();
   asio::awaitable<void> perform(core::delivery_job job);
   asio::awaitable<core::attempt_result> attempt(const core::delivery_job& job);
+  void note_request(std::string_view request, const core::attempt_result& result,
+                    core::mono_time started);
   /// Writes what the queue settled to the journal and logs each dead letter once.
   void settle();
   core::delivery_policy policy_from(const core::config& cfg) const;
@@ -92,6 +97,7 @@ class wandb_sink {
   bool stopping_ = false;
   std::size_t active_ = 0;  // perform() coroutines running
   std::function<void()> on_idle_;
+  daemon_metrics* metrics_ = nullptr;
 };
 
 }  // namespace sweepd::app

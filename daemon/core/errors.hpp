@@ -20,6 +20,13 @@ enum class error_code {
   internal,
 };
 
+/// Every code a reply can carry (all but `ok`).
+inline constexpr error_code all_error_codes[] = {error_code::bad_json,    error_code::bad_request,
+                                                 error_code::unknown_op,  error_code::unknown_run,
+                                                 error_code::conflict,    error_code::forbidden,
+                                                 error_code::too_large,   error_code::busy,
+                                                 error_code::unavailable, error_code::internal};
+
 /// The wire name of a code, e.g. "bad_request".
 std::string_view to_string(error_code code);
 

@@ -414,6 +414,7 @@ parse_result parse_request(std::string_view line) {
                fmt::format("unknown op '{}' (known: {})", truncate_utf8(op, 64), known_ops())};
     return out;
   }
+  out.op = entry->name;
   field_reader fields(obj, entry->name);
   request req = entry->read(fields);
   if (fields.failed()) {
@@ -422,6 +423,29 @@ parse_result parse_request(std::string_view line) {
     out.req = std::move(req);
   }
   return out;
+}
+
+std::vector<std::string_view> op_names() {
+  std::vector<std::string_view> names;
+  for (const auto& op : ops) names.push_back(op.name);
+  return names;
+}
+
+std::string_view reply_result(std::string_view reply) {
+  // error_reply() dumps its object with sorted keys: {"error":{"code":"…","message":…},"ok":false}
+  constexpr std::string_view head = R"({"error":{"code":")";
+  constexpr std::string_view tail = R"("ok":false})";
+  while (!reply.empty() && reply.back() == '\n') reply.remove_suffix(1);
+  if (reply.substr(0, head.size()) != head || reply.size() < head.size() + tail.size() ||
+      reply.substr(reply.size() - tail.size()) != tail) {
+    return "ok";
+  }
+  const std::string_view rest = reply.substr(head.size());
+  const std::string_view code = rest.substr(0, rest.find('"'));
+  for (error_code c : all_error_codes) {
+    if (to_string(c) == code) return to_string(c);
+  }
+  return to_string(error_code::internal);
 }
 
 std::string error_reply(const error& e) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "core/errors.hpp"
 #include "core/run.hpp"
@@ -82,11 +83,21 @@ using request = std::variant<hello_request, register_params, start_request, hear
 struct parse_result {
   std::optional<request> req;
   error err;
+  /// The op's name when the line named a known op (also when its fields were refused), else
+  /// empty. Points at static storage.
+  std::string_view op;
 };
 
 /// Parses and validates one request line (without its '\n'). Every field is type-checked and
 /// bounded; unknown fields are refused so that a typo never passes silently.
 parse_result parse_request(std::string_view line);
+
+/// The name of every op, in the order the protocol lists them.
+std::vector<std::string_view> op_names();
+
+/// What a reply line made by error_reply() or ok_reply() (or a page) says: "ok", or the error's
+/// code ("busy", …). Reads only the start and end of the line.
+std::string_view reply_result(std::string_view reply);
 
 /// True for 1–128 characters of [A-Za-z0-9._-], the W&B run id alphabet.
 bool is_valid_run_id(std::string_view id);

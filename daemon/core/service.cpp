@@ -115,6 +115,7 @@ service::service(supervisor& runs, std::string version, mono_time started, stats
 handled service::handle(std::string_view line, const caller& who, instant now) {
   handled h;
   parse_result parsed = parse_request(line);
+  last_op_ = parsed.op.empty() ? std::string_view("invalid") : parsed.op;
   if (!parsed.req) {
     h.reply = error_reply(parsed.err);
     return h;

@@ -42,6 +42,9 @@ class service {
           delivery_source delivery = nullptr);
 
   handled handle(std::string_view line, const caller& who, instant now);
+  /// The op of the line handle() saw last: a known op's name (also when its fields were refused),
+  /// or "invalid" (not JSON, no op, an unknown op). For the requests metric: a bounded set.
+  std::string_view last_op() const { return last_op_; }
 
   /// Caps `list` and `observations` replies (core::max_reply_bytes unless a test sets less).
   void set_max_reply_bytes(std::size_t bytes) { max_reply_bytes_ = bytes; }
@@ -57,6 +60,7 @@ class service {
   stats_source stats_;
   delivery_source delivery_;
   std::size_t max_reply_bytes_ = max_reply_bytes;
+  std::string_view last_op_ = "invalid";
 };
 
 }  // namespace sweepd::core

@@ -252,7 +252,11 @@ api_key_result find_api_key(const std::string& api_key_file, const url& base,
   if (auto dir = non_empty(env, "CREDENTIALS_DIRECTORY")) {
     const std::string path = *dir + "/wandb-api-key";
     struct stat st {};
-    if (::stat(path.c_str(), &st) == 0 || errno != ENOENT) {
+    const bool exists = ::stat(path.c_str(), &st) == 0;
+    // An empty credential means "no key": the packaged unit falls back to one
+    // (SetCredential=wandb-api-key:) when /etc/sweepd/wandb-api-key does not exist.
+    const bool empty = exists && S_ISREG(st.st_mode) && st.st_size == 0;
+    if ((exists || errno != ENOENT) && !empty) {
       return key_from_file(path, "systemd credential wandb-api-key", "the systemd credential");
     }
   }

@@ -3,6 +3,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include <cstdint>
 #include <string>
 
 namespace sweepd::io {
@@ -22,6 +23,14 @@ void notify_stopping() { sd_notify(0, "STOPPING=1"); }
 void notify_status(std::string_view status) {
   const std::string line = "STATUS=" + std::string(status);
   sd_notify(0, line.c_str());
+}
+
+void notify_watchdog() { sd_notify(0, "WATCHDOG=1"); }
+
+std::optional<std::chrono::microseconds> watchdog_interval() {
+  std::uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return std::nullopt;
+  return std::chrono::microseconds(usec);
 }
 
 }  // namespace sweepd::io

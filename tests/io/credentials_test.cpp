@@ -110,6 +110,16 @@ TEST_F(Credentials, CredentialsDirectoryWithoutTheKeyFallsThroughToNetrc) {
   EXPECT_EQ(r.error, "");
 }
 
+TEST_F(Credentials, AnEmptySystemdCredentialMeansNoKeyAndFallsThrough) {
+  // The packaged unit's SetCredential=wandb-api-key: default when no key file was installed.
+  write(dir_ / "creds" / "wandb-api-key", "");
+  vars_["CREDENTIALS_DIRECTORY"] = (dir_ / "creds").string();
+  EXPECT_EQ(find().key, std::nullopt);
+  EXPECT_EQ(find().error, "");
+  write(home_ / ".netrc", "machine api.wandb.ai login user password from-netrc\n");
+  EXPECT_EQ(find().key, "from-netrc");
+}
+
 TEST_F(Credentials, NetrcVariableReplacesHome) {
   write(home_ / ".netrc", "machine api.wandb.ai password from-home\n");
   const auto other = write(dir_ / "other-netrc", "machine api.wandb.ai password from-netrc-var\n");
