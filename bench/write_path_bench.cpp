@@ -504,9 +504,10 @@ struct load_spec {
 };
 
 struct load_result {
-  std::uint64_t answered = 0;  // replies counted (in the measured window when timed)
-  double seconds = 0;          // over which they were counted
-  std::uint64_t failed = 0;    // replies without "ok":true
+  std::uint64_t answered = 0;     // replies counted (in the measured window when timed)
+  std::uint64_t all_replies = 0;  // warm-up and drain included
+  double seconds = 0;             // over which they were counted
+  std::uint64_t failed = 0;       // replies without "ok":true
   std::string first_failure;
   double client_cpu_s = 0;
   double rate() const { return seconds > 0 ? static_cast<double>(answered) / seconds : 0; }
@@ -626,6 +627,7 @@ load_result drive(const std::string& socket, const load_spec& spec) {
         c.in_flight -= lines;
         in_flight -= lines;
         if (counting) result.answered += lines;
+        result.all_replies += lines;
         last_reply = now;
         if (sending) issue(i, lines);
       }
@@ -840,9 +842,10 @@ void heartbeat_throughput(const options& o) {
     double echo = 0;
     double sweepd = 0;
     double goal = 0;
-    double echo_cpu = 0;
-    double sweepd_cpu = 0;
-    double client_cpu = 0;
+    double echo_us = 0;  // server CPU per reply
+    double sweepd_us = 0;
+    double sweepd_busy = 0;  // share of one core
+    double client_busy = 0;
   };
   std::vector<row> rows;
   for (const shape& s : shapes) {
@@ -856,14 +859,14 @@ void heartbeat_throughput(const options& o) {
     spec.request = [&spec, runs](std::string& out, std::size_t conn, std::uint64_t seq) {
       append_heartbeat(out, run_id((conn + seq * spec.connections) % runs));
     };
-    std::vector<double> echo_rates, sweepd_rates, echo_cpu, sweepd_cpu, client_cpu;
+    std::vector<double> echo_rates, sweepd_rates, echo_us, sweepd_us, sweepd_busy, client_busy;
     for (int round = 0; round < o.rounds; ++round) {
       if (o.echo) {
         line_echo_server echo(echo_path, echo_reply);
         const double cpu0 = echo.cpu_seconds();
-        const auto t0 = clock_type::now();
         const load_result r = drive(echo_path, spec);
-        echo_cpu.push_back((echo.cpu_seconds() - cpu0) / seconds_since(t0));
+        echo_us.push_back((echo.cpu_seconds() - cpu0) * 1e6 /
+                          static_cast<double>(std::max<std::uint64_t>(r.all_replies, 1)));
         echo_rates.push_back(r.rate());
         std::fprintf(stderr, "  %s round %d: echo %.0f/s\n", s.label.c_str(), round + 1, r.rate());
       }
@@ -871,8 +874,11 @@ void heartbeat_throughput(const options& o) {
       const auto t0 = clock_type::now();
       const load_result r = drive(sweepd.socket_path(), spec);
       const double wall = seconds_since(t0);
-      sweepd_cpu.push_back((sweepd.cpu_seconds() - cpu0) / wall);
-      client_cpu.push_back(r.client_cpu_s / wall);
+      const double cpu = sweepd.cpu_seconds() - cpu0;
+      sweepd_us.push_back(cpu * 1e6 /
+                          static_cast<double>(std::max<std::uint64_t>(r.all_replies, 1)));
+      sweepd_busy.push_back(cpu / wall);
+      client_busy.push_back(r.client_cpu_s / wall);
       sweepd_rates.push_back(r.rate());
       if (r.failed > 0) {
         throw bench_error(
@@ -882,18 +888,22 @@ void heartbeat_throughput(const options& o) {
       // Let the closed connections go before the next round.
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
-    rows.push_back({s.label, median(echo_rates), median(sweepd_rates), s.goal, median(echo_cpu),
-                    median(sweepd_cpu), median(client_cpu)});
+    rows.push_back({s.label, median(echo_rates), median(sweepd_rates), s.goal, median(echo_us),
+                    median(sweepd_us), median(sweepd_busy), median(client_busy)});
   }
   print_rule();
-  std::printf("%-36s %12s %12s %7s %6s   %s\n", "case", "echo req/s", "sweepd req/s", "ratio",
-              "goal", "CPU: echo / sweepd / client");
+  std::printf("%-36s %12s %12s %7s %6s | %21s %7s | %s\n", "case", "echo req/s", "sweepd req/s",
+              "ratio", "goal", "CPU us/reply: echo sw", "ratio", "busy: sweepd client");
   for (const row& r : rows) {
-    std::printf("%-36s %12.0f %12.0f %6.2fx %6s   %3.0f%% / %3.0f%% / %3.0f%%\n", r.label.c_str(),
-                r.echo, r.sweepd, r.echo > 0 ? r.sweepd / r.echo : 0.0,
-                r.goal > 0 ? fmt::format(">={:.1f}x", r.goal).c_str() : "-", r.echo_cpu * 100,
-                r.sweepd_cpu * 100, r.client_cpu * 100);
+    std::printf("%-36s %12.0f %12.0f %6.2fx %6s | %14.2f %6.2f %6.1fx | %10.0f%% %5.0f%%\n",
+                r.label.c_str(), r.echo, r.sweepd, r.echo > 0 ? r.sweepd / r.echo : 0.0,
+                r.goal > 0 ? fmt::format(">={:.1f}x", r.goal).c_str() : "-", r.echo_us, r.sweepd_us,
+                r.echo_us > 0 ? r.sweepd_us / r.echo_us : 0.0, r.sweepd_busy * 100,
+                r.client_busy * 100);
   }
+  std::printf(
+      "CPU us/reply: the server's CPU time (user + system) per reply; busy: CPU time over wall "
+      "time, of one core\n");
   print_rule();
 }
 
@@ -914,7 +924,10 @@ void durable_transitions(const options& o) {
       "sends for %.1f s, then waits for every reply: all replies / (last reply - first "
       "request)\n",
       o.rounds, o.seconds);
-  std::vector<double> hello_rates, transition_rates, sweepd_cpu;
+  std::vector<double> hello_rates, transition_rates, hello_us, transition_us, busy;
+  const auto cpu_per_reply_us = [](double cpu_s, const load_result& r) {
+    return cpu_s * 1e6 / static_cast<double>(std::max<std::uint64_t>(r.all_replies, 1));
+  };
   for (int round = 0; round < o.rounds; ++round) {
     load_spec spec;
     spec.connections = connections;
@@ -925,9 +938,11 @@ void durable_transitions(const options& o) {
     spec.request = [](std::string& out, std::size_t, std::uint64_t) {
       out += "{\"op\":\"hello\"}\n";
     };
+    const double hello_cpu0 = sweepd.cpu_seconds();
     const load_result hello = drive(sweepd.socket_path(), spec);
     if (hello.failed > 0) throw bench_error("hello failed: " + hello.first_failure);
     hello_rates.push_back(hello.rate());
+    hello_us.push_back(cpu_per_reply_us(sweepd.cpu_seconds() - hello_cpu0, hello));
 
     spec.request = [round](std::string& out, std::size_t conn, std::uint64_t seq) {
       const std::string run = fmt::format("t{}c{}n{}", round, conn, seq / 3);
@@ -951,7 +966,9 @@ void durable_transitions(const options& o) {
     const double cpu0 = sweepd.cpu_seconds();
     const auto t0 = clock_type::now();
     const load_result transitions = drive(sweepd.socket_path(), spec);
-    sweepd_cpu.push_back((sweepd.cpu_seconds() - cpu0) / seconds_since(t0));
+    const double cpu = sweepd.cpu_seconds() - cpu0;
+    busy.push_back(cpu / seconds_since(t0));
+    transition_us.push_back(cpu_per_reply_us(cpu, transitions));
     if (transitions.failed > 0) {
       throw bench_error(fmt::format("{} transitions failed, the first: {}", transitions.failed,
                                     transitions.first_failure));
@@ -963,11 +980,15 @@ void durable_transitions(const options& o) {
   const double hello = median(hello_rates);
   const double transitions = median(transition_rates);
   print_rule();
-  std::printf("%-36s %12s %14s %7s %9s   %s\n", "case", "hello req/s", "transitions/s", "ratio",
-              "goal", "sweepd CPU");
-  std::printf("%-36s %12.0f %14.0f %6.3fx %9s   %3.0f%%\n", "100 connections x 16 pipelined", hello,
-              transitions, hello > 0 ? transitions / hello : 0.0, ">=20000/s",
-              median(sweepd_cpu) * 100);
+  std::printf("%-32s %12s %14s %7s %9s | %24s | %s\n", "case", "hello req/s", "transitions/s",
+              "ratio", "goal", "CPU us/reply: hello trans", "busy");
+  std::printf("%-32s %12.0f %14.0f %6.3fx %9s | %18.2f %6.1f | %3.0f%%\n",
+              "100 connections x 16 pipelined", hello, transitions,
+              hello > 0 ? transitions / hello : 0.0, ">=20000/s", median(hello_us),
+              median(transition_us), median(busy) * 100);
+  std::printf(
+      "CPU us/reply: sweepd's CPU time (user + system) per reply; busy: its CPU time over wall "
+      "time while transitions ran, of one core\n");
   print_rule();
 }
 
