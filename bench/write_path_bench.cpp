@@ -20,14 +20,16 @@
 // separate process on a temp config (socket and state in a temp dir, W&B offline, log warn) and
 // the temp dir is removed at the end. Prints figures; asserts nothing.
 //
-//   build/bench/write_path_bench [a|b|c|d|e|all] [sweepd_binary] [seconds=3] [warmup=0.5]
-//       [rounds=3] [runs=100000] [heartbeat_runs=1000] [cases=1,1000,pipelined] [echo=1]
-//       [margin=8]
+//   build/bench/write_path_bench [a|b|c|d|e|all] [sweepd_binary] [slices=8] [slice=1]
+//       [warmup=0.3] [cases=1,1000,pipelined] [echo=1] [heartbeat_runs=1000] [rounds=3]
+//       [seconds=3] [runs=100000] [margin=8]
 //
-// seconds, warmup: of each measurement in a and b; rounds: of each figure (a, b, e; the median is
-// printed); runs: N of c, d, e; heartbeat_runs: the runs a's heartbeats go to; cases: which of
-// a's to run; echo=0 skips a's echo server (to profile sweepd alone); margin: seconds from the
-// start of c's heartbeats to the common deadline. sweepd's pid goes to stderr, for perf -p.
+// a: each figure is the median of `slices` measurements of `slice` seconds (after `warmup`),
+// echo and sweepd alternating; `cases` picks a's cases; echo=0 leaves the echo server out (to
+// profile sweepd alone); its heartbeats go to `heartbeat_runs` runs. b: the median of `rounds`
+// rounds, each sending for `seconds`. e: the median of `rounds` starts. c, d, e: N = `runs`;
+// `margin`: seconds from the start of c's heartbeats to the common deadline. sweepd's pid goes to
+// stderr, for perf -p. b and c also print what a 4 KiB write + fdatasync costs on the disk then.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -210,6 +212,7 @@ class sweepd_process {
   std::string socket_path() const { return dir_ + "/s.sock"; }
   std::string config_path() const { return dir_ + "/sweepd.yaml"; }
   pid_t pid() const { return pid_; }
+  const std::string& dir() const { return dir_; }
 
   /// Starts sweepd and waits until it answers `hello`; throws, with its log, if it exits or does
   /// not answer within `timeout_s`.
@@ -408,6 +411,7 @@ class line_echo_server {
  private:
   struct connection {
     bool open = false;
+    bool want_out = false;
     std::string out;  // replies the socket did not take yet
   };
 
@@ -430,7 +434,7 @@ class line_echo_server {
           for (int c;
                (c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
             if (conns_.size() <= static_cast<std::size_t>(c)) conns_.resize(c + 1);
-            conns_[c] = {true, {}};
+            conns_[c] = {true, false, {}};
             add(c, EPOLLIN);
           }
           continue;
@@ -460,10 +464,14 @@ class line_echo_server {
       } else if (sent > 0) {
         out.erase(0, static_cast<std::size_t>(sent));
       }
-      epoll_event ev{};
-      ev.events = EPOLLIN | (out.empty() ? 0u : static_cast<std::uint32_t>(EPOLLOUT));
-      ev.data.fd = fd;
-      ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+      // Asks for EPOLLOUT only while replies wait: no extra system call per request.
+      if (out.empty() == conns_[fd].want_out) {
+        conns_[fd].want_out = !out.empty();
+        epoll_event ev{};
+        ev.events = EPOLLIN | (out.empty() ? 0u : static_cast<std::uint32_t>(EPOLLOUT));
+        ev.data.fd = fd;
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+      }
     }
     if (closed) {
       ::close(fd);
@@ -770,6 +778,42 @@ class blocking_client {
   std::string buffer_;
 };
 
+/// What one small synchronous write costs on a disk right now: a 4 KiB write, then fdatasync,
+/// `n` times, in milliseconds each. The floor of a commit before reply (SQLite in WAL mode with
+/// synchronous=FULL syncs the WAL once per commit), for the transition figures to be read against.
+std::vector<double> disk_sync_ms(const std::string& dir, int n = 50) {
+  const std::string path = dir + "/sync-probe";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw bench_error("cannot create " + path + ": " + errno_text());
+  const std::string block(4096, 'x');
+  std::vector<double> ms;
+  for (int i = 0; i < n; ++i) {
+    const auto t = clock_type::now();
+    if (::write(fd, block.data(), block.size()) != static_cast<ssize_t>(block.size()) ||
+        ::fdatasync(fd) != 0) {
+      ::close(fd);
+      throw bench_error("cannot write and sync " + path + ": " + errno_text());
+    }
+    ms.push_back(seconds_since(t) * 1000);
+  }
+  ::close(fd);
+  ::unlink(path.c_str());
+  return ms;
+}
+
+double mean(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  return v.empty() ? 0 : sum / static_cast<double>(v.size());
+}
+
+void print_disk(const std::vector<double>& ms) {
+  std::printf(
+      "disk meanwhile: 4 KiB write + fdatasync mean %.2f ms, p50 %.2f ms, p90 %.2f ms (%zu "
+      "samples): one sync at a time does ~%.0f/s\n",
+      mean(ms), quantile(ms, 0.5), quantile(ms, 0.9), ms.size(), 1000 / mean(ms));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The cases
 
@@ -777,8 +821,12 @@ struct options {
   std::string what = "all";
   std::string binary = SWEEPD_BINARY;
   double seconds = 3;
-  double warmup = 0.5;
+  double warmup = 0.3;
   int rounds = 3;
+  // (a): echo and sweepd alternate in short slices, so that both see the same load from whatever
+  // else runs on the machine (one 1-connection round trip varied 4x between 3 s rounds).
+  double slice = 1;
+  int slices = 8;
   std::uint64_t runs = 100000;
   std::uint64_t heartbeat_runs = 1000;
   std::set<std::string> cases = {"1", "1000", "pipelined"};
@@ -820,9 +868,9 @@ void heartbeat_throughput(const options& o) {
   std::printf("sweepd's reply (%zu bytes) %secho's reply (%zu bytes) %s", sample_reply.size(),
               sample_reply.c_str(), echo_reply.size(), echo_reply.c_str());
   std::printf(
-      "each figure: median of %d rounds of %.1f s (after %.1f s warm-up), echo and sweepd "
+      "each figure: median of %d slices of %.1f s (after %.1f s warm-up), echo and sweepd "
       "alternating\n",
-      o.rounds, o.seconds, o.warmup);
+      o.slices, o.slice, o.warmup);
   const std::string echo_path = dir.path() + "/e.sock";
 
   struct shape {
@@ -854,13 +902,13 @@ void heartbeat_throughput(const options& o) {
     spec.connections = s.connections;
     spec.window = s.window;
     spec.warmup_s = o.warmup;
-    spec.measure_s = o.seconds;
+    spec.measure_s = o.slice;
     const std::uint64_t runs = o.heartbeat_runs;
     spec.request = [&spec, runs](std::string& out, std::size_t conn, std::uint64_t seq) {
       append_heartbeat(out, run_id((conn + seq * spec.connections) % runs));
     };
     std::vector<double> echo_rates, sweepd_rates, echo_us, sweepd_us, sweepd_busy, client_busy;
-    for (int round = 0; round < o.rounds; ++round) {
+    for (int round = 0; round < o.slices; ++round) {
       if (o.echo) {
         line_echo_server echo(echo_path, echo_reply);
         const double cpu0 = echo.cpu_seconds();
@@ -913,6 +961,7 @@ void durable_transitions(const options& o) {
   sweepd_process sweepd(o.binary, dir.path());
   sweepd.start();
   std::fprintf(stderr, "(b) sweepd pid %d\n", sweepd.pid());
+  std::vector<double> sync_ms = disk_sync_ms(dir.path());
   constexpr std::size_t connections = 100;
   constexpr std::size_t window = 16;
   std::printf(
@@ -977,8 +1026,12 @@ void durable_transitions(const options& o) {
     std::fprintf(stderr, "  round %d: hello %.0f/s, transitions %.0f/s\n", round + 1, hello.rate(),
                  transitions.rate());
   }
+  for (double ms : disk_sync_ms(dir.path())) sync_ms.push_back(ms);
   const double hello = median(hello_rates);
   const double transitions = median(transition_rates);
+  print_disk(sync_ms);
+  std::printf("transitions per sync time (transitions/s x mean sync): %.2f\n",
+              transitions * mean(sync_ms) / 1000);
   print_rule();
   std::printf("%-32s %12s %14s %7s %9s | %24s | %s\n", "case", "hello req/s", "transitions/s",
               "ratio", "goal", "CPU us/reply: hello trans", "busy");
@@ -1105,6 +1158,8 @@ void expiry_storm(const options& o, sweepd_process& sweepd) {
       "\n(c) expiry storm: %llu runs given one deadline %.0f s ahead (heartbeats done "
       "%.1f s before it)\n",
       static_cast<unsigned long long>(o.runs), o.margin, sent_before_s);
+  // Right after the storm, not during it: expiry is a commit per batch of 512 timeouts.
+  print_disk(disk_sync_ms(sweepd.dir()));
   print_rule();
   if (all_timeout_s < 0) {
     std::printf("NOT all timed out 300 s after the deadline: %llu of %llu\n",
@@ -1191,6 +1246,10 @@ options parse(int argc, char** argv) {
     const std::string value = arg.substr(eq + 1);
     if (key == "seconds") {
       o.seconds = std::stod(value);
+    } else if (key == "slice") {
+      o.slice = std::stod(value);
+    } else if (key == "slices") {
+      o.slices = std::stoi(value);
     } else if (key == "warmup") {
       o.warmup = std::stod(value);
     } else if (key == "rounds") {
@@ -1213,8 +1272,9 @@ options parse(int argc, char** argv) {
   }
   static const std::set<std::string> whats = {"a", "b", "c", "d", "e", "all"};
   if (whats.count(o.what) == 0) throw bench_error("the case is one of a, b, c, d, e, all");
-  if (o.rounds < 1 || o.runs < 1 || o.heartbeat_runs < 1 || o.seconds <= 0) {
-    throw bench_error("rounds, runs, heartbeat_runs and seconds must be positive");
+  if (o.rounds < 1 || o.slices < 1 || o.runs < 1 || o.heartbeat_runs < 1 || o.seconds <= 0 ||
+      o.slice <= 0) {
+    throw bench_error("rounds, slices, runs, heartbeat_runs, seconds and slice must be positive");
   }
   if (::access(o.binary.c_str(), X_OK) != 0) throw bench_error(o.binary + " is not executable");
   return o;
