@@ -5,7 +5,8 @@
 //      fixed reply as long as sweepd's): 1 connection with one request in flight, 1000 connections
 //      with one each, 64 connections pipelining 16 deep. Goals: >= 0.5x at 1000, >= 0.9x pipelined.
 //   b  durable transitions/s (register, start, complete: each committed before its reply) from 100
-//      connections pipelining 16 deep, against the same clients asking `hello` (no commit).
+//      connections pipelining 16 deep (each on 16 runs at a time: their registers, starts, then
+//      completes), against the same clients asking `hello` (no commit).
 //      Goal: >= 20 000/s.
 //   c  expiry storm: N runs given one common deadline by a heartbeat each; how long after it until
 //      `status` counts all of them `timeout`, and `status` latency meanwhile (baseline: `status`
@@ -966,8 +967,8 @@ void durable_transitions(const options& o) {
   constexpr std::size_t window = 16;
   std::printf(
       "\n(b) durable transitions/s: %zu connections x %zu in flight, each connection "
-      "register, start, complete of its own runs\n",
-      connections, window);
+      "register, start, complete of its own runs in waves of %zu\n",
+      connections, window, window);
   std::printf(
       "each figure: median of %d rounds, hello and transitions alternating; a round "
       "sends for %.1f s, then waits for every reply: all replies / (last reply - first "
@@ -994,10 +995,15 @@ void durable_transitions(const options& o) {
     hello_us.push_back(cpu_per_reply_us(sweepd.cpu_seconds() - hello_cpu0, hello));
 
     spec.request = [round](std::string& out, std::size_t conn, std::uint64_t seq) {
-      const std::string run = fmt::format("t{}c{}n{}", round, conn, seq / 3);
-      switch (seq % 3) {
+      // A connection works on `window` runs at a time, like an agent launching a wave of runs:
+      // the wave's registers, then its starts, then its completes. Consecutive requests are of
+      // different runs, and one run's next request is sent only once its last was answered.
+      const std::uint64_t wave = seq / (3 * window);
+      const std::uint64_t run_index = wave * window + seq % window;
+      const std::string run = fmt::format("t{}c{}n{}", round, conn, run_index);
+      switch ((seq / window) % 3) {
         case 0:
-          append_register(out, run, seq / 3);
+          append_register(out, run, run_index);
           break;
         case 1:
           fmt::format_to(std::back_inserter(out),

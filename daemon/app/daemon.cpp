@@ -91,8 +91,8 @@ daemon::daemon(core::config cfg, std::string config_path)
           runs_, core::version, core::mono_clock::now(), [this] { return stats(); },
           [this](const core::run_record& run) { return delivery_of(run); }),
       server_(io_, server_options(cfg_),
-              [this](std::string_view line, const io::peer_credentials& peer) {
-                return answer(line, peer);
+              [this](std::string_view line, const io::peer_credentials& peer, bool behind) {
+                return answer(line, peer, behind);
               }),
       deadline_timer_(io_),
       retention_timer_(io_),
@@ -247,9 +247,11 @@ core::daemon_stats daemon::stats() const {
   return s;
 }
 
-io::reply daemon::on_line(std::string_view line, const io::peer_credentials& peer) {
+io::reply daemon::on_line(std::string_view line, const io::peer_credentials& peer,
+                          bool behind_earlier) {
   const core::caller who = caller_of(peer);
   core::handled h = service_.handle(line, who, now());
+  if (behind_earlier && must_follow_earlier(h)) return io::reply::after_earlier_replies();
   if (h.resync != nullptr) return resync(*h.resync);
   if (h.reconcile) return reconcile(std::move(*h.reconcile), who);
   if (h.result.change && batch_ && batch_->conflicts(*h.result.change)) {
@@ -279,6 +281,14 @@ io::reply daemon::on_line(std::string_view line, const io::peer_credentials& pee
     }
   }
   return batch(std::move(*h.result.change), std::move(h.reply), binding.pidfd);
+}
+
+bool daemon::must_follow_earlier(const core::handled& h) const {
+  // Only a change of a run (or sweep) the batch does not touch yet may join it ahead of the
+  // connection's waiting replies: anything else reads or builds on what they change, and a read
+  // answered now would not see the connection's own writes.
+  if (!h.result.change || h.resync != nullptr || h.reconcile) return true;
+  return batch_ && batch_->conflicts(*h.result.change);
 }
 
 bool daemon::pending_batch::conflicts(const core::run_change& c) const {

@@ -51,7 +51,12 @@ class daemon {
   std::string metrics_address() const;
 
  private:
-  io::reply on_line(std::string_view line, const io::peer_credentials& peer);
+  /// Answers a request line; `behind_earlier`: the connection's earlier replies wait for a commit
+  /// (io::control_server::line_handler).
+  io::reply on_line(std::string_view line, const io::peer_credentials& peer, bool behind_earlier);
+  /// Whether a line handled behind waiting replies must wait for them: all but a change of a run
+  /// the current batch does not change.
+  bool must_follow_earlier(const core::handled& h) const;
   /// Answers `reconcile` later, once W&B has been read (other clients are served meanwhile).
   io::reply reconcile(core::reconcile_request r, const core::caller& who);
   /// Queues the run's W&B summary again (`resync`); the reply line.
@@ -93,7 +98,7 @@ class daemon {
 
   // Operations (daemon_ops.cpp): metrics, /healthz and the systemd watchdog.
   /// Answers a request line (on_line) and counts it by op and result, with its latency.
-  io::reply answer(std::string_view line, const io::peer_credentials& peer);
+  io::reply answer(std::string_view line, const io::peer_credentials& peer, bool behind_earlier);
   /// journal_->commit, timed and counted (transitions by state and reason, failures).
   std::optional<std::string> journal_commit(std::span<const core::run_change> changes,
                                             bool to_outbox,

@@ -16,9 +16,11 @@
 
 namespace sweepd::app {
 
-io::reply daemon::answer(std::string_view line, const io::peer_credentials& peer) {
+io::reply daemon::answer(std::string_view line, const io::peer_credentials& peer,
+                         bool behind_earlier) {
   const auto started = core::mono_clock::now();
-  io::reply r = on_line(line, peer);
+  io::reply r = on_line(line, peer, behind_earlier);
+  if (r.after_earlier) return r;                   // asked again, and counted then
   const std::string_view op = service_.last_op();  // static storage: outlives the line
   if (!r.later) {
     metrics_.request(op, core::reply_result(r.text),
@@ -42,6 +44,7 @@ std::optional<std::string> daemon::journal_commit(std::span<const core::run_chan
   auto err = journal_->commit(changes, runs_, to_outbox, queued);
   metrics_.commit(changes, core::seconds_between(started, core::mono_clock::now()), !err);
   last_commit_error_ = err.value_or("");
+  if (auto failing = journal_->checkpoint_failure()) spdlog::warn("{}", *failing);
   return err;
 }
 

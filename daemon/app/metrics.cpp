@@ -101,8 +101,20 @@ daemon_metrics::daemon_metrics()
 }
 
 void daemon_metrics::request(std::string_view op, std::string_view result, double seconds) {
-  requests_.with({op, result}).inc();
-  request_seconds_.with({op}).observe(seconds);
+  request_series& s = request_series_for(op, result);
+  s.answered->inc();
+  s.duration->observe(seconds);
+}
+
+daemon_metrics::request_series& daemon_metrics::request_series_for(std::string_view op,
+                                                                   std::string_view result) {
+  // Short enough for the string's inline buffer on the hot path ("heartbeat", "ok"): no allocation.
+  std::string key(op);
+  key += '\x1f';
+  key += result;
+  if (auto it = request_series_.find(key); it != request_series_.end()) return it->second;
+  request_series s{&requests_.with({op, result}), &request_seconds_.with({op})};
+  return request_series_.emplace(std::move(key), s).first->second;
 }
 
 void daemon_metrics::commit(std::span<const core::run_change> changes, double seconds,
@@ -113,7 +125,10 @@ void daemon_metrics::commit(std::span<const core::run_change> changes, double se
     return;
   }
   for (const core::run_change& c : changes) {
-    transitions_.with({core::to_string(c.to), core::to_string(c.reason)}).inc();
+    core::counter*& series = transition_series_.at(static_cast<std::size_t>(c.to))
+                                 .at(static_cast<std::size_t>(c.reason));
+    if (!series) series = &transitions_.with({core::to_string(c.to), core::to_string(c.reason)});
+    series->inc();
   }
 }
 

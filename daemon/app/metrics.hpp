@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "core/delivery.hpp"
 #include "core/metrics.hpp"
@@ -55,6 +56,14 @@ class daemon_metrics {
   std::string render(const metrics_snapshot& now);
 
  private:
+  /// The series one request line touches, found once per (op, result) and then kept: a request
+  /// is answered in microseconds, and finding a series by its label values allocates.
+  struct request_series {
+    core::counter* answered;
+    core::histogram* duration;
+  };
+  request_series& request_series_for(std::string_view op, std::string_view result);
+
   core::metric_registry registry_;
   core::metric_registry::family<core::gauge>& build_info_;
   core::metric_registry::family<core::gauge>& runs_;
@@ -79,6 +88,12 @@ class daemon_metrics {
   core::metric_registry::family<core::gauge>& open_fds_;
   core::metric_registry::family<core::gauge>& max_fds_;
   core::metric_registry::family<core::gauge>& start_time_;
+  /// Keyed by op, a unit separator and result; bounded like the labels are.
+  std::unordered_map<std::string, request_series> request_series_;
+  /// sweepd_transitions_total's series by [target state][reason], found on first use.
+  std::array<std::array<core::counter*, core::transition_reason_count>,
+             std::size(core::all_run_states)>
+      transition_series_{};
 };
 
 /// The result label of a W&B attempt: ok, retry, not_found, dead.

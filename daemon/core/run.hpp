@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -56,6 +57,9 @@ enum class transition_reason {
   reconciled_no_objective,   // W&B says finished, but there is no objective
   reconciled_stale,          // W&B's heartbeat is older than reconcile.stale_after
 };
+/// How many reasons there are (tables indexed by reason); reconciled_stale must stay the last.
+inline constexpr std::size_t transition_reason_count =
+    static_cast<std::size_t>(transition_reason::reconciled_stale) + 1;
 
 /// True for the reasons reconcile adopts a run with: sweepd's judgement, which the worker's own
 /// late report corrects.

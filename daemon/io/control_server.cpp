@@ -24,6 +24,7 @@
 
 #include "core/connection_limits.hpp"
 #include "core/errors.hpp"
+#include "core/line_buffer.hpp"
 #include "core/protocol.hpp"
 #include "io/process_watch.hpp"
 
@@ -41,6 +42,10 @@ constexpr std::size_t read_chunk = 16 * 1024;
 /// that a long pipelined batch delays another client's request by about one turn.
 constexpr std::size_t lines_per_turn = 64;
 constexpr auto turn_time = std::chrono::milliseconds(2);
+/// The clock is read every few lines only: most lines take a microsecond or two.
+constexpr std::size_t clock_every_lines = 8;
+/// Replies a connection may have waiting for their commit before it stops reading to settle them.
+constexpr std::size_t max_waiting_replies = 1024;
 /// Out of descriptors: how long accepting pauses after refusing what waits (never a busy loop),
 /// and how many waiting connections one pause may refuse.
 constexpr auto descriptor_pause = std::chrono::milliseconds(50);
@@ -344,47 +349,56 @@ asio::awaitable<bool> control_server::flush(connection& conn, std::string& outpu
 
 asio::awaitable<void> control_server::serve(connection_list::iterator it) {
   connection& conn = *it;
-  std::string input;
+  core::line_buffer input;
   std::string output;
+  waiting_replies waiting;
   bool closing = false;
-  while (!closing) {
-    const std::size_t filled = input.size();
-    input.resize(filled + read_chunk);
-    auto [ec, n] = co_await conn.sock.async_read_some(
-        asio::buffer(input.data() + filled, read_chunk), as_tuple(use_awaitable));
-    input.resize(filled + n);
+  bool failed = false;
+  while (!closing && !failed) {
+    const std::span<char> room = input.writable(read_chunk);
+    auto [ec, n] = co_await conn.sock.async_read_some(asio::buffer(room.data(), room.size()),
+                                                      as_tuple(use_awaitable));
+    input.commit(n);
     if (ec || stopped_) break;  // EOF (a half line is dropped: it was never a request) or error
 
-    // Answer the complete lines one by one; `input` is only erased after the last of them.
+    // Answer the complete lines one by one. A reply that comes later (a transition waiting for
+    // its commit) does not hold up the lines after it: they are answered too, and may join the
+    // same commit; their replies wait in `waiting` and go out in order.
     std::size_t lines_this_turn = 0;
     auto turn_started = std::chrono::steady_clock::now();
-    std::size_t begin = 0;
-    bool failed = false;
-    for (std::size_t nl; (nl = input.find('\n', begin)) != std::string::npos; begin = nl + 1) {
-      std::string_view line(input.data() + begin, nl - begin);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.size() > options_.limits.max_line_bytes) {
+    while (const std::optional<std::string_view> line = input.next_line()) {
+      if (line->size() > options_.limits.max_line_bytes) {
         closing = true;  // a whole over-long line arrived in one read: refused like a partial one
         break;
       }
-      reply answered = answer_line(line, conn.peer);
-      if (answered.later) answered.text = co_await await_later(answered);
-      if (stopped_) {
-        failed = true;
-        break;
+      reply answered = answer_line(*line, conn.peer, !waiting.replies.empty());
+      if (answered.after_earlier) {
+        // The handler cannot answer this line before the ones waiting (a read of what they
+        // change, a second change of one run): settle them, then ask again.
+        if (!co_await settle(conn, output, waiting)) {
+          failed = true;
+          break;
+        }
+        answered = answer_line(*line, conn.peer, false);
       }
-      queue_reply(conn, output, std::move(answered.text));
-      if (output.size() > options_.output_budget) {
+      if (answered.later || !waiting.replies.empty()) {
+        waiting.add(std::move(answered));
+      } else {
+        queue_reply(conn, output, std::move(answered.text));
+      }
+      if (output.size() + waiting.bytes > options_.output_budget ||
+          waiting.replies.size() >= max_waiting_replies) {
         // A client that does not read stops being answered here, holding at most the budget and
         // one reply; the write is also this connection's turn ending.
-        if (!co_await flush(conn, output)) {
+        if (!co_await settle(conn, output, waiting) || !co_await flush(conn, output)) {
           failed = true;
           break;
         }
         lines_this_turn = 0;
         turn_started = std::chrono::steady_clock::now();
       } else if (++lines_this_turn >= lines_per_turn ||
-                 std::chrono::steady_clock::now() - turn_started >= turn_time) {
+                 (lines_this_turn % clock_every_lines == 0 &&
+                  std::chrono::steady_clock::now() - turn_started >= turn_time)) {
         // Let other connections (and the deadline timer) in before the rest of this batch.
         co_await asio::post(io_, use_awaitable);
         if (stopped_) {
@@ -396,17 +410,16 @@ asio::awaitable<void> control_server::serve(connection_list::iterator it) {
       }
     }
     if (failed) break;
-    input.erase(0, begin);
-    if (closing || input.size() > options_.limits.max_line_bytes) {
+    if (closing || input.pending() > options_.limits.max_line_bytes) {
       closing = true;
-      queue_reply(conn, output,
-                  core::error_reply(
-                      {core::error_code::too_large, fmt::format("request line longer than {} bytes "
-                                                                "(socket.max_line_bytes); closing",
-                                                                options_.limits.max_line_bytes)}));
+      waiting.add(core::error_reply(
+          {core::error_code::too_large,
+           fmt::format("request line longer than {} bytes (socket.max_line_bytes); closing",
+                       options_.limits.max_line_bytes)}));
     }
+    if (!co_await settle(conn, output, waiting)) break;
     if (!output.empty() && !co_await flush(conn, output)) break;
-    if (input.capacity() > 4 * read_chunk && input.size() < read_chunk) input.shrink_to_fit();
+    input.shrink(4 * read_chunk);
   }
   queued_reply_bytes_ -= conn.queued;
   conn.queued = 0;
@@ -422,9 +435,39 @@ asio::awaitable<void> control_server::serve(connection_list::iterator it) {
   }
 }
 
-reply control_server::answer_line(std::string_view line, const peer_credentials& peer) {
+void control_server::waiting_replies::add(reply r) {
+  bytes += r.text.size();
+  replies.push_back(std::move(r));
+}
+
+asio::awaitable<bool> control_server::settle(connection& conn, std::string& output,
+                                             waiting_replies& waiting) {
+  for (reply& r : waiting.replies) {
+    // Not a conditional expression: GCC 12 destroys a temporary twice when one arm co_awaits.
+    std::string text;
+    if (r.later) {
+      text = co_await await_later(r);
+    } else {
+      text = std::move(r.text);
+    }
+    if (stopped_) co_return false;
+    queue_reply(conn, output, std::move(text));
+  }
+  waiting.replies.clear();
+  waiting.bytes = 0;
+  co_return true;
+}
+
+reply control_server::answer_line(std::string_view line, const peer_credentials& peer,
+                                  bool behind_earlier) {
   try {
-    return handler_(line, peer);
+    reply r = handler_(line, peer, behind_earlier);
+    if (r.after_earlier && !behind_earlier) {
+      // Nothing to wait for: a handler that asks anyway would loop.
+      spdlog::error("request handler asked to wait with no earlier reply waiting");
+      return core::error_reply({core::error_code::internal, "sweepd could not handle the request"});
+    }
+    return r;
   } catch (const std::exception& e) {
     spdlog::error("request failed: {}", e.what());
     return core::error_reply({core::error_code::internal, "sweepd could not handle the request"});

@@ -36,8 +36,16 @@ struct peer_credentials {
 struct reply {
   reply() = default;
   reply(std::string now) : text(std::move(now)) {}  // NOLINT: a plain reply converts implicitly
+  /// The handler cannot answer this line while the connection's earlier replies wait (it reads
+  /// or changes what they change): the server settles them and asks again.
+  static reply after_earlier_replies() {
+    reply r;
+    r.after_earlier = true;
+    return r;
+  }
   std::string text;
   std::function<asio::awaitable<std::string>()> later;
+  bool after_earlier = false;
 };
 
 /// The limits a config reload may change (socket.*).
@@ -74,8 +82,11 @@ struct control_server_options {
 /// Nothing a client sends can throw out of here.
 class control_server {
  public:
-  /// Answers one request line (without '\n'); returns the reply with its '\n'.
-  using line_handler = std::function<reply(std::string_view line, const peer_credentials&)>;
+  /// Answers one request line (without '\n'); returns the reply with its '\n'. `behind_earlier`:
+  /// replies to this connection's earlier lines are still waiting (to be committed); a handler
+  /// may then answer reply::after_earlier_replies(), never otherwise.
+  using line_handler =
+      std::function<reply(std::string_view line, const peer_credentials&, bool behind_earlier)>;
 
   control_server(asio::io_context& io, control_server_options options, line_handler handler);
   ~control_server();
@@ -119,7 +130,15 @@ class control_server {
   void queue_reply(connection& conn, std::string& output, std::string reply);
   /// Writes what `conn` has waiting; false when the connection failed.
   asio::awaitable<bool> flush(connection& conn, std::string& output);
-  reply answer_line(std::string_view line, const peer_credentials& peer);
+  /// A connection's replies not yet queued, in order: the first is a later one.
+  struct waiting_replies {
+    std::vector<reply> replies;
+    std::size_t bytes = 0;  // of the replies already made
+    void add(reply r);
+  };
+  /// Queues the waiting replies in order, each later one once it is ready; false on stop.
+  asio::awaitable<bool> settle(connection& conn, std::string& output, waiting_replies& waiting);
+  reply answer_line(std::string_view line, const peer_credentials& peer, bool behind_earlier);
   /// Runs a deferred reply to its end; `internal` if it throws.
   asio::awaitable<std::string> await_later(const reply& r);
   bool is_admin(std::uint32_t uid) const;

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
+#include <utility>
 
 #include "core/delivery.hpp"
 #include "core/json_limits.hpp"
@@ -357,7 +358,8 @@ journal::journal(std::string path, sqlite3* db, int lock_fd)
     : path_(std::move(path)), db_(db), lock_fd_(lock_fd) {}
 
 journal::~journal() {
-  writes_.reset();  // statements before the connection
+  writes_.reset();        // statements before the connection
+  checkpointer_.reset();  // its checkpoint finished before the last connection closes
   if (db_) sqlite3_close_v2(db_);
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
@@ -394,6 +396,7 @@ journal::open_result journal::open(const std::string& path) {
   std::unique_ptr<journal> j(new journal(path, db, lock_fd));
   if (rc != SQLITE_OK) return {nullptr, j->describe_error("cannot open the state file")};
   if (auto err = j->prepare_schema()) return {nullptr, *err};
+  if (auto err = j->start_checkpointer()) return {nullptr, *err};
   return {std::move(j), {}};
 }
 
@@ -670,9 +673,53 @@ std::optional<std::string> journal::commit(std::span<const core::run_change> cha
     return describe_error("cannot commit to");
   }
   guard.dismiss();
+  checkpoint_if_due();
   outbox_pending_ = outbox_pending_ + queued - std::min(outbox_pending_ + queued, superseded);
   if (queued_entries != nullptr) *queued_entries = std::move(entries);
   return std::nullopt;
+}
+
+namespace {
+// The log is handed to the checkpointer at 100 pages (400 KiB), as SQLite's own automatic
+// checkpoint was set to. A log is only restarted once a checkpoint has caught up with it, which a
+// thread racing a stream of commits rarely does: a commit that finds the log past 1 024 pages
+// (4 MiB, about SQLite's default) checkpoints the rest itself, usually only what the thread has
+// not copied yet, and the next commit starts the log afresh, cut back to journal_size_limit.
+constexpr int checkpoint_pages = 100;
+constexpr int checkpoint_here_pages = 1024;
+}  // namespace
+
+std::optional<std::string> journal::start_checkpointer() {
+  std::string error;
+  checkpointer_ = wal_checkpointer::start(path_, error);
+  if (!checkpointer_) {
+    return fmt::format("cannot open {} a second time to checkpoint its log: {}", path_, error);
+  }
+  sqlite3_wal_hook(db_, &journal::on_log_written, this);  // replaces the automatic checkpoint
+  return std::nullopt;
+}
+
+int journal::on_log_written(void* self, sqlite3*, const char*, int log_pages) {
+  // Only noted: this runs inside the commit, while this connection still reads the snapshot before
+  // it, which would keep a checkpoint started now from copying the last frames.
+  static_cast<journal*>(self)->log_pages_ = log_pages;
+  return SQLITE_OK;
+}
+
+void journal::checkpoint_if_due() {
+  const int pages = std::exchange(log_pages_, 0);
+  if (pages >= checkpoint_here_pages) {
+    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  } else if (pages >= checkpoint_pages && checkpointer_) {
+    checkpointer_->request();
+  }
+}
+
+std::optional<std::string> journal::checkpoint_failure() {
+  if (!checkpointer_) return std::nullopt;
+  auto why = checkpointer_->take_failure();
+  if (!why) return std::nullopt;
+  return fmt::format("cannot checkpoint the log of {}: {}", path_, *why);
 }
 
 void journal::reclaim_space() {
@@ -796,6 +843,7 @@ std::optional<std::string> journal::settle(const core::delivery_queue::settled_r
     return describe_error("cannot commit W&B deliveries to");
   }
   guard.dismiss();
+  checkpoint_if_due();
   outbox_pending_ -= std::min(outbox_pending_, settled + buried);
   outbox_dead_ += buried;
   return std::nullopt;
@@ -869,6 +917,7 @@ std::variant<core::outbox_entry, std::string> journal::requeue_latest(const core
     return describe_error("cannot commit to");
   }
   guard.dismiss();
+  checkpoint_if_due();
   ++outbox_pending_;
   return core::outbox_entry{seq, r.id, r.entity, r.project, std::move(*t)};
 }
@@ -901,6 +950,7 @@ std::optional<std::string> journal::prune(const std::vector<std::string>& run_id
     return describe_error("cannot commit pruning to");
   }
   guard.dismiss();
+  checkpoint_if_due();
   return std::nullopt;
 }
 

@@ -12,6 +12,7 @@
 #include "core/run.hpp"
 #include "core/supervisor.hpp"
 #include "core/time.hpp"
+#include "io/wal_checkpointer.hpp"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -103,6 +104,14 @@ class journal {
   /// After a failed write (a full disk): checkpoints the WAL into the database and truncates it,
   /// giving back what the log held. Errors are ignored: it is only an attempt.
   void reclaim_space();
+  /// Why the log's checkpoints started failing, once per run of failures; for the daemon's log.
+  std::optional<std::string> checkpoint_failure();
+  /// Checkpoints the background thread has run (tests and benchmarks).
+  std::size_t checkpoints() const { return checkpointer_ ? checkpointer_->done() : 0; }
+  /// Waits for the background checkpoint asked for, if any (tests).
+  void wait_for_checkpoint() {
+    if (checkpointer_) checkpointer_->wait_idle();
+  }
 
   /// Outbox rows not yet delivered.
   std::size_t outbox_pending() const { return outbox_pending_; }
@@ -123,6 +132,13 @@ class journal {
   std::vector<outbox_row> outbox_rows(const char* where);
   std::optional<std::string> exec(const char* sql);
   std::string describe_error(const char* what) const;
+  /// Hands the log's checkpoints to a thread of their own (wal_checkpointer).
+  std::optional<std::string> start_checkpointer();
+  /// SQLite's hook after each commit: asks for a checkpoint once the log has grown.
+  static int on_log_written(void* self, sqlite3* db, const char* schema, int log_pages);
+  /// After a commit: has the log checkpointed once it has grown (by the thread, or here past the
+  /// bound).
+  void checkpoint_if_due();
 
   using statement = std::unique_ptr<sqlite3_stmt, detail::finalize_statement>;
   struct write_statements {
@@ -132,6 +148,8 @@ class journal {
   std::string path_;
   sqlite3* db_ = nullptr;
   std::unique_ptr<write_statements> writes_;
+  std::unique_ptr<wal_checkpointer> checkpointer_;
+  int log_pages_ = 0;  // the log's size after the last commit, in pages
   int lock_fd_ = -1;
   std::size_t outbox_pending_ = 0;
   std::size_t outbox_dead_ = 0;

@@ -44,7 +44,7 @@ class ControlServerTest : public ::testing::Test {
     if (opts.limits.max_connections == 0) opts.limits.max_connections = 4096;
     options_ = opts;
     server_ = std::make_unique<control_server>(
-        io_, opts, [this](std::string_view line, const peer_credentials& peer) {
+        io_, opts, [this](std::string_view line, const peer_credentials& peer, bool) {
           last_peer_ = peer;
           ++lines_answered_;
           if (on_line_) on_line_(line);
@@ -614,7 +614,7 @@ TEST(ControlServerOpen, RefusesAPathAnotherServerListensOn) {
   asio::io_context io;
   control_server_options opts;
   opts.path = dir.file("s.sock");
-  auto echo = [](std::string_view, const peer_credentials&) { return std::string("{}\n"); };
+  auto echo = [](std::string_view, const peer_credentials&, bool) { return std::string("{}\n"); };
   control_server first(io, opts, echo);
   ASSERT_FALSE(first.open());
   control_server second(io, opts, echo);
@@ -629,7 +629,7 @@ TEST(ControlServerOpen, ReplacesAStaleSocketFile) {
   asio::io_context io;
   control_server_options opts;
   opts.path = dir.file("s.sock");
-  auto echo = [](std::string_view, const peer_credentials&) { return std::string("{}\n"); };
+  auto echo = [](std::string_view, const peer_credentials&, bool) { return std::string("{}\n"); };
   {
     // A socket file nobody listens on any more, as a killed daemon leaves it.
     asio::local::stream_protocol::acceptor stale(io,
@@ -647,8 +647,9 @@ TEST(ControlServerOpen, RefusesAPathThatIsNotASocket) {
   control_server_options opts;
   opts.path = dir.file("s.sock");
   std::ofstream(opts.path) << "precious";
-  control_server server(
-      io, opts, [](std::string_view, const peer_credentials&) { return std::string("{}\n"); });
+  control_server server(io, opts, [](std::string_view, const peer_credentials&, bool) {
+    return std::string("{}\n");
+  });
   auto err = server.open();
   ASSERT_TRUE(err);
   EXPECT_THAT(*err, HasSubstr("is not a socket"));
@@ -663,8 +664,9 @@ TEST(ControlServerOpen, CreatesAMissingSocketDirectory) {
   asio::io_context io;
   control_server_options opts;
   opts.path = dir.file("run/sweepd/s.sock");
-  control_server server(
-      io, opts, [](std::string_view, const peer_credentials&) { return std::string("{}\n"); });
+  control_server server(io, opts, [](std::string_view, const peer_credentials&, bool) {
+    return std::string("{}\n");
+  });
   auto err = server.open();
   EXPECT_FALSE(err) << *err;
   EXPECT_TRUE(std::filesystem::exists(opts.path));
@@ -676,15 +678,16 @@ TEST(ControlServerDeferred, ALaterReplyKeepsItsConnectionsOrderAndOthersAreServe
   asio::steady_timer gate(io, asio::steady_timer::time_point::max());
   control_server_options opts;
   opts.path = dir.file("s.sock");
-  control_server server(io, opts, [&](std::string_view line, const peer_credentials&) -> reply {
-    if (line != "later") return std::string(line) + "\n";
-    reply r;
-    r.later = [&]() -> asio::awaitable<std::string> {
-      co_await gate.async_wait(asio::as_tuple(asio::use_awaitable));  // until the test opens it
-      co_return "later-done\n";
-    };
-    return r;
-  });
+  control_server server(
+      io, opts, [&](std::string_view line, const peer_credentials&, bool) -> reply {
+        if (line != "later") return std::string(line) + "\n";
+        reply r;
+        r.later = [&]() -> asio::awaitable<std::string> {
+          co_await gate.async_wait(asio::as_tuple(asio::use_awaitable));  // until the test opens it
+          co_return "later-done\n";
+        };
+        return r;
+      });
   ASSERT_FALSE(server.open());
   server.start();
   std::thread loop([&] { io.run(); });
