@@ -2,7 +2,13 @@
 // checked by promtool (the Prometheus project's own linter), /healthz, and what is refused.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -92,6 +98,77 @@ TEST_F(MetricsTest, AScrapeShowsRunsTransitionsAndRequestsTheTestCaused) {
   for (const char* secret : {"m-ok", "m-bad", "s1", "lr", "SECRET-ERROR-TEXT", "made_up_op"}) {
     EXPECT_THAT(body, Not(HasSubstr(secret)));
   }
+}
+
+/// Sends `lines` in one write on one connection and reads a reply per line (bounded in time).
+std::vector<json> pipelined(const std::string& socket_path, const std::vector<json>& lines) {
+  std::vector<json> replies;
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof(addr.sun_path) - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    ADD_FAILURE() << "connect: " << std::strerror(errno);
+    return replies;
+  }
+  std::string out;
+  for (const json& l : lines) out += l.dump() + "\n";
+  if (::write(fd, out.data(), out.size()) != static_cast<ssize_t>(out.size())) {
+    ADD_FAILURE() << "short write";
+  }
+  std::string in;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (replies.size() < lines.size() && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    in.append(buf, static_cast<std::size_t>(n));
+    for (std::size_t nl; (nl = in.find('\n')) != std::string::npos; in.erase(0, nl + 1)) {
+      replies.push_back(json::parse(in.substr(0, nl)));
+    }
+  }
+  ::close(fd);
+  EXPECT_EQ(replies.size(), lines.size()) << "replies missing after 10 s";
+  return replies;
+}
+
+TEST_F(MetricsTest, PipelinedChangesShareACommitAndTheConnectionReadsItsOwnWrites) {
+  // One write: changes of three runs, then a read and a second change of a run already in the
+  // batch (both must wait for it), then a heartbeat of a run registered in the same write.
+  const std::vector<json> lines = {
+      {{"op", "register"}, {"run", "p-a"}},
+      {{"op", "register"}, {"run", "p-b"}},
+      {{"op", "register"}, {"run", "p-c"}},
+      {{"op", "show"}, {"run", "p-a"}},
+      {{"op", "start"}, {"run", "p-a"}},
+      {{"op", "heartbeat"}, {"run", "p-a"}},
+      {{"op", "start"}, {"run", "p-b"}},
+      {{"op", "complete"}, {"run", "p-a"}, {"objective", 1.5}},
+  };
+  const std::vector<json> replies = pipelined(daemon_->socket_path(), lines);
+  ASSERT_EQ(replies.size(), lines.size());
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    EXPECT_EQ(replies[i]["ok"], true) << i << ": " << replies[i].dump();
+  }
+  EXPECT_EQ(replies[0]["run"], "p-a");  // in the order sent
+  EXPECT_EQ(replies[2]["run"], "p-c");
+  EXPECT_EQ(replies[3]["run"]["state"], "initializing") << replies[3].dump();
+  EXPECT_EQ(replies[4]["state"], "running");
+  EXPECT_EQ(replies[5]["state"], "running");
+  EXPECT_EQ(replies[6]["state"], "running");
+  EXPECT_EQ(replies[7]["state"], "success");
+
+  const std::string body = scrape();
+  EXPECT_EQ(value_of(body, R"(sweepd_transitions_total{state="initializing",reason="registered"})"),
+            3)
+      << body;
+  // The three registers in one commit (the show waits for it); the start of p-a in the next (the
+  // heartbeat, a read of it, waits for that one); the start of p-b and the complete of p-a in a
+  // third. Six transitions, three commits.
+  EXPECT_EQ(value_of(body, "sweepd_journal_commit_duration_seconds_count"), 3);
 }
 
 TEST_F(MetricsTest, ALiveScrapePassesPromtoolCheckMetrics) {
