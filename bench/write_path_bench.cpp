@@ -1226,9 +1226,8 @@ void restart_time(const options& o, const std::string& binary, const std::string
   std::printf("%-36s %9.0f ms %9.0f ms %8.1fx %9s %8.2fx\n", "hello answered",
               median(empty_hello) * 1000, median(hello) * 1000, median(hello) / median(empty_hello),
               "<=1000ms", median(hello));
-  std::printf("%-36s %9.0f ms %9.0f ms %8.1fx\n", "  CPU time sweepd used until then",
-              median(empty_cpu) * 1000, median(cpu) * 1000,
-              median(empty_cpu) > 0 ? median(cpu) / median(empty_cpu) : 0.0);
+  std::printf("%-36s %9.0f ms %9.0f ms\n", "  CPU time sweepd used until then",
+              median(empty_cpu) * 1000, median(cpu) * 1000);
   std::printf(
       "(CPU time from /proc, in 10 ms ticks: less at the mercy of the shared cores than wall "
       "time)\n");
