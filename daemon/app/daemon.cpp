@@ -29,6 +29,8 @@ using asio::use_awaitable;
 /// that requests queued behind a batch's commit wait well under 100 ms (measured: 2048 made
 /// `status` wait up to 266 ms during 100 000 simultaneous timeouts, 512 at most 81 ms).
 constexpr std::size_t expire_batch = 512;
+/// How many due runs are listed at once to be timed out in id order, batch by batch.
+constexpr std::size_t expiry_backlog_limit = 131072;
 /// How long a stopping daemon waits for W&B requests in flight.
 constexpr auto shutdown_grace = std::chrono::seconds(2);
 /// The loop ticks this often; a gap between ticks over the threshold means it stood still (the
@@ -472,11 +474,13 @@ asio::awaitable<void> daemon::deadline_loop() {
     // turn of the loop re-arms in the past and requests queued meanwhile are served in between.
     commit_batch();  // requests decoded this turn first: a run's own report wins
     const core::instant marked = now();
-    std::vector<core::run_change> due = runs_.plan_expiry(marked, expire_batch);
+    std::vector<core::run_change> due = plan_expiry_batch(marked);
     if (due.empty()) continue;
     if (!store(due)) {
       // Not stored, nothing changed, still due: try again after a pause rather than spinning on
-      // a failing disk.
+      // a failing disk. The backlog is listed anew then, this batch included.
+      expiry_backlog_.clear();
+      expiry_next_ = 0;
       deadline_timer_.expires_after(storage_retry_pause);
       co_await deadline_timer_.async_wait(as_tuple(use_awaitable));
       continue;
@@ -484,6 +488,22 @@ asio::awaitable<void> daemon::deadline_loop() {
     note_expired(due, marked.mono);
     for (core::run_change& c : due) runs_.apply(std::move(c));
   }
+}
+
+std::vector<core::run_change> daemon::plan_expiry_batch(core::instant marked) {
+  if (expiry_next_ == expiry_backlog_.size()) {
+    expiry_backlog_ = runs_.due_runs(marked.mono, expiry_backlog_limit);
+    expiry_next_ = 0;
+  }
+  const std::size_t n = std::min(expire_batch, expiry_backlog_.size() - expiry_next_);
+  const std::span<const std::string> batch(expiry_backlog_.data() + expiry_next_, n);
+  std::vector<core::run_change> due = runs_.plan_expiry_of(batch, marked);
+  expiry_next_ += n;
+  if (expiry_next_ == expiry_backlog_.size()) {
+    expiry_backlog_.clear();
+    expiry_next_ = 0;
+  }
+  return due;
 }
 
 core::mono_time daemon::catch_up_until() {

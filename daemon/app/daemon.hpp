@@ -83,6 +83,9 @@ class daemon {
   /// Notes a turn of the loop; until when expiry should wait for queued input after the loop
   /// stood still (in the past when it did not).
   core::mono_time catch_up_until();
+  /// The next batch of timeouts to store: from the backlog of due runs, listed anew when it ran
+  /// out.
+  std::vector<core::run_change> plan_expiry_batch(core::instant marked);
   /// Ticks a few times a second, so that a loop that stood still is noticed.
   asio::awaitable<void> tick_loop();
   asio::awaitable<void> signal_loop();
@@ -129,6 +132,10 @@ class daemon {
   core::mono_time stalled_until_{};
   asio::steady_timer shutdown_timer_;
   core::mono_time armed_for_ = core::mono_time::max();
+  /// Runs found due and not yet timed out, in id order (core::supervisor::due_runs); expiry takes
+  /// them a batch at a time from `expiry_next_`.
+  std::vector<std::string> expiry_backlog_;
+  std::size_t expiry_next_ = 0;
   asio::signal_set signals_;
   io::process_watch process_watch_;
   std::multimap<std::int32_t, std::string> runs_by_pid_;

@@ -407,14 +407,38 @@ outcome supervisor::plan_process_exited(std::string_view run, instant now) {
   return o;
 }
 
+run_change supervisor::timeout_of(const run_record& r, instant now) const {
+  const transition_reason why = due_reason(r);
+  return ending(r, run_state::timeout, why, why, now, false, std::nullopt, std::nullopt,
+                std::nullopt);
+}
+
 std::vector<run_change> supervisor::plan_expiry(instant now, std::size_t limit) const {
   std::vector<run_change> due;
   for (auto it = deadlines_.begin();
        due.size() < limit && it != deadlines_.end() && it->first <= now.mono; ++it) {
-    const run_record& r = *it->second;
-    const transition_reason why = due_reason(r);
-    due.push_back(ending(r, run_state::timeout, why, why, now, false, std::nullopt, std::nullopt,
-                         std::nullopt));
+    due.push_back(timeout_of(*it->second, now));
+  }
+  return due;
+}
+
+std::vector<std::string> supervisor::due_runs(mono_time now, std::size_t limit) const {
+  std::vector<std::string> ids;
+  for (auto it = deadlines_.begin();
+       ids.size() < limit && it != deadlines_.end() && it->first <= now; ++it) {
+    ids.push_back(it->second->id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+std::vector<run_change> supervisor::plan_expiry_of(std::span<const std::string> ids,
+                                                   instant now) const {
+  std::vector<run_change> due;
+  due.reserve(ids.size());
+  for (const std::string& id : ids) {
+    const run_record* r = find(id);
+    if (r != nullptr && r->deadline <= now.mono) due.push_back(timeout_of(*r, now));
   }
   return due;
 }

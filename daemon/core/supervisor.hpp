@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -162,6 +163,13 @@ class supervisor {
   /// a caller can serve other work between batches).
   std::vector<run_change> plan_expiry(
       instant now, std::size_t limit = std::numeric_limits<std::size_t>::max()) const;
+  /// The runs whose deadline is at or before `now`, at most `limit` of the earliest, in id order:
+  /// the order the journal keeps runs in, so that timing out a slice of them writes neighbouring
+  /// pages rather than one page per run (deadlines fall in no particular order of ids).
+  std::vector<std::string> due_runs(mono_time now, std::size_t limit) const;
+  /// The timeouts of those of `ids` still due at `now`, in that order: since they were listed, a
+  /// run may have reported, been revived or gone.
+  std::vector<run_change> plan_expiry_of(std::span<const std::string> ids, instant now) const;
   /// Makes a planned change (after it was stored); the run as it is now.
   const run_record& apply(run_change c);
 
@@ -233,6 +241,8 @@ class supervisor {
   mono_time earliest_deadline(const run_record& r) const;
   /// The reason a deadline fired (the earliest of silence, max_runtime, stall).
   transition_reason due_reason(const run_record& r) const;
+  /// The timeout of a run that is due.
+  run_change timeout_of(const run_record& r, instant now) const;
 
   supervisor_limits limits_;
   /// Who owns a sweep, and how many runs keep it alive.

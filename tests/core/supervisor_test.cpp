@@ -15,7 +15,9 @@ namespace sweepd::core {
 namespace {
 
 using namespace std::chrono_literals;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 double seconds_of(mono_clock::duration d) { return seconds_d(d).count(); }
 
@@ -1039,6 +1041,40 @@ TEST_F(SupervisorTest, ExpireInBatchesTakesTheEarliestFirstAndLeavesTheRestDue) 
   EXPECT_EQ(fired[0].run, "run-2");
   EXPECT_EQ(sup.expire(at(400s), 2).size(), 1u);
   EXPECT_FALSE(sup.next_deadline().has_value());
+}
+
+TEST_F(SupervisorTest, DueRunsAreTheEarliestDueListedInIdOrder) {
+  // Deadlines in an order unrelated to the ids, as worker heartbeats give them.
+  ASSERT_TRUE(reg("run-c", 0s).ok());
+  ASSERT_TRUE(reg("run-a", 1s).ok());
+  ASSERT_TRUE(reg("run-d", 2s).ok());
+  ASSERT_TRUE(reg("run-b", 3s).ok());
+  ASSERT_TRUE(reg("run-e", 50s).ok());  // not due yet
+  EXPECT_THAT(sup.due_runs(at(303s).mono, 100), ElementsAre("run-a", "run-b", "run-c", "run-d"));
+  // The limit keeps the earliest deadlines, then sorts them.
+  EXPECT_THAT(sup.due_runs(at(303s).mono, 3), ElementsAre("run-a", "run-c", "run-d"));
+  EXPECT_THAT(sup.due_runs(at(299s).mono, 100), IsEmpty());
+}
+
+TEST_F(SupervisorTest, ExpiryOfListedRunsSkipsThoseThatReportedOrWentSinceTheListing) {
+  for (const char* id : {"run-a", "run-b", "run-c", "run-d"}) ASSERT_TRUE(reg(id, 0s).ok());
+  const std::vector<std::string> listed = sup.due_runs(at(300s).mono, 100);
+  ASSERT_EQ(listed.size(), 4u);
+  // Between the listing and the batch: one run ended, one was revived by a heartbeat (its
+  // deadline moved), one was timed out by an earlier batch.
+  ASSERT_TRUE(fail("run-a", 300s, "bad").ok());
+  ASSERT_TRUE(heartbeat("run-b", 300s).ok());
+  const auto earlier_batch = sup.plan_expiry_of(std::vector<std::string>{"run-c"}, at(300s));
+  ASSERT_EQ(earlier_batch.size(), 1u);
+  sup.apply(earlier_batch[0]);
+  const std::vector<std::string> with_unknown = {"run-a", "run-b", "run-c", "run-d", "run-z"};
+  const auto due = sup.plan_expiry_of(with_unknown, at(300s));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].run, "run-d");
+  EXPECT_EQ(due[0].to, run_state::timeout);
+  EXPECT_EQ(due[0].reason, transition_reason::heartbeat_timeout);
+  // Planning changed nothing.
+  EXPECT_EQ(run("run-d").state, run_state::initializing);
 }
 
 // ---------------------------------------------------------------------------------------------
