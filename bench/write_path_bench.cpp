@@ -1150,6 +1150,11 @@ void expiry_storm(const options& o, sweepd_process& sweepd) {
   double first_timeout_s = -1;
   double all_timeout_s = -1;
   std::uint64_t timed_out = 0;
+  // sweepd's CPU time from the deadline until all are timed out: on shared cores the wall time
+  // also counts other processes' turns, this does not.
+  std::this_thread::sleep_until(deadline);
+  const double cpu_at_deadline = sweepd.cpu_seconds();
+  double storm_cpu_s = -1;
   while (all_timeout_s < 0) {
     double s = 0;
     const nlohmann::json status = watcher.call_json(R"({"op":"status"})", &s);
@@ -1158,7 +1163,10 @@ void expiry_storm(const options& o, sweepd_process& sweepd) {
     if (since_deadline >= 0) storm_ms.push_back(s * 1000);
     timed_out = status["runs"].value("timeout", std::uint64_t{0});
     if (timed_out > 0 && first_timeout_s < 0) first_timeout_s = since_deadline;
-    if (timed_out >= o.runs) all_timeout_s = since_deadline;
+    if (timed_out >= o.runs) {
+      all_timeout_s = since_deadline;
+      storm_cpu_s = sweepd.cpu_seconds() - cpu_at_deadline;
+    }
     if (since_deadline > 300) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
@@ -1179,6 +1187,8 @@ void expiry_storm(const options& o, sweepd_process& sweepd) {
               all_timeout_s * 1000, "<=1000ms", all_timeout_s);
   std::printf("%-44s %12s %10.0f ms\n", "first timeout seen, after the deadline", "-",
               first_timeout_s * 1000);
+  std::printf("%-44s %12s %10.0f ms %9s %6.2fx\n", "sweepd CPU time (user+sys) until all timeout",
+              "-", storm_cpu_s * 1000, "<=1000ms", storm_cpu_s);
   std::printf("%-44s %9.2f ms %9.2f ms %9s %6.2fx\n", "status p50 (baseline: idle, same runs)",
               quantile(idle_ms, 0.5), quantile(storm_ms, 0.5), "<=200ms",
               quantile(storm_ms, 0.5) / 200);

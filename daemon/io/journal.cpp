@@ -99,8 +99,44 @@ CREATE TABLE runs_v3(
 )sql";
 constexpr const char* schema_v3_finish = "DROP TABLE runs; ALTER TABLE runs_v3 RENAME TO runs;";
 
+// Version 4: the outbox's status check without `IN (…)`, which SQLite evaluates through a
+// temporary B-tree built for every row written (a third of the CPU time of an expiry storm), and
+// partial indexes that hold only the rows looked up by status: the pending rows by run (to settle
+// superseded writes) and the dead ones (counted at start). Delivered rows, almost all of them,
+// are no longer indexed by status. SQLite cannot change a check, so the table is copied; its
+// sequence carries on from where it was, even past rows since deleted.
+constexpr const char* schema_v4 = R"sql(
+CREATE TABLE outbox_v4(
+  seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+  run            TEXT NOT NULL,
+  transition_seq INTEGER NOT NULL,
+  status         TEXT NOT NULL DEFAULT 'pending'
+                 CHECK (status = 'pending' OR status = 'delivered' OR status = 'dead'),
+  attempts       INTEGER NOT NULL DEFAULT 0,
+  last_error     TEXT,
+  delivered_ms   INTEGER,
+  converging     INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO outbox_v4(seq, run, transition_seq, status, attempts, last_error, delivered_ms,
+                      converging)
+  SELECT seq, run, transition_seq, status, attempts, last_error, delivered_ms, converging
+  FROM outbox;
+INSERT INTO sqlite_sequence(name, seq)
+  SELECT 'outbox_v4', seq FROM sqlite_sequence WHERE name = 'outbox'
+  AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbox_v4');
+UPDATE sqlite_sequence SET seq = (SELECT MAX(seq) FROM sqlite_sequence
+                                  WHERE name IN ('outbox', 'outbox_v4'))
+  WHERE name = 'outbox_v4';
+DROP TABLE outbox;
+ALTER TABLE outbox_v4 RENAME TO outbox;
+CREATE INDEX outbox_by_run ON outbox(run);
+CREATE INDEX outbox_pending ON outbox(run, seq) WHERE status = 'pending';
+CREATE INDEX outbox_dead ON outbox(seq) WHERE status = 'dead';
+CREATE INDEX outbox_converging ON outbox(seq) WHERE converging = 1;
+)sql";
+
 /// Schema migrations: entry i takes user_version i to i + 1.
-constexpr const char* migrations[] = {schema_v1, schema_v2, schema_v3};
+constexpr const char* migrations[] = {schema_v1, schema_v2, schema_v3, schema_v4};
 
 /// The run columns of schema 3, in the order run_insert binds them (?1 … ?23).
 constexpr const char* run_insert_sql =
@@ -141,7 +177,7 @@ int take_lock(const std::string& db_path, std::string& error) {
   return fd;
 }
 
-bool bind_text(sqlite3_stmt* s, int index, const std::string& text) {
+bool bind_text(sqlite3_stmt* s, int index, std::string_view text) {
   return sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()),
                            SQLITE_TRANSIENT) == SQLITE_OK;
 }
@@ -588,10 +624,11 @@ std::optional<std::string> journal::prepare_writes() {
           "objective, cost, error, late_by_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") &&
       prepare(w->enqueue, "INSERT INTO outbox(run, transition_seq) VALUES(?1, ?2)") &&
       // Each W&B write carries the run's whole state, so a newer one settles the older pending
-      // ones (superseded), here rather than later: offline, nothing else would.
-      prepare(w->supersede,
-              "UPDATE outbox SET status = 'delivered' WHERE run = ?1 AND status = 'pending' "
-              "AND seq < ?2") &&
+      // ones (superseded), here rather than later: offline, nothing else would. Found first,
+      // then settled one by one: an UPDATE that searched the index it changes would copy its
+      // rows to a temporary table first.
+      prepare(w->pending_of_run, "SELECT seq FROM outbox WHERE run = ?1 AND status = 'pending'") &&
+      prepare(w->supersede, "UPDATE outbox SET status = 'delivered' WHERE seq = ?1") &&
       // The history a run keeps (core::max_history): its registration and the newest
       // transitions, but never one a pending W&B write still carries.
       prepare(w->trim,
@@ -617,8 +654,8 @@ std::optional<std::string> journal::commit(std::span<const core::run_change> cha
   struct resetter {
     write_statements& w;
     ~resetter() {
-      for (statement* s :
-           {&w.insert_run, &w.update_run, &w.append, &w.enqueue, &w.supersede, &w.trim}) {
+      for (statement* s : {&w.insert_run, &w.update_run, &w.append, &w.enqueue, &w.pending_of_run,
+                           &w.supersede, &w.trim}) {
         sqlite3_reset(s->get());
         sqlite3_clear_bindings(s->get());
       }
@@ -650,6 +687,8 @@ std::optional<std::string> journal::commit(std::span<const core::run_change> cha
     if (!run(w.append)) return describe_error("cannot store a transition in");
     const std::int64_t transition_seq = sqlite3_last_insert_rowid(db_);
     if (to_outbox) {
+      // Before the new write is queued, so that every pending row found is older.
+      if (auto err = supersede_pending(c.run, superseded)) return err;
       bind_text(w.enqueue.get(), 1, c.run);
       sqlite3_bind_int64(w.enqueue.get(), 2, transition_seq);
       if (!run(w.enqueue)) return describe_error("cannot queue a W&B write in");
@@ -658,10 +697,6 @@ std::optional<std::string> journal::commit(std::span<const core::run_change> cha
       if (queued_entries != nullptr) {
         entries.push_back({seq, c.run, current->entity, current->project, c});
       }
-      bind_text(w.supersede.get(), 1, c.run);
-      sqlite3_bind_int64(w.supersede.get(), 2, seq);
-      if (!run(w.supersede)) return describe_error("cannot settle superseded W&B writes in");
-      superseded += static_cast<std::size_t>(sqlite3_changes(db_));
     }
     if (!c.created && current->history.size() + 1 >= core::max_history) {
       bind_text(w.trim.get(), 1, c.run);
@@ -676,6 +711,27 @@ std::optional<std::string> journal::commit(std::span<const core::run_change> cha
   checkpoint_if_due();
   outbox_pending_ = outbox_pending_ + queued - std::min(outbox_pending_ + queued, superseded);
   if (queued_entries != nullptr) *queued_entries = std::move(entries);
+  return std::nullopt;
+}
+
+std::optional<std::string> journal::supersede_pending(std::string_view run,
+                                                      std::size_t& superseded) {
+  write_statements& w = *writes_;
+  superseded_seqs_.clear();
+  bind_text(w.pending_of_run.get(), 1, run);
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(w.pending_of_run.get())) == SQLITE_ROW) {
+    superseded_seqs_.push_back(sqlite3_column_int64(w.pending_of_run.get(), 0));
+  }
+  sqlite3_reset(w.pending_of_run.get());
+  if (rc != SQLITE_DONE) return describe_error("cannot read pending W&B writes in");
+  for (const std::int64_t seq : superseded_seqs_) {
+    sqlite3_bind_int64(w.supersede.get(), 1, seq);
+    rc = sqlite3_step(w.supersede.get());
+    sqlite3_reset(w.supersede.get());
+    if (rc != SQLITE_DONE) return describe_error("cannot settle superseded W&B writes in");
+  }
+  superseded += superseded_seqs_.size();
   return std::nullopt;
 }
 
@@ -709,6 +765,9 @@ int journal::on_log_written(void* self, sqlite3*, const char*, int log_pages) {
 void journal::checkpoint_if_due() {
   const int pages = std::exchange(log_pages_, 0);
   if (pages >= checkpoint_here_pages) {
+    // A checkpoint the thread is running holds SQLite's checkpoint lock, and this one would give
+    // up at once: wait for it, so that the bound holds however slowly the thread is scheduled.
+    if (checkpointer_) checkpointer_->wait_idle();
     sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   } else if (pages >= checkpoint_pages && checkpointer_) {
     checkpointer_->request();

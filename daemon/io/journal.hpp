@@ -32,7 +32,7 @@ struct finalize_statement {
 class journal {
  public:
   /// The schema this build writes (PRAGMA user_version); older ones are migrated on open.
-  static constexpr int schema_version = 3;
+  static constexpr int schema_version = 4;
 
   struct open_result {
     std::unique_ptr<journal> value;
@@ -139,15 +139,19 @@ class journal {
   /// After a commit: has the log checkpointed once it has grown (by the thread, or here past the
   /// bound).
   void checkpoint_if_due();
+  /// Within commit(): settles the pending W&B writes of `run` (a newer one is about to be
+  /// queued), adding how many to `superseded`.
+  std::optional<std::string> supersede_pending(std::string_view run, std::size_t& superseded);
 
   using statement = std::unique_ptr<sqlite3_stmt, detail::finalize_statement>;
   struct write_statements {
-    statement insert_run, update_run, append, enqueue, supersede, trim;
+    statement insert_run, update_run, append, enqueue, pending_of_run, supersede, trim;
   };
 
   std::string path_;
   sqlite3* db_ = nullptr;
   std::unique_ptr<write_statements> writes_;
+  std::vector<std::int64_t> superseded_seqs_;  // supersede_pending's, kept to reuse its storage
   std::unique_ptr<wal_checkpointer> checkpointer_;
   int log_pages_ = 0;  // the log's size after the last commit, in pages
   int lock_fd_ = -1;

@@ -34,7 +34,7 @@ class wal_checkpointer {
   void request();
   /// Checkpoints done so far (tests and benchmarks).
   std::size_t done() const;
-  /// Waits until no checkpoint is asked for or running (tests).
+  /// Waits until no checkpoint is asked for or running.
   void wait_idle();
   /// Why checkpoints started failing, once per run of failures (the thread does not log: the
   /// logger belongs to the event loop's thread).

@@ -136,6 +136,67 @@ class JournalTest : public ::testing::Test {
     return std::move(opened.value);
   }
 
+  /// Writes a state file as schema 1 did: two runs ("done", finished, and "live", watched) as
+  /// JSON records, each transition a pending W&B write; then `more_sql` on it.
+  void write_schema_one_file(const char* more_sql = nullptr) {
+    std::filesystem::create_directories(dir.file("state"));
+    {
+      sqlite3* db = nullptr;
+      ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+      exec_ok(
+          db,
+          "PRAGMA journal_mode=WAL;"
+          "CREATE TABLE runs(id TEXT PRIMARY KEY, state TEXT NOT NULL, finished_ms INTEGER,"
+          "  record TEXT NOT NULL) WITHOUT ROWID;"
+          "CREATE TABLE transitions(seq INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL,"
+          "  from_state TEXT, to_state TEXT NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL,"
+          "  runtime_s REAL, objective REAL, cost REAL, error TEXT, late_by_s REAL);"
+          "CREATE INDEX transitions_by_run ON transitions(run);"
+          "CREATE TABLE outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL,"
+          "  transition_seq INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'pending' CHECK"
+          "  (status IN ('pending', 'delivered', 'dead')), attempts INTEGER NOT NULL DEFAULT 0,"
+          "  last_error TEXT);"
+          "CREATE INDEX outbox_by_status ON outbox(status, seq);"
+          "CREATE INDEX outbox_by_run ON outbox(run);"
+          "PRAGMA user_version = 1;");
+      // Two runs as the supervisor had them: one finished, one live and watched.
+      ASSERT_TRUE(reg("done", at(0s)).ok());
+      ASSERT_TRUE(sup.start("done", alice, at(10s)).ok());
+      ASSERT_TRUE(sup.complete({"done", 0.5, 7.0}, alice, at(20s)).ok());
+      core::register_params p;
+      p.run = "live";
+      p.watch_peer = true;
+      ASSERT_TRUE(
+          sup.register_run(p, core::caller{1000, 4242, false, 777, "boot-1"}, at(30s)).ok());
+      for (const char* id : {"done", "live"}) {
+        const core::run_record& r = *sup.find(id);
+        sqlite3_stmt* insert = nullptr;
+        sqlite3_prepare_v2(db, "INSERT INTO runs VALUES(?1, ?2, ?3, ?4)", -1, &insert, nullptr);
+        const std::string record = core::encode_run(r).dump();
+        sqlite3_bind_text(insert, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(insert, 2, std::string(core::to_string(r.state)).c_str(), -1,
+                          SQLITE_TRANSIENT);
+        if (r.finished_wall) {
+          sqlite3_bind_int64(insert, 3, core::to_unix_ms(*r.finished_wall));
+        }
+        sqlite3_bind_text(insert, 4, record.c_str(), -1, SQLITE_TRANSIENT);
+        ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE);
+        sqlite3_finalize(insert);
+        for (const core::transition& t : r.history) {
+          const std::string row = fmt::format(
+              "INSERT INTO transitions(run, from_state, to_state, reason, at_ms) VALUES('{}', {}, "
+              "'{}', '{}', {}); INSERT INTO outbox(run, transition_seq) VALUES('{}', "
+              "last_insert_rowid());",
+              id, t.from ? "'" + std::string(core::to_string(*t.from)) + "'" : "NULL",
+              core::to_string(t.to), core::to_string(t.reason), core::to_unix_ms(t.at), id);
+          exec_ok(db, row.c_str());
+        }
+      }
+      if (more_sql != nullptr) exec_ok(db, more_sql);
+      sqlite3_close(db);
+    }
+  }
+
   /// Opens the journal again and loads it, as the daemon does at startup.
   journal::contents reopen_and_load(instant now = restarted_at(1000s)) {
     j.reset();
@@ -676,61 +737,7 @@ TEST_F(JournalTest, PruneRefusedByTheDatabaseKeepsEverything) {
 // schema 2: delivery times, convergence, resync
 
 TEST_F(JournalTest, SchemaOneFileIsMigratedToColumnsWithItsRowsIntact) {
-  // A state file as schema 1 wrote it: each run a JSON record, every W&B write pending.
-  std::filesystem::create_directories(dir.file("state"));
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    exec_ok(
-        db,
-        "PRAGMA journal_mode=WAL;"
-        "CREATE TABLE runs(id TEXT PRIMARY KEY, state TEXT NOT NULL, finished_ms INTEGER,"
-        "  record TEXT NOT NULL) WITHOUT ROWID;"
-        "CREATE TABLE transitions(seq INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL,"
-        "  from_state TEXT, to_state TEXT NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL,"
-        "  runtime_s REAL, objective REAL, cost REAL, error TEXT, late_by_s REAL);"
-        "CREATE INDEX transitions_by_run ON transitions(run);"
-        "CREATE TABLE outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL,"
-        "  transition_seq INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'pending' CHECK"
-        "  (status IN ('pending', 'delivered', 'dead')), attempts INTEGER NOT NULL DEFAULT 0,"
-        "  last_error TEXT);"
-        "CREATE INDEX outbox_by_status ON outbox(status, seq);"
-        "CREATE INDEX outbox_by_run ON outbox(run);"
-        "PRAGMA user_version = 1;");
-    // Two runs as the supervisor had them: one finished, one live and watched.
-    ASSERT_TRUE(reg("done", at(0s)).ok());
-    ASSERT_TRUE(sup.start("done", alice, at(10s)).ok());
-    ASSERT_TRUE(sup.complete({"done", 0.5, 7.0}, alice, at(20s)).ok());
-    core::register_params p;
-    p.run = "live";
-    p.watch_peer = true;
-    ASSERT_TRUE(sup.register_run(p, core::caller{1000, 4242, false, 777, "boot-1"}, at(30s)).ok());
-    for (const char* id : {"done", "live"}) {
-      const core::run_record& r = *sup.find(id);
-      sqlite3_stmt* insert = nullptr;
-      sqlite3_prepare_v2(db, "INSERT INTO runs VALUES(?1, ?2, ?3, ?4)", -1, &insert, nullptr);
-      const std::string record = core::encode_run(r).dump();
-      sqlite3_bind_text(insert, 1, id, -1, SQLITE_TRANSIENT);
-      sqlite3_bind_text(insert, 2, std::string(core::to_string(r.state)).c_str(), -1,
-                        SQLITE_TRANSIENT);
-      if (r.finished_wall) {
-        sqlite3_bind_int64(insert, 3, core::to_unix_ms(*r.finished_wall));
-      }
-      sqlite3_bind_text(insert, 4, record.c_str(), -1, SQLITE_TRANSIENT);
-      ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE);
-      sqlite3_finalize(insert);
-      for (const core::transition& t : r.history) {
-        const std::string row = fmt::format(
-            "INSERT INTO transitions(run, from_state, to_state, reason, at_ms) VALUES('{}', {}, "
-            "'{}', '{}', {}); INSERT INTO outbox(run, transition_seq) VALUES('{}', "
-            "last_insert_rowid());",
-            id, t.from ? "'" + std::string(core::to_string(*t.from)) + "'" : "NULL",
-            core::to_string(t.to), core::to_string(t.reason), core::to_unix_ms(t.at), id);
-        exec_ok(db, row.c_str());
-      }
-    }
-    sqlite3_close(db);
-  }
+  write_schema_one_file();
   const auto contents = reopen_and_load();
   ASSERT_EQ(contents.error, "");
   ASSERT_EQ(contents.runs.size(), 2u);
@@ -760,6 +767,38 @@ TEST_F(JournalTest, SchemaOneFileIsMigratedToColumnsWithItsRowsIntact) {
   EXPECT_EQ(db.text("SELECT objective FROM runs WHERE id = 'done'"), "0.5");
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE converging = 0 AND delivered_ms IS NULL"),
             4);
+}
+
+TEST_F(JournalTest, SchemaFourKeepsEveryOutboxRowItsStatusAndItsSequence) {
+  // Rows in all three states, and a newest row since deleted: its number is never reused.
+  write_schema_one_file(
+      "UPDATE outbox SET status = 'delivered' WHERE seq = 1;"
+      "UPDATE outbox SET status = 'dead', last_error = 'HTTP 401', attempts = 3 WHERE seq = 2;"
+      "INSERT INTO outbox(run, transition_seq) VALUES('gone', 0);"
+      "DELETE FROM outbox WHERE run = 'gone';");
+  const auto contents = reopen_and_load();
+  EXPECT_EQ(contents.outbox_pending, 2u);
+  EXPECT_EQ(j->outbox_dead(), 1u);
+  {
+    db_reader db(path);
+    EXPECT_EQ(db.integer("PRAGMA user_version"), journal::schema_version);
+    EXPECT_EQ(db.text("SELECT group_concat(status, ',') FROM (SELECT status FROM outbox "
+                      "ORDER BY seq)"),
+              "delivered,dead,pending,pending");
+    EXPECT_EQ(db.text("SELECT last_error || ' ' || attempts FROM outbox WHERE seq = 2"),
+              "HTTP 401 3");
+    EXPECT_EQ(db.text("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
+                      "WHERE tbl_name = 'outbox' AND type = 'index' ORDER BY name)"),
+              "outbox_by_run,outbox_converging,outbox_dead,outbox_pending");
+  }
+  // The check still holds, and the next write is numbered past the deleted one.
+  EXPECT_NE(sqlite3_exec(j->handle(), "UPDATE outbox SET status = 'lost' WHERE seq = 3", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(commit(sup.fail({"live", "boom"}, alice, at(41s))), std::nullopt);
+  db_reader db(path);
+  EXPECT_EQ(db.integer("SELECT MAX(seq) FROM outbox"), 6);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE status = 'pending'"), 2);
 }
 
 TEST_F(JournalTest, SettleRecordsDeliveryTimeAttemptsAndConvergence) {
