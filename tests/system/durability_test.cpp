@@ -1,5 +1,6 @@
 // Durability (DESIGN §5) with the real sweepd binary: kill -9 and restart, fresh deadlines after a
 // restart, retention, loud startup failures, and a full or read-only disk under a running daemon.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -168,6 +169,90 @@ TEST_F(DurabilityTest, FailedRunSurvivesKillNine) {
   EXPECT_EQ(ok({{"op", "fail"}, {"run", "r1"}, {"error", "CUDA out of memory"}})["state"],
             "failed");
   EXPECT_EQ(status()["wandb"]["pending"], 1);
+}
+
+TEST_F(DurabilityTest, PipelinedMixedRequestsKilledWhileCommittingLoseNothingAcknowledged) {
+  // Four connections pipeline registers, starts, heartbeats, reads, completes and fails of their
+  // own runs, so that commits of batches from several connections are always under way; sweepd
+  // is killed once a third of the replies are in, mid-commit or between two. Every request that
+  // was answered ok must be in the state file afterwards, and every run's history must be a
+  // prefix of what its worker asked for (a batch stores whole or not at all).
+  constexpr int connections = 4;
+  constexpr int runs_per_connection = 150;
+  constexpr int requests_per_run = 5;  // register, start, heartbeat, status, complete|fail
+  const std::string config = write_config("sweepd.yaml", state_path());
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  const auto run_name = [](int c, int k) { return fmt::format("c{}-r{}", c, k); };
+
+  std::vector<io::client> clients(connections);
+  for (int c = 0; c < connections; ++c) {
+    ASSERT_TRUE(clients[c].connect(socket_path())) << clients[c].last_error();
+    std::string lines;
+    for (int k = 0; k < runs_per_connection; ++k) {
+      const std::string run = run_name(c, k);
+      const json end = k % 2 == 0 ? json{{"op", "complete"}, {"run", run}, {"objective", k}}
+                                  : json{{"op", "fail"}, {"run", run}, {"error", "oom"}};
+      for (const json& r : {json{{"op", "register"}, {"run", run}, {"sweep", "s"}},
+                            json{{"op", "start"}, {"run", run}},
+                            json{{"op", "heartbeat"}, {"run", run}, {"progress", 1}},
+                            json{{"op", "status"}}, end}) {
+        lines += r.dump() + "\n";
+      }
+    }
+    ASSERT_TRUE(clients[c].send_raw(lines)) << clients[c].last_error();
+  }
+  // Reads replies round-robin until a third are in, then kills sweepd and reads what is left.
+  constexpr int per_connection = runs_per_connection * requests_per_run;
+  std::vector<std::vector<bool>> acknowledged(connections);
+  const auto read_one = [&](int c) {
+    auto line = clients[c].read_line(milliseconds(10000));
+    if (!line) return false;
+    acknowledged[c].push_back(json::parse(*line).value("ok", false));
+    return true;
+  };
+  for (int round = 0; round < per_connection / 3; ++round) {
+    for (int c = 0; c < connections; ++c) ASSERT_TRUE(read_one(c)) << clients[c].last_error();
+  }
+  kill_sweepd();
+  for (int c = 0; c < connections; ++c) {
+    while (acknowledged[c].size() < per_connection && read_one(c)) {
+    }
+    ASSERT_LT(acknowledged[c].size(), per_connection) << "every request was answered first";
+  }
+
+  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  int stored_changes = 0;
+  for (int c = 0; c < connections; ++c) {
+    for (int k = 0; k < runs_per_connection; ++k) {
+      const std::string run = run_name(c, k);
+      SCOPED_TRACE(run);
+      const auto acked = [&](int request) {
+        const std::size_t i = static_cast<std::size_t>(k * requests_per_run + request);
+        return i < acknowledged[c].size() && acknowledged[c][i];
+      };
+      const json reply = show(run);
+      if (!reply.value("ok", false)) {
+        ASSERT_FALSE(acked(0)) << "an acknowledged register was lost";
+        continue;
+      }
+      const json record = reply["run"];
+      const std::size_t transitions = record["transitions"].size();
+      const std::string end = k % 2 == 0 ? "success" : "failed";
+      // What was acknowledged is there; what is there is a prefix of the worker's requests.
+      const std::size_t acked_transitions = acked(4) ? 3 : acked(1) ? 2 : 1;
+      EXPECT_GE(transitions, acked_transitions) << record.dump();
+      const std::vector<std::string> expected_states = {"initializing", "running", end};
+      for (std::size_t t = 0; t < transitions; ++t) {
+        EXPECT_EQ(record["transitions"][t]["to"], expected_states.at(t)) << record.dump();
+      }
+      EXPECT_EQ(record["state"], expected_states.at(transitions - 1));
+      if (transitions == 3 && k % 2 == 0) {
+        EXPECT_EQ(record["objective"], k);
+      }
+      stored_changes += static_cast<int>(transitions);
+    }
+  }
+  EXPECT_GT(stored_changes, 0);
 }
 
 // ---- 2. a restart gives live runs fresh deadlines ---------------------------------------------
