@@ -182,6 +182,14 @@ bool bind_text(sqlite3_stmt* s, int index, std::string_view text) {
                            SQLITE_TRANSIENT) == SQLITE_OK;
 }
 
+/// Binds text SQLite need not copy: it outlives the statement's next step (state and reason
+/// names, or a string the caller keeps until then). Saves an allocation per bind on the write
+/// path.
+bool bind_static_text(sqlite3_stmt* s, int index, std::string_view text) {
+  return sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_STATIC) ==
+         SQLITE_OK;
+}
+
 std::string column_text(sqlite3_stmt* s, int column) {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, column));
   return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, column))) : "";
@@ -200,17 +208,18 @@ std::optional<double> column_optional(sqlite3_stmt* s, int column) {
   return sqlite3_column_double(s, column);
 }
 
-/// Binds ?1..?10 of the transitions insert. Columns, not JSON: a restart reads every transition,
-/// and reading columns is several times cheaper than parsing a JSON text each.
+/// Binds ?1..?10 of the transitions insert (`t.run` without a copy: keep `t` until the step).
+/// Columns, not JSON: a restart reads every transition, and reading columns is several times
+/// cheaper than parsing a JSON text each.
 void bind_transition(sqlite3_stmt* s, const core::transition& t) {
-  bind_text(s, 1, t.run);
+  bind_static_text(s, 1, t.run);
   if (t.from) {
-    bind_text(s, 2, std::string(core::to_string(*t.from)));
+    bind_static_text(s, 2, core::to_string(*t.from));
   } else {
     sqlite3_bind_null(s, 2);
   }
-  bind_text(s, 3, std::string(core::to_string(t.to)));
-  bind_text(s, 4, std::string(core::to_string(t.reason)));
+  bind_static_text(s, 3, core::to_string(t.to));
+  bind_static_text(s, 4, core::to_string(t.reason));
   sqlite3_bind_int64(s, 5, core::to_unix_ms(t.at));
   bind_optional(s, 6, t.runtime_s);
   bind_optional(s, 7, t.objective);
@@ -238,8 +247,8 @@ double seconds_of(core::mono_clock::duration d) {
 /// Binds ?15 … ?23, the fields a transition changes, and ?14, the heartbeat timeout.
 void bind_state_fields(sqlite3_stmt* s, const core::run_state_fields& f) {
   sqlite3_bind_double(s, 14, seconds_of(f.heartbeat_timeout));
-  bind_text(s, 15, std::string(core::to_string(f.state)));
-  bind_text(s, 16, std::string(core::to_string(f.reason)));
+  bind_static_text(s, 15, core::to_string(f.state));
+  bind_static_text(s, 16, core::to_string(f.reason));
   if (f.finished_wall) {
     sqlite3_bind_int64(s, 17, core::to_unix_ms(*f.finished_wall));
   } else {
@@ -679,7 +688,7 @@ std::optional<std::string> journal::commit(std::span<const core::run_change> cha
       bind_run_row(w.insert_run.get(), *current, after);
       if (!run(w.insert_run)) return describe_error("cannot store a run in");
     } else {
-      bind_text(w.update_run.get(), 1, c.run);
+      bind_static_text(w.update_run.get(), 1, c.run);
       bind_state_fields(w.update_run.get(), after);
       if (!run(w.update_run)) return describe_error("cannot store a run in");
     }
@@ -689,7 +698,7 @@ std::optional<std::string> journal::commit(std::span<const core::run_change> cha
     if (to_outbox) {
       // Before the new write is queued, so that every pending row found is older.
       if (auto err = supersede_pending(c.run, superseded)) return err;
-      bind_text(w.enqueue.get(), 1, c.run);
+      bind_static_text(w.enqueue.get(), 1, c.run);
       sqlite3_bind_int64(w.enqueue.get(), 2, transition_seq);
       if (!run(w.enqueue)) return describe_error("cannot queue a W&B write in");
       const std::int64_t seq = sqlite3_last_insert_rowid(db_);
@@ -718,7 +727,7 @@ std::optional<std::string> journal::supersede_pending(std::string_view run,
                                                       std::size_t& superseded) {
   write_statements& w = *writes_;
   superseded_seqs_.clear();
-  bind_text(w.pending_of_run.get(), 1, run);
+  bind_static_text(w.pending_of_run.get(), 1, run);
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(w.pending_of_run.get())) == SQLITE_ROW) {
     superseded_seqs_.push_back(sqlite3_column_int64(w.pending_of_run.get(), 0));
