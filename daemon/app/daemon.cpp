@@ -25,10 +25,12 @@ namespace {
 using asio::as_tuple;
 using asio::use_awaitable;
 
-/// Runs marked `timeout` per turn of the event loop, each batch one transaction. Small enough
-/// that requests queued behind a batch's commit wait well under 100 ms (measured: 2048 made
-/// `status` wait up to 266 ms during 100 000 simultaneous timeouts, 512 at most 81 ms).
-constexpr std::size_t expire_batch = 512;
+/// Runs marked `timeout` per turn of the event loop, each batch one transaction: sized after the
+/// previous batch's time per run so that a batch takes about `expire_batch_time` (requests queued
+/// behind it wait that long; fewer, larger batches pay fewer syncs), within these bounds.
+constexpr std::size_t expire_batch_min = 256;
+constexpr std::size_t expire_batch_max = 8192;
+constexpr auto expire_batch_time = std::chrono::milliseconds(30);
 /// How many due runs are listed at once to be timed out in id order, batch by batch.
 constexpr std::size_t expiry_backlog_limit = 131072;
 /// How long a stopping daemon waits for W&B requests in flight.
@@ -476,7 +478,9 @@ asio::awaitable<void> daemon::deadline_loop() {
     const core::instant marked = now();
     std::vector<core::run_change> due = plan_expiry_batch(marked);
     if (due.empty()) continue;
-    if (!store(due)) {
+    const bool stored = store(due);
+    size_next_expiry_batch(due.size(), core::mono_clock::now() - marked.mono);
+    if (!stored) {
       // Not stored, nothing changed, still due: try again after a pause rather than spinning on
       // a failing disk. The backlog is listed anew then, this batch included.
       expiry_backlog_.clear();
@@ -495,7 +499,7 @@ std::vector<core::run_change> daemon::plan_expiry_batch(core::instant marked) {
     expiry_backlog_ = runs_.due_runs(marked.mono, expiry_backlog_limit);
     expiry_next_ = 0;
   }
-  const std::size_t n = std::min(expire_batch, expiry_backlog_.size() - expiry_next_);
+  const std::size_t n = std::min(expiry_batch_size_, expiry_backlog_.size() - expiry_next_);
   const std::span<const std::string> batch(expiry_backlog_.data() + expiry_next_, n);
   std::vector<core::run_change> due = runs_.plan_expiry_of(batch, marked);
   expiry_next_ += n;
@@ -504,6 +508,15 @@ std::vector<core::run_change> daemon::plan_expiry_batch(core::instant marked) {
     expiry_next_ = 0;
   }
   return due;
+}
+
+void daemon::size_next_expiry_batch(std::size_t runs, core::mono_clock::duration took) {
+  if (runs < expire_batch_min / 2) return;  // a small batch says little about a large one
+  const double per_run_s =
+      std::max(core::seconds_d(took).count(), 1e-9) / static_cast<double>(runs);
+  const double fits = core::seconds_d(expire_batch_time).count() / per_run_s;
+  expiry_batch_size_ = static_cast<std::size_t>(std::clamp(
+      fits, static_cast<double>(expire_batch_min), static_cast<double>(expire_batch_max)));
 }
 
 core::mono_time daemon::catch_up_until() {

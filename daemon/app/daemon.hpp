@@ -86,6 +86,8 @@ class daemon {
   /// The next batch of timeouts to store: from the backlog of due runs, listed anew when it ran
   /// out.
   std::vector<core::run_change> plan_expiry_batch(core::instant marked);
+  /// Sizes the next batch of timeouts after how long the last one (`runs` of them) took.
+  void size_next_expiry_batch(std::size_t runs, core::mono_clock::duration took);
   /// Ticks a few times a second, so that a loop that stood still is noticed.
   asio::awaitable<void> tick_loop();
   asio::awaitable<void> signal_loop();
@@ -136,6 +138,7 @@ class daemon {
   /// them a batch at a time from `expiry_next_`.
   std::vector<std::string> expiry_backlog_;
   std::size_t expiry_next_ = 0;
+  std::size_t expiry_batch_size_ = 512;  // the first batch's; then size_next_expiry_batch()
   asio::signal_set signals_;
   io::process_watch process_watch_;
   std::multimap<std::int32_t, std::string> runs_by_pid_;
