@@ -1,6 +1,7 @@
 """Report a training run's lifecycle to sweepd, the sweep-run supervisor.
 
-Standard library only, Python >= 3.8. The protocol is JSON Lines over a Unix stream socket
+Standard library only, Python >= 3.8. The protocol is JSON Lines over a Unix stream socket (or,
+from another host, over sweepd's TLS listener: ``tls://HOST:PORT`` with a token)
 (DESIGN.md section 3)::
 
     from sweepd_client import SweepRun
@@ -64,6 +65,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import stat
 import sys
 import threading
@@ -85,7 +87,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 DEFAULT_SOCKET = "/run/sweepd/sweepd.sock"
-"""The socket used when neither ``socket_path`` nor ``$SWEEPD_SOCKET`` is given."""
+"""The socket used when none of ``socket_path``, ``$SWEEPD_ADDRESS`` and ``$SWEEPD_SOCKET`` is
+given."""
 
 MAX_ERROR_BYTES = 4096  # the daemon cuts `error` to this; cutting here keeps lines short
 MAX_RUN_ID_CHARS = 128
@@ -120,8 +123,53 @@ class SweepdUnavailable(SweepdError):
 
 
 def default_socket_path():
-    """``$SWEEPD_SOCKET`` when set and not empty, else ``/run/sweepd/sweepd.sock``."""
-    return os.environ.get("SWEEPD_SOCKET") or DEFAULT_SOCKET
+    """Where sweepd is: ``$SWEEPD_ADDRESS`` (a socket path or ``tls://HOST:PORT``), else
+    ``$SWEEPD_SOCKET``, else ``/run/sweepd/sweepd.sock``."""
+    return os.environ.get("SWEEPD_ADDRESS") or os.environ.get("SWEEPD_SOCKET") or DEFAULT_SOCKET
+
+
+_TLS_PREFIX = "tls://"
+
+
+def _is_remote(address):
+    return address.startswith(_TLS_PREFIX)
+
+
+def _normal_address(address):
+    """A socket path made absolute; a ``tls://`` address as it is (it names no file)."""
+    return address if _is_remote(address) else os.path.abspath(address)
+
+
+def _split_tls_address(address):
+    """``tls://HOST:PORT`` (an IPv6 host in brackets) as ``(host, port)``; ValueError otherwise."""
+    rest = address[len(_TLS_PREFIX):].rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("address %r: expected tls://HOST:PORT" % address)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+class _Remote:
+    """What a ``tls://`` address needs besides itself: the token (sent only in the first line)
+    and the CA that signed sweepd's certificate (None: the system's). Arguments win over
+    ``$SWEEPD_TOKEN`` / ``$SWEEPD_CA_FILE``."""
+
+    def __init__(self, token=None, ca_file=None):
+        self.token = token or os.environ.get("SWEEPD_TOKEN") or None
+        self.ca_file = ca_file or os.environ.get("SWEEPD_CA_FILE") or None
+        self._context = None
+
+    def __repr__(self):
+        return "_Remote(token=%s, ca_file=%r)" % ("set" if self.token else None, self.ca_file)
+
+    def context(self):
+        if self._context is None:
+            context = ssl.create_default_context(cafile=self.ca_file)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            self._context = context
+        return self._context
 
 
 def _valid_run_id(run_id):
@@ -179,12 +227,16 @@ class _ReplyTooDeep(ValueError):
 
 
 class _Connection:
-    """One Unix stream connection speaking JSON Lines; every operation is bounded by a deadline
-    (``time.monotonic()`` value). Any failure raises ``OSError`` or ``ValueError``; the caller
-    then drops the connection."""
+    """One connection speaking JSON Lines, to a Unix socket or (``tls://HOST:PORT``) to sweepd's
+    TLS listener, where the first line is the hello with the token; every operation, the TLS
+    handshake included, is bounded by a deadline (``time.monotonic()`` value). Any failure raises
+    ``OSError`` or ``ValueError``; the caller then drops the connection."""
 
-    def __init__(self, path, deadline):
+    def __init__(self, path, deadline, remote=None):
         self._buf = bytearray()
+        if _is_remote(path):
+            self._sock = self._connect_tls(path, deadline, remote or _Remote())
+            return
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._sock.settimeout(self._remaining(deadline))
@@ -192,6 +244,28 @@ class _Connection:
         except BaseException:
             self._sock.close()
             raise
+
+    def _connect_tls(self, address, deadline, remote):
+        if not remote.token:
+            raise PermissionError("%s is a remote address: set $SWEEPD_TOKEN (or pass token=)" % address)
+        host, port = _split_tls_address(address)
+        raw = socket.create_connection((host, port), timeout=self._remaining(deadline))
+        try:
+            raw.settimeout(self._remaining(deadline))
+            self._sock = remote.context().wrap_socket(raw, server_hostname=host)
+        except BaseException:
+            raw.close()
+            raise
+        try:
+            (reply,) = self.exchange([{"op": "hello", "token": remote.token}], deadline)
+        except BaseException:
+            self._sock.close()
+            raise
+        if not reply.get("ok"):
+            self._sock.close()
+            err = reply.get("error") or {}
+            raise PermissionError("refused: %s: %s" % (err.get("code"), err.get("message")))
+        return self._sock
 
     @staticmethod
     def _remaining(deadline):
@@ -258,14 +332,14 @@ def _ask(conn, path, request, deadline):
     return reply
 
 
-def _open(path, deadline):
+def _open(path, deadline, remote=None):
     try:
-        return _Connection(path, deadline)
+        return _Connection(path, deadline, remote)
     except OSError as e:
         raise SweepdUnavailable("sweepd at %s: %s" % (path, e or type(e).__name__)) from e
 
 
-def call(op, socket_path=None, timeout=10.0, **fields):
+def call(op, socket_path=None, timeout=10.0, *, token=None, ca_file=None, **fields):
     """Sends one request on a fresh connection and returns the reply (a dict with ``ok`` true).
 
     Fields that are None are left out. Raises ``SweepdUnavailable`` when sweepd cannot be reached
@@ -277,14 +351,15 @@ def call(op, socket_path=None, timeout=10.0, **fields):
     request = {"op": op}
     request.update({k: v for k, v in fields.items() if v is not None})
     deadline = time.monotonic() + timeout
-    conn = _open(path, deadline)
+    conn = _open(path, deadline, _Remote(token, ca_file))
     try:
         return _ask(conn, path, request, deadline)
     finally:
         conn.close()
 
 
-def load_observations(sweep=None, socket_path=None, timeout=10.0, page_size=None):
+def load_observations(sweep=None, socket_path=None, timeout=10.0, page_size=None, *, token=None,
+                      ca_file=None):
     """The finished runs of ``sweep`` (every sweep when None) for a Protein loader.
 
     A list of dicts with ``run_id``, ``suggestion``, ``objective`` (None when the run gave none or
@@ -301,7 +376,7 @@ def load_observations(sweep=None, socket_path=None, timeout=10.0, page_size=None
     if page_size is not None:
         request["limit"] = page_size
     observations = []
-    conn = _open(path, time.monotonic() + timeout)
+    conn = _open(path, time.monotonic() + timeout, _Remote(token, ca_file))
     try:
         while True:
             reply = _ask(conn, path, request, time.monotonic() + timeout)
@@ -341,8 +416,10 @@ def default_spool_dir(socket_path=None):
     home = os.environ.get("HOME")
     if home:
         return os.path.join(os.path.abspath(home), ".local", "state", "sweepd", "spool")
-    sock = os.path.abspath(socket_path or default_socket_path())
-    return os.path.join(os.path.dirname(sock), "spool-%d" % os.getuid())
+    sock = socket_path or default_socket_path()
+    if _is_remote(sock):
+        return os.path.join(os.path.abspath(".sweepd-spool"), "spool-%d" % os.getuid())
+    return os.path.join(os.path.dirname(os.path.abspath(sock)), "spool-%d" % os.getuid())
 
 
 def _spool_dir_for(socket_path, spool_dir):
@@ -533,13 +610,13 @@ def _read_spool(fd, st, run_id):
 
 
 def _same_socket(a, b):
-    return os.path.abspath(a) == os.path.abspath(b)
+    return _normal_address(a) == _normal_address(b)
 
 
 def _spool_document(socket_path, register, report):
     document = {
         "version": SPOOL_VERSION,
-        "socket": os.path.abspath(socket_path),
+        "socket": _normal_address(socket_path),
         "run": report["run"],
         "register": {k: v for k, v in register.items() if k != "watch_peer"},
         "report": report,
@@ -552,9 +629,10 @@ def _spool_document(socket_path, register, report):
 class _Flush:
     """One flush of a spool directory for one socket, on one connection opened when needed."""
 
-    def __init__(self, directory, socket_path, timeout, quiet):
+    def __init__(self, directory, socket_path, timeout, quiet, remote=None):
         self.dir = directory
         self.socket_path = socket_path
+        self.remote = remote
         self.timeout = timeout
         self.quiet = quiet  # SweepRun warns about an unreachable sweepd already
         self.conn = None
@@ -568,7 +646,7 @@ class _Flush:
         """The replies, or None when sweepd did not answer (the connection is then dropped)."""
         try:
             if self.conn is None:
-                self.conn = _Connection(self.socket_path, deadline)
+                self.conn = _Connection(self.socket_path, deadline, self.remote)
             return self.conn.exchange(requests, deadline)
         except (OSError, ValueError) as e:
             log.log(
@@ -666,7 +744,7 @@ def _error_code(reply):
     return (error.get("code") if isinstance(error, dict) else None) or "error"
 
 
-def flush_spool(socket_path=None, spool_dir=None, timeout=10.0):
+def flush_spool(socket_path=None, spool_dir=None, timeout=10.0, *, token=None, ca_file=None):
     """Delivers every spool file written for ``socket_path``'s sweepd (docs/spool.md).
 
     ``socket_path`` defaults as for ``SweepRun``; ``spool_dir`` too (``default_spool_dir()``).
@@ -685,17 +763,17 @@ def flush_spool(socket_path=None, spool_dir=None, timeout=10.0):
     Never raises because sweepd is unreachable; raises ``OSError`` when the spool directory is
     refused (not owned by this uid, or group/others may write to it) or cannot be read.
     """
-    return _flush_spool(socket_path, spool_dir, timeout, quiet=False)
+    return _flush_spool(socket_path, spool_dir, timeout, quiet=False, remote=_Remote(token, ca_file))
 
 
-def _flush_spool(socket_path, spool_dir, timeout, quiet):
-    socket_path = os.path.abspath(socket_path or default_socket_path())
+def _flush_spool(socket_path, spool_dir, timeout, quiet, remote=None):
+    socket_path = _normal_address(socket_path or default_socket_path())
     try:
         directory = _SpoolDir(_spool_dir_for(socket_path, spool_dir), create=False)
     except FileNotFoundError:
         return []
     results = []
-    flush = _Flush(directory, socket_path, timeout, quiet)
+    flush = _Flush(directory, socket_path, timeout, quiet, remote)
     try:
         for name in directory.names():
             outcome = flush.deliver(name)
@@ -712,15 +790,15 @@ _flushing = set()  # (socket, dir) pairs a background flush is working on
 _flushing_lock = threading.Lock()
 
 
-def _background_flush(socket_path, spool_dir):
+def _background_flush(socket_path, spool_dir, remote=None):
     """``flush_spool`` for ``SweepRun.start()``: one at a time per spool; logs, never raises."""
-    key = (os.path.abspath(socket_path), spool_dir)
+    key = (_normal_address(socket_path), spool_dir)
     with _flushing_lock:
         if key in _flushing:
             return
         _flushing.add(key)
     try:
-        results = _flush_spool(socket_path, spool_dir, _FLUSH_TIMEOUT_S, quiet=True)
+        results = _flush_spool(socket_path, spool_dir, _FLUSH_TIMEOUT_S, quiet=True, remote=remote)
         delivered = [run for run, outcome in results if outcome in ("delivered", "registered")]
         if delivered:
             log.warning(
@@ -769,7 +847,12 @@ class SweepRun:
       sweep, entity, project: as in the protocol's ``register``; entity and project default to the
         active wandb run's when it is this run.
       suggestion: the hyperparameters (a dict, at most 64 KiB as JSON).
-      socket_path: default ``$SWEEPD_SOCKET``, then ``/run/sweepd/sweepd.sock``.
+      socket_path: where sweepd is: a socket path or ``tls://HOST:PORT`` (its TLS listener, for
+        workers on other hosts); default ``$SWEEPD_ADDRESS``, then ``$SWEEPD_SOCKET``, then
+        ``/run/sweepd/sweepd.sock``.
+      token, ca_file: for a ``tls://`` address, the token (default ``$SWEEPD_TOKEN``) and the CA
+        that signed sweepd's certificate (default ``$SWEEPD_CA_FILE``, else the system's CAs).
+        ``watch_peer`` is not sent there: a process on another host cannot be watched.
       heartbeat_interval: seconds between background heartbeats (default 30); must be well below
         the daemon's heartbeat timeout (default 300).
       heartbeat_timeout, max_runtime: per-run overrides of the daemon's timeouts (seconds).
@@ -801,6 +884,8 @@ class SweepRun:
         state_names=None,
         wandb_summary=True,
         spool_dir=None,
+        token=None,
+        ca_file=None,
     ):
         wb_run = _active_wandb_run()
         wb_id = _attr(wb_run, "id") if wb_run is not None else None
@@ -849,7 +934,10 @@ class SweepRun:
         self.state_names = dict(state_names or {})
         self.wandb_summary = wandb_summary
 
-        self._register = {"op": "register", "run": run_id, "watch_peer": bool(watch_peer)}
+        self._remote = _Remote(token, ca_file)
+        # Process watch binds a run to a local process; over TLS sweepd refuses it.
+        remote = _is_remote(self.socket_path)
+        self._register = {"op": "register", "run": run_id, "watch_peer": bool(watch_peer) and not remote}
         for key, value in (
             ("sweep", sweep),
             ("entity", self.entity),
@@ -933,7 +1021,7 @@ class SweepRun:
         # Reports earlier processes left in the spool: delivered without delaying training.
         threading.Thread(
             target=_background_flush,
-            args=(self.socket_path, self.spool_dir),
+            args=(self.socket_path, self.spool_dir, self._remote),
             name="sweepd-spool-flush",
             daemon=True,
         ).start()
@@ -1224,7 +1312,7 @@ class SweepRun:
                 if respect_backoff and time.monotonic() < self._next_connect:
                     return None
                 try:
-                    self._conn = _Connection(self.socket_path, deadline)
+                    self._conn = _Connection(self.socket_path, deadline, self._remote)
                 except (OSError, ValueError) as e:
                     self._lost(e)
                     return None

@@ -130,6 +130,7 @@ std::optional<std::string> daemon::open() {
   sink_->set_metrics(&metrics_);
   reconciler_->set_metrics(&metrics_);
   if (auto err = server_.open()) return err;
+  if (auto err = open_remote()) return err;
   return open_metrics();
 }
 
@@ -186,6 +187,7 @@ int daemon::run() {
   }
   spdlog::info("sweepd {} ready on {} (heartbeat timeout {}s, W&B {})", core::version,
                server_.path(), cfg_.timeouts.heartbeat, sink_->mode());
+  if (tokens_) spdlog::info("remote workers on tls://{}", server_.remote_address());
   io::notify_ready();
   io_.run();
   spdlog::info("sweepd stopped");
@@ -237,6 +239,13 @@ core::instant daemon::now() const {
 }
 
 core::caller daemon::caller_of(const io::peer_credentials& peer) const {
+  if (peer.remote) {
+    const auto& admins = cfg_.remote.admin_principals;
+    core::caller who(peer.uid, 0,
+                     std::find(admins.begin(), admins.end(), peer.principal) != admins.end());
+    who.principal = peer.principal;
+    return who;
+  }
   const auto& admins = cfg_.socket.admin_uids;
   const bool admin =
       peer.uid == 0 || std::find(admins.begin(), admins.end(), peer.uid) != admins.end();
@@ -248,6 +257,11 @@ core::daemon_stats daemon::stats() const {
   s.connections = server_.connections();
   if (sink_) s.wandb = sink_->status();
   if (reconciler_) s.reconcile = reconciler_->status();
+  if (tokens_) {
+    s.remote = {{"listen", server_.remote_address()},
+                {"connections", server_.remote_connections()},
+                {"principals", tokens_->size()}};
+  }
   return s;
 }
 
@@ -586,10 +600,11 @@ void daemon::apply_reloadable(const core::config& next) {
   const bool needs_restart =
       next.socket.path != cfg_.socket.path || next.socket.mode != cfg_.socket.mode ||
       next.socket.group != cfg_.socket.group || next.state.path != cfg_.state.path;
-  if (needs_restart || next.metrics.listen != cfg_.metrics.listen) {
+  if (needs_restart || next.metrics.listen != cfg_.metrics.listen ||
+      next.remote.listen != cfg_.remote.listen) {
     spdlog::warn(
-        "socket.path/mode/group, state.path and metrics.listen changes take effect at the next "
-        "restart");
+        "socket.path/mode/group, state.path, metrics.listen and remote.listen changes take effect "
+        "at the next restart");
   }
   core::config applied = next;
   applied.socket.path = cfg_.socket.path;
@@ -597,11 +612,13 @@ void daemon::apply_reloadable(const core::config& next) {
   applied.socket.group = cfg_.socket.group;
   applied.state.path = cfg_.state.path;
   applied.metrics.listen = cfg_.metrics.listen;
+  applied.remote.listen = cfg_.remote.listen;
   cfg_ = std::move(applied);
   io::setup_logging(cfg_.log);
   runs_.set_limits(limits_from(cfg_));
   if (sink_) sink_->reconfigure(cfg_);
   server_.set_limits(server_limits(cfg_));
+  reload_remote();
 }
 
 }  // namespace sweepd::app

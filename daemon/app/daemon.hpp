@@ -19,11 +19,13 @@
 #include "core/config.hpp"
 #include "core/service.hpp"
 #include "core/supervisor.hpp"
+#include "core/tokens.hpp"
 #include "io/control_server.hpp"
 #include "io/journal.hpp"
 #include "io/logging.hpp"
 #include "io/metrics_server.hpp"
 #include "io/process_watch.hpp"
+#include "io/tokens.hpp"
 
 namespace sweepd::app {
 
@@ -96,6 +98,14 @@ class daemon {
   void apply_reloadable(const core::config& next);
   core::instant now() const;
   core::caller caller_of(const io::peer_credentials& peer) const;
+  // Remote workers (remote.*): the TLS listener, its tokens and certificate.
+  /// Loads the certificate, key and tokens and binds remote.listen, when it is set.
+  std::optional<std::string> open_remote();
+  /// Decides a remote connection's first line (io::control_server::authenticator).
+  io::authentication authenticate(std::string_view line, const std::string& address);
+  /// Re-reads the certificate, key and tokens (SIGHUP); a file that cannot be used keeps the
+  /// ones in use, and the log says why.
+  void reload_remote();
   /// The socket limits of `cfg`, with max_connections lowered (and logged) to fit the open-files
   /// limit.
   io::control_server_limits server_limits(const core::config& cfg) const;
@@ -142,7 +152,10 @@ class daemon {
   asio::signal_set signals_;
   io::process_watch process_watch_;
   std::multimap<std::int32_t, std::string> runs_by_pid_;
-  std::string boot_id_;  // this boot's, stored with watch_peer runs
+  std::string boot_id_;                    // this boot's, stored with watch_peer runs
+  std::optional<io::token_store> tokens_;  // remote.tokens_file, once the listener is open
+  core::failure_limiter auth_failures_;
+  io::log_limiter auth_failure_log_;
 
   /// What the requests of one batch wait for: the batch stored (or refused).
   struct batch_result {

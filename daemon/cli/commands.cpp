@@ -16,8 +16,10 @@
 #include "cli/table.hpp"
 #include "core/protocol.hpp"
 #include "core/run.hpp"
+#include "core/tokens.hpp"
 #include "core/version.hpp"
 #include "io/client.hpp"
+#include "io/tokens.hpp"
 
 namespace sweepd::cli {
 
@@ -269,10 +271,12 @@ struct daemon_answer {
 
 /// Connects to sweepd; false (after saying why) when it cannot be reached.
 bool connect_daemon(const invocation& in, io::client& c) {
-  if (c.connect(in.global.socket)) return true;
+  if (c.connect(in.global.address, in.global.tls, in.global.token, in.global.timeout)) {
+    return true;
+  }
   in.err << fmt::format(
       "sweepctl: {}\n(is sweepd running? choose its socket with --socket PATH or "
-      "$SWEEPD_SOCKET)\n",
+      "$SWEEPD_SOCKET, or a remote one with --address tls://HOST:PORT)\n",
       c.last_error());
   return false;
 }
@@ -809,6 +813,38 @@ int run_resync(const invocation& in) {
   return exchange(in, b, render_resync);
 }
 
+int run_token(const invocation& in) {
+  const auto& operands = in.args.operands;
+  if (operands[0] != "new") {
+    return usage_error(
+        in, fmt::format("unknown token action '{}' (known: new)", printable(operands[0], 40)));
+  }
+  const std::string& name = operands[1];
+  if (!core::is_valid_principal(name)) {
+    return usage_error(in, fmt::format("the name must be 1-{} characters of [A-Za-z0-9._@-]",
+                                       core::max_principal_chars));
+  }
+  const std::string token = io::random_token();
+  if (token.empty()) {
+    in.err << "sweepctl: the random number generator failed; no token made\n";
+    return exit_daemon_error;
+  }
+  const std::string entry = fmt::format("{} {}", name, core::to_hex(io::sha256(token)));
+  if (in.global.json) {
+    in.out << dump(json{{"principal", name}, {"token", token}, {"tokens_file_line", entry}})
+           << '\n';
+    return exit_ok;
+  }
+  in.out << fmt::format(
+      "token for {} (shown once; give it to the worker as $SWEEPD_TOKEN or in a --token-file):\n"
+      "  {}\n"
+      "line for sweepd's remote.tokens_file (then reload sweepd, e.g. systemctl reload "
+      "sweepd):\n"
+      "  {}\n",
+      name, token, entry);
+  return exit_ok;
+}
+
 int run_hello(const invocation& in) { return exchange(in, json{{"op", "hello"}}, render_hello); }
 
 int run_ping(const invocation& in) {
@@ -940,6 +976,17 @@ std::vector<command> make_commands() {
        1,
        run_resync},
       spool_command(),
+      {"token",
+       "new NAME",
+       "make a token for a remote worker identity NAME",
+       "Prints a fresh random token once, and the line for sweepd's remote.tokens_file: the\n"
+       "name and the token's SHA-256 (the file never holds the token). Runs on its own; sweepd\n"
+       "learns of the token when its tokens file is reloaded (SIGHUP). Remote callers own\n"
+       "their runs as token:NAME.",
+       {},
+       2,
+       2,
+       run_token},
       {"hello", "", "ask sweepd for its version and protocol", "", {}, 0, 0, run_hello},
       {"ping", "", "check that sweepd answers, and how fast", "", {}, 0, 0, run_ping},
   };
@@ -993,7 +1040,14 @@ const command* find_command(std::string_view name) {
 const std::vector<option_spec>& global_option_specs() {
   static const std::vector<option_spec> options = {
       {"--socket", "PATH",
-       "sweepd's control socket (default: $SWEEPD_SOCKET, else /run/sweepd/sweepd.sock)"},
+       "sweepd's control socket (default: $SWEEPD_ADDRESS, $SWEEPD_SOCKET, else "
+       "/run/sweepd/sweepd.sock)"},
+      {"--address", "ADDR",
+       "a socket path, or tls://HOST:PORT for sweepd's TLS listener (remote workers)"},
+      {"--token-file", "FILE", "the token for a tls:// address (default: $SWEEPD_TOKEN)"},
+      {"--ca-file", "FILE",
+       "the CA that signed sweepd's certificate (default: $SWEEPD_CA_FILE, else the "
+       "system's)"},
       {"--json", "", "print sweepd's reply as JSON instead of tables, for scripts"},
       {"--timeout", "SECONDS", "how long to wait for sweepd's reply (default: 10)"},
       {"-h, --help", "", "show this help; 'sweepctl COMMAND --help' shows a command's options"},
@@ -1004,7 +1058,8 @@ const std::vector<option_spec>& global_option_specs() {
 
 std::string program_usage() {
   std::string out =
-      "Usage: sweepctl [--socket PATH] [--json] [--timeout SECONDS] COMMAND [ARGS]\n\n"
+      "Usage: sweepctl [--socket PATH | --address tls://HOST:PORT] [--json] [--timeout SECONDS] "
+      "COMMAND [ARGS]\n\n"
       "Inspects and drives sweepd, the supervisor of hyperparameter-sweep runs.\n\nCommands:\n";
   std::size_t width = 0;
   for (const command& c : all_commands()) width = std::max(width, c.name.size());

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "io/tls_client.hpp"
+
 namespace sweepd::cli {
 
 /// sweepctl's exit statuses, as --help lists them.
@@ -27,7 +29,11 @@ inline constexpr double max_timeout_s = 86400;
 
 /// Options that apply to every command; they may stand before or after the command name.
 struct global_options {
+  /// Where sweepd is, as people read it: the socket path or "tls://HOST:PORT".
   std::string socket;
+  io::daemon_address address;  // `socket` parsed
+  io::tls_client_options tls;  // --ca-file
+  std::string token;           // remote only: $SWEEPD_TOKEN or --token-file
   bool json = false;
   std::chrono::milliseconds timeout = default_timeout;
   bool timeout_given = false;  // --timeout was on the command line

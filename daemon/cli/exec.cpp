@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
@@ -405,6 +406,15 @@ class daemon_link {
   /// The socket to poll for input, or -1.
   int fd() const { return fd_; }
 
+  /// Reaches sweepd's TLS listener instead of its socket: connects, shakes hands and sends the
+  /// hello with `token` within the reply timeout (the poll loop waits that long at most).
+  void use_remote(const io::daemon_address& address, const io::tls_client_options& options,
+                  std::string token) {
+    remote_ = address;
+    tls_options_ = options;
+    token_ = std::move(token);
+  }
+
   /// True once sweepd has acknowledged the register.
   bool registered() const { return registered_; }
 
@@ -514,8 +524,33 @@ class daemon_link {
     return {};
   }
 
+  bool open_remote(std::string& why) {
+    const steady::time_point deadline = steady::now() + reply_timeout_;
+    auto connection = std::make_unique<io::tls_connection>();
+    if (!connection->connect(remote_->host, remote_->port, tls_options_, deadline)) {
+      why = connection->error();
+      return false;
+    }
+    tls_ = std::move(connection);
+    fd_ = tls_->fd();
+    // The first line authenticates; it is the only place the token goes.
+    const auto hello = exchange({{"op", "hello"}, {"token", token_}}, deadline, why);
+    if (!hello) {
+      close();
+      return false;
+    }
+    if ((*hello)["ok"] != true) {
+      const auto [code, message] = error_of(*hello);
+      why = fmt::format("sweepd at {} refused the connection: {}: {}", socket_, code, message);
+      close();
+      return false;
+    }
+    return true;
+  }
+
   bool open_socket(std::string& why) {
     close();
+    if (remote_) return open_remote(why);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (socket_.size() >= sizeof(addr.sun_path)) {
@@ -542,6 +577,11 @@ class daemon_link {
   /// a send that would block means sweepd is not reading.
   bool send_line(const json& request, std::string& why) {
     const std::string line = dump(request) + "\n";
+    if (tls_) {
+      if (tls_->send(line, steady::now() + reply_timeout_)) return true;
+      why = tls_->error();
+      return false;
+    }
     std::string_view rest = line;
     while (!rest.empty()) {
       const ssize_t n = ::send(fd_, rest.data(), rest.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -575,7 +615,15 @@ class daemon_link {
   bool read_available(std::string& why) {
     char chunk[4096];
     for (;;) {
-      const ssize_t n = ::recv(fd_, chunk, sizeof(chunk), MSG_DONTWAIT);
+      // TLS: read until OpenSSL has nothing buffered, so that poll() on the socket tells the
+      // truth about what is left.
+      const ssize_t n = tls_ ? tls_->receive_now(chunk, sizeof(chunk))
+                             : ::recv(fd_, chunk, sizeof(chunk), MSG_DONTWAIT);
+      if (tls_ && n < 0) {
+        if (n == -2) return true;
+        why = tls_->error();
+        return false;
+      }
       if (n > 0) {
         buffer_.append(chunk, static_cast<std::size_t>(n));
         if (buffer_.size() > max_reply_bytes) {
@@ -830,7 +878,11 @@ class daemon_link {
   }
 
   void close() {
-    if (fd_ >= 0) ::close(fd_);
+    if (tls_) {
+      tls_.reset();  // it owns the socket
+    } else if (fd_ >= 0) {
+      ::close(fd_);
+    }
     fd_ = -1;
     buffer_.clear();
     pending_ = request_kind::none;
@@ -847,6 +899,10 @@ class daemon_link {
   std::minstd_rand random_;
 
   int fd_ = -1;
+  std::optional<io::daemon_address> remote_;  // the TLS listener, when not the Unix socket
+  io::tls_client_options tls_options_;
+  std::string token_;
+  std::unique_ptr<io::tls_connection> tls_;
   std::string buffer_;
   request_kind pending_ = request_kind::none;
   steady::time_point reply_deadline_{};
@@ -1087,8 +1143,14 @@ int run_exec(const invocation& in) {
 
   const spool_plan spool{
       spool_dir_for(o.spool_dir, process_environment(), in.global.socket, ::getuid()), ::getuid()};
-  daemon_link link(in.global.socket, o.register_request, o.interval, in.global.timeout,
+  json register_request = o.register_request;
+  if (in.global.address.remote) {
+    // No process watch across hosts: the run lives on its heartbeats (sweepd refuses watch_peer).
+    register_request.erase("watch_peer");
+  }
+  daemon_link link(in.global.socket, std::move(register_request), o.interval, in.global.timeout,
                    o.on_timeout == timeout_action::keep, in.err);
+  if (in.global.address.remote) link.use_remote(in.global.address, in.global.tls, in.global.token);
   const std::optional<file_stamp> before = o.result_file ? stamp_of(*o.result_file) : std::nullopt;
   const auto [child, error] = spawn(o.argv, original);
   if (child < 0) {

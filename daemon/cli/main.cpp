@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <exception>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <span>
@@ -35,12 +36,21 @@ struct command_line {
   bool help = false;
   bool version = false;
   bool unknown_command = false;
-  std::string problem;  // the first usage error, if any
+  std::string problem;                    // the first usage error, if any
+  std::optional<std::string> address;     // --address or --socket, in the order given
+  std::optional<std::string> token_file;  // --token-file
 };
 
-std::string default_socket() {
-  const char* env = std::getenv("SWEEPD_SOCKET");
-  return env != nullptr && *env != '\0' ? std::string(env) : std::string(default_socket_path);
+std::string environment(const char* name) {
+  const char* env = std::getenv(name);
+  return env != nullptr ? std::string(env) : std::string();
+}
+
+/// --address/--socket, else $SWEEPD_ADDRESS, else $SWEEPD_SOCKET, else the packaged socket.
+std::string default_address() {
+  if (auto a = environment("SWEEPD_ADDRESS"); !a.empty()) return a;
+  if (auto s = environment("SWEEPD_SOCKET"); !s.empty()) return s;
+  return std::string(default_socket_path);
 }
 
 const option_spec* find_global_option(std::string_view name) {
@@ -54,12 +64,56 @@ void fail(command_line& line, std::string problem) {
   if (line.problem.empty()) line.problem = std::move(problem);
 }
 
+/// The token file's first line, without surrounding blanks; a usage problem otherwise.
+std::optional<std::string> read_token_file(const std::string& path, std::string& problem) {
+  std::ifstream in(path);
+  std::string token;
+  if (!in || !std::getline(in, token)) {
+    problem = fmt::format("option '--token-file': cannot read {}", path);
+    return std::nullopt;
+  }
+  const auto first = token.find_first_not_of(" \t\r");
+  const auto last = token.find_last_not_of(" \t\r");
+  if (first == std::string::npos) {
+    problem = fmt::format("option '--token-file': {} starts with an empty line", path);
+    return std::nullopt;
+  }
+  return token.substr(first, last - first + 1);
+}
+
+/// Where to reach sweepd and, for the TLS listener, with which token.
+void resolve_address(command_line& line) {
+  std::string problem;
+  const std::string text = line.address.value_or(default_address());
+  if (!sweepd::io::parse_daemon_address(text, line.global.address, problem))
+    return fail(line, problem);
+  line.global.socket = text.starts_with("unix:") ? text.substr(5) : text;
+  if (!line.global.address.remote) return;
+  if (line.global.tls.ca_file.empty()) line.global.tls.ca_file = environment("SWEEPD_CA_FILE");
+  if (line.token_file) {
+    auto token = read_token_file(*line.token_file, problem);
+    if (!token) return fail(line, problem);
+    line.global.token = std::move(*token);
+  } else {
+    line.global.token = environment("SWEEPD_TOKEN");
+  }
+  if (line.global.token.empty()) {
+    fail(line, fmt::format("{} is a remote address: give its token in $SWEEPD_TOKEN or with "
+                           "--token-file FILE",
+                           text));
+  }
+}
+
 void apply_global_option(command_line& line, std::string_view name, const std::string& value) {
   if (name == "--json") {
     line.global.json = true;
-  } else if (name == "--socket") {
-    if (value.empty()) return fail(line, "option '--socket': the path is empty");
-    line.global.socket = value;
+  } else if (name == "--socket" || name == "--address") {
+    if (value.empty()) return fail(line, fmt::format("option '{}': it is empty", name));
+    line.address = name == "--socket" ? "unix:" + value : value;
+  } else if (name == "--token-file") {
+    line.token_file = value;
+  } else if (name == "--ca-file") {
+    line.global.tls.ca_file = value;
   } else if (name == "--timeout") {
     const parsed_number seconds = parse_duration(name, value);
     if (!seconds.value) return fail(line, seconds.problem);
@@ -120,7 +174,6 @@ void read_option(command_line& line, std::span<char* const> args, std::size_t& i
 /// The first operand names the command; "--" makes everything after it an operand.
 command_line parse_command_line(std::span<char* const> args) {
   command_line line;
-  line.global.socket = default_socket();
   bool operands_only = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string_view arg = args[i];
@@ -177,6 +230,7 @@ int run(std::span<char* const> args) {
     return exit_usage;
   }
   if (line.cmd != nullptr) check_operands(line);
+  if (line.cmd != nullptr && line.cmd->name != "token") resolve_address(line);
   if (!line.problem.empty()) return usage_error(line);
   const invocation in{*line.cmd, line.global, line.args, std::cout, std::cerr};
   const int status = line.cmd->run(in);

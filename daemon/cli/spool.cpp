@@ -197,6 +197,7 @@ std::string make_spool_dir(const fs::path& dir, uid_t uid) {
 }
 
 std::string normal_socket_path(std::string_view socket) {
+  if (socket.starts_with("tls://")) return std::string(socket);  // an address, not a file
   std::error_code ec;
   fs::path absolute = fs::absolute(fs::path(socket), ec);
   if (ec) return fs::path(socket).lexically_normal().string();

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/run.hpp"
+#include "core/tokens.hpp"
 
 namespace sweepd::core {
 
@@ -50,6 +51,30 @@ bool is_valid_log_level(std::string_view s) {
   return false;
 }
 
+namespace {
+
+void validate_remote(const config::remote_section& r, std::vector<config_problem>& problems) {
+  for (std::size_t i = 0; i < r.admin_principals.size(); ++i) {
+    if (!is_valid_principal(r.admin_principals[i])) {
+      problems.push_back(
+          {fmt::format("remote.admin_principals[{}]", i),
+           fmt::format("must be 1-{} characters of [A-Za-z0-9._@-]", max_principal_chars)});
+    }
+  }
+  if (r.listen.empty()) return;
+  // No plaintext TCP mode: a listener needs its certificate, its key and its tokens.
+  for (const auto& [key, value] :
+       {std::pair{"remote.cert_file", &r.cert_file}, std::pair{"remote.key_file", &r.key_file},
+        std::pair{"remote.tokens_file", &r.tokens_file}}) {
+    if (value->empty()) {
+      problems.push_back(
+          {key, fmt::format("must be set when remote.listen is set ({})", r.listen)});
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<config_problem> validate(const config& c) {
   std::vector<config_problem> problems;
   if (c.socket.path.empty()) problems.push_back({"socket.path", "must not be empty"});
@@ -79,6 +104,7 @@ std::vector<config_problem> validate(const config& c) {
       problems.push_back({"wandb.state_names", fmt::format("the name for '{}' is empty", state)});
     }
   }
+  validate_remote(c.remote, problems);
   for (std::size_t i = 0; i < c.reconcile.sweeps.size(); ++i) {
     const auto& e = c.reconcile.sweeps[i];
     if (e.sweep_id.empty()) {
@@ -121,6 +147,13 @@ std::string describe(const config& c) {
   j["reconcile"] = {{"sweeps", sweeps},
                     {"interval", c.reconcile.interval},
                     {"stale_after", c.reconcile.stale_after}};
+  j["remote"] = {{"listen", c.remote.listen},
+                 {"cert_file", c.remote.cert_file},
+                 {"key_file", c.remote.key_file},
+                 {"tokens_file", c.remote.tokens_file},
+                 {"handshake_timeout", c.remote.handshake_timeout},
+                 {"max_connections", c.remote.max_connections},
+                 {"admin_principals", c.remote.admin_principals}};
   j["metrics"] = {{"listen", c.metrics.listen}};
   j["log"] = {{"level", c.log.level}, {"format", to_string(c.log.format)}};
   return j.dump(2);

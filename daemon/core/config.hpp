@@ -68,6 +68,17 @@ struct config {
     std::string listen;  // host:port, empty = off
   } metrics;
 
+  /// The TLS listener for workers on other hosts (off while `listen` is empty).
+  struct remote_section {
+    std::string listen;  // host:port
+    std::string cert_file;
+    std::string key_file;
+    std::string tokens_file;  // lines of "PRINCIPAL SHA256-HEX-OF-TOKEN"
+    double handshake_timeout = 10;
+    std::uint32_t max_connections = 1024;  // of socket.max_connections, the most remote ones
+    std::vector<std::string> admin_principals;
+  } remote;
+
   enum class log_format { text, json };
   struct log_section {
     std::string level = "info";

@@ -167,6 +167,18 @@ class field_reader {
     return c;
   }
 
+  /// A secret string of 1..max_bytes: its value never appears in a message.
+  std::optional<std::string> secret(std::string_view key, std::size_t max_bytes) {
+    const json* v = optional(key);
+    if (v == nullptr || !expect(*v, key, json::value_t::string)) return std::nullopt;
+    const auto& s = v->get_ref<const std::string&>();
+    if (s.empty() || s.size() > max_bytes) {
+      fail(fmt::format("field '{}': must be 1-{} bytes", key, max_bytes));
+      return std::nullopt;
+    }
+    return s;
+  }
+
   std::string text(std::string_view key, std::size_t max_bytes) {
     const json* v = required(key);
     if (v == nullptr || !expect(*v, key, json::value_t::string)) return {};
@@ -297,8 +309,8 @@ struct op_entry {
 const std::array<op_entry, 12> ops = {{
     {"hello",
      [](field_reader& f) -> request {
-       f.only({});
-       return hello_request{};
+       f.only({"token"});
+       return hello_request{f.secret("token", max_token_bytes)};
      }},
     {"register", read_register},
     {"start",

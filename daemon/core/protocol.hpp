@@ -32,7 +32,14 @@ inline constexpr std::size_t max_reply_bytes = 1024 * 1024;
 /// Longest per-run timeout accepted from a worker: one year.
 inline constexpr double max_timeout_s = 365.0 * 24 * 3600;
 
-struct hello_request {};
+/// Longest token accepted in a `hello` (a sweepctl token is 43 characters).
+inline constexpr std::size_t max_token_bytes = 1024;
+
+/// `token` authenticates a remote connection (its first line); a local connection may send one,
+/// and it is ignored there.
+struct hello_request {
+  std::optional<std::string> token;
+};
 struct status_request {};
 struct start_request {
   std::string run;

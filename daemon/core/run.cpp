@@ -1,5 +1,7 @@
 #include "core/run.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace sweepd::core {
@@ -160,13 +162,18 @@ nlohmann::json transition_json(const transition& t) {
   return j;
 }
 
+std::string caller_name(std::uint32_t uid, std::string_view principal) {
+  return principal.empty() ? fmt::format("uid {}", uid) : fmt::format("token:{}", principal);
+}
+
 nlohmann::json run_summary_json(const run_record& run, instant now) {
   nlohmann::json j = {{"run", run.id},
                       {"sweep", run.sweep},
                       {"state", to_string(run.state)},
                       {"reason", to_string(run.reason)},
                       {"registered_at", format_utc(run.registered_wall)},
-                      {"updated_at", format_utc(run.history.back().at)}};
+                      {"updated_at", format_utc(run.history.back().at)},
+                      {"owner", caller_name(run.owner_uid, run.owner_principal)}};
   if (is_terminal(run.state)) {
     put_optional(j, "runtime_s", run.runtime_s);
   } else {

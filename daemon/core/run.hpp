@@ -95,6 +95,7 @@ struct run_record {
   std::string project;
   nlohmann::json suggestion;  // null when not given
   std::uint32_t owner_uid = 0;
+  std::string owner_principal;  // a remote owner's principal; empty when the owner is a local uid
   bool watch_peer = false;
   std::int32_t peer_pid = 0;  // from SO_PEERCRED at register, never from a message
   /// Which process `peer_pid` was: its start time (clock ticks since boot) and the boot it ran
@@ -128,6 +129,9 @@ struct run_record {
 
   std::vector<transition> history;
 };
+
+/// How messages and records name an owner or caller: "uid 1000" or "token:NAME".
+std::string caller_name(std::uint32_t uid, std::string_view principal);
 
 /// The cost an observation reports: the given cost, else the runtime; either at least 1 ms,
 /// since Protein loaders take log(cost).

@@ -130,7 +130,16 @@ handled service::handle(std::string_view line, const caller& who, instant now) {
             h.reply = ok_reply(
                 {{"server", "sweepd"}, {"version", version_}, {"protocol", protocol_version}});
           },
-          [&](const register_params& p) { mutate(runs_.plan_register(p, who, now)); },
+          [&](const register_params& p) {
+            if (p.watch_peer && !who.principal.empty()) {
+              // A remote peer is a process on another host: nothing here can watch it.
+              h.reply = error_reply({error_code::bad_request,
+                                     "watch_peer: process watch needs the local socket; remote "
+                                     "runs rely on heartbeats"});
+              return;
+            }
+            mutate(runs_.plan_register(p, who, now));
+          },
           [&](const start_request& r) { mutate(runs_.plan_start(r.run, who, now)); },
           [&](const heartbeat_params& p) { mutate(runs_.plan_heartbeat(p, who, now)); },
           [&](const complete_params& p) { mutate(runs_.plan_complete(p, who, now)); },
@@ -151,9 +160,9 @@ handled service::handle(std::string_view line, const caller& who, instant now) {
             if (r.apply && !who.admin) {
               h.reply = error_reply(
                   {error_code::forbidden,
-                   fmt::format("uid {} may not apply reconcile (root and socket.admin_uids may; "
-                               "anyone may do a dry run)",
-                               who.uid)});
+                   fmt::format("{} may not apply reconcile (root, socket.admin_uids and "
+                               "remote.admin_principals may; anyone may do a dry run)",
+                               caller_name(who.uid, who.principal))});
               return;
             }
             h.reconcile = r;
@@ -176,14 +185,16 @@ json service::status_body(instant now) const {
     counts[std::string(to_string(s))] = runs_.counts()[static_cast<std::size_t>(s)];
   }
   const daemon_stats stats = stats_ ? stats_() : daemon_stats{};
-  return {{"version", version_},
-          {"protocol", protocol_version},
-          {"uptime_s", seconds_between(started_, now.mono)},
-          {"runs", counts},
-          {"runs_total", runs_.size()},
-          {"connections", stats.connections},
-          {"wandb", stats.wandb},
-          {"reconcile", stats.reconcile}};
+  json body = {{"version", version_},
+               {"protocol", protocol_version},
+               {"uptime_s", seconds_between(started_, now.mono)},
+               {"runs", counts},
+               {"runs_total", runs_.size()},
+               {"connections", stats.connections},
+               {"wandb", stats.wandb},
+               {"reconcile", stats.reconcile}};
+  if (!stats.remote.is_null()) body["remote"] = stats.remote;
+  return body;
 }
 
 std::string service::list_reply(const list_request& r, instant now) const {

@@ -15,6 +15,7 @@ struct daemon_stats {
   std::size_t connections = 0;
   nlohmann::json wandb = nlohmann::json::object();  // {mode, pending, in_flight, dead, last_error}
   nlohmann::json reconcile = nlohmann::json::object();  // {last_pass_at, passes, adopted, errors}
+  nlohmann::json remote;  // {listen, connections, principals}; null while the listener is off
 };
 
 /// The answer to one request line: the reply to send and, when the request plans a change of a

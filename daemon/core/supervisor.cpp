@@ -20,6 +20,18 @@ bool can_revive(const run_record& r, mono_time now) {
 
 bool is_live(run_state s) { return s == run_state::initializing || s == run_state::running; }
 
+/// Whether `who` is the caller (uid, principal): a remote caller by its principal, a local one by
+/// its uid. A uid never matches a principal's run, whatever uid that run records.
+bool is_caller(const caller& who, std::uint32_t uid, std::string_view principal) {
+  return who.principal.empty() ? principal.empty() && who.uid == uid : who.principal == principal;
+}
+
+bool owns(const caller& who, const run_record& r) {
+  return is_caller(who, r.owner_uid, r.owner_principal);
+}
+
+std::string name_of(const caller& who) { return caller_name(who.uid, who.principal); }
+
 error conflict_already(const run_record& r) {
   return {error_code::conflict, fmt::format("run '{}' is already {}", r.id, to_string(r.state))};
 }
@@ -44,8 +56,14 @@ std::optional<std::uint32_t> supervisor::sweep_owner(std::string_view sweep) con
   return it->second.owner_uid;
 }
 
+bool supervisor::owned_by_another(std::string_view sweep, const caller& who) const {
+  auto it = sweeps_.find(sweep);
+  return it != sweeps_.end() && !is_caller(who, it->second.owner_uid, it->second.owner_principal);
+}
+
 bool supervisor::may_read(const run_record& run, const caller& who) const {
-  return who.admin || who.uid == run.owner_uid || sweep_owner(run.sweep) == who.uid;
+  if (who.admin || owns(who, run)) return true;
+  return !run.sweep.empty() && sweeps_.contains(run.sweep) && !owned_by_another(run.sweep, who);
 }
 
 void supervisor::join_sweep(const run_record& r) {
@@ -54,6 +72,7 @@ void supervisor::join_sweep(const run_record& r) {
   sweep_info& info = it->second;
   if (created || r.registered_wall < info.first_registered) {
     info.owner_uid = r.owner_uid;
+    info.owner_principal = r.owner_principal;
     info.first_registered = r.registered_wall;
   }
   ++info.runs;
@@ -75,10 +94,10 @@ run_record* supervisor::authorized(std::string_view run, const caller& who, outc
     o.err = {error_code::unknown_run, fmt::format("no run '{}'", run)};
     return nullptr;
   }
-  if (!who.admin && who.uid != r->owner_uid) {
+  if (!who.admin && !owns(who, *r)) {
     o.err = {error_code::forbidden,
-             fmt::format("run '{}' belongs to uid {}; uid {} may not change it", r->id,
-                         r->owner_uid, who.uid)};
+             fmt::format("run '{}' belongs to {}; {} may not change it", r->id,
+                         caller_name(r->owner_uid, r->owner_principal), name_of(who))};
     return nullptr;
   }
   o.run = r;
@@ -227,9 +246,10 @@ outcome supervisor::plan_register(const register_params& p, const caller& who, i
   const std::string& entity = p.entity ? *p.entity : limits_.default_entity;
   const std::string& project = p.project ? *p.project : limits_.default_project;
   if (run_record* existing = lookup(p.run)) {
-    if (!who.admin && who.uid != existing->owner_uid) {
+    if (!who.admin && !owns(who, *existing)) {
       o.err = {error_code::forbidden,
-               fmt::format("run '{}' belongs to uid {}", p.run, existing->owner_uid)};
+               fmt::format("run '{}' belongs to {}", p.run,
+                           caller_name(existing->owner_uid, existing->owner_principal))};
       return o;
     }
     if (existing->entity != entity || existing->project != project) {
@@ -246,13 +266,12 @@ outcome supervisor::plan_register(const register_params& p, const caller& who, i
     o.run = existing;
     return o;
   }
-  if (p.sweep && !who.admin) {
-    if (const auto owner = sweep_owner(*p.sweep); owner && *owner != who.uid) {
-      o.err = {error_code::forbidden,
-               fmt::format("sweep '{}' belongs to uid {}; uid {} may not add runs to it", *p.sweep,
-                           *owner, who.uid)};
-      return o;
-    }
+  if (p.sweep && !who.admin && owned_by_another(*p.sweep, who)) {
+    const sweep_info& owner = sweeps_.find(*p.sweep)->second;
+    o.err = {error_code::forbidden,
+             fmt::format("sweep '{}' belongs to {}; {} may not add runs to it", *p.sweep,
+                         caller_name(owner.owner_uid, owner.owner_principal), name_of(who))};
+    return o;
   }
   if (runs_.size() >= limits_.max_runs) {
     o.err = {error_code::busy,
@@ -266,6 +285,7 @@ outcome supervisor::plan_register(const register_params& p, const caller& who, i
   r.project = project;
   r.suggestion = p.suggestion;
   r.owner_uid = who.uid;
+  r.owner_principal = std::string(who.principal);
   r.watch_peer = p.watch_peer;
   r.peer_pid = p.watch_peer ? who.pid : 0;
   if (p.watch_peer) {
@@ -381,7 +401,12 @@ outcome supervisor::plan_adopt(const adoption& a, const caller& who, instant now
   r.entity = a.entity;
   r.project = a.project;
   // The sweep's owner, so that the run's own worker (running as that user) may still report.
-  r.owner_uid = a.sweep.empty() ? who.uid : sweep_owner(a.sweep).value_or(who.uid);
+  r.owner_uid = who.uid;
+  r.owner_principal = std::string(who.principal);
+  if (auto owner = sweeps_.find(a.sweep); owner != sweeps_.end()) {
+    r.owner_uid = owner->second.owner_uid;
+    r.owner_principal = owner->second.owner_principal;
+  }
   r.registered_wall = a.created_at.value_or(now.wall);
   r.registered_mono = now.mono - to_duration(std::max(a.runtime_s, 0.0));
   r.last_seen = now.mono;

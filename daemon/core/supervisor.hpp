@@ -20,7 +20,8 @@
 
 namespace sweepd::core {
 
-/// Who sent a request: from SO_PEERCRED, never from the message.
+/// Who sent a request: from SO_PEERCRED on the local socket, from the verified token on the remote
+/// one; never from the message.
 struct caller {
   constexpr caller() = default;
   constexpr caller(std::uint32_t uid_, std::int32_t pid_, bool admin_,
@@ -34,6 +35,9 @@ struct caller {
   /// connection was accepted; stored with a watch_peer run. 0/empty: unknown.
   std::uint64_t pid_start_time = 0;
   std::string_view boot_id;
+  /// A remote caller's principal (the name its token stands for); empty for a local caller, who
+  /// is its uid. Ownership compares callers: a principal owns only what it registered.
+  std::string_view principal;
 };
 
 /// Defaults applied to runs that do not set their own limits (config `timeouts`, `state`).
@@ -248,11 +252,14 @@ class supervisor {
   /// Who owns a sweep, and how many runs keep it alive.
   struct sweep_info {
     std::uint32_t owner_uid = 0;
+    std::string owner_principal;
     wall_time first_registered{};
     std::size_t runs = 0;
   };
   /// Counts a run in its sweep; the earliest registered run's owner owns the sweep.
   void join_sweep(const run_record& r);
+  /// Whether `sweep` has an owner other than `who`.
+  bool owned_by_another(std::string_view sweep, const caller& who) const;
   void leave_sweep(const run_record& r);
 
   run_map runs_;

@@ -21,6 +21,7 @@ client::~client() { close(); }
 
 client::client(client&& other) noexcept
     : fd_(other.fd_),
+      tls_(std::move(other.tls_)),
       buffer_(std::move(other.buffer_)),
       error_(std::move(other.error_)),
       path_(std::move(other.path_)) {
@@ -32,6 +33,7 @@ client& client::operator=(client&& other) noexcept {
     close();
     fd_ = other.fd_;
     other.fd_ = -1;
+    tls_ = std::move(other.tls_);
     buffer_ = std::move(other.buffer_);
     error_ = std::move(other.error_);
     path_ = std::move(other.path_);
@@ -42,6 +44,7 @@ client& client::operator=(client&& other) noexcept {
 void client::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+  tls_.reset();
   buffer_.clear();
 }
 
@@ -69,7 +72,74 @@ bool client::connect(const std::string& path) {
   return true;
 }
 
+bool client::connect(const daemon_address& address, const tls_client_options& tls,
+                     const std::string& token, std::chrono::milliseconds timeout) {
+  if (!address.remote) return connect(address.path);
+  close();
+  path_ = fmt::format(
+      "tls://{}:{}",
+      address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host,
+      address.port);
+  auto connection = std::make_unique<tls_connection>();
+  if (!connection->connect(address.host, address.port, tls,
+                           std::chrono::steady_clock::now() + timeout)) {
+    error_ = connection->error();
+    return false;
+  }
+  tls_ = std::move(connection);
+  fd_ = tls_->fd();
+  // The first line authenticates the connection; the token is sent nowhere else.
+  const auto hello = call({{"op", "hello"}, {"token", token}}, timeout);
+  if (!hello) {
+    close();
+    return false;
+  }
+  if (hello->value("ok", false) != true) {
+    const auto& e = (*hello)["error"];
+    const std::string code = e.is_object() ? e.value("code", std::string()) : std::string();
+    const std::string message = e.is_object() ? e.value("message", std::string()) : std::string();
+    error_ = fmt::format("sweepd at {} refused the connection: {}: {}", path_,
+                         code.empty() ? "forbidden" : code, message);
+    close();
+    return false;
+  }
+  return true;
+}
+
+long client::receive(char* buffer, std::size_t size,
+                     std::chrono::steady_clock::time_point deadline) {
+  if (tls_) {
+    const long n = tls_->receive(buffer, size, deadline);
+    if (n < 0) error_ = tls_->error();
+    return n;
+  }
+  for (;;) {
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd pfd{fd_, POLLIN, 0};
+    const int ready = left.count() <= 0 ? 0 : ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) {
+      error_ = fmt::format("cannot wait for sweepd: {}", errno_text());
+      return -1;
+    }
+    if (ready == 0) {
+      error_ = fmt::format("no reply from sweepd at {} in time", path_);
+      return -1;
+    }
+    const ssize_t n = ::recv(fd_, buffer, size, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) error_ = fmt::format("cannot read from sweepd at {}: {}", path_, errno_text());
+    return n;
+  }
+}
+
 bool client::send_raw(std::string_view bytes) {
+  if (tls_) {
+    if (tls_->send(bytes, std::chrono::steady_clock::now() + std::chrono::seconds(10))) return true;
+    error_ = tls_->error();
+    return false;
+  }
   while (!bytes.empty()) {
     const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n < 0) {
@@ -90,27 +160,14 @@ std::optional<std::string> client::read_line(std::chrono::milliseconds timeout) 
       buffer_.erase(0, nl + 1);
       return line;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      error_ = fmt::format("no reply from sweepd at {} within {} ms", path_, timeout.count());
+    if (fd_ < 0) {
+      error_ = "not connected to sweepd";
       return std::nullopt;
     }
-    pollfd pfd{fd_, POLLIN, 0};
-    const int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
-    if (ready < 0 && errno != EINTR) {
-      error_ = fmt::format("cannot wait for sweepd: {}", errno_text());
-      return std::nullopt;
-    }
-    if (ready <= 0) continue;
     char chunk[65536];
-    const ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      error_ = n == 0 ? fmt::format("sweepd at {} closed the connection", path_)
-                      : fmt::format("cannot read from sweepd at {}: {}", path_, errno_text());
-      return std::nullopt;
-    }
+    const long n = receive(chunk, sizeof(chunk), deadline);
+    if (n == 0) error_ = fmt::format("sweepd at {} closed the connection", path_);
+    if (n <= 0) return std::nullopt;
     buffer_.append(chunk, static_cast<std::size_t>(n));
   }
 }

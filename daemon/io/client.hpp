@@ -1,14 +1,18 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
+#include "io/tls_client.hpp"
+
 namespace sweepd::io {
 
-/// A blocking JSON-lines client for the control socket, for sweepctl and tests. Every call has a
-/// deadline; errors are values (a message naming the socket), never exceptions.
+/// A blocking JSON-lines client for the control socket or the TLS listener, for sweepctl and
+/// tests. Every call has a deadline; errors are values (a message naming the socket), never
+/// exceptions.
 class client {
  public:
   client() = default;
@@ -20,6 +24,11 @@ class client {
 
   /// Connects to the Unix socket at `path`; false with last_error() set on failure.
   bool connect(const std::string& path);
+  /// Connects to `address`: a Unix socket, or the TLS listener, where it then sends the hello
+  /// with `token` and takes its reply (a refusal is an error naming the daemon's reason).
+  bool connect(const daemon_address& address, const tls_client_options& tls,
+               const std::string& token,
+               std::chrono::milliseconds timeout = std::chrono::seconds(10));
   /// Sends one request object and waits up to `timeout` for its reply line.
   std::optional<nlohmann::json> call(const nlohmann::json& request,
                                      std::chrono::milliseconds timeout = std::chrono::seconds(10));
@@ -34,7 +43,11 @@ class client {
   const std::string& last_error() const { return error_; }
 
  private:
+  /// Sends or receives on whichever connection is open.
+  long receive(char* buffer, std::size_t size, std::chrono::steady_clock::time_point deadline);
+
   int fd_ = -1;
+  std::unique_ptr<tls_connection> tls_;  // the TLS listener, instead of fd_
   std::string buffer_;
   std::string error_;
   std::string path_;

@@ -518,6 +518,28 @@ void read_metrics(context& ctx, const item& it, core::config::metrics_section& m
   read_fields(ctx, it, {{"listen", [&](const item& v) { read_listen_address(ctx, v, m.listen); }}});
 }
 
+void read_string_list(context& ctx, const item& it, std::vector<std::string>& out) {
+  std::vector<std::string> values;
+  for (const auto& element : list_items(ctx, it, "a list of strings")) {
+    if (auto text = scalar_text(ctx, element, "a string")) values.push_back(std::move(*text));
+  }
+  out = std::move(values);
+}
+
+void read_remote(context& ctx, const item& it, core::config::remote_section& r) {
+  read_fields(
+      ctx, it,
+      {{"listen", [&](const item& v) { read_listen_address(ctx, v, r.listen); }},
+       {"cert_file", [&](const item& v) { read_string(ctx, v, r.cert_file); }},
+       {"key_file", [&](const item& v) { read_string(ctx, v, r.key_file); }},
+       {"tokens_file", [&](const item& v) { read_string(ctx, v, r.tokens_file); }},
+       {"handshake_timeout",
+        [&](const item& v) { read_seconds(ctx, v, r.handshake_timeout, lower_bound::positive); }},
+       {"max_connections",
+        [&](const item& v) { read_integer(ctx, v, r.max_connections, 1, 1000000); }},
+       {"admin_principals", [&](const item& v) { read_string_list(ctx, v, r.admin_principals); }}});
+}
+
 void read_log(context& ctx, const item& it, core::config::log_section& l) {
   read_fields(ctx, it,
               {{"level", [&](const item& v) { read_log_level(ctx, v, l.level); }},
@@ -536,6 +558,7 @@ void read_document(context& ctx, const YAML::Node& root, core::config& c) {
                {"wandb", [&](const item& v) { read_wandb(ctx, v, c.wandb); }},
                {"reconcile", [&](const item& v) { read_reconcile(ctx, v, c.reconcile); }},
                {"metrics", [&](const item& v) { read_metrics(ctx, v, c.metrics); }},
+               {"remote", [&](const item& v) { read_remote(ctx, v, c.remote); }},
                {"log", [&](const item& v) { read_log(ctx, v, c.log); }}});
 }
 

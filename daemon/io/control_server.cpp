@@ -14,10 +14,12 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -56,17 +58,26 @@ constexpr std::size_t max_lingering_refusals = 64;
 /// Refused connections are logged in one line at most this often.
 constexpr auto refusal_log_interval = std::chrono::seconds(10);
 
+/// A peer with no identity: the most restricted one rather than root.
+peer_credentials nobody(int fd) {
+  peer_credentials p;
+  p.uid = static_cast<std::uint32_t>(-1);
+  p.gid = static_cast<std::uint32_t>(-1);
+  p.socket_fd = fd;
+  return p;
+}
+
 peer_credentials credentials_of(stream::socket& sock) {
   ucred cred{};
   socklen_t len = sizeof(cred);
-  if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    // Unknown peer: treat as the most restricted identity rather than as root.
-    return {static_cast<std::uint32_t>(-1), static_cast<std::uint32_t>(-1), 0, 0,
-            sock.native_handle()};
-  }
+  peer_credentials p = nobody(sock.native_handle());
+  if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return p;
   const process_probe peer = probe_process(cred.pid);
-  return {cred.uid, cred.gid, cred.pid,
-          peer.what == process_probe::state::alive ? peer.start_time : 0, sock.native_handle()};
+  p.uid = cred.uid;
+  p.gid = cred.gid;
+  p.pid = cred.pid;
+  p.start_time = peer.what == process_probe::state::alive ? peer.start_time : 0;
+  return p;
 }
 
 std::string errno_text(int err) { return std::strerror(err); }
@@ -91,7 +102,11 @@ int systemd_socket() {
 
 control_server::control_server(asio::io_context& io, control_server_options options,
                                line_handler handler)
-    : io_(io), options_(std::move(options)), handler_(std::move(handler)), acceptor_(io) {}
+    : io_(io),
+      options_(std::move(options)),
+      handler_(std::move(handler)),
+      acceptor_(io),
+      remote_acceptor_(io) {}
 
 control_server::~control_server() {
   stop();
@@ -169,6 +184,11 @@ void control_server::start() {
   asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) {
     if (e) std::rethrow_exception(e);  // a bug: let the daemon stop non-zero
   });
+  if (remote_acceptor_.is_open()) {
+    asio::co_spawn(io_, accept_remote_loop(), [](std::exception_ptr e) {
+      if (e) std::rethrow_exception(e);
+    });
+  }
 }
 
 void control_server::stop() {
@@ -176,11 +196,9 @@ void control_server::stop() {
   stopped_ = true;
   boost::system::error_code ec;
   acceptor_.close(ec);
+  remote_acceptor_.close(ec);
   close_reserve_descriptor();
-  for (auto& conn : connections_) {
-    conn.sock.shutdown(asio::socket_base::shutdown_both, ec);
-    conn.sock.close(ec);
-  }
+  for (auto& conn : connections_) conn.close();
   if (created_file_) {
     std::error_code fec;
     std::filesystem::remove(options_.path, fec);
@@ -292,7 +310,7 @@ asio::awaitable<void> control_server::accept_loop() {
       continue;
     }
     ++open_by_uid;
-    connections_.push_back({std::move(sock), peer});
+    connections_.push_back(connection{std::move(sock), peer});
     asio::co_spawn(io_, serve(std::prev(connections_.end())), [](std::exception_ptr e) {
       if (e) std::rethrow_exception(e);
     });
@@ -336,9 +354,10 @@ void control_server::queue_reply(connection& conn, std::string& output, std::str
   peak_queued_reply_bytes_ = std::max(peak_queued_reply_bytes_, conn.queued);
 }
 
-asio::awaitable<bool> control_server::flush(connection& conn, std::string& output) {
+template <typename Stream>
+asio::awaitable<bool> control_server::flush(connection& conn, Stream& stream, std::string& output) {
   auto [ec, written] =
-      co_await asio::async_write(conn.sock, asio::buffer(output), as_tuple(use_awaitable));
+      co_await asio::async_write(stream, asio::buffer(output), as_tuple(use_awaitable));
   queued_reply_bytes_ -= conn.queued;
   conn.queued = 0;
   output.clear();
@@ -347,19 +366,56 @@ asio::awaitable<bool> control_server::flush(connection& conn, std::string& outpu
   co_return !ec && !stopped_;
 }
 
+void control_server::connection::close() {
+  boost::system::error_code ec;
+  std::visit(
+      [&](auto& s) {
+        auto& sock = s.lowest_layer();
+        sock.shutdown(asio::socket_base::shutdown_both, ec);
+        sock.close(ec);
+      },
+      stream);
+}
+
 asio::awaitable<void> control_server::serve(connection_list::iterator it) {
-  connection& conn = *it;
   core::line_buffer input;
+  co_await serve_lines(*it, std::get<socket_type>(it->stream), input);
+  release(it);
+}
+
+void control_server::release(connection_list::iterator it) {
+  connection& conn = *it;
+  queued_reply_bytes_ -= conn.queued;
+  conn.queued = 0;
+  if (stopped_) return;  // stop() closed every connection; the list goes with the server
+  conn.close();
+  if (conn.peer.remote) {
+    --remote_open_;
+  } else if (auto count = open_by_uid_.find(conn.peer.uid);
+             count != open_by_uid_.end() && --count->second == 0) {
+    open_by_uid_.erase(count);
+  }
+  connections_.erase(it);
+}
+
+template <typename Stream>
+asio::awaitable<void> control_server::serve_lines(connection& conn, Stream& stream,
+                                                  core::line_buffer& input) {
   std::string output;
   waiting_replies waiting;
   bool closing = false;
   bool failed = false;
+  // A remote connection's first read may have brought lines after its hello: answer those first.
+  bool must_read = input.pending() == 0;
   while (!closing && !failed) {
-    const std::span<char> room = input.writable(read_chunk);
-    auto [ec, n] = co_await conn.sock.async_read_some(asio::buffer(room.data(), room.size()),
-                                                      as_tuple(use_awaitable));
-    input.commit(n);
-    if (ec || stopped_) break;  // EOF (a half line is dropped: it was never a request) or error
+    if (must_read) {
+      const std::span<char> room = input.writable(read_chunk);
+      auto [ec, n] = co_await stream.async_read_some(asio::buffer(room.data(), room.size()),
+                                                     as_tuple(use_awaitable));
+      input.commit(n);
+      if (ec || stopped_) break;  // EOF (a half line is dropped: it was never a request) or error
+    }
+    must_read = true;
 
     // Answer the complete lines one by one. A reply that comes later (a transition waiting for
     // its commit) does not hold up the lines after it: they are answered too, and may join the
@@ -390,7 +446,7 @@ asio::awaitable<void> control_server::serve(connection_list::iterator it) {
           waiting.replies.size() >= max_waiting_replies) {
         // A client that does not read stops being answered here, holding at most the budget and
         // one reply; the write is also this connection's turn ending.
-        if (!co_await settle(conn, output, waiting) || !co_await flush(conn, output)) {
+        if (!co_await settle(conn, output, waiting) || !co_await flush(conn, stream, output)) {
           failed = true;
           break;
         }
@@ -418,20 +474,8 @@ asio::awaitable<void> control_server::serve(connection_list::iterator it) {
                        options_.limits.max_line_bytes)}));
     }
     if (!co_await settle(conn, output, waiting)) break;
-    if (!output.empty() && !co_await flush(conn, output)) break;
+    if (!output.empty() && !co_await flush(conn, stream, output)) break;
     input.shrink(4 * read_chunk);
-  }
-  queued_reply_bytes_ -= conn.queued;
-  conn.queued = 0;
-  if (!stopped_) {
-    boost::system::error_code ec;
-    conn.sock.shutdown(asio::socket_base::shutdown_both, ec);
-    conn.sock.close(ec);
-    if (auto count = open_by_uid_.find(conn.peer.uid);
-        count != open_by_uid_.end() && --count->second == 0) {
-      open_by_uid_.erase(count);
-    }
-    connections_.erase(it);
   }
 }
 
@@ -481,6 +525,201 @@ asio::awaitable<std::string> control_server::await_later(const reply& r) {
     spdlog::error("request failed: {}", e.what());
   }
   co_return core::error_reply({core::error_code::internal, "sweepd could not handle the request"});
+}
+
+// ---- the TLS listener for remote workers ----------------------------------------------------
+
+namespace {
+
+/// "HOST:PORT" (an IPv6 host in brackets) as an endpoint; an error message otherwise.
+std::optional<asio::ip::tcp::endpoint> parse_endpoint(const std::string& listen,
+                                                      std::string& error) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    error = "expected HOST:PORT";
+    return std::nullopt;
+  }
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned port = 0;
+  const std::string_view digits = std::string_view(listen).substr(colon + 1);
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (ec != std::errc{} || end != digits.data() + digits.size() || port > 65535) {
+    error = "the port is not a number from 0 to 65535";
+    return std::nullopt;
+  }
+  boost::system::error_code aec;
+  const auto address = asio::ip::make_address(host, aec);
+  if (aec) {
+    // A name would be resolved once, at start, to one of possibly many addresses: ask for the
+    // address meant instead (0.0.0.0 or [::] for every interface).
+    error = fmt::format("'{}' is not an IP address (use 0.0.0.0, [::] or an interface's address)",
+                        host);
+    return std::nullopt;
+  }
+  return asio::ip::tcp::endpoint(address, static_cast<unsigned short>(port));
+}
+
+std::string format_endpoint(const asio::ip::tcp::endpoint& e) {
+  const auto address = e.address();
+  return address.is_v6() ? fmt::format("[{}]:{}", address.to_string(), e.port())
+                         : fmt::format("{}:{}", address.to_string(), e.port());
+}
+
+}  // namespace
+
+std::optional<std::string> control_server::open_remote(remote_options options,
+                                                       std::shared_ptr<asio::ssl::context> tls,
+                                                       authenticator authenticate) {
+  std::string why;
+  const auto endpoint = parse_endpoint(options.listen, why);
+  if (!endpoint) return fmt::format("remote.listen '{}': {}", options.listen, why);
+  boost::system::error_code ec;
+  remote_acceptor_.open(endpoint->protocol(), ec);
+  if (!ec) remote_acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) remote_acceptor_.bind(*endpoint, ec);
+  if (!ec) remote_acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    remote_acceptor_.close();
+    return fmt::format("remote.listen {}: cannot listen: {}", options.listen, ec.message());
+  }
+  remote_ = std::move(options);
+  tls_ = std::move(tls);
+  authenticate_ = std::move(authenticate);
+  return std::nullopt;
+}
+
+void control_server::set_remote_limits(std::chrono::milliseconds handshake_timeout,
+                                       std::size_t max_connections) {
+  remote_.handshake_timeout = handshake_timeout;
+  remote_.max_connections = max_connections;
+}
+
+std::string control_server::remote_address() const {
+  boost::system::error_code ec;
+  if (!remote_acceptor_.is_open()) return {};
+  const auto local = remote_acceptor_.local_endpoint(ec);
+  return ec ? std::string() : format_endpoint(local);
+}
+
+asio::awaitable<void> control_server::accept_remote_loop() {
+  asio::steady_timer pause(io_);
+  bool failing = false;
+  while (!stopped_) {
+    auto [ec, sock] = co_await remote_acceptor_.async_accept(as_tuple(use_awaitable));
+    if (stopped_) break;
+    if (ec) {
+      // Out of descriptors or memory: say so once and keep serving what is open. (No reserve
+      // descriptor here: a TLS client could not read a plaintext `busy` anyway.)
+      if (!failing)
+        spdlog::warn("accept on remote.listen {} failed: {}", remote_.listen, ec.message());
+      failing = true;
+      pause.expires_after(descriptor_pause);
+      co_await pause.async_wait(as_tuple(use_awaitable));
+      continue;
+    }
+    failing = false;
+    boost::system::error_code peer_ec;
+    const auto remote_end = sock.remote_endpoint(peer_ec);
+    peer_credentials peer = nobody(sock.native_handle());
+    peer.remote = true;
+    peer.address = peer_ec ? std::string("unknown") : remote_end.address().to_string();
+    // Remote connections have a cap of their own, so that the hosts on the network cannot take
+    // the slots local workers need; admins are unknown before the hello, so the slots kept for
+    // them are not for remote connections either.
+    std::optional<std::string> why;
+    if (remote_open_ >= remote_.max_connections) {
+      why = fmt::format("{} remote connections open (remote.max_connections)", remote_open_);
+    } else {
+      why = core::refuse_connection({options_.limits.max_connections, SIZE_MAX},
+                                    connections_.size(), 0, peer.uid, false);
+    }
+    if (why) {
+      note_refusal(*why);
+      boost::system::error_code close_ec;
+      sock.close(close_ec);
+      continue;
+    }
+    if (!tls_) continue;  // cannot happen: open_remote() sets it
+    sock.set_option(asio::ip::tcp::no_delay(true), peer_ec);  // one line, one reply: no Nagle
+    ++remote_open_;
+    connections_.push_back(connection{tls_stream(std::move(sock), *tls_), std::move(peer)});
+    asio::co_spawn(io_, serve_remote(std::prev(connections_.end())), [](std::exception_ptr e) {
+      if (e) std::rethrow_exception(e);
+    });
+  }
+}
+
+asio::awaitable<std::optional<std::string>> control_server::read_first_line(
+    tls_stream& stream, core::line_buffer& input) {
+  for (;;) {
+    if (const auto line = input.next_line()) {
+      if (line->size() > options_.limits.max_line_bytes) co_return std::nullopt;
+      co_return std::string(*line);
+    }
+    if (input.pending() > options_.limits.max_line_bytes) co_return std::nullopt;
+    const std::span<char> room = input.writable(read_chunk);
+    auto [ec, n] = co_await stream.async_read_some(asio::buffer(room.data(), room.size()),
+                                                   as_tuple(use_awaitable));
+    input.commit(n);
+    if (ec || stopped_) co_return std::nullopt;
+  }
+}
+
+asio::awaitable<void> control_server::serve_remote(connection_list::iterator it) {
+  connection& conn = *it;
+  tls_stream& stream = std::get<tls_stream>(conn.stream);
+  // One deadline for the handshake and the hello: a peer that connects and stalls (or speaks
+  // plaintext and waits) holds its slot that long at most.
+  // `armed` is cleared before the connection can go away: a timer that expired just as the
+  // hello came may still run its handler after cancel().
+  auto armed = std::make_shared<bool>(true);
+  asio::steady_timer deadline(io_, remote_.handshake_timeout);
+  deadline.async_wait([&conn, armed](boost::system::error_code ec) {
+    if (!ec && *armed) conn.close();  // ends the pending handshake or read
+  });
+  const auto disarm = [&] {
+    *armed = false;
+    deadline.cancel();
+  };
+  auto [hs_ec] =
+      co_await stream.async_handshake(asio::ssl::stream_base::server, as_tuple(use_awaitable));
+  if (hs_ec) {
+    // Plaintext on the TLS port, an untrusting client, a scanner: routine, so debug only.
+    spdlog::debug("remote connection from {}: TLS handshake failed: {}", conn.peer.address,
+                  hs_ec.message());
+    disarm();
+    release(it);
+    co_return;
+  }
+  core::line_buffer input;
+  const std::optional<std::string> first = co_await read_first_line(stream, input);
+  authentication verdict;
+  if (first) {
+    verdict = authenticate_(*first, conn.peer.address);
+  } else {
+    verdict.reply = core::error_reply(
+        {core::error_code::forbidden,
+         fmt::format("no hello line with a token within {} ms (remote.handshake_timeout); closing",
+                     remote_.handshake_timeout.count())});
+  }
+  std::string output;
+  queue_reply(conn, output, std::move(verdict.reply));
+  const bool written = co_await flush(conn, stream, output);
+  if (!verdict.principal || !written) {
+    // close_notify, so that the client reads the refusal and then a clean end; bounded by the
+    // deadline still armed.
+    if (written) co_await stream.async_shutdown(as_tuple(use_awaitable));
+    disarm();
+    release(it);
+    co_return;
+  }
+  disarm();
+  conn.peer.principal = std::move(*verdict.principal);
+  co_await serve_lines(conn, stream, input);
+  release(it);
 }
 
 }  // namespace sweepd::io

@@ -2,23 +2,31 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <variant>
 #include <vector>
+
+#include "core/line_buffer.hpp"
 
 namespace sweepd::io {
 
 namespace asio = boost::asio;
 
-/// The peer of a connection, from SO_PEERCRED at accept time.
+/// The peer of a connection: on the Unix socket from SO_PEERCRED at accept time; on the TLS
+/// listener its address, and its principal once its token was verified.
 struct peer_credentials {
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;
@@ -28,6 +36,10 @@ struct peer_credentials {
   std::uint64_t start_time = 0;
   /// The connection's socket, valid while a handler runs (SO_PEERPIDFD needs it).
   int socket_fd = -1;
+  /// A remote connection (the TLS listener): no uid, no process; `address` is the peer's IP.
+  bool remote = false;
+  std::string address;
+  std::string principal;  // set by the authenticator before any request is handled
 };
 
 /// The answer to one request line: the reply now, or a coroutine that produces it later (an op
@@ -61,6 +73,20 @@ struct control_server_limits {
 /// written (a client that does not read then holds at most this plus one reply).
 inline constexpr std::size_t default_output_budget = 256 * 1024;
 
+/// The TLS listener for remote workers (config remote.*).
+struct remote_options {
+  std::string listen;  // HOST:PORT
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::size_t max_connections = 1024;
+};
+
+/// The verdict on a remote connection's first line: the reply to send, and the principal when the
+/// connection is accepted (else it is closed after the reply).
+struct authentication {
+  std::optional<std::string> principal;
+  std::string reply;
+};
+
 struct control_server_options {
   std::string path;
   std::uint32_t mode = 0660;
@@ -87,6 +113,9 @@ class control_server {
   /// may then answer reply::after_earlier_replies(), never otherwise.
   using line_handler =
       std::function<reply(std::string_view line, const peer_credentials&, bool behind_earlier)>;
+  /// Decides the first line of a remote connection (the `hello` with its token), from the peer's
+  /// address. Never sees another line.
+  using authenticator = std::function<authentication(std::string_view line, const std::string&)>;
 
   control_server(asio::io_context& io, control_server_options options, line_handler handler);
   ~control_server();
@@ -96,12 +125,25 @@ class control_server {
   /// Binds the socket (or adopts the one systemd passed); an error message naming the path on
   /// failure. Refuses to replace a socket another process is still listening on.
   std::optional<std::string> open();
+  /// Binds the TLS listener for remote workers: the same lines, handler, limits and ordering as
+  /// the Unix socket, behind a TLS handshake and an authenticated first line, both within
+  /// handshake_timeout. An error naming remote.listen on failure.
+  std::optional<std::string> open_remote(remote_options options,
+                                         std::shared_ptr<asio::ssl::context> tls,
+                                         authenticator authenticate);
+  /// The certificate and key for remote connections accepted from now on (reload).
+  void set_tls_context(std::shared_ptr<asio::ssl::context> tls) { tls_ = std::move(tls); }
+  /// New remote limits (reload); the address stays.
+  void set_remote_limits(std::chrono::milliseconds handshake_timeout, std::size_t max_connections);
+  /// "HOST:PORT" the TLS listener is bound to; empty when it is off.
+  std::string remote_address() const;
   /// Starts accepting; connections are served until stop().
   void start();
   /// Stops accepting, closes every connection and removes the socket file this server created.
   void stop();
 
   std::size_t connections() const { return connections_.size(); }
+  std::size_t remote_connections() const { return remote_open_; }
   /// Applies new limits to connections accepted and lines read from now on (config reload).
   void set_limits(control_server_limits limits);
   const control_server_limits& limits() const { return options_.limits; }
@@ -116,20 +158,35 @@ class control_server {
 
  private:
   using socket_type = asio::local::stream_protocol::socket;
+  using tls_stream = asio::ssl::stream<asio::ip::tcp::socket>;
   struct connection {
-    socket_type sock;
+    std::variant<socket_type, tls_stream> stream;
     peer_credentials peer;
     std::size_t queued = 0;  // reply bytes answered, not yet written
+    /// Closes the underlying socket, ending whatever waits on it.
+    void close();
   };
   using connection_list = std::list<connection>;
 
   asio::awaitable<void> accept_loop();
+  asio::awaitable<void> accept_remote_loop();
   asio::awaitable<void> serve(connection_list::iterator conn);
+  /// The TLS handshake and the authenticated first line, then serve_lines.
+  asio::awaitable<void> serve_remote(connection_list::iterator conn);
+  /// The first line of a remote connection, read within its deadline; nullopt when none came.
+  asio::awaitable<std::optional<std::string>> read_first_line(tls_stream& stream,
+                                                              core::line_buffer& input);
+  /// Answers the lines of one connection until it ends; `input` may hold lines already read.
+  template <typename Stream>
+  asio::awaitable<void> serve_lines(connection& conn, Stream& stream, core::line_buffer& input);
+  /// Closes a connection and forgets it (unless the server stopped, which closed them all).
+  void release(connection_list::iterator it);
   asio::awaitable<void> refuse_busy(socket_type sock, std::string reason);
   /// Adds a reply to what `conn` has waiting in `output`.
   void queue_reply(connection& conn, std::string& output, std::string reply);
   /// Writes what `conn` has waiting; false when the connection failed.
-  asio::awaitable<bool> flush(connection& conn, std::string& output);
+  template <typename Stream>
+  asio::awaitable<bool> flush(connection& conn, Stream& stream, std::string& output);
   /// A connection's replies not yet queued, in order: the first is a later one.
   struct waiting_replies {
     std::vector<reply> replies;
@@ -156,6 +213,11 @@ class control_server {
   control_server_options options_;
   line_handler handler_;
   asio::local::stream_protocol::acceptor acceptor_;
+  asio::ip::tcp::acceptor remote_acceptor_;
+  remote_options remote_;
+  std::shared_ptr<asio::ssl::context> tls_;
+  authenticator authenticate_;
+  std::size_t remote_open_ = 0;
   connection_list connections_;
   std::unordered_map<std::uint32_t, std::size_t> open_by_uid_;
   int reserve_fd_ = -1;

@@ -135,8 +135,13 @@ CREATE INDEX outbox_dead ON outbox(seq) WHERE status = 'dead';
 CREATE INDEX outbox_converging ON outbox(seq) WHERE converging = 1;
 )sql";
 
+// Version 5: the owner of a run registered over the TLS listener is a principal (its token's
+// name), not a uid; '' for a run of a local uid.
+constexpr const char* schema_v5 =
+    "ALTER TABLE runs ADD COLUMN owner_principal TEXT NOT NULL DEFAULT '';";
+
 /// Schema migrations: entry i takes user_version i to i + 1.
-constexpr const char* migrations[] = {schema_v1, schema_v2, schema_v3, schema_v4};
+constexpr const char* migrations[] = {schema_v1, schema_v2, schema_v3, schema_v4, schema_v5};
 
 /// The run columns of schema 3, in the order run_insert binds them (?1 … ?23).
 constexpr const char* run_insert_sql =
@@ -377,6 +382,7 @@ read_run_result read_run_row(sqlite3_stmt* s, core::instant now,
   r.runtime_s = column_optional(s, 20);
   r.late_by_s = column_optional(s, 21);
   r.progress = column_optional(s, 22);
+  r.owner_principal = column_text(s, 23);
   core::rebase_clocks(r, now);
   out.run = std::move(r);
   return out;
@@ -547,7 +553,7 @@ journal::contents journal::load(core::instant now) {
                      "SELECT id, sweep, entity, project, suggestion, owner_uid, watch_peer, "
                      "peer_pid, peer_start_time, peer_boot_id, registered_ms, max_runtime_s, "
                      "stall_timeout_s, heartbeat_timeout_s, state, reason, finished_ms, objective, "
-                     "cost, error, runtime_s, late_by_s, progress FROM runs",
+                     "cost, error, runtime_s, late_by_s, progress, owner_principal FROM runs",
                      -1, &raw, nullptr);
   statement runs(raw);
   int rc;
@@ -632,6 +638,7 @@ std::optional<std::string> journal::prepare_writes() {
           "INSERT INTO transitions(run, from_state, to_state, reason, at_ms, runtime_s, "
           "objective, cost, error, late_by_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") &&
       prepare(w->enqueue, "INSERT INTO outbox(run, transition_seq) VALUES(?1, ?2)") &&
+      prepare(w->set_owner_principal, "UPDATE runs SET owner_principal = ?2 WHERE id = ?1") &&
       // Each W&B write carries the run's whole state, so a newer one settles the older pending
       // ones (superseded), here rather than later: offline, nothing else would. Found first,
       // then settled one by one: an UPDATE that searched the index it changes would copy its
@@ -664,7 +671,7 @@ std::optional<std::string> journal::commit(std::span<const core::run_change> cha
     write_statements& w;
     ~resetter() {
       for (statement* s : {&w.insert_run, &w.update_run, &w.append, &w.enqueue, &w.pending_of_run,
-                           &w.supersede, &w.trim}) {
+                           &w.supersede, &w.trim, &w.set_owner_principal}) {
         sqlite3_reset(s->get());
         sqlite3_clear_bindings(s->get());
       }
@@ -687,6 +694,12 @@ std::optional<std::string> journal::commit(std::span<const core::run_change> cha
       // The run's identity is written once, here; later transitions only update its fields.
       bind_run_row(w.insert_run.get(), *current, after);
       if (!run(w.insert_run)) return describe_error("cannot store a run in");
+      if (!current->owner_principal.empty()) {
+        // Schema 3's row has no such column; only remote runs need the second statement.
+        bind_text(w.set_owner_principal.get(), 1, current->id);
+        bind_text(w.set_owner_principal.get(), 2, current->owner_principal);
+        if (!run(w.set_owner_principal)) return describe_error("cannot store a run in");
+      }
     } else {
       bind_static_text(w.update_run.get(), 1, c.run);
       bind_state_fields(w.update_run.get(), after);

@@ -32,7 +32,7 @@ struct finalize_statement {
 class journal {
  public:
   /// The schema this build writes (PRAGMA user_version); older ones are migrated on open.
-  static constexpr int schema_version = 4;
+  static constexpr int schema_version = 5;
 
   struct open_result {
     std::unique_ptr<journal> value;
@@ -145,7 +145,8 @@ class journal {
 
   using statement = std::unique_ptr<sqlite3_stmt, detail::finalize_statement>;
   struct write_statements {
-    statement insert_run, update_run, append, enqueue, pending_of_run, supersede, trim;
+    statement insert_run, update_run, append, enqueue, pending_of_run, supersede, trim,
+        set_owner_principal;
   };
 
   std::string path_;

@@ -156,7 +156,7 @@ TEST(ConfigLoader, MissingKeysKeepDefaults) {
 TEST(ConfigLoader, UnknownTopLevelKeyIsLocated) {
   EXPECT_THAT(errors_of("log: {level: info}\nsockets:\n  path: /tmp/x\n"),
               ElementsAre("t.yaml:2:1: unknown top-level key 'sockets' (known: log, metrics, "
-                          "reconcile, socket, state, timeouts, wandb)"));
+                          "reconcile, remote, socket, state, timeouts, wandb)"));
 }
 
 TEST(ConfigLoader, UnknownNestedKeyNamesKeyAndSection) {
@@ -215,7 +215,7 @@ TEST(ConfigLoader, SectionThatIsNotAMapIsAnError) {
               ElementsAre("t.yaml:1:1: log: expected a map, got null"));
   EXPECT_THAT(errors_of("- socket\n"),
               ElementsAre("t.yaml:1:1: the config must be a map of sections (log, metrics, "
-                          "reconcile, socket, state, timeouts, wandb), got a list"));
+                          "reconcile, remote, socket, state, timeouts, wandb), got a list"));
 }
 
 TEST(ConfigLoader, UnterminatedQuoteIsASyntaxError) {
@@ -464,6 +464,39 @@ TEST(ConfigLoader, LocalConfigIsOfflineUnderVar) {
   EXPECT_EQ(r.cfg->socket.mode, 0600u);
   EXPECT_EQ(r.cfg->state.path, "./var/state.db");
   EXPECT_EQ(r.cfg->log.level, "info");
+}
+
+}  // namespace
+}  // namespace sweepd::io
+
+namespace sweepd::io {
+namespace {
+
+TEST(ConfigLoaderRemote, ReadsEveryRemoteKey) {
+  const core::config c = config_of(
+      "remote: {listen: \"0.0.0.0:7443\", cert_file: /etc/sweepd/tls.crt, key_file: "
+      "/etc/sweepd/tls.key, tokens_file: /etc/sweepd/tokens, handshake_timeout: 2.5, "
+      "max_connections: 500, admin_principals: [ops, \"lab@gpu\"]}\n");
+  EXPECT_EQ(c.remote.listen, "0.0.0.0:7443");
+  EXPECT_EQ(c.remote.cert_file, "/etc/sweepd/tls.crt");
+  EXPECT_EQ(c.remote.key_file, "/etc/sweepd/tls.key");
+  EXPECT_EQ(c.remote.tokens_file, "/etc/sweepd/tokens");
+  EXPECT_EQ(c.remote.handshake_timeout, 2.5);
+  EXPECT_EQ(c.remote.max_connections, 500u);
+  EXPECT_THAT(c.remote.admin_principals, ElementsAre("ops", "lab@gpu"));
+  EXPECT_EQ(core::config{}.remote.listen, "");  // off by default
+}
+
+TEST(ConfigLoaderRemote, ProblemsNameTheKey) {
+  EXPECT_THAT(errors_of("remote: {listen: \"0.0.0.0:7443\", cert_file: /c}\n"),
+              ElementsAre(HasSubstr("remote.key_file: must be set when remote.listen is set"),
+                          HasSubstr("remote.tokens_file: must be set when remote.listen is set")));
+  EXPECT_THAT(errors_of("remote: {listen: \"7443\"}\n"), ElementsAre(HasSubstr("HOST:PORT")));
+  EXPECT_THAT(errors_of("remote: {handshake_timeout: 0}\n"),
+              ElementsAre(HasSubstr("greater than 0")));
+  EXPECT_THAT(errors_of("remote: {admin_principals: [\"has space\"]}\n"),
+              ElementsAre(HasSubstr("remote.admin_principals[0]")));
+  EXPECT_THAT(errors_of("remote: {token_file: x}\n"), ElementsAre(HasSubstr("unknown key")));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@ polls of the daemon's answers with deadlines; no test can hang. Every test has i
 """
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -1154,3 +1155,118 @@ def test_pip_installs_offline(tmp_path):
         env=dict(os.environ, PYTHONPATH=str(target)), stdout=subprocess.PIPE,
     ).stdout.decode()
     assert out.startswith(str(target)) and sweepd_client.__version__ in out
+
+
+# ------------------------------------------------------------------ remote workers over TLS
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+
+def _make_certificates(directory):
+    """A CA and a server certificate it signed for 127.0.0.1 and localhost (EC keys: fast)."""
+    ca_key, ca = os.path.join(directory, "ca.key"), os.path.join(directory, "ca.crt")
+    key, csr = os.path.join(directory, "server.key"), os.path.join(directory, "server.csr")
+    cert, ext = os.path.join(directory, "server.crt"), os.path.join(directory, "server.ext")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    _openssl("req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=ca")
+    _openssl("req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
+    _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+             "-out", cert, "-days", "2", "-extfile", ext)
+    return ca, cert, key
+
+
+class RemoteDaemon(Daemon):
+    """sweepd with its TLS listener on a free port and one token per principal."""
+
+    def __init__(self, tokens):
+        super().__init__()
+        self.ca, cert, key = _make_certificates(self.dir)
+        tokens_file = os.path.join(self.dir, "tokens")
+        with open(tokens_file, "w") as f:
+            for name, token in tokens.items():
+                f.write("%s %s\n" % (name, hashlib.sha256(token.encode()).hexdigest()))
+        self.port = _free_port()
+        self.address = "tls://127.0.0.1:%d" % self.port
+        with open(self.config, "a") as f:
+            f.write(
+                'remote: {listen: "127.0.0.1:%d", cert_file: %s, key_file: %s, tokens_file: %s}\n'
+                % (self.port, cert, key, tokens_file)
+            )
+
+
+@pytest.fixture
+def remote_daemon():
+    d = RemoteDaemon({"alice": "alice-secret-token"}).start()
+    yield d
+    d.stop()
+    shutil.rmtree(d.dir, ignore_errors=True)
+
+
+def test_remote_run_over_tls_is_owned_by_its_principal(remote_daemon, no_wandb):
+    d = remote_daemon
+    with SweepRun("tls-1", sweep="s1", socket_path=d.address, token="alice-secret-token",
+                  ca_file=d.ca, heartbeat_interval=0.05) as run:
+        assert run.state == "running"
+        assert run.heartbeat(progress=3) == "running"
+        assert run.success(0.75) == "success"
+    assert run.delivered and not run.spooled
+    record = d.show("tls-1")
+    assert record["state"] == "success"
+    assert record["objective"] == 0.75
+    assert record["owner"] == "token:alice"
+    assert record["watch_peer"] is False  # a process on another host cannot be watched
+    observations = load_observations("s1", socket_path=d.address, token="alice-secret-token",
+                                     ca_file=d.ca)
+    assert [o["run_id"] for o in observations] == ["tls-1"]
+    assert "alice-secret-token" not in d.log()
+
+
+def test_remote_address_token_and_ca_from_the_environment(remote_daemon, monkeypatch, no_wandb):
+    d = remote_daemon
+    monkeypatch.setenv("SWEEPD_ADDRESS", d.address)
+    monkeypatch.setenv("SWEEPD_TOKEN", "alice-secret-token")
+    monkeypatch.setenv("SWEEPD_CA_FILE", d.ca)
+    with SweepRun("tls-env") as run:
+        run.success(1.0)
+    assert d.show("tls-env")["state"] == "success"
+    assert call("status")["remote"]["principals"] == 1
+
+
+def test_remote_wrong_token_never_blocks_training(remote_daemon, no_wandb):
+    d = remote_daemon
+    run, elapsed = timed(SweepRun, "tls-bad", socket_path=d.address, token="wrong", ca_file=d.ca)
+    _, elapsed = timed(run.__enter__)
+    assert elapsed < CALL_BOUND_S
+    for step in range(5):
+        state, elapsed = timed(run.heartbeat, progress=step)
+        assert state is None and elapsed < CALL_BOUND_S
+    _, elapsed = timed(run.success, 0.5)
+    assert elapsed < CALL_BOUND_S
+    _, elapsed = timed(run.__exit__, None, None, None)
+    assert elapsed < CALL_BOUND_S
+    assert run.spooled and not run.delivered
+    with pytest.raises(SweepdError):
+        d.show("tls-bad")
+
+
+def test_remote_daemon_absent_never_blocks_training(no_wandb, tmp_path):
+    address = "tls://127.0.0.1:%d" % _free_port()  # nobody listens there
+    with SweepRun("tls-absent", socket_path=address, token="t", heartbeat_interval=0.05) as run:
+        for step in range(5):
+            state, elapsed = timed(run.heartbeat, progress=step)
+            assert state is None and elapsed < CALL_BOUND_S
+        _, elapsed = timed(run.success, 0.5)
+        assert elapsed < CALL_BOUND_S
+    assert run.spooled
+    with pytest.raises(SweepdUnavailable):
+        call("hello", socket_path=address, token="t", timeout=1.0)

@@ -1,0 +1,116 @@
+#include "io/tokens.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+namespace sweepd::io {
+
+namespace {
+
+struct md_ctx_free {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+
+/// The file's text, at most core::max_tokens_file_bytes; an error message otherwise.
+std::optional<std::string> read_small_file(const std::string& path, std::string& error) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    error = fmt::format("cannot read {}: {}", path, std::strerror(errno));
+    return std::nullopt;
+  }
+  std::string text;
+  std::array<char, 8192> chunk{};
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk.data(), chunk.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      error = fmt::format("cannot read {}: {}", path, std::strerror(errno));
+      ::close(fd);
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    text.append(chunk.data(), static_cast<std::size_t>(n));
+    if (text.size() > core::max_tokens_file_bytes) {
+      error = fmt::format("{} is larger than {} bytes; not a tokens file", path,
+                          core::max_tokens_file_bytes);
+      ::close(fd);
+      return std::nullopt;
+    }
+  }
+  ::close(fd);
+  return text;
+}
+
+}  // namespace
+
+core::token_digest sha256(std::string_view text) {
+  core::token_digest out{};
+  const std::unique_ptr<EVP_MD_CTX, md_ctx_free> ctx(EVP_MD_CTX_new());
+  unsigned int size = 0;
+  // Allocation failure in OpenSSL is "cannot happen" territory: a zero digest then matches no
+  // entry (the file never holds the digest of nothing being all zeros).
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), text.data(), text.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), out.data(), &size) != 1 || size != out.size()) {
+    out.fill(0);
+  }
+  return out;
+}
+
+std::string random_token() {
+  std::array<unsigned char, 32> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) return {};
+  static constexpr std::string_view alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string token;
+  // base64url without padding: 6 bits per character, 256 bits in 43 characters.
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char b : bytes) {
+    acc = acc << 8 | b;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      token += alphabet[(acc >> bits) & 0x3f];
+    }
+  }
+  if (bits > 0) token += alphabet[(acc << (6 - bits)) & 0x3f];
+  OPENSSL_cleanse(bytes.data(), bytes.size());
+  return token;
+}
+
+token_load_result token_store::load(const std::string& path) {
+  std::string error;
+  const auto text = read_small_file(path, error);
+  if (!text) return {std::nullopt, error};
+  core::tokens_file parsed = core::parse_tokens_file(*text);
+  if (!parsed.errors.empty()) {
+    std::string all;
+    for (const core::tokens_problem& p : parsed.errors) {
+      all += fmt::format("{}{}:{}: {}", all.empty() ? "" : "; ", path, p.line, p.message);
+    }
+    return {std::nullopt, all};
+  }
+  return {token_store(std::move(parsed.entries)), {}};
+}
+
+std::optional<std::string> token_store::verify(std::string_view token) const {
+  const core::token_digest digest = sha256(token);
+  const core::token_entry* match = nullptr;
+  for (const core::token_entry& e : entries_) {
+    if (CRYPTO_memcmp(e.digest.data(), digest.data(), digest.size()) == 0) match = &e;
+  }
+  if (match == nullptr) return std::nullopt;
+  return match->principal;
+}
+
+}  // namespace sweepd::io

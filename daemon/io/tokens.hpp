@@ -1,0 +1,41 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/tokens.hpp"
+
+namespace sweepd::io {
+
+/// SHA-256 of `text` (OpenSSL EVP).
+core::token_digest sha256(std::string_view text);
+/// A fresh token: 32 random bytes (OpenSSL's CSPRNG) as 43 characters of base64url. Empty if the
+/// generator fails.
+std::string random_token();
+
+struct token_load_result;
+
+/// The tokens of a tokens file (remote.tokens_file), checked in constant time.
+class token_store {
+ public:
+  /// Reads and parses `path`; an error naming the file (and the line) when it cannot be used.
+  static token_load_result load(const std::string& path);
+  explicit token_store(std::vector<core::token_entry> entries) : entries_(std::move(entries)) {}
+
+  /// The principal `token` stands for, or nullopt. Compares the token's digest with every entry
+  /// (CRYPTO_memcmp, no early exit), so the time taken tells nothing about which bytes matched.
+  std::optional<std::string> verify(std::string_view token) const;
+  std::size_t size() const { return entries_.size(); }
+
+ private:
+  std::vector<core::token_entry> entries_;
+};
+
+struct token_load_result {
+  std::optional<token_store> store;
+  std::string error;
+};
+
+}  // namespace sweepd::io

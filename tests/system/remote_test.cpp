@@ -1,0 +1,275 @@
+// Remote workers against the real sweepd over real TLS (DESIGN §11): a worker's whole lifecycle,
+// tokens and principals, what is refused and closed, the token kept out of every log and reply,
+// the tokens file reloaded, sweepctl and `sweepctl exec` over TLS, and a thousand remote
+// connections held open while local clients are served.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <fstream>
+
+#include "io/client.hpp"
+#include "support/daemon_support.hpp"
+#include "support/http_support.hpp"
+#include "support/tls_support.hpp"
+
+namespace sweepd {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+const std::string alice_token = "alice-token-0123456789-abcdefghijklmnopq";
+const std::string bob_token = "bob-token-9876543210-zyxwvutsrqponmlkji";
+
+class RemoteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(certs_.ok);
+    write_tokens(test::tokens_line("alice", alice_token) + test::tokens_line("ops", "ops-token"));
+    port_ = test::free_tcp_port();
+    daemon_.emplace(dir_, config());
+    daemon_->start();
+  }
+
+  std::string config() const {
+    return "remote: {listen: \"127.0.0.1:" + std::to_string(port_) +
+           "\", cert_file: " + certs_.server_cert + ", key_file: " + certs_.server_key +
+           ", tokens_file: " + dir_.file("tokens") +
+           ", handshake_timeout: 2, admin_principals: [ops]}\n";
+  }
+
+  void write_tokens(const std::string& text) {
+    std::ofstream(dir_.file("tokens.next")) << text;
+    std::filesystem::rename(dir_.file("tokens.next"), dir_.file("tokens"));
+  }
+
+  io::daemon_address address() const { return {true, "", "127.0.0.1", std::to_string(port_)}; }
+  std::string address_text() const { return "tls://127.0.0.1:" + std::to_string(port_); }
+
+  io::client remote(const std::string& token) {
+    io::client c;
+    EXPECT_TRUE(c.connect(address(), {certs_.ca_cert}, token)) << c.last_error();
+    return c;
+  }
+
+  static json ok(io::client& c, const json& request) {
+    auto reply = c.call(request);
+    EXPECT_TRUE(reply) << c.last_error();
+    EXPECT_EQ(reply.value_or(json())["ok"], true) << request.dump() << " -> " << reply->dump();
+    return reply.value_or(json());
+  }
+
+  std::vector<std::string> sweepctl_env(const std::string& token) const {
+    return {"SWEEPD_ADDRESS=" + address_text(), "SWEEPD_TOKEN=" + token,
+            "HOME=" + dir_.path().string(), "SWEEPD_SPOOL_DIR=" + dir_.file("spool")};
+  }
+
+  test::temp_dir dir_;
+  test::test_certificates certs_{dir_};
+  std::uint16_t port_ = 0;
+  std::optional<test::sweepd_under_test> daemon_;
+};
+
+TEST_F(RemoteTest, RemoteWorkerLifecycleIsOwnedByItsPrincipal) {
+  io::client alice = remote(alice_token);
+  EXPECT_EQ(ok(alice, {{"op", "register"}, {"run", "r1"}, {"sweep", "s1"}})["state"],
+            "initializing");
+  EXPECT_EQ(ok(alice, {{"op", "start"}, {"run", "r1"}})["state"], "running");
+  EXPECT_EQ(ok(alice, {{"op", "heartbeat"}, {"run", "r1"}, {"progress", 10}})["state"], "running");
+  EXPECT_EQ(ok(alice, {{"op", "complete"}, {"run", "r1"}, {"objective", 0.9}})["state"], "success");
+  const json shown = daemon_->call({{"op", "show"}, {"run", "r1"}});
+  EXPECT_EQ(shown["run"]["owner"], "token:alice");
+  EXPECT_EQ(shown["run"]["objective"], 0.9);
+  EXPECT_EQ(daemon_->call({{"op", "list"}})["runs"][0]["owner"], "token:alice");
+  const json status = daemon_->call({{"op", "status"}});
+  EXPECT_EQ(status["remote"]["connections"], 1);
+  EXPECT_EQ(status["remote"]["principals"], 2);
+  EXPECT_THAT(status.dump(), Not(HasSubstr(alice_token)));
+  EXPECT_EQ(daemon_->stop(), 0) << daemon_->proc().err();
+  // The owner survives a restart (journal schema 4).
+  daemon_->start();
+  EXPECT_EQ(daemon_->call({{"op", "show"}, {"run", "r1"}})["run"]["owner"], "token:alice");
+}
+
+TEST_F(RemoteTest, APrincipalCannotChangeAnothersRunButAnAdminPrincipalCan) {
+  write_tokens(test::tokens_line("alice", alice_token) + test::tokens_line("bob", bob_token) +
+               test::tokens_line("ops", "ops-token"));
+  ASSERT_TRUE(daemon_->reload(config())) << daemon_->proc().err();
+  io::client alice = remote(alice_token);
+  io::client bob = remote(bob_token);
+  ok(alice, {{"op", "register"}, {"run", "ra"}, {"sweep", "sa"}});
+  const auto refused = bob.call({{"op", "complete"}, {"run", "ra"}, {"objective", 1.0}});
+  ASSERT_TRUE(refused);
+  EXPECT_EQ((*refused)["error"]["code"], "forbidden");
+  EXPECT_THAT((*refused)["error"]["message"].get<std::string>(), HasSubstr("token:alice"));
+  EXPECT_EQ((*bob.call({{"op", "register"}, {"run", "rb"}, {"sweep", "sa"}}))["error"]["code"],
+            "forbidden");
+  io::client ops = remote("ops-token");
+  ok(ops, {{"op", "fail"}, {"run", "ra"}, {"error", "stopped by ops"}});
+}
+
+TEST_F(RemoteTest, WatchPeerIsRefusedRemotely) {
+  io::client alice = remote(alice_token);
+  const auto reply = alice.call({{"op", "register"}, {"run", "w"}, {"watch_peer", true}});
+  ASSERT_TRUE(reply);
+  EXPECT_EQ((*reply)["error"]["code"], "bad_request");
+  EXPECT_THAT((*reply)["error"]["message"].get<std::string>(),
+              HasSubstr("process watch needs the local socket"));
+}
+
+TEST_F(RemoteTest, WrongTokenAndMissingHelloAreForbiddenAndTheTokenIsInNoLog) {
+  io::client c;
+  EXPECT_FALSE(c.connect(address(), {certs_.ca_cert}, "not-" + alice_token));
+  EXPECT_THAT(c.last_error(), HasSubstr("forbidden"));
+  EXPECT_THAT(c.last_error(), Not(HasSubstr(alice_token)));
+  io::tls_connection raw;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  ASSERT_TRUE(raw.connect("127.0.0.1", std::to_string(port_), {certs_.ca_cert}, deadline));
+  ASSERT_TRUE(raw.send("{\"op\":\"register\",\"run\":\"x\",\"token\":\"" + alice_token + "\"}\n",
+                       deadline));
+  std::string got;
+  char buf[1024];
+  for (long n; (n = raw.receive(buf, sizeof(buf), deadline)) > 0;) got.append(buf, n);
+  EXPECT_THAT(got, HasSubstr("forbidden"));
+  EXPECT_THAT(got, Not(HasSubstr(alice_token)));
+  io::client alice = remote(alice_token);  // a good one, logged at debug level
+  ok(alice, {{"op", "register"}, {"run", "r"}});
+  EXPECT_EQ(daemon_->stop(), 0);
+  const std::string log = daemon_->proc().err();
+  EXPECT_THAT(log, HasSubstr("refused: the token is not valid"));
+  EXPECT_THAT(log, HasSubstr("is token:alice"));
+  EXPECT_THAT(log, Not(HasSubstr(alice_token)));
+}
+
+TEST_F(RemoteTest, RepeatedFailuresFromAnAddressAreRefusedForAWhile) {
+  for (int i = 0; i < 10; ++i) {
+    io::client c;
+    EXPECT_FALSE(c.connect(address(), {certs_.ca_cert}, "guess-" + std::to_string(i)));
+  }
+  io::client c;
+  EXPECT_FALSE(c.connect(address(), {certs_.ca_cert}, alice_token));
+  EXPECT_THAT(c.last_error(), HasSubstr("too many failed attempts"));
+  io::client local;  // the Unix socket is not concerned
+  ASSERT_TRUE(local.connect(daemon_->socket_path()));
+  EXPECT_EQ(ok(local, {{"op", "status"}})["remote"]["connections"], 0);
+}
+
+TEST_F(RemoteTest, TokensFileIsReloadedOnSighupAndABadOneKeepsTheOld) {
+  io::client before;
+  EXPECT_FALSE(before.connect(address(), {certs_.ca_cert}, bob_token));
+  write_tokens(test::tokens_line("alice", alice_token) + test::tokens_line("bob", bob_token));
+  ASSERT_TRUE(daemon_->reload(config())) << daemon_->proc().err();
+  io::client bob = remote(bob_token);
+  ok(bob, {{"op", "status"}});
+  write_tokens("bob " + bob_token + "\n");  // the token itself: refused
+  ASSERT_TRUE(daemon_->reload(config()));
+  EXPECT_THAT(daemon_->proc().err(), HasSubstr("keeping the 2 token(s) in use"));
+  EXPECT_THAT(daemon_->proc().err(), Not(HasSubstr(bob_token)));
+  io::client again = remote(bob_token);
+  EXPECT_TRUE(again.connected());
+}
+
+TEST_F(RemoteTest, SweepctlTalksToTheTlsListener) {
+  auto r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "status"},
+                             sweepctl_env(alice_token), 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(address_text()));
+  r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "register", "rc"},
+                        sweepctl_env(alice_token), 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::ofstream(dir_.file("token")) << bob_token << "\n";
+  r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "--token-file",
+                         dir_.file("token"), "complete", "rc"},
+                        sweepctl_env(""), 20s);
+  EXPECT_EQ(r.exit_code, 3) << r.err;  // bob is not in the tokens file: refused at hello
+  EXPECT_THAT(r.err, HasSubstr("forbidden"));
+  r = test::run_command({SWEEPCTL_BINARY, "status"}, sweepctl_env(""), 20s);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("$SWEEPD_TOKEN"));
+  r = test::run_command({SWEEPCTL_BINARY, "status"}, sweepctl_env(alice_token), 20s);
+  EXPECT_EQ(r.exit_code, 3);  // no --ca-file: the test CA is not among the system's
+  EXPECT_THAT(r.err, HasSubstr("not trusted"));
+}
+
+TEST_F(RemoteTest, SweepctlExecReportsOverTls) {
+  auto env = sweepctl_env(alice_token);
+  auto r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "exec", "--run", "ex1",
+                              "--sweep", "s1", "--", "/bin/sh", "-c", "exit 0"},
+                             env, 30s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "exec", "--run", "ex2", "--",
+                         "/bin/sh", "-c", "exit 3"},
+                        env, 30s);
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_EQ(daemon_->call({{"op", "show"}, {"run", "ex1"}})["run"]["state"], "success");
+  const json ex2 = daemon_->call({{"op", "show"}, {"run", "ex2"}})["run"];
+  EXPECT_EQ(ex2["state"], "failed");
+  EXPECT_EQ(ex2["owner"], "token:alice");
+  EXPECT_EQ(ex2["watch_peer"], false);
+}
+
+TEST_F(RemoteTest, SweepctlExecReconnectsAfterADroppedConnection) {
+  // The daemon restarts while the command runs: exec reconnects over TLS and reports the end.
+  auto env = sweepctl_env(alice_token);
+  const std::string marker = dir_.file("started");
+  auto exec = test::process::start(
+      {SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "exec", "--run", "ex3", "--interval", "0.2",
+       "--", "/bin/sh", "-c",
+       "touch " + marker + "; while [ ! -e " + marker + ".go ]; do sleep 0.05; done"},
+      env);
+  daemon_->wait_for_state("ex3", "running");
+  ASSERT_EQ(daemon_->stop(), 0);
+  daemon_->start();
+  std::ofstream(marker + ".go") << "";
+  EXPECT_EQ(exec.wait_for(30s), 0) << exec.err();
+  EXPECT_EQ(daemon_->call({{"op", "show"}, {"run", "ex3"}})["run"]["state"], "success");
+}
+
+TEST_F(RemoteTest, ThousandRemoteConnectionsHeldOpenWhileLocalClientsAreServed) {
+  rlimit files{};
+  ::getrlimit(RLIMIT_NOFILE, &files);
+  if (files.rlim_cur < 4096 && files.rlim_max >= 4096) {
+    files.rlim_cur = 4096;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
+  std::vector<io::client> held;
+  held.reserve(1000);
+  for (int i = 0; i < 1000; ++i) {
+    io::client c;
+    ASSERT_TRUE(c.connect(address(), {certs_.ca_cert}, alice_token)) << i << ": " << c.last_error();
+    held.push_back(std::move(c));
+  }
+  io::client local;
+  ASSERT_TRUE(local.connect(daemon_->socket_path()));
+  const auto started = std::chrono::steady_clock::now();
+  const json status = ok(local, {{"op", "status"}});
+  EXPECT_EQ(status["remote"]["connections"], 1000);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+  ok(local, {{"op", "register"}, {"run", "local-run"}});
+  // Every held connection still answers.
+  for (std::size_t i = 0; i < held.size(); i += 97) ok(held[i], {{"op", "hello"}});
+}
+
+TEST(RemoteConfig, ListenWithoutCertificateOrTokensIsRefusedNamingTheKey) {
+  test::temp_dir dir;
+  const std::string config = dir.file("c.yaml");
+  std::ofstream(config) << "remote: {listen: \"127.0.0.1:7443\"}\n";
+  auto r = test::run_command({SWEEPD_BINARY, "--check-config", config}, {}, 20s);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err + r.out, HasSubstr("remote.cert_file: must be set when remote.listen is set"));
+  EXPECT_THAT(r.err + r.out, HasSubstr("remote.tokens_file"));
+  std::ofstream(config) << "remote: {listen: \"127.0.0.1:7443\", cert_file: " << dir.file("no.crt")
+                        << ", key_file: " << dir.file("no.key")
+                        << ", tokens_file: " << dir.file("tokens")
+                        << "}\nsocket: {path: " << dir.file("s.sock")
+                        << "}\nstate: {path: " << dir.file("state.db") << "}\n";
+  r = test::run_command({SWEEPD_BINARY, "--config", config}, {}, 20s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("remote.cert_file"));
+}
+
+}  // namespace
+}  // namespace sweepd
