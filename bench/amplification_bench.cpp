@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "io/client.hpp"
 
 namespace {
@@ -49,17 +50,7 @@ long rss_kib(pid_t pid) {
   return -1;
 }
 
-pid_t spawn_sweepd(const std::string& binary, const std::string& config, const std::string& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    ::execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), nullptr);
-    std::_Exit(127);
-  }
-  return pid;
-}
+using sweepd::bench::spawn_sweepd;
 
 /// A client that writes without reading (or reads and drops), on a non-blocking socket.
 class pipeliner {

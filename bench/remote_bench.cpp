@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "core/tokens.hpp"
 #include "io/client.hpp"
 #include "io/tokens.hpp"
@@ -27,17 +28,7 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-pid_t spawn_sweepd(const std::string& binary, const std::string& config, const std::string& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    ::execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), nullptr);
-    std::_Exit(127);
-  }
-  return pid;
-}
+using sweepd::bench::spawn_sweepd;
 
 bool make_certificates(const std::string& dir) {
   const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";

@@ -1,0 +1,22 @@
+#include "bench_support.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+namespace sweepd::bench {
+
+pid_t spawn_sweepd(const std::string& binary, const std::string& config, const std::string& log) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), nullptr);
+    std::_Exit(127);
+  }
+  return pid;
+}
+
+}  // namespace sweepd::bench
