@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/json_text.hpp"
 #include "core/time.hpp"
 
 namespace sweepd::core {
@@ -93,7 +94,7 @@ struct run_record {
   std::string sweep;
   std::string entity;
   std::string project;
-  nlohmann::json suggestion;  // null when not given
+  json_text suggestion;  // null when not given
   std::uint32_t owner_uid = 0;
   bool watch_peer = false;
   std::int32_t peer_pid = 0;  // from SO_PEERCRED at register, never from a message

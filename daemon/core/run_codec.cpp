@@ -78,7 +78,7 @@ json encode_run(const run_record& r) {
             {"sweep", r.sweep},
             {"entity", r.entity},
             {"project", r.project},
-            {"suggestion", r.suggestion},
+            {"suggestion", r.suggestion.value()},
             {"owner_uid", r.owner_uid},
             {"watch_peer", r.watch_peer},
             {"peer_pid", r.peer_pid},
@@ -112,7 +112,7 @@ decoded_run decode_run(const json& j, instant now) {
     r.sweep = get_field<std::string>(j, "sweep");
     r.entity = get_field<std::string>(j, "entity");
     r.project = get_field<std::string>(j, "project");
-    r.suggestion = get_field<json>(j, "suggestion");
+    r.suggestion = json_text(get_field<json>(j, "suggestion"));
     r.owner_uid = get_field<std::uint32_t>(j, "owner_uid");
     r.watch_peer = get_field<bool>(j, "watch_peer");
     r.peer_pid = get_field<std::int32_t>(j, "peer_pid");

@@ -50,7 +50,7 @@ struct register_params {
   std::optional<std::string> sweep;
   std::optional<std::string> entity;
   std::optional<std::string> project;
-  nlohmann::json suggestion;  // null when absent
+  json_text suggestion;  // null when absent
   bool watch_peer = false;
   std::optional<double> heartbeat_timeout_s;
   std::optional<double> max_runtime_s;

@@ -226,7 +226,7 @@ void bind_run_row(sqlite3_stmt* s, const core::run_record& r, const core::run_st
   if (r.suggestion.is_null()) {
     sqlite3_bind_null(s, 5);
   } else {
-    bind_text(s, 5, r.suggestion.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    bind_text(s, 5, r.suggestion.text());
   }
   sqlite3_bind_int64(s, 6, r.owner_uid);
   sqlite3_bind_int(s, 7, r.watch_peer ? 1 : 0);
@@ -289,7 +289,7 @@ read_run_result read_run_row(sqlite3_stmt* s, core::instant now,
   r.entity = column_text(s, 2);
   r.project = column_text(s, 3);
   if (sqlite3_column_type(s, 4) != SQLITE_NULL) {
-    const std::string text = column_text(s, 4);
+    std::string text = column_text(s, 4);
     // nlohmann parses (and destroys) without recursion, but writing a value back out recurses
     // once per level: a suggestion stored before requests were bounded in depth is dropped here
     // rather than crash the first `show` of its run.
@@ -297,12 +297,12 @@ read_run_result read_run_row(sqlite3_stmt* s, core::instant now,
       warnings.push_back(
           fmt::format("run '{}': its suggestion nests deeper than {} levels and was dropped", r.id,
                       core::max_stored_json_depth));
+    } else if (!core::json_text::accepts(text)) {
+      // Checked, not parsed: the text is kept as it is and parsed only for a reply that shows it.
+      out.error = "its suggestion is not JSON";
+      return out;
     } else {
-      r.suggestion = nlohmann::json::parse(text, nullptr, false);
-      if (r.suggestion.is_discarded()) {
-        out.error = "its suggestion is not JSON";
-        return out;
-      }
+      r.suggestion = core::json_text::from_text(std::move(text));
     }
   }
   r.owner_uid = static_cast<std::uint32_t>(sqlite3_column_int64(s, 5));

@@ -115,7 +115,7 @@ TEST_F(SupervisorTest, RegisterCreatesInitializingRun) {
   register_params p;
   p.run = "ab12cd34";
   p.sweep = "s1";
-  p.suggestion = {{"lr", 0.01}};
+  p.suggestion = json_text(nlohmann::json{{"lr", 0.01}});
   p.watch_peer = true;
   const outcome o = sup.register_run(p, alice, at(35s));
   ASSERT_TRUE(o.ok()) << o.err.message;
@@ -135,7 +135,7 @@ TEST_F(SupervisorTest, RegisterCreatesInitializingRun) {
   EXPECT_EQ(r.sweep, "s1");
   EXPECT_EQ(r.entity, "team");
   EXPECT_EQ(r.project, "proj");
-  EXPECT_EQ(r.suggestion, nlohmann::json({{"lr", 0.01}}));
+  EXPECT_EQ(r.suggestion.value(), nlohmann::json({{"lr", 0.01}}));
   EXPECT_EQ(r.owner_uid, 1000u);
   EXPECT_TRUE(r.watch_peer);
   EXPECT_EQ(r.peer_pid, 4242);
