@@ -162,7 +162,7 @@ nlohmann::json transition_json(const transition& t) {
 
 nlohmann::json run_summary_json(const run_record& run, instant now) {
   nlohmann::json j = {{"run", run.id},
-                      {"sweep", run.sweep},
+                      {"sweep", run.sweep.str()},
                       {"state", to_string(run.state)},
                       {"reason", to_string(run.reason)},
                       {"registered_at", format_utc(run.registered_wall)},
@@ -180,8 +180,8 @@ nlohmann::json run_summary_json(const run_record& run, instant now) {
 
 nlohmann::json run_detail_json(const run_record& run, instant now) {
   nlohmann::json j = run_summary_json(run, now);
-  j["entity"] = run.entity;
-  j["project"] = run.project;
+  j["entity"] = run.entity.str();
+  j["project"] = run.project.str();
   j["suggestion"] = run.suggestion.value();
   j["owner_uid"] = run.owner_uid;
   j["watch_peer"] = run.watch_peer;

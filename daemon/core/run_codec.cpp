@@ -75,9 +75,9 @@ wall_time from_unix_ms(std::int64_t ms) {
 
 json encode_run(const run_record& r) {
   json j = {{"id", r.id},
-            {"sweep", r.sweep},
-            {"entity", r.entity},
-            {"project", r.project},
+            {"sweep", r.sweep.str()},
+            {"entity", r.entity.str()},
+            {"project", r.project.str()},
             {"suggestion", r.suggestion.value()},
             {"owner_uid", r.owner_uid},
             {"watch_peer", r.watch_peer},
@@ -96,7 +96,7 @@ json encode_run(const run_record& r) {
   put(j, "late_by_s", r.late_by_s);
   if (r.finished_wall) j["finished_ms"] = to_unix_ms(*r.finished_wall);
   if (r.peer_start_time != 0) j["peer_start_time"] = r.peer_start_time;
-  if (!r.peer_boot_id.empty()) j["peer_boot_id"] = r.peer_boot_id;
+  if (!r.peer_boot_id.empty()) j["peer_boot_id"] = r.peer_boot_id.str();
   return j;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/errors.hpp"
+#include "core/name_pool.hpp"
 #include "core/run.hpp"
 #include "core/time.hpp"
 
@@ -182,8 +183,11 @@ class supervisor {
 
   /// Puts back a run read from the journal at startup. A live run starts afresh: its silence and
   /// stall clocks count from `now`, and no deadline of it fires within its heartbeat timeout, so a
-  /// restart never mass-times-out runs. False if a run with that id is already known.
-  bool restore(run_record run, instant now);
+  /// restart never mass-times-out runs. The run as restored; nullptr (and nothing changed) if a
+  /// run with that id is already known.
+  const run_record* restore(run_record run, instant now);
+  /// Room for `runs` runs in all, so that restoring them does not grow the index step by step.
+  void reserve(std::size_t runs) { runs_.reserve(runs); }
   /// Forgets terminal runs that finished before `cutoff`; returns their ids.
   std::vector<std::string> prune(wall_time cutoff);
 
@@ -245,6 +249,8 @@ class supervisor {
   void join_sweep(const run_record& r);
   void leave_sweep(const run_record& r);
 
+  /// The one copy of each sweep, entity, project and boot id that runs share.
+  name_pool names_;
   run_map runs_;
   std::unordered_map<std::string, sweep_info, string_hash, std::equal_to<>> sweeps_;
   std::set<deadline_key> deadlines_;
