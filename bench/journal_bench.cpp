@@ -43,7 +43,7 @@ std::vector<sweepd::core::outcome> register_runs(sweepd::core::supervisor& sup,
     sweepd::core::register_params p;
     p.run = fmt::format("{}{}", prefix, i);
     p.sweep = "s1";
-    p.suggestion = {{"lr", 0.001 * i}, {"batch", 64}};
+    p.suggestion = sweepd::core::json_text(nlohmann::json{{"lr", 0.001 * i}, {"batch", 64}});
     out.push_back(sup.register_run(p, owner(), now()));
   }
   return out;

@@ -143,10 +143,13 @@ std::optional<std::string> daemon::restore_from_journal() {
   if (!contents.error.empty()) return contents.error;
   for (const std::string& w : contents.warnings) spdlog::warn("{}: {}", cfg_.state.path, w);
   const core::instant restored_at = now();
+  runs_.reserve(runs_.size() + contents.runs.size());
   for (core::run_record& r : contents.runs) {
-    const std::string id = r.id;
-    if (runs_.restore(std::move(r), restored_at)) watch_process_of(*runs_.find(id));
+    if (const core::run_record* restored = runs_.restore(std::move(r), restored_at)) {
+      watch_process_of(*restored);
+    }
   }
+  contents.runs = {};  // the moved-from records, before anything else is allocated
   prune_expired_runs();
   spdlog::info("restored {} runs ({} live) and {} pending W&B writes from {} in {:.0f} ms",
                runs_.size(),
@@ -324,7 +327,7 @@ io::reply daemon::batch(core::run_change c, std::string reply, int pidfd) {
   pending_batch& b = *batch_;
   const std::size_t index = b.changes.size();
   b.runs.insert(c.run);
-  if (c.created && !c.created->sweep.empty() && !runs_.sweep_owner(c.created->sweep)) {
+  if (c.created && !c.created->sweep.empty() && !runs_.sweep_owner(c.created->sweep.str())) {
     b.new_sweeps.insert(c.created->sweep);
   }
   b.changes.push_back(std::move(c));

@@ -144,15 +144,17 @@ class field_reader {
     return v->get<bool>();
   }
 
-  json object(std::string_view key, std::size_t max_bytes) {
+  /// An object, as its compact text: the dump that measures it is what is kept.
+  json_text object(std::string_view key, std::size_t max_bytes) {
     const json* v = optional(key);
-    if (v == nullptr || !expect(*v, key, json::value_t::object)) return json();
-    const std::size_t size = v->dump().size();
-    if (size > max_bytes) {
-      fail(fmt::format("field '{}': {} bytes, more than the {} allowed", key, size, max_bytes));
-      return json();
+    if (v == nullptr || !expect(*v, key, json::value_t::object)) return {};
+    std::string text = v->dump();
+    if (text.size() > max_bytes) {
+      fail(fmt::format("field '{}': {} bytes, more than the {} allowed", key, text.size(),
+                       max_bytes));
+      return {};
     }
-    return *v;
+    return json_text::from_text(std::move(text));
   }
 
   /// A cursor from an earlier reply of the same op.

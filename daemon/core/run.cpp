@@ -168,7 +168,7 @@ std::string caller_name(std::uint32_t uid, std::string_view principal) {
 
 nlohmann::json run_summary_json(const run_record& run, instant now) {
   nlohmann::json j = {{"run", run.id},
-                      {"sweep", run.sweep},
+                      {"sweep", run.sweep.str()},
                       {"state", to_string(run.state)},
                       {"reason", to_string(run.reason)},
                       {"registered_at", format_utc(run.registered_wall)},
@@ -187,9 +187,9 @@ nlohmann::json run_summary_json(const run_record& run, instant now) {
 
 nlohmann::json run_detail_json(const run_record& run, instant now) {
   nlohmann::json j = run_summary_json(run, now);
-  j["entity"] = run.entity;
-  j["project"] = run.project;
-  j["suggestion"] = run.suggestion;
+  j["entity"] = run.entity.str();
+  j["project"] = run.project.str();
+  j["suggestion"] = run.suggestion.value();
   j["owner_uid"] = run.owner_uid;
   j["watch_peer"] = run.watch_peer;
   if (run.watch_peer) j["peer_pid"] = run.peer_pid;
@@ -221,7 +221,7 @@ void withhold_private_fields(nlohmann::json& j) {
 nlohmann::json observation_json(const run_record& run) {
   nlohmann::json j = {
       {"run_id", run.id},
-      {"suggestion", run.suggestion},
+      {"suggestion", run.suggestion.value()},
       {"objective", run.objective ? nlohmann::json(*run.objective) : nlohmann::json()},
       {"cost", observation_cost(run)},
       {"is_failure", is_failure(run.state)},

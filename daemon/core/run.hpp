@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/json_text.hpp"
+#include "core/name_pool.hpp"
 #include "core/time.hpp"
 
 namespace sweepd::core {
@@ -15,7 +17,8 @@ namespace sweepd::core {
 /// Run states. `success` and `failed` are the worker's own word and final; `crashed` and
 /// `timeout` are sweepd's judgement and can be corrected by the worker's late completion (and a
 /// silence timeout revived by a heartbeat).
-enum class run_state { initializing, running, success, failed, crashed, timeout };
+/// One byte: a run and each of its transitions carry a few of these.
+enum class run_state : std::uint8_t { initializing, running, success, failed, crashed, timeout };
 inline constexpr run_state all_run_states[] = {run_state::initializing, run_state::running,
                                                run_state::success,      run_state::failed,
                                                run_state::crashed,      run_state::timeout};
@@ -37,7 +40,7 @@ bool is_terminal(run_state s);
 bool is_failure(run_state s);
 
 /// Why a transition happened (DESIGN §2).
-enum class transition_reason {
+enum class transition_reason : std::uint8_t {
   registered,
   started,
   completed,
@@ -90,10 +93,11 @@ inline constexpr std::size_t max_history = 256;
 struct run_record {
   // Identity, fixed at register.
   std::string id;
-  std::string sweep;
-  std::string entity;
-  std::string project;
-  nlohmann::json suggestion;  // null when not given
+  // Shared by the many runs of a sweep (interned by the supervisor), not a copy each.
+  shared_name sweep;
+  shared_name entity;
+  shared_name project;
+  json_text suggestion;  // null when not given
   std::uint32_t owner_uid = 0;
   std::string owner_principal;  // a remote owner's principal; empty when the owner is a local uid
   bool watch_peer = false;
@@ -101,7 +105,7 @@ struct run_record {
   /// Which process `peer_pid` was: its start time (clock ticks since boot) and the boot it ran
   /// in, so that after a restart a reused pid is not taken for the worker. 0/empty: unknown.
   std::uint64_t peer_start_time = 0;
-  std::string peer_boot_id;
+  shared_name peer_boot_id;  // the same for every run registered since the machine booted
 
   run_state state = run_state::initializing;
   transition_reason reason = transition_reason::registered;

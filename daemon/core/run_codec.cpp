@@ -75,10 +75,10 @@ wall_time from_unix_ms(std::int64_t ms) {
 
 json encode_run(const run_record& r) {
   json j = {{"id", r.id},
-            {"sweep", r.sweep},
-            {"entity", r.entity},
-            {"project", r.project},
-            {"suggestion", r.suggestion},
+            {"sweep", r.sweep.str()},
+            {"entity", r.entity.str()},
+            {"project", r.project.str()},
+            {"suggestion", r.suggestion.value()},
             {"owner_uid", r.owner_uid},
             {"watch_peer", r.watch_peer},
             {"peer_pid", r.peer_pid},
@@ -96,7 +96,7 @@ json encode_run(const run_record& r) {
   put(j, "late_by_s", r.late_by_s);
   if (r.finished_wall) j["finished_ms"] = to_unix_ms(*r.finished_wall);
   if (r.peer_start_time != 0) j["peer_start_time"] = r.peer_start_time;
-  if (!r.peer_boot_id.empty()) j["peer_boot_id"] = r.peer_boot_id;
+  if (!r.peer_boot_id.empty()) j["peer_boot_id"] = r.peer_boot_id.str();
   return j;
 }
 
@@ -112,7 +112,7 @@ decoded_run decode_run(const json& j, instant now) {
     r.sweep = get_field<std::string>(j, "sweep");
     r.entity = get_field<std::string>(j, "entity");
     r.project = get_field<std::string>(j, "project");
-    r.suggestion = get_field<json>(j, "suggestion");
+    r.suggestion = json_text(get_field<json>(j, "suggestion"));
     r.owner_uid = get_field<std::uint32_t>(j, "owner_uid");
     r.watch_peer = get_field<bool>(j, "watch_peer");
     r.peer_pid = get_field<std::int32_t>(j, "peer_pid");

@@ -63,12 +63,13 @@ bool supervisor::owned_by_another(std::string_view sweep, const caller& who) con
 
 bool supervisor::may_read(const run_record& run, const caller& who) const {
   if (who.admin || owns(who, run)) return true;
-  return !run.sweep.empty() && sweeps_.contains(run.sweep) && !owned_by_another(run.sweep, who);
+  return !run.sweep.empty() && sweeps_.contains(run.sweep.str()) &&
+         !owned_by_another(run.sweep.str(), who);
 }
 
 void supervisor::join_sweep(const run_record& r) {
   if (r.sweep.empty()) return;
-  auto [it, created] = sweeps_.try_emplace(r.sweep);
+  auto [it, created] = sweeps_.try_emplace(r.sweep.str());
   sweep_info& info = it->second;
   if (created || r.registered_wall < info.first_registered) {
     info.owner_uid = r.owner_uid;
@@ -79,7 +80,7 @@ void supervisor::join_sweep(const run_record& r) {
 }
 
 void supervisor::leave_sweep(const run_record& r) {
-  auto it = sweeps_.find(r.sweep);
+  auto it = sweeps_.find(r.sweep.str());
   if (it == sweeps_.end()) return;
   if (--it->second.runs == 0) sweeps_.erase(it);
 }
@@ -255,7 +256,7 @@ outcome supervisor::plan_register(const register_params& p, const caller& who, i
     if (existing->entity != entity || existing->project != project) {
       o.err = {error_code::conflict,
                fmt::format("run '{}' is registered under '{}/{}', not '{}/{}'", p.run,
-                           existing->entity, existing->project, entity, project)};
+                           existing->entity.str(), existing->project.str(), entity, project)};
       return o;
     }
     if (is_terminal(existing->state)) {
@@ -280,9 +281,9 @@ outcome supervisor::plan_register(const register_params& p, const caller& who, i
   }
   run_record r;
   r.id = p.run;
-  r.sweep = p.sweep.value_or("");
-  r.entity = entity;
-  r.project = project;
+  r.sweep = names_.intern(p.sweep.value_or(""));
+  r.entity = names_.intern(entity);
+  r.project = names_.intern(project);
   r.suggestion = p.suggestion;
   r.owner_uid = who.uid;
   r.owner_principal = std::string(who.principal);
@@ -290,7 +291,7 @@ outcome supervisor::plan_register(const register_params& p, const caller& who, i
   r.peer_pid = p.watch_peer ? who.pid : 0;
   if (p.watch_peer) {
     r.peer_start_time = who.pid_start_time;
-    r.peer_boot_id = std::string(who.boot_id);
+    r.peer_boot_id = names_.intern(who.boot_id);
   }
   r.registered_mono = now.mono;
   r.registered_wall = now.wall;
@@ -397,9 +398,9 @@ outcome supervisor::plan_adopt(const adoption& a, const caller& who, instant now
   }
   run_record r;
   r.id = a.run;
-  r.sweep = a.sweep;
-  r.entity = a.entity;
-  r.project = a.project;
+  r.sweep = names_.intern(a.sweep);
+  r.entity = names_.intern(a.entity);
+  r.project = names_.intern(a.project);
   // The sweep's owner, so that the run's own worker (running as that user) may still report.
   r.owner_uid = who.uid;
   r.owner_principal = std::string(who.principal);
@@ -499,9 +500,15 @@ std::vector<transition> supervisor::expire(instant now, std::size_t limit) {
   return fired;
 }
 
-bool supervisor::restore(run_record run, instant now) {
-  if (runs_.count(run.id) != 0) return false;
-  run_record& r = runs_.try_emplace(run.id, std::move(run)).first->second;
+const run_record* supervisor::restore(run_record run, instant now) {
+  auto [it, inserted] = runs_.try_emplace(run.id, std::move(run));  // `run` is left if known
+  if (!inserted) return nullptr;
+  run_record& r = it->second;
+  // Whoever read it may have shared its names among the runs it read, not with the live ones.
+  r.sweep = names_.intern(r.sweep.str());
+  r.entity = names_.intern(r.entity.str());
+  r.project = names_.intern(r.project.str());
+  r.peer_boot_id = names_.intern(r.peer_boot_id.str());
   r.deadline = mono_time::max();
   r.last_seen = now.mono;
   r.progress_changed_at = now.mono;
@@ -512,7 +519,7 @@ bool supervisor::restore(run_record run, instant now) {
   ++counts_[index_of(r.state)];
   join_sweep(r);
   reindex(r);
-  return true;
+  return &r;
 }
 
 std::vector<std::string> supervisor::prune(wall_time cutoff) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/errors.hpp"
+#include "core/name_pool.hpp"
 #include "core/run.hpp"
 #include "core/time.hpp"
 
@@ -55,7 +56,7 @@ struct register_params {
   std::optional<std::string> sweep;
   std::optional<std::string> entity;
   std::optional<std::string> project;
-  nlohmann::json suggestion;  // null when absent
+  json_text suggestion;  // null when absent
   bool watch_peer = false;
   std::optional<double> heartbeat_timeout_s;
   std::optional<double> max_runtime_s;
@@ -194,8 +195,11 @@ class supervisor {
 
   /// Puts back a run read from the journal at startup. A live run starts afresh: its silence and
   /// stall clocks count from `now`, and no deadline of it fires within its heartbeat timeout, so a
-  /// restart never mass-times-out runs. False if a run with that id is already known.
-  bool restore(run_record run, instant now);
+  /// restart never mass-times-out runs. The run as restored; nullptr (and nothing changed) if a
+  /// run with that id is already known.
+  const run_record* restore(run_record run, instant now);
+  /// Room for `runs` runs in all, so that restoring them does not grow the index step by step.
+  void reserve(std::size_t runs) { runs_.reserve(runs); }
   /// Forgets terminal runs that finished before `cutoff`; returns their ids.
   std::vector<std::string> prune(wall_time cutoff);
 
@@ -262,6 +266,8 @@ class supervisor {
   bool owned_by_another(std::string_view sweep, const caller& who) const;
   void leave_sweep(const run_record& r);
 
+  /// The one copy of each sweep, entity, project and boot id that runs share.
+  name_pool names_;
   run_map runs_;
   std::unordered_map<std::string, sweep_info, string_hash, std::equal_to<>> sweeps_;
   std::set<deadline_key> deadlines_;

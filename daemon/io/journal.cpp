@@ -6,11 +6,11 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <unordered_map>
 #include <utility>
 
 #include "core/delivery.hpp"
@@ -195,10 +195,14 @@ bool bind_static_text(sqlite3_stmt* s, int index, std::string_view text) {
          SQLITE_OK;
 }
 
-std::string column_text(sqlite3_stmt* s, int column) {
+/// The text of a column, valid until the statement steps on; empty for NULL.
+std::string_view column_view(sqlite3_stmt* s, int column) {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, column));
-  return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, column))) : "";
+  return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(s, column)))
+           : std::string_view();
 }
+
+std::string column_text(sqlite3_stmt* s, int column) { return std::string(column_view(s, column)); }
 
 void bind_optional(sqlite3_stmt* s, int index, const std::optional<double>& v) {
   if (v) {
@@ -270,19 +274,19 @@ void bind_state_fields(sqlite3_stmt* s, const core::run_state_fields& f) {
 /// Binds a whole run row (run_insert_sql): its identity and `f`.
 void bind_run_row(sqlite3_stmt* s, const core::run_record& r, const core::run_state_fields& f) {
   bind_text(s, 1, r.id);
-  bind_text(s, 2, r.sweep);
-  bind_text(s, 3, r.entity);
-  bind_text(s, 4, r.project);
+  bind_text(s, 2, r.sweep.str());
+  bind_text(s, 3, r.entity.str());
+  bind_text(s, 4, r.project.str());
   if (r.suggestion.is_null()) {
     sqlite3_bind_null(s, 5);
   } else {
-    bind_text(s, 5, r.suggestion.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    bind_text(s, 5, r.suggestion.text());
   }
   sqlite3_bind_int64(s, 6, r.owner_uid);
   sqlite3_bind_int(s, 7, r.watch_peer ? 1 : 0);
   sqlite3_bind_int64(s, 8, r.peer_pid);
   sqlite3_bind_int64(s, 9, static_cast<sqlite3_int64>(r.peer_start_time));
-  bind_text(s, 10, r.peer_boot_id);
+  bind_text(s, 10, r.peer_boot_id.str());
   sqlite3_bind_int64(s, 11, core::to_unix_ms(r.registered_wall));
   sqlite3_bind_double(s, 12, seconds_of(r.max_runtime));
   sqlite3_bind_double(s, 13, seconds_of(r.stall_timeout));
@@ -303,11 +307,11 @@ std::optional<core::transition> read_transition_at(sqlite3_stmt* s, int first,
   core::transition t;
   t.run = run;
   if (sqlite3_column_type(s, first + 1) != SQLITE_NULL) {
-    t.from = core::parse_run_state(column_text(s, first + 1));
+    t.from = core::parse_run_state(column_view(s, first + 1));
     if (!t.from) return std::nullopt;
   }
-  const auto to = core::parse_run_state(column_text(s, first + 2));
-  const auto reason = core::parse_transition_reason(column_text(s, first + 3));
+  const auto to = core::parse_run_state(column_view(s, first + 2));
+  const auto reason = core::parse_transition_reason(column_view(s, first + 3));
   if (!to || !reason) return std::nullopt;
   t.to = *to;
   t.reason = *reason;
@@ -330,16 +334,16 @@ struct read_run_result {
   std::optional<core::run_record> run;
   std::string error;
 };
-read_run_result read_run_row(sqlite3_stmt* s, core::instant now,
+read_run_result read_run_row(sqlite3_stmt* s, core::instant now, core::name_pool& names,
                              std::vector<std::string>& warnings) {
   read_run_result out;
   core::run_record r;
   r.id = column_text(s, 0);
-  r.sweep = column_text(s, 1);
-  r.entity = column_text(s, 2);
-  r.project = column_text(s, 3);
+  r.sweep = names.intern(column_view(s, 1));
+  r.entity = names.intern(column_view(s, 2));
+  r.project = names.intern(column_view(s, 3));
   if (sqlite3_column_type(s, 4) != SQLITE_NULL) {
-    const std::string text = column_text(s, 4);
+    std::string text = column_text(s, 4);
     // nlohmann parses (and destroys) without recursion, but writing a value back out recurses
     // once per level: a suggestion stored before requests were bounded in depth is dropped here
     // rather than crash the first `show` of its run.
@@ -347,25 +351,25 @@ read_run_result read_run_row(sqlite3_stmt* s, core::instant now,
       warnings.push_back(
           fmt::format("run '{}': its suggestion nests deeper than {} levels and was dropped", r.id,
                       core::max_stored_json_depth));
+    } else if (!core::json_text::accepts(text)) {
+      // Checked, not parsed: the text is kept as it is and parsed only for a reply that shows it.
+      out.error = "its suggestion is not JSON";
+      return out;
     } else {
-      r.suggestion = nlohmann::json::parse(text, nullptr, false);
-      if (r.suggestion.is_discarded()) {
-        out.error = "its suggestion is not JSON";
-        return out;
-      }
+      r.suggestion = core::json_text::from_text(std::move(text));
     }
   }
   r.owner_uid = static_cast<std::uint32_t>(sqlite3_column_int64(s, 5));
   r.watch_peer = sqlite3_column_int(s, 6) != 0;
   r.peer_pid = static_cast<std::int32_t>(sqlite3_column_int64(s, 7));
   r.peer_start_time = static_cast<std::uint64_t>(sqlite3_column_int64(s, 8));
-  r.peer_boot_id = column_text(s, 9);
+  r.peer_boot_id = names.intern(column_view(s, 9));
   r.registered_wall = core::from_unix_ms(sqlite3_column_int64(s, 10));
   r.max_runtime = core::to_duration(sqlite3_column_double(s, 11));
   r.stall_timeout = core::to_duration(sqlite3_column_double(s, 12));
   r.heartbeat_timeout = core::to_duration(sqlite3_column_double(s, 13));
-  const auto state = core::parse_run_state(column_text(s, 14));
-  const auto reason = core::parse_transition_reason(column_text(s, 15));
+  const auto state = core::parse_run_state(column_view(s, 14));
+  const auto reason = core::parse_transition_reason(column_view(s, 15));
   if (!state || !reason) {
     out.error =
         fmt::format("unknown state or reason '{}'/'{}'", column_text(s, 14), column_text(s, 15));
@@ -547,44 +551,58 @@ std::optional<std::string> journal::copy_runs_to_v3() {
 
 journal::contents journal::load(core::instant now) {
   contents out;
-  std::unordered_map<std::string, std::size_t> index;
+  // Each sweep, entity, project and boot id read once, not once per run.
+  core::name_pool names;
   sqlite3_stmt* raw = nullptr;
+  // In id order, which costs nothing (the table is kept in that order): the transitions below
+  // find their run by a binary search, with no index to build.
   sqlite3_prepare_v2(db_,
                      "SELECT id, sweep, entity, project, suggestion, owner_uid, watch_peer, "
                      "peer_pid, peer_start_time, peer_boot_id, registered_ms, max_runtime_s, "
                      "stall_timeout_s, heartbeat_timeout_s, state, reason, finished_ms, objective, "
-                     "cost, error, runtime_s, late_by_s, progress, owner_principal FROM runs",
+                     "cost, error, runtime_s, late_by_s, progress, owner_principal FROM runs "
+                     "ORDER BY id",
                      -1, &raw, nullptr);
   statement runs(raw);
   int rc;
   while ((rc = sqlite3_step(runs.get())) == SQLITE_ROW) {
-    auto read = read_run_row(runs.get(), now, out.warnings);
+    auto read = read_run_row(runs.get(), now, names, out.warnings);
     if (!read.run) {
       out.error = fmt::format("{}: run '{}' cannot be read back: {}", path_,
                               column_text(runs.get(), 0), read.error);
       return out;
     }
-    index.emplace(read.run->id, out.runs.size());
     out.runs.push_back(std::move(*read.run));
   }
   if (rc != SQLITE_DONE) {
     out.error = describe_error("cannot read the runs of");
     return out;
   }
+  const auto id_less = [](const core::run_record& a, const core::run_record& b) {
+    return a.id < b.id;
+  };
+  // SQLite's order is memcmp's, std::string's the same for the ids sweepd accepts; checking
+  // costs one pass, and a state file written otherwise still loads.
+  if (!std::is_sorted(out.runs.begin(), out.runs.end(), id_less)) {
+    std::sort(out.runs.begin(), out.runs.end(), id_less);
+  }
+  const auto by_id = [](const core::run_record& r, std::string_view id) { return r.id < id; };
   sqlite3_prepare_v2(db_,
                      "SELECT run, from_state, to_state, reason, at_ms, runtime_s, objective, cost, "
                      "error, late_by_s FROM transitions ORDER BY seq",
                      -1, &raw, nullptr);
   statement history(raw);
   while ((rc = sqlite3_step(history.get())) == SQLITE_ROW) {
-    auto it = index.find(column_text(history.get(), 0));
-    if (it == index.end()) continue;  // kept only for a pending W&B write of a pruned run
-    auto t = read_transition(history.get(), it->first);
+    const std::string_view id = column_view(history.get(), 0);
+    const auto it = std::lower_bound(out.runs.begin(), out.runs.end(), id, by_id);
+    // Not found: kept only for a pending W&B write of a pruned run.
+    if (it == out.runs.end() || it->id != id) continue;
+    auto t = read_transition(history.get(), it->id);
     if (!t) {
-      out.error = fmt::format("{}: a transition of run '{}' cannot be read back", path_, it->first);
+      out.error = fmt::format("{}: a transition of run '{}' cannot be read back", path_, it->id);
       return out;
     }
-    auto& run_history = out.runs[it->second].history;
+    auto& run_history = it->history;
     // A registration begins a run: rows before it are those of a pruned run of the same id, kept
     // for their pending W&B writes, not this run's history.
     if (!t->from) run_history.clear();

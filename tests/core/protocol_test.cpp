@@ -73,7 +73,9 @@ TEST(ParseRequest, RegisterWithAllFields) {
   EXPECT_EQ(p.sweep, "s1");
   EXPECT_EQ(p.entity, "e");
   EXPECT_EQ(p.project, "p");
-  EXPECT_EQ(p.suggestion, json::parse(R"({"lr":0.01,"layers":[1,2]})"));
+  EXPECT_EQ(p.suggestion.value(), json::parse(R"({"lr":0.01,"layers":[1,2]})"));
+  // Kept as the compact text of that object.
+  EXPECT_EQ(p.suggestion.text(), R"({"layers":[1,2],"lr":0.01})");
   EXPECT_TRUE(p.watch_peer);
   EXPECT_EQ(p.heartbeat_timeout_s, 600.0);
   EXPECT_EQ(p.max_runtime_s, 86400.5);
@@ -507,7 +509,7 @@ TEST(ParseRequest, SuggestionUpTo64KiB) {
            "\"}}";
   };
   const auto p = accepted<register_params>(with_suggestion(max_suggestion_bytes - 8));
-  EXPECT_EQ(p.suggestion.dump().size(), max_suggestion_bytes);
+  EXPECT_EQ(p.suggestion.text().size(), max_suggestion_bytes);
   const error e = refused(with_suggestion(max_suggestion_bytes - 7));
   EXPECT_EQ(e.code, error_code::bad_request);
   EXPECT_THAT(e.message, HasSubstr("field 'suggestion'"));
@@ -515,7 +517,7 @@ TEST(ParseRequest, SuggestionUpTo64KiB) {
   // Any JSON object is a suggestion, nested ones included.
   EXPECT_EQ(accepted<register_params>(
                 R"({"op":"register","run":"r1","suggestion":{"a":{"b":[1,null,"c"]}}})")
-                .suggestion["a"]["b"][2],
+                .suggestion.value()["a"]["b"][2],
             "c");
 }
 

@@ -29,7 +29,7 @@ run_record full_run() {
   r.sweep = "s1";
   r.entity = "team";
   r.project = "proj";
-  r.suggestion = {{"lr", 0.01}, {"layers", {64, 32}}};
+  r.suggestion = json_text({{"lr", 0.01}, {"layers", {64, 32}}});
   r.owner_uid = 1000;
   r.watch_peer = true;
   r.peer_pid = 4242;
@@ -134,7 +134,7 @@ TEST(RunCodec, EachOptionalRoundTripsAlone) {
       with([](run_record& r) { r.late_by_s = 1e6; }),
       with([](run_record& r) { r.finished_wall = at(40s).wall; }),
       with([](run_record& r) {
-        r.suggestion = json::array({1, "two"});
+        r.suggestion = json_text(json::array({1, "two"}));
       }),
   };
   for (std::size_t i = 0; i < cases.size(); ++i) {

@@ -550,6 +550,23 @@ TEST_F(ServiceTest, LateCompletionIsAnObservationMarkedLate) {
   EXPECT_EQ(shown["reason"], "late_completed");
 }
 
+TEST_F(ServiceTest, SuggestionInRepliesIsTheJsonOfTheRequestByteForByte) {
+  // Kept as text, parsed again for the replies: the bytes on the wire are those of the value the
+  // request gave, dumped (keys sorted, numbers in their shortest exact form, escapes as dumped).
+  const std::string given =
+      R"({"opt":{"name":"sgd","decay":null,"nesterov":true},"lr":1e-05,"layers":[64,32.5,-1],)"
+      R"("tag":"caf\u00e9 \"q\" \\ \n","big":18446744073709551615,"third":0.3333333333333333})";
+  const std::string want = R"("suggestion":)" + json::parse(given).dump();
+  ok(R"({"op":"register","run":"r1","sweep":"s1","suggestion":)" + given + "}", 35s);
+  ok(R"({"op":"show","run":"r1"})", 36s);
+  EXPECT_THAT(last.reply, HasSubstr(want));
+  ok(R"({"op":"complete","run":"r1","objective":0.5})", 40s);
+  ok(R"({"op":"observations","sweep":"s1"})", 41s);
+  EXPECT_THAT(last.reply, HasSubstr(want));
+  ok(R"({"op":"show","run":"r1"})", 42s);
+  EXPECT_THAT(last.reply, HasSubstr(want));
+}
+
 TEST_F(ServiceTest, ShowWithholdsTheSuggestionAndErrorFromOtherUids) {
   ok(R"({"op":"register","run":"r1","sweep":"s1","suggestion":{"lr":0.5}})", 0s);
   ok(R"({"op":"fail","run":"r1","error":"secret path /home/alice/data"})", 1s);

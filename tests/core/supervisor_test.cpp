@@ -117,7 +117,7 @@ TEST_F(SupervisorTest, RegisterCreatesInitializingRun) {
   register_params p;
   p.run = "ab12cd34";
   p.sweep = "s1";
-  p.suggestion = {{"lr", 0.01}};
+  p.suggestion = json_text(nlohmann::json{{"lr", 0.01}});
   p.watch_peer = true;
   const outcome o = sup.register_run(p, alice, at(35s));
   ASSERT_TRUE(o.ok()) << o.err.message;
@@ -137,7 +137,7 @@ TEST_F(SupervisorTest, RegisterCreatesInitializingRun) {
   EXPECT_EQ(r.sweep, "s1");
   EXPECT_EQ(r.entity, "team");
   EXPECT_EQ(r.project, "proj");
-  EXPECT_EQ(r.suggestion, nlohmann::json({{"lr", 0.01}}));
+  EXPECT_EQ(r.suggestion.value(), nlohmann::json({{"lr", 0.01}}));
   EXPECT_EQ(r.owner_uid, 1000u);
   EXPECT_TRUE(r.watch_peer);
   EXPECT_EQ(r.peer_pid, 4242);
@@ -764,6 +764,37 @@ TEST_F(SupervisorTest, SweepOwnershipIsRestoredFromTheEarliestRunAndEndsWithItsL
   ASSERT_TRUE(other.restore(late, at(100s)));
   ASSERT_TRUE(other.restore(early, at(100s)));
   EXPECT_EQ(other.sweep_owner("s1"), alice.uid);
+}
+
+TEST_F(SupervisorTest, RunsShareOneCopyOfTheirSweepEntityProjectAndBootId) {
+  register_params p;
+  p.sweep = "a-sweep-name-longer-than-fifteen-characters";
+  p.watch_peer = true;
+  const caller watched(alice.uid, 77, false, 123, "5e1f9b0c-7d31-4c5e-9a42-5a1b2c3d4e5f");
+  for (const char* id : {"r1", "r2"}) {
+    p.run = id;
+    ASSERT_TRUE(sup.register_run(p, watched, at(0s)).ok());
+  }
+  const run_record& r1 = run("r1");
+  const run_record& r2 = run("r2");
+  EXPECT_EQ(r1.sweep, "a-sweep-name-longer-than-fifteen-characters");
+  EXPECT_EQ(&r1.sweep.str(), &r2.sweep.str());
+  EXPECT_EQ(&r1.entity.str(), &r2.entity.str());
+  EXPECT_EQ(&r1.project.str(), &r2.project.str());
+  EXPECT_EQ(r1.peer_boot_id, "5e1f9b0c-7d31-4c5e-9a42-5a1b2c3d4e5f");
+  EXPECT_EQ(&r1.peer_boot_id.str(), &r2.peer_boot_id.str());
+
+  // A run read back on its own (a copy of each name) shares the live runs' copies once restored.
+  run_record read = r1;
+  read.id = "r3";
+  read.sweep = std::string(r1.sweep.str());
+  read.peer_boot_id = std::string(r1.peer_boot_id.str());
+  ASSERT_NE(&read.sweep.str(), &r1.sweep.str());
+  const run_record* restored = sup.restore(std::move(read), at(10s));
+  ASSERT_NE(restored, nullptr);
+  EXPECT_EQ(&restored->sweep.str(), &r1.sweep.str());
+  EXPECT_EQ(&restored->peer_boot_id.str(), &r1.peer_boot_id.str());
+  EXPECT_EQ(sup.restore(run("r3"), at(10s)), nullptr);  // known already: nothing changes
 }
 
 TEST_F(SupervisorTest, PrunedSweepHasNoOwnerAnyMore) {

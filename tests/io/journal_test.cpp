@@ -211,7 +211,7 @@ class JournalTest : public ::testing::Test {
     core::register_params p;
     p.run = id;
     p.sweep = "s1";
-    p.suggestion = {{"lr", 0.01}};
+    p.suggestion = core::json_text(nlohmann::json{{"lr", 0.01}});
     return sup.register_run(p, alice, when);
   }
 
@@ -381,7 +381,7 @@ TEST_F(JournalTest, CommittedRunComesBackWithItsHistoryInOrder) {
   const core::run_record& r = contents.runs[0];
   EXPECT_EQ(r.id, "r1");
   EXPECT_EQ(r.sweep, "s1");
-  EXPECT_EQ(r.suggestion, nlohmann::json({{"lr", 0.01}}));
+  EXPECT_EQ(r.suggestion.value(), nlohmann::json({{"lr", 0.01}}));
   EXPECT_EQ(r.owner_uid, 1000u);
   EXPECT_EQ(r.state, run_state::success);
   EXPECT_EQ(r.reason, transition_reason::completed);
@@ -925,7 +925,7 @@ TEST_F(JournalTest, WriteAheadLogStaysSmall) {
   for (int i = 0; i < 700; ++i) {
     core::register_params p;
     p.run = "run-" + std::to_string(i);
-    p.suggestion = {{"notes", std::string(1000, 'x')}};
+    p.suggestion = core::json_text(nlohmann::json{{"notes", std::string(1000, 'x')}});
     ASSERT_EQ(commit(sup.register_run(p, alice, at(0s))), std::nullopt);
     largest = std::max(largest, std::filesystem::file_size(path + "-wal"));
   }
@@ -941,6 +941,36 @@ TEST_F(JournalTest, WriteAheadLogStaysSmall) {
   EXPECT_LE(std::filesystem::file_size(path + "-wal"), 1024u * 1024u);
   EXPECT_GT(std::filesystem::file_size(path), 700u * 1000u);  // the data went to the database
   EXPECT_GT(j->checkpoints(), 0u) << "the background checkpointer never ran";
+}
+
+TEST_F(JournalTest, SuggestionComesBackAsTheSameJsonText) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  const nlohmann::json given = nlohmann::json::parse(
+      R"({"lr":1e-05,"opt":{"name":"sgd","decay":null},"layers":[64,32.5],"tag":"caf\u00e9"})");
+  core::register_params p;
+  p.run = "r1";
+  p.suggestion = core::json_text(given);
+  ASSERT_EQ(commit(sup.register_run(p, alice, at(0s))), std::nullopt);
+  const auto contents = reopen_and_load();
+  ASSERT_EQ(contents.runs.size(), 1u);
+  EXPECT_EQ(contents.runs[0].suggestion.text(), given.dump());
+  EXPECT_EQ(core::run_detail_json(contents.runs[0], restarted_at(1000s))["suggestion"].dump(),
+            given.dump());
+}
+
+TEST_F(JournalTest, StoredSuggestionThatIsNotJsonStopsTheLoad) {
+  // Read back as text, not parsed; still checked, so no reply ever carries it.
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  ASSERT_EQ(commit(reg("r1", at(0s))), std::nullopt);
+  exec_ok(j->handle(), R"(UPDATE runs SET suggestion = '{"lr":0.1' WHERE id = 'r1')");
+  j.reset();
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  const auto contents = j->load(restarted_at(1000s));
+  EXPECT_THAT(contents.error, HasSubstr("run 'r1'"));
+  EXPECT_THAT(contents.error, HasSubstr("not JSON"));
 }
 
 TEST_F(JournalTest, DeeplyNestedStoredSuggestionIsDroppedNotFatal) {
