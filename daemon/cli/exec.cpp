@@ -967,11 +967,12 @@ void forward(const signalfd_siginfo& info, pid_t child, std::optional<int>& rece
 
 /// Delivers the reports spooled for this socket (docs/spool.md) within start_flush_budget, and
 /// says on stderr what became of each file it settled.
-void flush_spooled_reports(const std::string& socket, const spool_plan& spool,
-                           std::chrono::milliseconds reply_timeout, std::ostream& err) {
+void flush_spooled_reports(const global_options& global, const spool_plan& spool,
+                           std::ostream& err) {
   const auto budget = std::chrono::duration_cast<std::chrono::milliseconds>(start_flush_budget);
-  socket_spool_link link(socket, std::min(reply_timeout, budget), steady::now() + budget);
-  const flush_result result = flush_spool(spool.dir, socket, spool.uid, link);
+  daemon_spool_link link(global.socket, global.address, global.tls, global.token,
+                         std::min(global.timeout, budget), steady::now() + budget);
+  const flush_result result = flush_spool(spool.dir, global.socket, spool.uid, link);
   if (!result.problem.empty()) {
     err << fmt::format("sweepctl exec: not delivering spooled reports: {}\n", result.problem);
     return;
@@ -1052,7 +1053,7 @@ class session {
       if (!flushed_ && link_.registered()) {
         // Bounded, and the command is running already: signals wait at most this long.
         flushed_ = true;
-        flush_spooled_reports(in_.global.socket, spool_, in_.global.timeout, in_.err);
+        flush_spooled_reports(in_.global, spool_, in_.err);
       }
       end_timed_out_command(steady::now());
     }
@@ -1175,7 +1176,7 @@ int run_exec(const invocation& in) {
   const outcome result = outcome_of(status, o, before, s.received(), in.err);
   const bool answered = link.finish(result.report, true, steady::now() + report_budget, spool);
   if (answered && !s.flushed()) {
-    flush_spooled_reports(in.global.socket, spool, in.global.timeout, in.err);
+    flush_spooled_reports(in.global, spool, in.err);
   }
   return result.exit_status;
 }

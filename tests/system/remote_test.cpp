@@ -2,11 +2,17 @@
 // tokens and principals, what is refused and closed, the token kept out of every log and reply,
 // the tokens file reloaded, sweepctl and `sweepctl exec` over TLS, and a thousand remote
 // connections held open while local clients are served.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <fstream>
+#include <thread>
 
 #include "io/client.hpp"
 #include "support/daemon_support.hpp"
@@ -184,8 +190,39 @@ TEST_F(RemoteTest, SweepctlTalksToTheTlsListener) {
   r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "--token-file",
                          dir_.file("token"), "complete", "rc"},
                         sweepctl_env(""), 20s);
-  EXPECT_EQ(r.exit_code, 3) << r.err;  // bob is not in the tokens file: refused at hello
-  EXPECT_THAT(r.err, HasSubstr("forbidden"));
+  EXPECT_EQ(r.exit_code, 4) << r.err;  // bob is not in the tokens file: refused at hello
+  EXPECT_THAT(r.err, HasSubstr("refused the connection: forbidden: the token is not valid"));
+  EXPECT_THAT(r.err, Not(HasSubstr("is sweepd running?")));
+  EXPECT_THAT(r.err, Not(HasSubstr(bob_token)));
+  // The spool's link is refused the same way: the file stays for a token that is accepted.
+  std::filesystem::create_directories(dir_.file("spool"));
+  std::filesystem::permissions(dir_.file("spool"), std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::replace);
+  std::ofstream(dir_.file("spool") + "/rs.json") << json{
+      {"version", 1},
+      {"socket", address_text()},
+      {"run", "rs"},
+      {"register", {{"op", "register"}, {"run", "rs"}, {"sweep", "s1"}}},
+      {"report", {{"op", "complete"}, {"run", "rs"}, {"objective", 0.5}}},
+      {"spooled_at", "2026-11-30T12:00:00.000Z"},
+      {"client", "python"}}.dump();
+  r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "--token-file",
+                         dir_.file("token"), "spool", "flush"},
+                        sweepctl_env(""), 20s);
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("rs: left: sweepd at " + address_text() +
+                               " refused the connection: forbidden"));
+  EXPECT_THAT(r.out + r.err, Not(HasSubstr(bob_token)));
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("spool") + "/rs.json"));
+  r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "spool", "flush"},
+                        sweepctl_env(alice_token), 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "rs: delivered success\n");  // registered from the file, then completed
+  EXPECT_EQ(daemon_->call({{"op", "show"}, {"run", "rs"}})["run"]["owner"], "token:alice");
+  r = test::run_command(
+      {SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "--token-file", dir_.file("token"), "hello"},
+      sweepctl_env(""), 20s);
+  EXPECT_EQ(r.exit_code, 4) << r.err;
   r = test::run_command({SWEEPCTL_BINARY, "status"}, sweepctl_env(""), 20s);
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("$SWEEPD_TOKEN"));
@@ -226,6 +263,54 @@ TEST_F(RemoteTest, SweepctlExecReconnectsAfterADroppedConnection) {
   std::ofstream(marker + ".go") << "";
   EXPECT_EQ(exec.wait_for(30s), 0) << exec.err();
   EXPECT_EQ(daemon_->call({{"op", "show"}, {"run", "ex3"}})["run"]["state"], "success");
+}
+
+TEST_F(RemoteTest, ReportsSpooledForTheTlsListenerAreDeliveredOverTls) {
+  // Two remote execs, each with its own spool directory, end while sweepd is down: both reports
+  // are spooled for the TLS address. Then `spool flush` delivers one and an exec start the other.
+  const std::string go = dir_.file("go");
+  auto start_exec = [&](const std::string& run, const std::string& spool, const std::string& exit) {
+    auto env = sweepctl_env(alice_token);
+    env.back() = "SWEEPD_SPOOL_DIR=" + spool;
+    return test::process::start(
+        {SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "exec", "--run", run, "--interval", "0.2",
+         "--", "/bin/sh", "-c", "while [ ! -e " + go + " ]; do sleep 0.05; done; exit " + exit},
+        env);
+  };
+  const std::string spool_a = dir_.file("spool-a");
+  const std::string spool_b = dir_.file("spool-b");
+  auto a = start_exec("sa", spool_a, "0");
+  auto b = start_exec("sb", spool_b, "4");
+  daemon_->wait_for_state("sa", "running");
+  daemon_->wait_for_state("sb", "running");
+  ASSERT_EQ(daemon_->stop(), 0);
+  std::ofstream(go) << "";
+  EXPECT_EQ(a.wait_for(30s), 0) << a.err();
+  EXPECT_EQ(b.wait_for(30s), 4) << b.err();
+  EXPECT_THAT(a.err(), HasSubstr("spooled at " + spool_a + "/sa.json"));
+  std::ifstream spooled(spool_a + "/sa.json");
+  const json file = json::parse(spooled, nullptr, false);
+  EXPECT_EQ(file["socket"], address_text());  // the daemon it was meant for
+  EXPECT_THAT(file.dump(), Not(HasSubstr(alice_token)));
+
+  daemon_->start();
+  auto r = test::run_command({SWEEPCTL_BINARY, "--address", address_text(), "--ca-file",
+                              certs_.ca_cert, "spool", "flush", "--spool-dir", spool_a},
+                             sweepctl_env(alice_token), 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "sa: delivered success\n");
+  EXPECT_FALSE(std::filesystem::exists(spool_a + "/sa.json"));
+  EXPECT_EQ(daemon_->call({{"op", "show"}, {"run", "sa"}})["run"]["state"], "success");
+
+  auto c = start_exec("sc", spool_b, "0");
+  std::ofstream(go) << "";
+  EXPECT_EQ(c.wait_for(30s), 0) << c.err();
+  EXPECT_THAT(c.err(), HasSubstr("spooled report of run sb: delivered failed"));
+  EXPECT_FALSE(std::filesystem::exists(spool_b + "/sb.json"));
+  const json sb = daemon_->call({{"op", "show"}, {"run", "sb"}})["run"];
+  EXPECT_EQ(sb["state"], "failed");
+  EXPECT_EQ(sb["error"], "exit code 4");
+  EXPECT_EQ(sb["owner"], "token:alice");
 }
 
 TEST_F(RemoteTest, ThousandRemoteConnectionsHeldOpenWhileLocalClientsAreServed) {
