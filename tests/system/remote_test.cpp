@@ -178,6 +178,34 @@ TEST_F(RemoteTest, TokensFileIsReloadedOnSighupAndABadOneKeepsTheOld) {
   EXPECT_TRUE(again.connected());
 }
 
+TEST_F(RemoteTest, ConnectionsOfAPrincipalWhoseTokenWasRemovedAreClosedAtTheReload) {
+  write_tokens(test::tokens_line("alice", alice_token) + test::tokens_line("bob", bob_token));
+  ASSERT_TRUE(daemon_->reload(config())) << daemon_->proc().err();
+  io::client alice1 = remote(alice_token);
+  io::client alice2 = remote(alice_token);
+  io::client bob = remote(bob_token);
+  ok(alice1, {{"op", "register"}, {"run", "ra"}});
+  write_tokens(test::tokens_line("bob", bob_token));
+  ASSERT_TRUE(daemon_->reload(config())) << daemon_->proc().err();
+  // The reload closed both of alice's connections before it said READY again.
+  for (io::client* c : {&alice1, &alice2}) {
+    EXPECT_FALSE(c->call({{"op", "heartbeat"}, {"run", "ra"}})) << "still served after the reload";
+  }
+  ok(bob, {{"op", "status"}});
+  io::client again;
+  EXPECT_FALSE(again.connect(address(), {certs_.ca_cert}, alice_token));
+  EXPECT_TRUE(again.refused());
+  EXPECT_EQ(daemon_->call({{"op", "status"}})["remote"]["connections"], 1);
+  EXPECT_EQ(daemon_->stop(), 0);
+  const std::string log = daemon_->proc().err();
+  const std::string line = "token:alice has no token in " + dir_.file("tokens") +
+                           " any more; closed its 2 connection(s)";
+  EXPECT_THAT(log, HasSubstr(line));
+  EXPECT_EQ(log.find(line), log.rfind(line));  // once for the principal
+  EXPECT_THAT(log, Not(HasSubstr("token:bob has no token")));
+  EXPECT_THAT(log, Not(HasSubstr(alice_token)));
+}
+
 TEST_F(RemoteTest, SweepctlTalksToTheTlsListener) {
   auto r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "status"},
                              sweepctl_env(alice_token), 20s);
