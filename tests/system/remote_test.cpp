@@ -341,6 +341,43 @@ TEST_F(RemoteTest, ReportsSpooledForTheTlsListenerAreDeliveredOverTls) {
   EXPECT_EQ(sb["owner"], "token:alice");
 }
 
+TEST_F(RemoteTest, SweepctlExecForwardsSignalsPromptlyWhileTheHostDoesNotAnswer) {
+  // A listener that never accepts: the kernel completes the TCP handshake, then nobody answers
+  // the TLS hello, so each connection attempt lasts as long as exec lets it.
+  const int silent = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(silent, 64), 0);
+  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string silent_address = "tls://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  const std::string started = dir_.file("started");
+  const std::string got = dir_.file("got-term");
+  auto exec = test::process::start(
+      {SWEEPCTL_BINARY, "--address", silent_address, "--ca-file", certs_.ca_cert, "--timeout", "60",
+       "exec", "--run", "hang", "--", "/bin/sh", "-c",
+       "trap 'touch " + got + "; exit 0' TERM; touch " + started +
+           "; while :; do sleep 0.05; done"},
+      sweepctl_env(alice_token));
+  const auto appeared = [](const std::string& path, std::chrono::milliseconds within) {
+    const auto until = std::chrono::steady_clock::now() + within;
+    while (!std::filesystem::exists(path)) {
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::sleep_for(20ms);  // polling a file the child makes: no event to wait on
+    }
+    return true;
+  };
+  ASSERT_TRUE(appeared(started, 20s)) << exec.err();
+  ASSERT_TRUE(exec.send_signal(SIGTERM));
+  // Without a bound on the attempt, the signal waits for the 60 s reply timeout.
+  EXPECT_TRUE(appeared(got, 10s)) << exec.err();
+  EXPECT_EQ(exec.wait_for(30s), 0) << exec.err();
+  ::close(silent);
+}
+
 TEST_F(RemoteTest, ThousandRemoteConnectionsHeldOpenWhileLocalClientsAreServed) {
   rlimit files{};
   ::getrlimit(RLIMIT_NOFILE, &files);
