@@ -64,6 +64,13 @@ void daemon::reload_remote() {
   if (auto tokens = io::token_store::load(cfg_.remote.tokens_file); tokens.store) {
     tokens_ = std::move(tokens.store);
     spdlog::info("remote: {} token(s) reloaded from {}", tokens_->size(), cfg_.remote.tokens_file);
+    // A token taken out of the file is revoked: the connections it opened must not outlive it.
+    const auto closed = server_.close_remote_of(
+        [this](const std::string& principal) { return !tokens_->has_principal(principal); });
+    for (const auto& [principal, count] : closed) {
+      spdlog::warn("remote: token:{} has no token in {} any more; closed its {} connection(s)",
+                   principal, cfg_.remote.tokens_file, count);
+    }
   } else {
     spdlog::error("remote.tokens_file: {}; keeping the {} token(s) in use", tokens.error,
                   tokens_->size());

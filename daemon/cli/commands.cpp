@@ -269,16 +269,22 @@ struct daemon_answer {
   int status = exit_ok;
 };
 
-/// Connects to sweepd; false (after saying why) when it cannot be reached.
-bool connect_daemon(const invocation& in, io::client& c) {
+/// Connects to sweepd: exit_ok, or (after saying why) exit_unreachable when it cannot be reached
+/// and exit_refused when its TLS listener refused the token.
+int connect_daemon(const invocation& in, io::client& c) {
   if (c.connect(in.global.address, in.global.tls, in.global.token, in.global.timeout)) {
-    return true;
+    return exit_ok;
+  }
+  if (c.refused()) {
+    // sweepd is running and said why: the "is sweepd running?" hint would mislead.
+    in.err << fmt::format("sweepctl: {}\n", printable(c.last_error(), 400));
+    return exit_refused;
   }
   in.err << fmt::format(
       "sweepctl: {}\n(is sweepd running? choose its socket with --socket PATH or "
       "$SWEEPD_SOCKET, or a remote one with --address tls://HOST:PORT)\n",
       c.last_error());
-  return false;
+  return exit_unreachable;
 }
 
 /// Sends one request on the connection `c` and reads its reply within the global --timeout.
@@ -307,7 +313,7 @@ daemon_answer ask_daemon(const invocation& in, io::client& c, const json& reques
 /// Sends one request on a fresh connection (see above).
 daemon_answer ask_daemon(const invocation& in, const json& request) {
   io::client c;
-  if (!connect_daemon(in, c)) return {std::nullopt, exit_unreachable};
+  if (const int status = connect_daemon(in, c); status != exit_ok) return {std::nullopt, status};
   return ask_daemon(in, c, request);
 }
 
@@ -341,7 +347,7 @@ int exchange_pages(const invocation& in, const request_builder& built, const cha
                    std::optional<std::size_t> want, renderer render) {
   if (!built.ok()) return usage_error(in, built.problem());
   io::client c;
-  if (!connect_daemon(in, c)) return exit_unreachable;
+  if (const int status = connect_daemon(in, c); status != exit_ok) return status;
   json request = built.request();
   std::optional<json> shown;
   for (;;) {
@@ -1069,8 +1075,9 @@ std::string program_usage() {
   out += "\nGlobal options (before or after the command):\n" + options_block(global_option_specs());
   out +=
       "\nExit status: 0 done; 1 sweepd answered with an error; 2 usage error (nothing was sent);\n"
-      "3 sweepd could not be reached or did not answer in time. exec exits with its command's "
-      "status.\n";
+      "3 sweepd could not be reached or did not answer in time; 4 sweepd's TLS listener refused "
+      "the\n"
+      "token (not accepted, or too many failed attempts). exec exits with its command's status.\n";
   return out;
 }
 

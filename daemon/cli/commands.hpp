@@ -19,6 +19,9 @@ inline constexpr int exit_ok = 0;
 inline constexpr int exit_daemon_error = 1;  // sweepd answered with an error (or nonsense)
 inline constexpr int exit_usage = 2;         // bad command line; nothing was sent
 inline constexpr int exit_unreachable = 3;   // sweepd could not be reached or did not answer
+/// sweepd's TLS listener refused the hello: the token is not (or no longer) accepted, or too many
+/// failed attempts came from this address. Apart from 3 because waiting for sweepd will not help.
+inline constexpr int exit_refused = 4;
 
 inline constexpr std::string_view default_socket_path = "/run/sweepd/sweepd.sock";
 inline constexpr std::chrono::seconds default_timeout{10};

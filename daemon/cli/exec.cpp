@@ -66,6 +66,12 @@ constexpr std::size_t max_result_file_bytes = 1024 * 1024;
 constexpr std::size_t max_result_depth = 64;
 /// How long a command that sweepd timed out gets between SIGTERM and SIGKILL, by default.
 constexpr steady::duration default_kill_grace = 30s;
+/// How long one connection attempt to sweepd's TLS listener (TCP, TLS handshake and hello) may
+/// take while the command runs. The poll loop waits that long at most, and signals for the command
+/// with it: a host that does not answer must not hold SIGTERM back for the whole reply timeout.
+/// A second is many round trips on the networks remote workers report over; a slower attempt
+/// fails and is retried with backoff.
+constexpr steady::duration remote_connect_budget = 1s;
 /// How long delivering spooled reports at exec's start may take, at most.
 constexpr steady::duration start_flush_budget = 2s;
 /// A reply line longer than this is not from sweepd (its replies to exec are a few hundred bytes).
@@ -407,7 +413,8 @@ class daemon_link {
   int fd() const { return fd_; }
 
   /// Reaches sweepd's TLS listener instead of its socket: connects, shakes hands and sends the
-  /// hello with `token` within the reply timeout (the poll loop waits that long at most).
+  /// hello with `token` within remote_connect_budget while the command runs (the poll loop waits
+  /// that long at most), within the reply timeout for the final report.
   void use_remote(const io::daemon_address& address, const io::tls_client_options& options,
                   std::string token) {
     remote_ = address;
@@ -524,8 +531,7 @@ class daemon_link {
     return {};
   }
 
-  bool open_remote(std::string& why) {
-    const steady::time_point deadline = steady::now() + reply_timeout_;
+  bool open_remote(std::string& why, steady::time_point deadline) {
     auto connection = std::make_unique<io::tls_connection>();
     if (!connection->connect(remote_->host, remote_->port, tls_options_, deadline)) {
       why = connection->error();
@@ -548,9 +554,10 @@ class daemon_link {
     return true;
   }
 
-  bool open_socket(std::string& why) {
+  /// Connects (and over TLS shakes hands and says hello) before `deadline`.
+  bool open_socket(std::string& why, steady::time_point deadline) {
     close();
-    if (remote_) return open_remote(why);
+    if (remote_) return open_remote(why, deadline);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (socket_.size() >= sizeof(addr.sun_path)) {
@@ -599,7 +606,10 @@ class daemon_link {
 
   void connect_and_register(steady::time_point now) {
     std::string why;
-    if (!open_socket(why)) return lost(now, why);
+    if (!open_socket(why,
+                     now + std::min<steady::duration>(reply_timeout_, remote_connect_budget))) {
+      return lost(now, why);
+    }
     send(request_kind::register_run, now);
   }
 
@@ -818,7 +828,9 @@ class daemon_link {
 
   /// One attempt at the final report; true when it is settled (recorded, or refused and said so).
   bool try_report(const json& report, bool started, steady::time_point deadline, std::string& why) {
-    if (fd_ < 0 && !open_socket(why)) return false;
+    if (fd_ < 0 && !open_socket(why, std::min(deadline, steady::now() + reply_timeout_))) {
+      return false;
+    }
     if (!registered_) {
       const auto reply = exchange(register_request_, deadline, why);
       if (!reply) return false;
@@ -967,11 +979,12 @@ void forward(const signalfd_siginfo& info, pid_t child, std::optional<int>& rece
 
 /// Delivers the reports spooled for this socket (docs/spool.md) within start_flush_budget, and
 /// says on stderr what became of each file it settled.
-void flush_spooled_reports(const std::string& socket, const spool_plan& spool,
-                           std::chrono::milliseconds reply_timeout, std::ostream& err) {
+void flush_spooled_reports(const global_options& global, const spool_plan& spool,
+                           std::ostream& err) {
   const auto budget = std::chrono::duration_cast<std::chrono::milliseconds>(start_flush_budget);
-  socket_spool_link link(socket, std::min(reply_timeout, budget), steady::now() + budget);
-  const flush_result result = flush_spool(spool.dir, socket, spool.uid, link);
+  daemon_spool_link link(global.socket, global.address, global.tls, global.token,
+                         std::min(global.timeout, budget), steady::now() + budget);
+  const flush_result result = flush_spool(spool.dir, global.socket, spool.uid, link);
   if (!result.problem.empty()) {
     err << fmt::format("sweepctl exec: not delivering spooled reports: {}\n", result.problem);
     return;
@@ -1052,7 +1065,7 @@ class session {
       if (!flushed_ && link_.registered()) {
         // Bounded, and the command is running already: signals wait at most this long.
         flushed_ = true;
-        flush_spooled_reports(in_.global.socket, spool_, in_.global.timeout, in_.err);
+        flush_spooled_reports(in_.global, spool_, in_.err);
       }
       end_timed_out_command(steady::now());
     }
@@ -1175,7 +1188,7 @@ int run_exec(const invocation& in) {
   const outcome result = outcome_of(status, o, before, s.received(), in.err);
   const bool answered = link.finish(result.report, true, steady::now() + report_budget, spool);
   if (answered && !s.flushed()) {
-    flush_spooled_reports(in.global.socket, spool, in.global.timeout, in.err);
+    flush_spooled_reports(in.global, spool, in.err);
   }
   return result.exit_status;
 }

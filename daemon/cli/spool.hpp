@@ -9,11 +9,14 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "io/tls_client.hpp"
 
 namespace sweepd::cli {
 
@@ -117,30 +120,46 @@ class spool_link {
   virtual std::optional<nlohmann::json> call(const nlohmann::json& request, std::string& why) = 0;
 };
 
-/// A spool_link over sweepd's Unix socket. It connects at the first call; a call waits at most
-/// `reply_timeout` for its reply and never past `deadline`. After one failure every call fails
-/// at once with the same reason: delivery stops until the next attempt.
-class socket_spool_link final : public spool_link {
+/// A spool_link to sweepd as sweepctl reaches it: its Unix socket, or its TLS listener (where
+/// each connection starts with the hello that carries the token). It connects at the first call;
+/// a call (the TLS handshake and hello included) waits at most `reply_timeout` and never past
+/// `deadline`. After one failure every call fails at once with the same reason: delivery stops
+/// until the next attempt.
+class daemon_spool_link final : public spool_link {
  public:
-  socket_spool_link(std::string socket, std::chrono::milliseconds reply_timeout,
+  /// `name` is sweepd's address as people read it (the socket path or "tls://HOST:PORT");
+  /// `token` is used only for a remote `address`.
+  daemon_spool_link(std::string name, io::daemon_address address, io::tls_client_options tls,
+                    std::string token, std::chrono::milliseconds reply_timeout,
                     std::chrono::steady_clock::time_point deadline =
                         std::chrono::steady_clock::time_point::max());
-  ~socket_spool_link() override;
-  socket_spool_link(const socket_spool_link&) = delete;
-  socket_spool_link& operator=(const socket_spool_link&) = delete;
+  ~daemon_spool_link() override;
+  daemon_spool_link(const daemon_spool_link&) = delete;
+  daemon_spool_link& operator=(const daemon_spool_link&) = delete;
 
   std::optional<nlohmann::json> call(const nlohmann::json& request, std::string& why) override;
+  /// True when sweepd's TLS listener refused the hello (the token): the link is down for that.
+  bool refused() const { return refused_; }
 
  private:
   bool connect(std::string& why);
-  std::optional<nlohmann::json> exchange(const nlohmann::json& request, std::string& why);
+  bool connect_remote(std::string& why);
+  std::optional<nlohmann::json> exchange(const nlohmann::json& request,
+                                         std::chrono::steady_clock::time_point until,
+                                         std::string& why);
+  void close();
 
-  std::string socket_;
+  std::string name_;
+  io::daemon_address address_;
+  io::tls_client_options tls_options_;
+  std::string token_;
   std::chrono::milliseconds reply_timeout_;
   std::chrono::steady_clock::time_point deadline_;
-  int fd_ = -1;
+  int fd_ = -1;                              // the Unix socket
+  std::unique_ptr<io::tls_connection> tls_;  // the TLS listener, instead of fd_
   std::string buffer_;
   std::string failed_;  // why the link is down for good
+  bool refused_ = false;
 };
 
 /// What became of one spool file.

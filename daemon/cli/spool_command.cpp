@@ -84,7 +84,8 @@ int run_list(const invocation& in, const std::filesystem::path& dir) {
 }
 
 int run_flush(const invocation& in, const std::filesystem::path& dir) {
-  socket_spool_link link(in.global.socket, in.global.timeout);
+  daemon_spool_link link(in.global.socket, in.global.address, in.global.tls, in.global.token,
+                         in.global.timeout);
   const flush_result result = flush_spool(dir, in.global.socket, ::getuid(), link);
   if (!result.problem.empty()) {
     in.err << fmt::format("sweepctl: {}\n", result.problem);
@@ -121,6 +122,7 @@ int run_flush(const invocation& in, const std::filesystem::path& dir) {
   if (left == 0) return exit_ok;
   in.err << fmt::format("sweepctl: {} spooled report{} for sweepd at {} left in {}\n", left,
                         left == 1 ? "" : "s", in.global.socket, dir.string());
+  if (link.refused()) return exit_refused;
   return unanswered ? exit_unreachable : exit_daemon_error;
 }
 
@@ -156,8 +158,9 @@ command spool_command() {
       "$HOME/.local/state/sweepd/spool, else spool-UID beside the socket.\n"
       "\n"
       "Exit status of flush: 0 when nothing for this socket is left, 3 when sweepd could not be\n"
-      "reached or did not answer, 1 when files are left for another reason (sweepd busy,\n"
-      "another client delivering them) or the directory cannot be used.",
+      "reached or did not answer, 4 when its TLS listener refused the token (the files stay),\n"
+      "1 when files are left for another reason (sweepd busy, another client delivering them)\n"
+      "or the directory cannot be used.",
       {{"--spool-dir", "DIR", "the spool directory (default: see above)"}},
       1,
       1,

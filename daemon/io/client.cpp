@@ -24,7 +24,8 @@ client::client(client&& other) noexcept
       tls_(std::move(other.tls_)),
       buffer_(std::move(other.buffer_)),
       error_(std::move(other.error_)),
-      path_(std::move(other.path_)) {
+      path_(std::move(other.path_)),
+      refused_(other.refused_) {
   other.fd_ = -1;
 }
 
@@ -37,6 +38,7 @@ client& client::operator=(client&& other) noexcept {
     buffer_ = std::move(other.buffer_);
     error_ = std::move(other.error_);
     path_ = std::move(other.path_);
+    refused_ = other.refused_;
   }
   return *this;
 }
@@ -50,6 +52,7 @@ void client::close() {
 
 bool client::connect(const std::string& path) {
   close();
+  refused_ = false;
   path_ = path;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -76,6 +79,7 @@ bool client::connect(const daemon_address& address, const tls_client_options& tl
                      const std::string& token, std::chrono::milliseconds timeout) {
   if (!address.remote) return connect(address.path);
   close();
+  refused_ = false;
   path_ = fmt::format(
       "tls://{}:{}",
       address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host,
@@ -100,6 +104,7 @@ bool client::connect(const daemon_address& address, const tls_client_options& tl
     const std::string message = e.is_object() ? e.value("message", std::string()) : std::string();
     error_ = fmt::format("sweepd at {} refused the connection: {}: {}", path_,
                          code.empty() ? "forbidden" : code, message);
+    refused_ = true;
     close();
     return false;
   }

@@ -41,6 +41,10 @@ class client {
 
   bool connected() const { return fd_ >= 0; }
   const std::string& last_error() const { return error_; }
+  /// True when the last connect() reached sweepd's TLS listener and the hello was refused (a
+  /// token it does not accept, or too many failed attempts from this address): unlike a daemon
+  /// that is down, trying again as such will not help.
+  bool refused() const { return refused_; }
 
  private:
   /// Sends or receives on whichever connection is open.
@@ -51,6 +55,7 @@ class client {
   std::string buffer_;
   std::string error_;
   std::string path_;
+  bool refused_ = false;
 };
 
 }  // namespace sweepd::io

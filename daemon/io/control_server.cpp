@@ -206,6 +206,19 @@ void control_server::stop() {
   }
 }
 
+std::map<std::string, std::size_t> control_server::close_remote_of(
+    const std::function<bool(const std::string& principal)>& revoked) {
+  std::map<std::string, std::size_t> closed;
+  for (connection& conn : connections_) {
+    if (!conn.peer.remote || conn.peer.principal.empty() || !revoked(conn.peer.principal)) continue;
+    // Closing the socket ends the connection's pending read or write; its coroutine then
+    // releases it, as at stop(). A request already being handled finishes, but its reply is lost.
+    conn.close();
+    ++closed[conn.peer.principal];
+  }
+  return closed;
+}
+
 void control_server::set_limits(control_server_limits limits) {
   options_.limits = std::move(limits);
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -135,6 +136,11 @@ class control_server {
   void set_tls_context(std::shared_ptr<asio::ssl::context> tls) { tls_ = std::move(tls); }
   /// New remote limits (reload); the address stays.
   void set_remote_limits(std::chrono::milliseconds handshake_timeout, std::size_t max_connections);
+  /// Closes every authenticated remote connection whose principal `revoked` names (after a
+  /// reload took its token away); how many were closed, by principal. Connections still in their
+  /// handshake are left: their hello is checked against the tokens in use when it comes.
+  std::map<std::string, std::size_t> close_remote_of(
+      const std::function<bool(const std::string& principal)>& revoked);
   /// "HOST:PORT" the TLS listener is bound to; empty when it is off.
   std::string remote_address() const;
   /// Starts accepting; connections are served until stop().

@@ -7,6 +7,7 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -111,6 +112,11 @@ std::optional<std::string> token_store::verify(std::string_view token) const {
   }
   if (match == nullptr) return std::nullopt;
   return match->principal;
+}
+
+bool token_store::has_principal(std::string_view principal) const {
+  return std::any_of(entries_.begin(), entries_.end(),
+                     [&](const core::token_entry& e) { return e.principal == principal; });
 }
 
 }  // namespace sweepd::io

@@ -28,6 +28,8 @@ class token_store {
   /// (CRYPTO_memcmp, no early exit), so the time taken tells nothing about which bytes matched.
   std::optional<std::string> verify(std::string_view token) const;
   std::size_t size() const { return entries_.size(); }
+  /// True when a token of the file stands for `principal`.
+  bool has_principal(std::string_view principal) const;
 
  private:
   std::vector<core::token_entry> entries_;

@@ -2,11 +2,17 @@
 // tokens and principals, what is refused and closed, the token kept out of every log and reply,
 // the tokens file reloaded, sweepctl and `sweepctl exec` over TLS, and a thousand remote
 // connections held open while local clients are served.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <fstream>
+#include <thread>
 
 #include "io/client.hpp"
 #include "support/daemon_support.hpp"
@@ -172,6 +178,34 @@ TEST_F(RemoteTest, TokensFileIsReloadedOnSighupAndABadOneKeepsTheOld) {
   EXPECT_TRUE(again.connected());
 }
 
+TEST_F(RemoteTest, ConnectionsOfAPrincipalWhoseTokenWasRemovedAreClosedAtTheReload) {
+  write_tokens(test::tokens_line("alice", alice_token) + test::tokens_line("bob", bob_token));
+  ASSERT_TRUE(daemon_->reload(config())) << daemon_->proc().err();
+  io::client alice1 = remote(alice_token);
+  io::client alice2 = remote(alice_token);
+  io::client bob = remote(bob_token);
+  ok(alice1, {{"op", "register"}, {"run", "ra"}});
+  write_tokens(test::tokens_line("bob", bob_token));
+  ASSERT_TRUE(daemon_->reload(config())) << daemon_->proc().err();
+  // The reload closed both of alice's connections before it said READY again.
+  for (io::client* c : {&alice1, &alice2}) {
+    EXPECT_FALSE(c->call({{"op", "heartbeat"}, {"run", "ra"}})) << "still served after the reload";
+  }
+  ok(bob, {{"op", "status"}});
+  io::client again;
+  EXPECT_FALSE(again.connect(address(), {certs_.ca_cert}, alice_token));
+  EXPECT_TRUE(again.refused());
+  EXPECT_EQ(daemon_->call({{"op", "status"}})["remote"]["connections"], 1);
+  EXPECT_EQ(daemon_->stop(), 0);
+  const std::string log = daemon_->proc().err();
+  const std::string line = "token:alice has no token in " + dir_.file("tokens") +
+                           " any more; closed its 2 connection(s)";
+  EXPECT_THAT(log, HasSubstr(line));
+  EXPECT_EQ(log.find(line), log.rfind(line));  // once for the principal
+  EXPECT_THAT(log, Not(HasSubstr("token:bob has no token")));
+  EXPECT_THAT(log, Not(HasSubstr(alice_token)));
+}
+
 TEST_F(RemoteTest, SweepctlTalksToTheTlsListener) {
   auto r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "status"},
                              sweepctl_env(alice_token), 20s);
@@ -184,8 +218,39 @@ TEST_F(RemoteTest, SweepctlTalksToTheTlsListener) {
   r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "--token-file",
                          dir_.file("token"), "complete", "rc"},
                         sweepctl_env(""), 20s);
-  EXPECT_EQ(r.exit_code, 3) << r.err;  // bob is not in the tokens file: refused at hello
-  EXPECT_THAT(r.err, HasSubstr("forbidden"));
+  EXPECT_EQ(r.exit_code, 4) << r.err;  // bob is not in the tokens file: refused at hello
+  EXPECT_THAT(r.err, HasSubstr("refused the connection: forbidden: the token is not valid"));
+  EXPECT_THAT(r.err, Not(HasSubstr("is sweepd running?")));
+  EXPECT_THAT(r.err, Not(HasSubstr(bob_token)));
+  // The spool's link is refused the same way: the file stays for a token that is accepted.
+  std::filesystem::create_directories(dir_.file("spool"));
+  std::filesystem::permissions(dir_.file("spool"), std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::replace);
+  std::ofstream(dir_.file("spool") + "/rs.json") << json{
+      {"version", 1},
+      {"socket", address_text()},
+      {"run", "rs"},
+      {"register", {{"op", "register"}, {"run", "rs"}, {"sweep", "s1"}}},
+      {"report", {{"op", "complete"}, {"run", "rs"}, {"objective", 0.5}}},
+      {"spooled_at", "2026-11-30T12:00:00.000Z"},
+      {"client", "python"}}.dump();
+  r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "--token-file",
+                         dir_.file("token"), "spool", "flush"},
+                        sweepctl_env(""), 20s);
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("rs: left: sweepd at " + address_text() +
+                               " refused the connection: forbidden"));
+  EXPECT_THAT(r.out + r.err, Not(HasSubstr(bob_token)));
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("spool") + "/rs.json"));
+  r = test::run_command({SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "spool", "flush"},
+                        sweepctl_env(alice_token), 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "rs: delivered success\n");  // registered from the file, then completed
+  EXPECT_EQ(daemon_->call({{"op", "show"}, {"run", "rs"}})["run"]["owner"], "token:alice");
+  r = test::run_command(
+      {SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "--token-file", dir_.file("token"), "hello"},
+      sweepctl_env(""), 20s);
+  EXPECT_EQ(r.exit_code, 4) << r.err;
   r = test::run_command({SWEEPCTL_BINARY, "status"}, sweepctl_env(""), 20s);
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("$SWEEPD_TOKEN"));
@@ -226,6 +291,91 @@ TEST_F(RemoteTest, SweepctlExecReconnectsAfterADroppedConnection) {
   std::ofstream(marker + ".go") << "";
   EXPECT_EQ(exec.wait_for(30s), 0) << exec.err();
   EXPECT_EQ(daemon_->call({{"op", "show"}, {"run", "ex3"}})["run"]["state"], "success");
+}
+
+TEST_F(RemoteTest, ReportsSpooledForTheTlsListenerAreDeliveredOverTls) {
+  // Two remote execs, each with its own spool directory, end while sweepd is down: both reports
+  // are spooled for the TLS address. Then `spool flush` delivers one and an exec start the other.
+  const std::string go = dir_.file("go");
+  auto start_exec = [&](const std::string& run, const std::string& spool, const std::string& exit) {
+    auto env = sweepctl_env(alice_token);
+    env.back() = "SWEEPD_SPOOL_DIR=" + spool;
+    return test::process::start(
+        {SWEEPCTL_BINARY, "--ca-file", certs_.ca_cert, "exec", "--run", run, "--interval", "0.2",
+         "--", "/bin/sh", "-c", "while [ ! -e " + go + " ]; do sleep 0.05; done; exit " + exit},
+        env);
+  };
+  const std::string spool_a = dir_.file("spool-a");
+  const std::string spool_b = dir_.file("spool-b");
+  auto a = start_exec("sa", spool_a, "0");
+  auto b = start_exec("sb", spool_b, "4");
+  daemon_->wait_for_state("sa", "running");
+  daemon_->wait_for_state("sb", "running");
+  ASSERT_EQ(daemon_->stop(), 0);
+  std::ofstream(go) << "";
+  EXPECT_EQ(a.wait_for(30s), 0) << a.err();
+  EXPECT_EQ(b.wait_for(30s), 4) << b.err();
+  EXPECT_THAT(a.err(), HasSubstr("spooled at " + spool_a + "/sa.json"));
+  std::ifstream spooled(spool_a + "/sa.json");
+  const json file = json::parse(spooled, nullptr, false);
+  EXPECT_EQ(file["socket"], address_text());  // the daemon it was meant for
+  EXPECT_THAT(file.dump(), Not(HasSubstr(alice_token)));
+
+  daemon_->start();
+  auto r = test::run_command({SWEEPCTL_BINARY, "--address", address_text(), "--ca-file",
+                              certs_.ca_cert, "spool", "flush", "--spool-dir", spool_a},
+                             sweepctl_env(alice_token), 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "sa: delivered success\n");
+  EXPECT_FALSE(std::filesystem::exists(spool_a + "/sa.json"));
+  EXPECT_EQ(daemon_->call({{"op", "show"}, {"run", "sa"}})["run"]["state"], "success");
+
+  auto c = start_exec("sc", spool_b, "0");
+  std::ofstream(go) << "";
+  EXPECT_EQ(c.wait_for(30s), 0) << c.err();
+  EXPECT_THAT(c.err(), HasSubstr("spooled report of run sb: delivered failed"));
+  EXPECT_FALSE(std::filesystem::exists(spool_b + "/sb.json"));
+  const json sb = daemon_->call({{"op", "show"}, {"run", "sb"}})["run"];
+  EXPECT_EQ(sb["state"], "failed");
+  EXPECT_EQ(sb["error"], "exit code 4");
+  EXPECT_EQ(sb["owner"], "token:alice");
+}
+
+TEST_F(RemoteTest, SweepctlExecForwardsSignalsPromptlyWhileTheHostDoesNotAnswer) {
+  // A listener that never accepts: the kernel completes the TCP handshake, then nobody answers
+  // the TLS hello, so each connection attempt lasts as long as exec lets it.
+  const int silent = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(silent, 64), 0);
+  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string silent_address = "tls://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  const std::string started = dir_.file("started");
+  const std::string got = dir_.file("got-term");
+  auto exec = test::process::start(
+      {SWEEPCTL_BINARY, "--address", silent_address, "--ca-file", certs_.ca_cert, "--timeout", "60",
+       "exec", "--run", "hang", "--", "/bin/sh", "-c",
+       "trap 'touch " + got + "; exit 0' TERM; touch " + started +
+           "; while :; do sleep 0.05; done"},
+      sweepctl_env(alice_token));
+  const auto appeared = [](const std::string& path, std::chrono::milliseconds within) {
+    const auto until = std::chrono::steady_clock::now() + within;
+    while (!std::filesystem::exists(path)) {
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::sleep_for(20ms);  // polling a file the child makes: no event to wait on
+    }
+    return true;
+  };
+  ASSERT_TRUE(appeared(started, 20s)) << exec.err();
+  ASSERT_TRUE(exec.send_signal(SIGTERM));
+  // Without a bound on the attempt, the signal waits for the 60 s reply timeout.
+  EXPECT_TRUE(appeared(got, 10s)) << exec.err();
+  EXPECT_EQ(exec.wait_for(30s), 0) << exec.err();
+  ::close(silent);
 }
 
 TEST_F(RemoteTest, ThousandRemoteConnectionsHeldOpenWhileLocalClientsAreServed) {
