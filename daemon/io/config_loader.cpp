@@ -27,10 +27,6 @@ namespace {
 // A config is a few KiB; anything far larger is the wrong file (or /dev/zero), not a config.
 constexpr std::size_t max_config_bytes = 1 << 20;
 
-// Durations become std::chrono nanoseconds (int64) added to the monotonic clock; ~31 years keeps
-// every deadline far from overflow while allowing any timeout a person means.
-constexpr double max_seconds = 1e9;
-
 // uid_t is 32 bits and (uid_t)-1 means "no uid" to the kernel.
 constexpr std::int64_t max_uid = 4294967294;
 
@@ -194,10 +190,10 @@ void read_seconds(context& ctx, const item& it, double& out, lower_bound bound) 
     // Below a millisecond a duration rounds towards 0, which means "off" for a timeout.
     bad_value(ctx, it,
               fmt::format("must be 0 or at least {} seconds, got {}", core::min_duration_s, *text));
-  } else if (*value > max_seconds) {
-    bad_value(
-        ctx, it,
-        fmt::format("must be at most {:.0f} seconds (about 31 years), got {}", max_seconds, *text));
+  } else if (*value > core::max_duration_s) {
+    bad_value(ctx, it,
+              fmt::format("must be at most {:.0f} seconds (about 31 years), got {}",
+                          core::max_duration_s, *text));
   } else {
     out = *value;
   }
