@@ -70,8 +70,7 @@ bool is_string_scalar(const YAML::Node& n) {
 }
 
 /// Keeps messages one line and short whatever the file holds.
-std::string printable(std::string_view text) {
-  constexpr std::size_t limit = 60;
+std::string printable(std::string_view text, std::size_t limit = 60) {
   std::string out;
   for (char ch : text.substr(0, limit)) {
     if (ch == '\n') {
@@ -658,11 +657,14 @@ config_load_result parse_config_text(std::string_view text, std::string_view fil
       if (ctx.errors.empty()) read_document(ctx, *root, c);
     }
   } catch (const YAML::ParserException& e) {
-    ctx.error(e.mark, fmt::format("YAML syntax error: {}", e.msg));
+    // yaml-cpp's messages quote the offending character as it is ("unknown escape character: "
+    // and a newline), which would break the one-problem-per-line output.
+    ctx.error(e.mark, fmt::format("YAML syntax error: {}", printable(e.msg, 200)));
   } catch (const YAML::Exception& e) {
-    ctx.error(e.mark, fmt::format("cannot read YAML: {}", e.msg));
+    ctx.error(e.mark, fmt::format("cannot read YAML: {}", printable(e.msg, 200)));
   } catch (const std::exception& e) {
-    ctx.error(YAML::Mark::null_mark(), fmt::format("cannot parse config: {}", e.what()));
+    ctx.error(YAML::Mark::null_mark(),
+              fmt::format("cannot parse config: {}", printable(e.what(), 200)));
   }
   // Relations between keys are checked even after per-key errors (a bad value kept its
   // default), so one run of --check-config shows every problem.

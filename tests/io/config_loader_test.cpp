@@ -381,6 +381,13 @@ TEST(ConfigLoader, SyntaxErrorIsLocated) {
               ElementsAre("t.yaml:2:14: YAML syntax error: illegal map value"));
 }
 
+// Found by fuzz/config_target.cpp: yaml-cpp quotes the character it stumbled on as it is, here a
+// newline (the NUL makes it read the bytes as UTF-16), so one problem printed as two lines.
+TEST(ConfigLoader, SyntaxErrorMessageIsOneLine) {
+  EXPECT_THAT(errors_of(std::string_view("0\x01\x00\n", 4)),
+              ElementsAre("t.yaml:2:1: YAML syntax error: unknown escape character: \\n"));
+}
+
 TEST(ConfigLoader, SecondDocumentIsAnError) {
   EXPECT_THAT(errors_of("log: {level: info}\n---\nlog: {level: debug}\n"),
               ElementsAre("t.yaml:3:1: a config file holds one YAML document; this is a second "
