@@ -572,10 +572,16 @@ std::size_t closing_quote(std::string_view text, std::size_t open) {
   return std::string_view::npos;
 }
 
+/// The collections check_quotes_closed has walked, by where each starts and what it is. An alias
+/// is the node it names, so without this a few lines of aliases of aliases (each a list of two of
+/// the one before) make a walk of 2^N nodes: a config that kept SIGHUP from returning. (A flow
+/// map used as a key starts where the map holding it does; such a key is refused anyway.)
+using walked_collections = std::set<std::pair<int, bool>>;
+
 /// yaml-cpp takes a quoted scalar that is never closed to run to the end of the file (gluing the
 /// lines after it into the value) instead of failing. Finds such scalars from their source marks.
 void check_quotes_closed(context& ctx, const YAML::Node& node, std::string_view text,
-                         int depth = 0) {
+                         walked_collections& walked, int depth = 0) {
   if (depth > 64) return;  // a config nests a few levels; yaml-cpp bounds nesting itself too
   if (node.IsScalar()) {
     const auto pos = static_cast<std::size_t>(node.Mark().pos);
@@ -585,12 +591,14 @@ void check_quotes_closed(context& ctx, const YAML::Node& node, std::string_view 
     }
     return;
   }
+  if (!node.IsSequence() && !node.IsMap()) return;
+  if (!walked.emplace(node.Mark().pos, node.IsMap()).second) return;
   if (node.IsSequence()) {
-    for (const auto& child : node) check_quotes_closed(ctx, child, text, depth + 1);
-  } else if (node.IsMap()) {
+    for (const auto& child : node) check_quotes_closed(ctx, child, text, walked, depth + 1);
+  } else {
     for (const auto& kv : node) {
-      check_quotes_closed(ctx, kv.first, text, depth + 1);
-      check_quotes_closed(ctx, kv.second, text, depth + 1);
+      check_quotes_closed(ctx, kv.first, text, walked, depth + 1);
+      check_quotes_closed(ctx, kv.second, text, walked, depth + 1);
     }
   }
 }
@@ -653,7 +661,8 @@ config_load_result parse_config_text(std::string_view text, std::string_view fil
   // none of it may escape a loader that runs on SIGHUP inside the daemon.
   try {
     if (auto root = single_document(ctx, text)) {
-      check_quotes_closed(ctx, *root, text);
+      walked_collections walked;
+      check_quotes_closed(ctx, *root, text, walked);
       if (ctx.errors.empty()) read_document(ctx, *root, c);
     }
   } catch (const YAML::ParserException& e) {

@@ -231,6 +231,23 @@ TEST(ConfigLoader, UnterminatedQuoteIsASyntaxError) {
   EXPECT_EQ(config_of("wandb: {entity: \"multi\n  line\"}\n").wandb.entity, "multi line");
 }
 
+// Found by review while writing fuzz/config_target.cpp and confirmed with its fuzzer: 26 lines of
+// aliases, each a list of two of the one before, kept the quote check busy for minutes (2^26
+// visits) in --check-config and in the daemon's SIGHUP reload. Each collection is walked once.
+TEST(ConfigLoader, AliasesOfAliasesAreWalkedOnce) {
+  std::string text = "a0: &a0 [\"x\", 'y']\n";
+  for (int i = 1; i <= 60; ++i) {
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [*a" + std::to_string(i - 1) +
+            ", *a" + std::to_string(i - 1) + "]\n";
+  }
+  const auto r = parse(text);
+  ASSERT_FALSE(r.cfg.has_value());
+  EXPECT_THAT(r.errors.front(), HasSubstr("unknown top-level key 'a0'"));
+  // The walk goes on past the lists it skips: a quote left open after them is still found.
+  EXPECT_THAT(errors_of("a: &a [x]\nb: [*a, *a]\nc: \"z\n"),
+              ElementsAre("t.yaml:3:4: YAML syntax error: a quoted string is never closed"));
+}
+
 TEST(ConfigLoader, DurationRanges) {
   EXPECT_THAT(errors_of("timeouts: {heartbeat: 0}\n"),
               ElementsAre("t.yaml:1:23: timeouts.heartbeat: must be greater than 0, got 0"));
