@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <sstream>
 #include <system_error>
 #include <utility>
 
@@ -603,17 +605,65 @@ void check_quotes_closed(context& ctx, const YAML::Node& node, std::string_view 
   }
 }
 
-/// Every document of the text; a config file holds one, so later non-empty ones are errors.
+/// Where each document of a text starts and whether it holds anything, read event by event
+/// without building nodes.
+class document_scan final : public YAML::EventHandler {
+ public:
+  YAML::Mark start;
+  std::optional<YAML::Mark> content;  // where the document's first node is, unless it is empty
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    start = mark;
+    content.reset();
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { found(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    found(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    found(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    found(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void found(const YAML::Mark& mark) {
+    if (!content) content = mark;
+  }
+};
+
+/// The first document of the text; a config file holds one, so later non-empty ones are errors.
+/// Not YAML::LoadAll: in yaml-cpp 0.7 (Debian 12) a token no node can start with, such as a
+/// stray ',' at the top level, makes an empty document without being consumed, and LoadAll
+/// collects such documents forever (--check-config and the daemon's SIGHUP reload never returned,
+/// growing by hundreds of MiB a second). Here each document must start past the one before.
 std::optional<YAML::Node> single_document(context& ctx, std::string_view text) {
-  const auto docs = YAML::LoadAll(std::string(text));
-  if (docs.empty()) return YAML::Node();
-  for (std::size_t i = 1; i < docs.size(); ++i) {
-    if (!docs[i].IsNull()) {
-      ctx.error(docs[i].Mark(), "a config file holds one YAML document; this is a second one");
+  std::istringstream stream{std::string(text)};
+  YAML::Parser parser(stream);
+  document_scan scan;
+  std::optional<int> previous_start;
+  for (int index = 0; parser.HandleNextDocument(scan); ++index) {
+    if (previous_start == scan.start.pos) {
+      const auto at = static_cast<std::size_t>(std::max(scan.start.pos, 0));
+      ctx.error(scan.start, fmt::format("YAML syntax error: unexpected '{}'",
+                                        printable(text.substr(std::min(at, text.size()), 1))));
+      return std::nullopt;
+    }
+    previous_start = scan.start.pos;
+    if (index > 0 && scan.content) {
+      ctx.error(*scan.content, "a config file holds one YAML document; this is a second one");
       return std::nullopt;
     }
   }
-  return docs.front();
+  return YAML::Load(std::string(text));
 }
 
 /// A file's text, or why it could not be read.

@@ -405,6 +405,14 @@ TEST(ConfigLoader, SyntaxErrorMessageIsOneLine) {
               ElementsAre("t.yaml:2:1: YAML syntax error: unknown escape character: \\n"));
 }
 
+// Found by fuzz/config_target.cpp (a timeout): yaml-cpp 0.7's LoadAll never returns on a stray
+// ',' (yaml-cpp issue 1040), collecting empty documents until memory runs out.
+TEST(ConfigLoader, StrayCommaIsASyntaxError) {
+  EXPECT_THAT(errors_of(","), ElementsAre("t.yaml:1:1: YAML syntax error: unexpected ','"));
+  EXPECT_THAT(errors_of("log: {level: info}\n---\n,\n"),
+              ElementsAre("t.yaml:3:1: YAML syntax error: unexpected ','"));
+}
+
 TEST(ConfigLoader, SecondDocumentIsAnError) {
   EXPECT_THAT(errors_of("log: {level: info}\n---\nlog: {level: debug}\n"),
               ElementsAre("t.yaml:3:1: a config file holds one YAML document; this is a second "
