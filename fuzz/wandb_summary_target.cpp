@@ -14,26 +14,32 @@ using namespace std::chrono_literals;
 
 const std::string prefix = "protein.";
 
+core::transition transition(core::run_state from, core::run_state to,
+                            core::transition_reason reason, std::chrono::seconds at) {
+  core::transition t;
+  t.from = from;
+  t.to = to;
+  t.reason = reason;
+  t.at = core::wall_time{} + at;
+  return t;
+}
+
 /// Two writes that between them set and remove every managed key: a late failure, then a success.
 json late_failure_keys() {
-  return core::summary_keys_for({.from = core::run_state::timeout,
-                                 .to = core::run_state::failed,
-                                 .reason = core::transition_reason::late_failed,
-                                 .at = core::wall_time{} + 1795900000s,
-                                 .runtime_s = 12.5,
-                                 .error = "CUDA out of memory",
-                                 .late_by_s = 3.25},
-                                {{"failed", "failure"}});
+  auto t = transition(core::run_state::timeout, core::run_state::failed,
+                      core::transition_reason::late_failed, 1795900000s);
+  t.runtime_s = 12.5;
+  t.error = "CUDA out of memory";
+  t.late_by_s = 3.25;
+  return core::summary_keys_for(t, {{"failed", "failure"}});
 }
 
 json success_keys() {
-  return core::summary_keys_for({.from = core::run_state::running,
-                                 .to = core::run_state::success,
-                                 .reason = core::transition_reason::completed,
-                                 .at = core::wall_time{} + 1795900100s,
-                                 .objective = 0.93,
-                                 .cost = 3600.5},
-                                {});
+  auto t = transition(core::run_state::running, core::run_state::success,
+                      core::transition_reason::completed, 1795900100s);
+  t.objective = 0.93;
+  t.cost = 3600.5;
+  return core::summary_keys_for(t, {});
 }
 
 /// The summary without the keys sweepd owns: what a merge must leave exactly as it was.
