@@ -13,6 +13,10 @@ namespace sweepd::core {
 /// The shortest duration accepted anywhere (config and protocol): shorter ones would round to 0,
 /// which turns a timeout off instead of making it short.
 inline constexpr double min_duration_s = 0.001;
+/// The longest duration accepted anywhere (config, journal): durations become int64 nanoseconds
+/// added to the monotonic clock, and ~31 years keeps every deadline far from overflow while
+/// allowing any timeout a person means.
+inline constexpr double max_duration_s = 1e9;
 
 /// Every key of DESIGN §6 with its default. Durations are seconds (fractions allowed); 0 turns a
 /// timeout off. Keys whose feature lands in a later issue are validated and kept all the same.

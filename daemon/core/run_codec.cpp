@@ -2,6 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <type_traits>
+#include <utility>
+
+#include "core/config.hpp"
+
 namespace sweepd::core {
 
 namespace {
@@ -13,13 +18,36 @@ void put(json& j, const char* key, const std::optional<T>& v) {
   if (v) j[key] = *v;
 }
 
+/// An integer field as T, or an error when it is not an integer T can hold. nlohmann's own
+/// conversion is a plain cast: from a float too large for T (1e300) that is undefined behaviour,
+/// from a negative or wider integer a silently different number. sweepd writes these fields as
+/// integers, so nothing else is a record it wrote.
+template <typename T>
+T convert_integer(const json& value, const char* key) {
+  if (value.is_number_unsigned()) {
+    const auto v = value.get<std::uint64_t>();
+    if (std::in_range<T>(v)) return static_cast<T>(v);
+  } else if (value.is_number_integer()) {
+    const auto v = value.get<std::int64_t>();
+    if (std::in_range<T>(v)) return static_cast<T>(v);
+  } else {
+    throw std::invalid_argument(
+        fmt::format("field '{}': expected an integer, got {}", key, value.type_name()));
+  }
+  throw std::invalid_argument(fmt::format("field '{}': {} is out of range", key, value.dump()));
+}
+
 /// Reads `key` as T; the error names the key (nlohmann's own type errors do not).
 template <typename T>
 T convert(const json& value, const char* key) {
-  try {
-    return value.get<T>();
-  } catch (const json::exception& e) {
-    throw std::invalid_argument(fmt::format("field '{}': {}", key, e.what()));
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    return convert_integer<T>(value, key);
+  } else {
+    try {
+      return value.get<T>();
+    } catch (const json::exception& e) {
+      throw std::invalid_argument(fmt::format("field '{}': {}", key, e.what()));
+    }
   }
 }
 
@@ -47,6 +75,31 @@ mono_time rebase(wall_time then, instant now) {
   const auto age = now.wall - then;
   if (age <= wall_time::duration::zero()) return now.mono;
   return now.mono - std::chrono::duration_cast<mono_clock::duration>(age);
+}
+
+/// A stored duration in seconds as the monotonic clock's duration. Out of [0, max_duration_s] it
+/// is no duration sweepd wrote, and past the clock's range converting it is undefined behaviour.
+mono_clock::duration duration_field(const json& j, const char* key) {
+  const auto seconds = get_field<double>(j, key);
+  if (!(seconds >= 0 && seconds <= max_duration_s)) {
+    throw std::invalid_argument(fmt::format("field '{}': {} s is out of range (0 to {:.0f})", key,
+                                            seconds, max_duration_s));
+  }
+  return to_duration(seconds);
+}
+
+/// The last millisecond the wall clock's int64 nanoseconds can hold (2262-04-11): past it the
+/// conversion overflows. (No clock sweepd read said a time before 1970 either.)
+constexpr std::int64_t max_wall_ms =
+    std::chrono::duration_cast<std::chrono::milliseconds>(wall_time::duration::max()).count();
+
+wall_time wall_field(const json& j, const char* key) {
+  const auto ms = get_field<std::int64_t>(j, key);
+  if (ms < 0 || ms > max_wall_ms) {
+    throw std::invalid_argument(
+        fmt::format("field '{}': {} ms is not a time sweepd wrote", key, ms));
+  }
+  return from_unix_ms(ms);
 }
 
 run_state state_field(const json& j, const char* key) {
@@ -121,17 +174,19 @@ decoded_run decode_run(const json& j, instant now) {
     r.peer_boot_id = get_optional<std::string>(j, "peer_boot_id").value_or("");
     r.state = state_field(j, "state");
     r.reason = reason_field(j, "reason");
-    r.registered_wall = from_unix_ms(get_field<std::int64_t>(j, "registered_ms"));
-    r.heartbeat_timeout = to_duration(get_field<double>(j, "heartbeat_timeout_s"));
-    r.max_runtime = to_duration(get_field<double>(j, "max_runtime_s"));
-    r.stall_timeout = to_duration(get_field<double>(j, "stall_timeout_s"));
+    r.registered_wall = wall_field(j, "registered_ms");
+    r.heartbeat_timeout = duration_field(j, "heartbeat_timeout_s");
+    r.max_runtime = duration_field(j, "max_runtime_s");
+    r.stall_timeout = duration_field(j, "stall_timeout_s");
     r.progress = get_optional<double>(j, "progress");
     r.objective = get_optional<double>(j, "objective");
     r.cost = get_optional<double>(j, "cost");
     r.error = get_optional<std::string>(j, "error");
     r.runtime_s = get_optional<double>(j, "runtime_s");
     r.late_by_s = get_optional<double>(j, "late_by_s");
-    if (auto ms = get_optional<std::int64_t>(j, "finished_ms")) r.finished_wall = from_unix_ms(*ms);
+    if (auto it = j.find("finished_ms"); it != j.end() && !it->is_null()) {
+      r.finished_wall = wall_field(j, "finished_ms");
+    }
     rebase_clocks(r, now);
     out.run = std::move(r);
   } catch (const std::exception& e) {

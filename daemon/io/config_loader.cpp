@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <sstream>
 #include <system_error>
 #include <utility>
 
@@ -26,10 +28,6 @@ namespace {
 
 // A config is a few KiB; anything far larger is the wrong file (or /dev/zero), not a config.
 constexpr std::size_t max_config_bytes = 1 << 20;
-
-// Durations become std::chrono nanoseconds (int64) added to the monotonic clock; ~31 years keeps
-// every deadline far from overflow while allowing any timeout a person means.
-constexpr double max_seconds = 1e9;
 
 // uid_t is 32 bits and (uid_t)-1 means "no uid" to the kernel.
 constexpr std::int64_t max_uid = 4294967294;
@@ -74,8 +72,7 @@ bool is_string_scalar(const YAML::Node& n) {
 }
 
 /// Keeps messages one line and short whatever the file holds.
-std::string printable(std::string_view text) {
-  constexpr std::size_t limit = 60;
+std::string printable(std::string_view text, std::size_t limit = 60) {
   std::string out;
   for (char ch : text.substr(0, limit)) {
     if (ch == '\n') {
@@ -194,10 +191,10 @@ void read_seconds(context& ctx, const item& it, double& out, lower_bound bound) 
     // Below a millisecond a duration rounds towards 0, which means "off" for a timeout.
     bad_value(ctx, it,
               fmt::format("must be 0 or at least {} seconds, got {}", core::min_duration_s, *text));
-  } else if (*value > max_seconds) {
-    bad_value(
-        ctx, it,
-        fmt::format("must be at most {:.0f} seconds (about 31 years), got {}", max_seconds, *text));
+  } else if (*value > core::max_duration_s) {
+    bad_value(ctx, it,
+              fmt::format("must be at most {:.0f} seconds (about 31 years), got {}",
+                          core::max_duration_s, *text));
   } else {
     out = *value;
   }
@@ -600,10 +597,16 @@ std::size_t closing_quote(std::string_view text, std::size_t open) {
   return std::string_view::npos;
 }
 
+/// The collections check_quotes_closed has walked, by where each starts and what it is. An alias
+/// is the node it names, so without this a few lines of aliases of aliases (each a list of two of
+/// the one before) make a walk of 2^N nodes: a config that kept SIGHUP from returning. (A flow
+/// map used as a key starts where the map holding it does; such a key is refused anyway.)
+using walked_collections = std::set<std::pair<int, bool>>;
+
 /// yaml-cpp takes a quoted scalar that is never closed to run to the end of the file (gluing the
 /// lines after it into the value) instead of failing. Finds such scalars from their source marks.
 void check_quotes_closed(context& ctx, const YAML::Node& node, std::string_view text,
-                         int depth = 0) {
+                         walked_collections& walked, int depth = 0) {
   if (depth > 64) return;  // a config nests a few levels; yaml-cpp bounds nesting itself too
   if (node.IsScalar()) {
     const auto pos = static_cast<std::size_t>(node.Mark().pos);
@@ -613,27 +616,77 @@ void check_quotes_closed(context& ctx, const YAML::Node& node, std::string_view 
     }
     return;
   }
+  if (!node.IsSequence() && !node.IsMap()) return;
+  if (!walked.emplace(node.Mark().pos, node.IsMap()).second) return;
   if (node.IsSequence()) {
-    for (const auto& child : node) check_quotes_closed(ctx, child, text, depth + 1);
-  } else if (node.IsMap()) {
+    for (const auto& child : node) check_quotes_closed(ctx, child, text, walked, depth + 1);
+  } else {
     for (const auto& kv : node) {
-      check_quotes_closed(ctx, kv.first, text, depth + 1);
-      check_quotes_closed(ctx, kv.second, text, depth + 1);
+      check_quotes_closed(ctx, kv.first, text, walked, depth + 1);
+      check_quotes_closed(ctx, kv.second, text, walked, depth + 1);
     }
   }
 }
 
-/// Every document of the text; a config file holds one, so later non-empty ones are errors.
+/// Where each document of a text starts and whether it holds anything, read event by event
+/// without building nodes.
+class document_scan final : public YAML::EventHandler {
+ public:
+  YAML::Mark start;
+  std::optional<YAML::Mark> content;  // where the document's first node is, unless it is empty
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    start = mark;
+    content.reset();
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { found(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    found(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    found(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    found(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void found(const YAML::Mark& mark) {
+    if (!content) content = mark;
+  }
+};
+
+/// The first document of the text; a config file holds one, so later non-empty ones are errors.
+/// Not YAML::LoadAll: in yaml-cpp 0.7 (Debian 12) a token no node can start with, such as a
+/// stray ',' at the top level, makes an empty document without being consumed, and LoadAll
+/// collects such documents forever (--check-config and the daemon's SIGHUP reload never returned,
+/// growing by hundreds of MiB a second). Here each document must start past the one before.
 std::optional<YAML::Node> single_document(context& ctx, std::string_view text) {
-  const auto docs = YAML::LoadAll(std::string(text));
-  if (docs.empty()) return YAML::Node();
-  for (std::size_t i = 1; i < docs.size(); ++i) {
-    if (!docs[i].IsNull()) {
-      ctx.error(docs[i].Mark(), "a config file holds one YAML document; this is a second one");
+  std::istringstream stream{std::string(text)};
+  YAML::Parser parser(stream);
+  document_scan scan;
+  std::optional<int> previous_start;
+  for (int index = 0; parser.HandleNextDocument(scan); ++index) {
+    if (previous_start == scan.start.pos) {
+      const auto at = static_cast<std::size_t>(std::max(scan.start.pos, 0));
+      ctx.error(scan.start, fmt::format("YAML syntax error: unexpected '{}'",
+                                        printable(text.substr(std::min(at, text.size()), 1))));
+      return std::nullopt;
+    }
+    previous_start = scan.start.pos;
+    if (index > 0 && scan.content) {
+      ctx.error(*scan.content, "a config file holds one YAML document; this is a second one");
       return std::nullopt;
     }
   }
-  return docs.front();
+  return YAML::Load(std::string(text));
 }
 
 /// A file's text, or why it could not be read.
@@ -681,15 +734,19 @@ config_load_result parse_config_text(std::string_view text, std::string_view fil
   // none of it may escape a loader that runs on SIGHUP inside the daemon.
   try {
     if (auto root = single_document(ctx, text)) {
-      check_quotes_closed(ctx, *root, text);
+      walked_collections walked;
+      check_quotes_closed(ctx, *root, text, walked);
       if (ctx.errors.empty()) read_document(ctx, *root, c);
     }
   } catch (const YAML::ParserException& e) {
-    ctx.error(e.mark, fmt::format("YAML syntax error: {}", e.msg));
+    // yaml-cpp's messages quote the offending character as it is ("unknown escape character: "
+    // and a newline), which would break the one-problem-per-line output.
+    ctx.error(e.mark, fmt::format("YAML syntax error: {}", printable(e.msg, 200)));
   } catch (const YAML::Exception& e) {
-    ctx.error(e.mark, fmt::format("cannot read YAML: {}", e.msg));
+    ctx.error(e.mark, fmt::format("cannot read YAML: {}", printable(e.msg, 200)));
   } catch (const std::exception& e) {
-    ctx.error(YAML::Mark::null_mark(), fmt::format("cannot parse config: {}", e.what()));
+    ctx.error(YAML::Mark::null_mark(),
+              fmt::format("cannot parse config: {}", printable(e.what(), 200)));
   }
   // Relations between keys are checked even after per-key errors (a bad value kept its
   // default), so one run of --check-config shows every problem.

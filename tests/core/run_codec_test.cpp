@@ -1,9 +1,11 @@
 #include "core/run_codec.hpp"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -283,6 +285,57 @@ TEST(RunCodec, WrongTypeNamesTheField) {
     EXPECT_FALSE(got.run.has_value());
     EXPECT_THAT(got.error, HasSubstr(std::string("'") + key + "'"));
   }
+}
+
+/// A record that differs from a good one in `key` alone is refused, and the error names the key.
+void expect_refused_with(const char* key, const json& value) {
+  SCOPED_TRACE(fmt::format("{} = {}", key, value.dump()));
+  json j = encode_run(full_run());
+  j[key] = value;
+  decoded_run got;
+  ASSERT_NO_THROW(got = decode_run(j, at(1000s)));
+  EXPECT_FALSE(got.run.has_value());
+  EXPECT_THAT(got.error, HasSubstr(std::string("'") + key + "'"));
+}
+
+// Found by fuzz/run_codec_target.cpp: a finished_ms of 9715900100123 (year 2277) overflowed the
+// conversion to the wall clock's int64 nanoseconds (undefined behaviour; UBSan stopped on it).
+// The fuzzer's input is kept in fuzz/corpus/run_codec/regression-finished-ms-overflow.
+TEST(RunCodec, WallTimeOutsideTheClockIsRefused) {
+  expect_refused_with("finished_ms", 9715900100123);
+  expect_refused_with("finished_ms", std::numeric_limits<std::int64_t>::max());
+  expect_refused_with("registered_ms", std::numeric_limits<std::int64_t>::min());
+  expect_refused_with("registered_ms", -1);
+  expect_refused_with("registered_ms", 9223372036855);  // one past the clock's end (2262-04-11)
+  json last = encode_run(full_run());
+  last["finished_ms"] = 9223372036854;  // the clock's last millisecond
+  EXPECT_TRUE(decode_run(last, at(1000s)).run.has_value());
+}
+
+// The same kind of input for the durations (a double past int64 nanoseconds) and the integer
+// fields (nlohmann casts a float to the integer type: 1e300 is undefined behaviour there).
+TEST(RunCodec, DurationOutOfRangeIsRefused) {
+  for (const char* key : {"heartbeat_timeout_s", "max_runtime_s", "stall_timeout_s"}) {
+    for (const double seconds : {1e300, 1e9 + 1, -1.0, -1e300}) expect_refused_with(key, seconds);
+  }
+  json longest = encode_run(full_run());
+  longest["max_runtime_s"] = 1e9;  // the config's own limit
+  const decoded_run got = decode_run(longest, at(1000s));
+  ASSERT_TRUE(got.run.has_value()) << got.error;
+  EXPECT_EQ(got.run->max_runtime, std::chrono::seconds(1000000000));
+}
+
+TEST(RunCodec, IntegerFieldThatDoesNotFitIsRefused) {
+  expect_refused_with("owner_uid", 1e300);
+  expect_refused_with("owner_uid", 1000.0);  // sweepd writes integers: a float it did not write
+  expect_refused_with("owner_uid", -1);
+  expect_refused_with("owner_uid", 4294967296);
+  expect_refused_with("peer_pid", 2147483648);
+  expect_refused_with("peer_pid", -1e300);
+  expect_refused_with("peer_start_time", -5);
+  expect_refused_with("registered_ms", 1e300);
+  expect_refused_with("registered_ms", 18446744073709551615U);
+  expect_refused_with("finished_ms", 1.5e12);
 }
 
 TEST(RunCodec, NullOptionalReadsAsUnset) {

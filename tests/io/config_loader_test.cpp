@@ -231,6 +231,23 @@ TEST(ConfigLoader, UnterminatedQuoteIsASyntaxError) {
   EXPECT_EQ(config_of("wandb: {entity: \"multi\n  line\"}\n").wandb.entity, "multi line");
 }
 
+// Found by review while writing fuzz/config_target.cpp and confirmed with its fuzzer: 26 lines of
+// aliases, each a list of two of the one before, kept the quote check busy for minutes (2^26
+// visits) in --check-config and in the daemon's SIGHUP reload. Each collection is walked once.
+TEST(ConfigLoader, AliasesOfAliasesAreWalkedOnce) {
+  std::string text = "a0: &a0 [\"x\", 'y']\n";
+  for (int i = 1; i <= 60; ++i) {
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [*a" + std::to_string(i - 1) +
+            ", *a" + std::to_string(i - 1) + "]\n";
+  }
+  const auto r = parse(text);
+  ASSERT_FALSE(r.cfg.has_value());
+  EXPECT_THAT(r.errors.front(), HasSubstr("unknown top-level key 'a0'"));
+  // The walk goes on past the lists it skips: a quote left open after them is still found.
+  EXPECT_THAT(errors_of("a: &a [x]\nb: [*a, *a]\nc: \"z\n"),
+              ElementsAre("t.yaml:3:4: YAML syntax error: a quoted string is never closed"));
+}
+
 TEST(ConfigLoader, DurationRanges) {
   EXPECT_THAT(errors_of("timeouts: {heartbeat: 0}\n"),
               ElementsAre("t.yaml:1:23: timeouts.heartbeat: must be greater than 0, got 0"));
@@ -379,6 +396,21 @@ TEST(ConfigLoader, SyntaxErrorIsLocated) {
               ElementsAre("t.yaml:2:1: YAML syntax error: end of sequence flow not found"));
   EXPECT_THAT(errors_of("log:\n  level: info: debug\n"),
               ElementsAre("t.yaml:2:14: YAML syntax error: illegal map value"));
+}
+
+// Found by fuzz/config_target.cpp: yaml-cpp quotes the character it stumbled on as it is, here a
+// newline (the NUL makes it read the bytes as UTF-16), so one problem printed as two lines.
+TEST(ConfigLoader, SyntaxErrorMessageIsOneLine) {
+  EXPECT_THAT(errors_of(std::string_view("0\x01\x00\n", 4)),
+              ElementsAre("t.yaml:2:1: YAML syntax error: unknown escape character: \\n"));
+}
+
+// Found by fuzz/config_target.cpp (a timeout): yaml-cpp 0.7's LoadAll never returns on a stray
+// ',' (yaml-cpp issue 1040), collecting empty documents until memory runs out.
+TEST(ConfigLoader, StrayCommaIsASyntaxError) {
+  EXPECT_THAT(errors_of(","), ElementsAre("t.yaml:1:1: YAML syntax error: unexpected ','"));
+  EXPECT_THAT(errors_of("log: {level: info}\n---\n,\n"),
+              ElementsAre("t.yaml:3:1: YAML syntax error: unexpected ','"));
 }
 
 TEST(ConfigLoader, SecondDocumentIsAnError) {
