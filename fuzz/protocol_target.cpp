@@ -39,8 +39,9 @@ void check_accepted(const core::request& req) {
           require(core::is_valid_run_id(r.run), "an accepted run id is valid");
         }
         if constexpr (std::is_same_v<T, core::register_params>) {
-          require(r.suggestion.is_null() || r.suggestion.is_object(), "a suggestion is an object");
-          require(r.suggestion.dump().size() <= core::max_suggestion_bytes,
+          require(r.suggestion.is_null() || r.suggestion.value().is_object(),
+                  "a suggestion is an object");
+          require(r.suggestion.text().size() <= core::max_suggestion_bytes,
                   "a suggestion is small");
           require_timeout(r.heartbeat_timeout_s);
           require_timeout(r.max_runtime_s);
