@@ -81,25 +81,22 @@ mono_time rebase(wall_time then, instant now) {
 /// is no duration sweepd wrote, and past the clock's range converting it is undefined behaviour.
 mono_clock::duration duration_field(const json& j, const char* key) {
   const auto seconds = get_field<double>(j, key);
-  if (!(seconds >= 0 && seconds <= max_duration_s)) {
+  const auto d = stored_duration(seconds);
+  if (!d) {
     throw std::invalid_argument(fmt::format("field '{}': {} s is out of range (0 to {:.0f})", key,
                                             seconds, max_duration_s));
   }
-  return to_duration(seconds);
+  return *d;
 }
-
-/// The last millisecond the wall clock's int64 nanoseconds can hold (2262-04-11): past it the
-/// conversion overflows. (No clock sweepd read said a time before 1970 either.)
-constexpr std::int64_t max_wall_ms =
-    std::chrono::duration_cast<std::chrono::milliseconds>(wall_time::duration::max()).count();
 
 wall_time wall_field(const json& j, const char* key) {
   const auto ms = get_field<std::int64_t>(j, key);
-  if (ms < 0 || ms > max_wall_ms) {
+  const auto t = stored_wall_time(ms);
+  if (!t) {
     throw std::invalid_argument(
         fmt::format("field '{}': {} ms is not a time sweepd wrote", key, ms));
   }
-  return from_unix_ms(ms);
+  return *t;
 }
 
 run_state state_field(const json& j, const char* key) {
@@ -124,6 +121,20 @@ std::int64_t to_unix_ms(wall_time t) {
 
 wall_time from_unix_ms(std::int64_t ms) {
   return wall_time(std::chrono::duration_cast<wall_time::duration>(std::chrono::milliseconds(ms)));
+}
+
+std::optional<wall_time> stored_wall_time(std::int64_t ms) {
+  // The last millisecond the wall clock's int64 nanoseconds can hold (2262-04-11). (No clock
+  // sweepd read said a time before 1970 either.)
+  constexpr std::int64_t max_wall_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(wall_time::duration::max()).count();
+  if (ms < 0 || ms > max_wall_ms) return std::nullopt;
+  return from_unix_ms(ms);
+}
+
+std::optional<mono_clock::duration> stored_duration(double seconds) {
+  if (!(seconds >= 0 && seconds <= max_duration_s)) return std::nullopt;
+  return to_duration(seconds);
 }
 
 json encode_run(const run_record& r) {

@@ -28,4 +28,10 @@ void rebase_clocks(run_record& r, instant now);
 std::int64_t to_unix_ms(wall_time t);
 wall_time from_unix_ms(std::int64_t ms);
 
+/// A stored wall time (Unix ms) or duration (seconds) as sweepd's clocks hold it; nullopt when it
+/// is none that sweepd wrote (before 1970, past the clock's end in 2262, a duration out of
+/// [0, max_duration_s]): converting those would overflow, which is undefined behaviour.
+std::optional<wall_time> stored_wall_time(std::int64_t ms);
+std::optional<mono_clock::duration> stored_duration(double seconds);
+
 }  // namespace sweepd::core

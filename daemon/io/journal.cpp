@@ -301,7 +301,7 @@ core::run_state_fields fields_of(const core::run_record& r) {
 
 /// Reads (from_state, to_state, reason, at_ms, runtime_s, objective, cost, error, late_by_s)
 /// starting at column `first + 1` (column `first` holds the run); nullopt when a state or reason
-/// is unknown.
+/// is unknown or the time is none sweepd wrote.
 std::optional<core::transition> read_transition_at(sqlite3_stmt* s, int first,
                                                    const std::string& run) {
   core::transition t;
@@ -315,7 +315,9 @@ std::optional<core::transition> read_transition_at(sqlite3_stmt* s, int first,
   if (!to || !reason) return std::nullopt;
   t.to = *to;
   t.reason = *reason;
-  t.at = core::from_unix_ms(sqlite3_column_int64(s, first + 4));
+  const auto at = core::stored_wall_time(sqlite3_column_int64(s, first + 4));
+  if (!at) return std::nullopt;
+  t.at = *at;
   t.runtime_s = column_optional(s, first + 5);
   t.objective = column_optional(s, first + 6);
   t.cost = column_optional(s, first + 7);
@@ -364,10 +366,23 @@ read_run_result read_run_row(sqlite3_stmt* s, core::instant now, core::name_pool
   r.peer_pid = static_cast<std::int32_t>(sqlite3_column_int64(s, 7));
   r.peer_start_time = static_cast<std::uint64_t>(sqlite3_column_int64(s, 8));
   r.peer_boot_id = names.intern(column_view(s, 9));
-  r.registered_wall = core::from_unix_ms(sqlite3_column_int64(s, 10));
-  r.max_runtime = core::to_duration(sqlite3_column_double(s, 11));
-  r.stall_timeout = core::to_duration(sqlite3_column_double(s, 12));
-  r.heartbeat_timeout = core::to_duration(sqlite3_column_double(s, 13));
+  // Times and durations are checked before they are converted: out of the clocks' range (a
+  // damaged or hand-edited file) the conversion would overflow. The first bad column is named.
+  const char* out_of_range = nullptr;
+  const auto wall = [&](int column, const char* name) {
+    const auto t = core::stored_wall_time(sqlite3_column_int64(s, column));
+    if (!t && out_of_range == nullptr) out_of_range = name;
+    return t.value_or(core::wall_time{});
+  };
+  const auto duration = [&](int column, const char* name) {
+    const auto d = core::stored_duration(sqlite3_column_double(s, column));
+    if (!d && out_of_range == nullptr) out_of_range = name;
+    return d.value_or(core::mono_clock::duration{});
+  };
+  r.registered_wall = wall(10, "registered_ms");
+  r.max_runtime = duration(11, "max_runtime_s");
+  r.stall_timeout = duration(12, "stall_timeout_s");
+  r.heartbeat_timeout = duration(13, "heartbeat_timeout_s");
   const auto state = core::parse_run_state(column_view(s, 14));
   const auto reason = core::parse_transition_reason(column_view(s, 15));
   if (!state || !reason) {
@@ -377,8 +392,10 @@ read_run_result read_run_row(sqlite3_stmt* s, core::instant now, core::name_pool
   }
   r.state = *state;
   r.reason = *reason;
-  if (sqlite3_column_type(s, 16) != SQLITE_NULL) {
-    r.finished_wall = core::from_unix_ms(sqlite3_column_int64(s, 16));
+  if (sqlite3_column_type(s, 16) != SQLITE_NULL) r.finished_wall = wall(16, "finished_ms");
+  if (out_of_range != nullptr) {
+    out.error = fmt::format("its {} is out of range", out_of_range);
+    return out;
   }
   r.objective = column_optional(s, 17);
   r.cost = column_optional(s, 18);

@@ -973,6 +973,44 @@ TEST_F(JournalTest, StoredSuggestionThatIsNotJsonStopsTheLoad) {
   EXPECT_THAT(contents.error, HasSubstr("not JSON"));
 }
 
+TEST_F(JournalTest, StoredTimesOutOfTheClocksRangeStopTheLoadNamingTheColumn) {
+  // Values no sweepd wrote (a damaged or hand-edited file): converting them to the clocks' types
+  // would overflow, which is undefined behaviour. Each stops the load with its column named; then
+  // the damaged run is removed and the next case damages another.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"UPDATE runs SET finished_ms = 9715900100123 WHERE id = '{}'",
+       "run '{}' cannot be read back: its finished_ms is out of range"},
+      {"UPDATE runs SET registered_ms = -1 WHERE id = '{}'",
+       "run '{}' cannot be read back: its registered_ms is out of range"},
+      {"UPDATE runs SET max_runtime_s = 1e300 WHERE id = '{}'",
+       "run '{}' cannot be read back: its max_runtime_s is out of range"},
+      {"UPDATE runs SET heartbeat_timeout_s = -5 WHERE id = '{}'",
+       "run '{}' cannot be read back: its heartbeat_timeout_s is out of range"},
+      {"UPDATE transitions SET at_ms = 9223372036854775807 WHERE run = '{}' AND to_state = "
+       "'running'",
+       "a transition of run '{}' cannot be read back"}};
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const std::string run = "r" + std::to_string(i);
+    const std::string damage = fmt::format(fmt::runtime(cases[i].first), run);
+    SCOPED_TRACE(damage);
+    run_to_success(run);
+    exec_ok(j->handle(), damage.c_str());
+    j.reset();
+    j = open_ok();
+    ASSERT_NE(j, nullptr);
+    EXPECT_THAT(j->load(restarted_at(1000s)).error,
+                HasSubstr(fmt::format(fmt::runtime(cases[i].second), run)));
+    const std::string repair = fmt::format(
+        "DELETE FROM runs WHERE id = '{0}'; DELETE FROM transitions WHERE run = '{0}'; "
+        "DELETE FROM outbox WHERE run = '{0}';",
+        run);
+    exec_ok(j->handle(), repair.c_str());
+  }
+  EXPECT_EQ(reopen_and_load().error, "");
+}
+
 TEST_F(JournalTest, DeeplyNestedStoredSuggestionIsDroppedNotFatal) {
   // Stored before requests were bounded in depth: writing it back out would recurse 2 000 deep.
   j = open_ok();
