@@ -16,6 +16,7 @@
 #include <random>
 #include <system_error>
 
+#include "cli/render.hpp"
 #include "cli/table.hpp"
 #include "core/protocol.hpp"
 #include "core/time.hpp"
@@ -108,21 +109,6 @@ std::optional<spool_record> record_from_text(const std::string& text, const std:
 
 bool same_file(const struct stat& a, const struct stat& b) {
   return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-/// An error reply's code and message, made printable.
-std::pair<std::string, std::string> error_of(const json& reply) {
-  std::string code = "error";
-  std::string message = "sweepd refused the request without saying why";
-  if (const auto e = reply.find("error"); e != reply.end() && e->is_object()) {
-    if (const auto c = e->find("code"); c != e->end() && c->is_string()) {
-      code = c->get<std::string>();
-    }
-    if (const auto m = e->find("message"); m != e->end() && m->is_string()) {
-      message = m->get<std::string>();
-    }
-  }
-  return {printable(code, 64), printable(message, 300)};
 }
 
 /// Errors after which sweepd may well take the report later: the file stays.
@@ -467,18 +453,12 @@ bool daemon_spool_link::connect_remote(std::string& why) {
   fd_ = tls_->fd();
   // The first line authenticates the connection; the token goes nowhere else (not in the spool
   // file, not in a message).
-  const auto hello = exchange({{"op", "hello"}, {"token", token_}}, until, why);
+  const auto hello = exchange(core::request_json(core::hello_request{token_}), until, why);
   if (!hello) return false;
   if ((*hello)["ok"] != true) {
-    const json& error = (*hello)["error"];
-    const auto text = [&](const char* key) {
-      const auto it = error.is_object() ? error.find(key) : error.end();
-      return it != error.end() && it->is_string() ? printable(it->get<std::string>(), 200)
-                                                  : std::string("-");
-    };
+    const shown_error e = shown_error_of(*hello, 200);
     // A refused hello is not sweepd's word on any report: the files stay for a right token.
-    why = fmt::format("sweepd at {} refused the connection: {}: {}", name_, text("code"),
-                      text("message"));
+    why = fmt::format("sweepd at {} refused the connection: {}: {}", name_, e.code, e.message);
     refused_ = true;
     return false;
   }
@@ -527,13 +507,7 @@ std::optional<json> daemon_spool_link::exchange(const json& request, steady::tim
     if (const auto nl = buffer_.find('\n'); nl != std::string::npos) {
       const std::string reply_line = buffer_.substr(0, nl);
       buffer_.erase(0, nl + 1);
-      json reply = json::parse(reply_line, nullptr, false);
-      if (reply.is_object()) {
-        if (const auto ok = reply.find("ok"); ok != reply.end() && ok->is_boolean()) return reply;
-      }
-      why = fmt::format("sweepd at {} sent a reply sweepctl does not understand: {}", name_,
-                        printable(reply_line, 200));
-      return std::nullopt;
+      return protocol_reply(reply_line, name_, why);
     }
     char chunk[4096];
     ssize_t n = 0;
@@ -670,11 +644,13 @@ delivery deliver_spool_file(const fs::path& path, std::string_view socket, spool
   auto reply = link->call(record->report, why);
   if (!reply) return no_reply(why);
   std::optional<json> register_reply;
-  if ((*reply)["ok"] != true && error_of(*reply).first == "unknown_run") {
+  if ((*reply)["ok"] != true && core::error_of_reply(*reply).code == "unknown_run") {
     // sweepd no longer knows the run (a fresh state file, or it never got the register).
     register_reply = link->call(record->register_request, why);
     if (!register_reply) return no_reply(why);
-    if (!link->call({{"op", "start"}, {"run", record->run}}, why)) return no_reply(why);
+    if (!link->call(core::request_json(core::start_request{record->run}), why)) {
+      return no_reply(why);
+    }
     reply = link->call(record->report, why);
     if (!reply) return no_reply(why);
   }
@@ -686,18 +662,18 @@ delivery deliver_spool_file(const fs::path& path, std::string_view socket, spool
     if (!claim.remove(problem)) d.message = "but " + problem;
     return d;
   }
-  auto [code, message] = error_of(*reply);
+  shown_error refusal = shown_error_of(*reply, 300);
   // Still unknown after a register: the register's refusal is sweepd's word on the report.
-  if (code == "unknown_run" && register_reply && (*register_reply)["ok"] != true) {
-    std::tie(code, message) = error_of(*register_reply);
+  if (refusal.code == "unknown_run" && register_reply && (*register_reply)["ok"] != true) {
+    refusal = shown_error_of(*register_reply, 300);
   }
-  if (is_transient(code)) {
-    d.code = code;
-    return no_reply(fmt::format("sweepd answered {}: {}", code, message));
+  if (is_transient(refusal.code)) {
+    d.code = refusal.code;
+    return no_reply(fmt::format("sweepd answered {}: {}", refusal.code, refusal.message));
   }
   d.what = delivery::outcome::refused;
-  d.code = std::move(code);
-  d.message = std::move(message);
+  d.code = std::move(refusal.code);
+  d.message = std::move(refusal.message);
   if (!claim.remove(problem)) d.message += fmt::format(" (and {})", problem);
   return d;
 }
