@@ -3,13 +3,11 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <ostream>
 #include <thread>
 #include <utility>
@@ -18,6 +16,7 @@
 #include "cli/spool.hpp"
 #include "cli/table.hpp"
 #include "core/time.hpp"
+#include "io/posix.hpp"
 
 namespace sweepd::cli {
 
@@ -38,34 +37,8 @@ constexpr steady::duration remote_connect_budget = 1s;
 /// A reply line longer than this is not from sweepd (its replies to exec are a few hundred bytes).
 constexpr std::size_t max_reply_bytes = 1024 * 1024;
 
-std::string error_text(int error) { return std::strerror(error); }
-
 std::string seconds_text(steady::duration d) {
   return format_exact(std::chrono::duration<double>(d).count()) + " s";
-}
-
-/// A non-blocking connection to the Unix socket at `path`, or -1 with `why` set.
-int connect_unix(const std::string& path, std::string& why) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) {
-    why = fmt::format("socket path '{}' is too long ({} bytes, at most {})", path, path.size(),
-                      sizeof(addr.sun_path) - 1);
-    return -1;
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) {
-    why = fmt::format("cannot create a socket: {}", error_text(errno));
-    return -1;
-  }
-  // A Unix socket connects at once or not at all; EAGAIN means sweepd's backlog is full.
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-    why = fmt::format("cannot connect to sweepd at {}: {}", path, error_text(errno));
-    ::close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 }  // namespace
@@ -211,8 +184,18 @@ bool daemon_link::open_remote(std::string& why, steady::time_point deadline) {
 bool daemon_link::open_socket(std::string& why, steady::time_point deadline) {
   close();
   if (remote_) return open_remote(why, deadline);
-  fd_ = opener_ ? opener_(why) : connect_unix(socket_, why);
-  return fd_ >= 0;
+  if (opener_) {
+    fd_ = opener_(why);
+    return fd_ >= 0;
+  }
+  // Non-blocking: a full backlog fails at once instead of holding up exec's poll loop.
+  const auto fd = io::connect_unix(socket_, {true, socket_});
+  if (!fd) {
+    why = fd.error().message;
+    return false;
+  }
+  fd_ = *fd;
+  return true;
 }
 
 bool daemon_link::send_line(const core::request& request, std::string& why) {
@@ -229,7 +212,7 @@ bool daemon_link::send_line(const core::request& request, std::string& why) {
     if (n < 0) {
       why = errno == EAGAIN || errno == EWOULDBLOCK
                 ? fmt::format("sweepd at {} is not reading its socket", socket_)
-                : fmt::format("cannot send to sweepd at {}: {}", socket_, error_text(errno));
+                : fmt::format("cannot send to sweepd at {}: {}", socket_, io::errno_text(errno));
       return false;
     }
     rest.remove_prefix(static_cast<std::size_t>(n));
@@ -280,7 +263,7 @@ bool daemon_link::read_available(std::string& why) {
     }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-    why = fmt::format("cannot read from sweepd at {}: {}", socket_, error_text(errno));
+    why = fmt::format("cannot read from sweepd at {}: {}", socket_, io::errno_text(errno));
     return false;
   }
 }
@@ -417,7 +400,7 @@ std::optional<json> daemon_link::exchange(const core::request& request, steady::
     pollfd pfd{fd_, POLLIN, 0};
     const int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
     if (ready < 0 && errno != EINTR) {
-      why = fmt::format("cannot wait for sweepd: {}", error_text(errno));
+      why = fmt::format("cannot wait for sweepd: {}", io::errno_text(errno));
       return std::nullopt;
     }
     if (ready > 0 && !read_available(why) && buffer_.find('\n') == std::string::npos) {

@@ -9,7 +9,6 @@
 
 #include "cli/exec.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
 #include <pthread.h>
@@ -47,6 +46,7 @@
 #include "core/lenient_json.hpp"
 #include "core/protocol.hpp"
 #include "core/time.hpp"
+#include "io/posix.hpp"
 
 namespace sweepd::cli {
 
@@ -65,8 +65,6 @@ constexpr std::size_t max_result_depth = 64;
 constexpr steady::duration start_flush_budget = 2s;
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-std::string error_text(int error) { return std::strerror(error); }
 
 std::string seconds_text(steady::duration d) {
   return format_exact(std::chrono::duration<double>(d).count()) + " s";
@@ -124,35 +122,6 @@ std::optional<file_stamp> stamp_of(const std::string& path) {
   return stamp_of(path, error);
 }
 
-/// The file's bytes, or nullopt with `why` set.
-std::optional<std::string> read_small_file(const std::string& path, std::string& why) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    why = error_text(errno);
-    return std::nullopt;
-  }
-  std::string text;
-  char chunk[8192];
-  for (;;) {
-    const ssize_t n = ::read(fd, chunk, sizeof(chunk));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      why = error_text(errno);
-      ::close(fd);
-      return std::nullopt;
-    }
-    if (n == 0) break;
-    text.append(chunk, static_cast<std::size_t>(n));
-    if (text.size() > max_result_file_bytes) {
-      why = fmt::format("it is larger than {} bytes", max_result_file_bytes);
-      ::close(fd);
-      return std::nullopt;
-    }
-  }
-  ::close(fd);
-  return text;
-}
-
 /// A value as an error message quotes it: NaN and Infinity as the bare tokens, anything else as
 /// short JSON.
 std::string described(const json& v) {
@@ -179,9 +148,8 @@ std::optional<std::string> add_results(core::complete_params& complete, const ex
   if (before && after && before->same_as(*after)) {
     return problem(fmt::format("unchanged since {} started (left from an earlier run?)", command));
   }
-  std::string why;
-  const auto text = read_small_file(path, why);
-  if (!text) return problem("cannot read it: " + why);
+  const auto text = io::read_file_bounded(path, max_result_file_bytes);
+  if (!text) return problem("cannot read it: " + text.error().reason);
   const core::lenient_parse parsed = core::parse_lenient_json(*text, max_result_depth);
   if (!parsed.problem.empty()) return problem(parsed.problem);
   const json& results = parsed.value;
@@ -462,7 +430,7 @@ int run_exec(const invocation& in) {
   const auto [child, error] = spawn(o.argv, original);
   if (child < 0) {
     const std::string why =
-        fmt::format("cannot start {}: {}", printable(o.argv.front(), 200), error_text(error));
+        fmt::format("cannot start {}: {}", printable(o.argv.front(), 200), io::errno_text(error));
     in.err << "sweepctl exec: " << why << '\n';
     link.finish(core::fail_params{o.run, why}, false, steady::now() + report_budget, spool);
     return error == ENOENT ? 127 : 126;  // as a shell says "not found" and "cannot execute"
