@@ -14,6 +14,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 
 #include "core/protocol.hpp"
 #include "io/tls_client.hpp"

@@ -7,9 +7,8 @@
 
 #include <cerrno>
 
-#include "io/posix.hpp"
-
 #include "core/protocol.hpp"
+#include "io/posix.hpp"
 
 namespace sweepd::io {
 
