@@ -26,8 +26,8 @@ env -u PYTEST_ADDOPTS PYTHONDONTWRITEBYTECODE=1 SWEEPD_BUILD_DIR="$build_dir" \
 # their own (g++, like the release tree; any finding fails the test). Only their targets are built,
 # to keep the stage short on two cores (the cli tier was added after the figures below). -O0: on
 # the quiet 2-core machine the stage took 356 s (303 s building, 53 s testing) against 509 s
-# (475 + 34) with -O1, which builds slower than it runs faster. -g1 gives reports file and line. docs/threads.md says why there is no
-# ThreadSanitizer run.
+# (475 + 34) with -O1, which builds slower than it runs faster. -g1 gives reports file and line.
+# docs/threads.md says why there is no ThreadSanitizer run.
 asan_dir="${SWEEPD_ASAN_BUILD_DIR:-$repo_root/build-asan}"
 asan_start=$SECONDS
 echo "==> configuring and building the core, io and cli tests with ASan+UBSan in $asan_dir"
