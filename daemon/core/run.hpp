@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/enum_print.hpp"
 #include "core/json_text.hpp"
 #include "core/name_pool.hpp"
 #include "core/time.hpp"
