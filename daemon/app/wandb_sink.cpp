@@ -82,7 +82,7 @@ core::result<void> wandb_sink::start(const core::config& cfg, const io::env_look
   queue_.set_policy(policy_from(cfg));
   const wandb_setup setup = resolve_wandb(cfg, env);
   if (!setup.error.empty()) return core::failure{setup.error};
-  mode_ = std::string(core::to_string(setup.mode));
+  mode_ = setup.mode;
   if (setup.mode != core::config::wandb_mode::online) {
     if (cfg.wandb.mode == core::config::wandb_mode::auto_) {
       spdlog::info("W&B: no API key found, mode offline (writes wait in the outbox)");
@@ -131,7 +131,7 @@ void wandb_sink::stop(std::function<void()> on_idle) {
 }
 
 nlohmann::json wandb_sink::status() const {
-  nlohmann::json s = {{"mode", mode_},
+  nlohmann::json s = {{"mode", mode()},
                       {"pending", journal_.outbox_pending()},
                       {"in_flight", queue_.in_flight()},
                       {"dead", journal_.outbox_dead()}};
@@ -237,7 +237,7 @@ nlohmann::json wandb_sink::delivery_of(const core::run_record& run) {
     converging = converging || live->converging;
   }
   if (converging) j["converging"] = true;
-  if (!online()) j["mode"] = mode_;
+  if (!online()) j["mode"] = mode();
   return j;
 }
 

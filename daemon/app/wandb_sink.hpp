@@ -67,10 +67,11 @@ class wandb_sink {
   core::result<void> resync(const core::run_record& run);
   /// {mode, pending, in_flight, dead, last_error} for `status`.
   nlohmann::json status() const;
-  const std::string& mode() const { return mode_; }
+  /// The mode's name for logs, `status` and metrics: "online", "offline" or "disabled".
+  std::string_view mode() const { return core::to_string(mode_); }
   /// The W&B client when online (reconcile reads W&B with it), else nullptr.
   io::wandb_client* client() { return client_.get(); }
-  bool online() const { return mode_ == "online"; }
+  bool online() const { return mode_ == core::config::wandb_mode::online; }
   /// Counts each W&B request and its duration there from now on (nullptr: nowhere).
   void set_metrics(daemon_metrics* metrics) { metrics_ = metrics; }
 
@@ -86,7 +87,7 @@ class wandb_sink {
 
   asio::io_context& io_;
   io::journal& journal_;
-  std::string mode_ = "offline";
+  core::config::wandb_mode mode_ = core::config::wandb_mode::offline;  // never auto_
   std::string prefix_;
   std::map<std::string, std::string> state_names_;
   core::delivery_queue queue_{{}};
