@@ -54,7 +54,7 @@ std::optional<std::string> daemon::journal_commit(std::span<const core::run_chan
 
 void daemon::note_expired(std::span<const core::run_change> due, core::mono_time marked) {
   for (const core::run_change& c : due) {
-    const core::run_record* run = runs_.find(c.run);
+    const core::run_record* run = runs_.target_of(c);
     if (run == nullptr || run->deadline == core::mono_time::max()) continue;
     metrics_.expired(std::max(0.0, core::seconds_between(run->deadline, marked)));
   }

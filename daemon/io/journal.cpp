@@ -720,7 +720,7 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
   std::size_t superseded = 0;
   std::vector<core::outbox_entry> entries;
   for (const core::run_change& c : changes) {
-    const core::run_record* current = c.created ? &*c.created : runs.find(c.run);
+    const core::run_record* current = c.created ? &*c.created : runs.target_of(c);
     if (current == nullptr)
       return core::failure{fmt::format("{}: no run '{}' to store a change of", path_, c.run)};
     const core::run_state_fields after = core::fields_after(*current, c);
