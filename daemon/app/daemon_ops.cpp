@@ -11,6 +11,7 @@
 #include "app/daemon.hpp"
 #include "core/metrics.hpp"
 #include "core/protocol.hpp"
+#include "io/posix.hpp"
 #include "io/process_metrics.hpp"
 #include "io/systemd.hpp"
 
@@ -48,7 +49,7 @@ std::optional<std::string> daemon::journal_commit(std::span<const core::run_chan
 
 void daemon::note_expired(std::span<const core::run_change> due, core::mono_time marked) {
   for (const core::run_change& c : due) {
-    const core::run_record* run = runs_.find(c.run);
+    const core::run_record* run = runs_.target_of(c);
     if (run == nullptr || run->deadline == core::mono_time::max()) continue;
     metrics_.expired(std::max(0.0, core::seconds_between(run->deadline, marked)));
   }
@@ -101,11 +102,11 @@ io::http_answer daemon::health_page() {
   const std::filesystem::path dir = state.has_parent_path() ? state.parent_path() : ".";
   if (::access(state.c_str(), W_OK) != 0) {
     problems.push_back(
-        fmt::format("journal: {} is not writable: {}", state.string(), std::strerror(errno)));
+        fmt::format("journal: {} is not writable: {}", state.string(), io::errno_text(errno)));
   }
   if (::access(dir.c_str(), W_OK) != 0) {
     problems.push_back(fmt::format("journal: its directory {} is not writable: {}", dir.string(),
-                                   std::strerror(errno)));
+                                   io::errno_text(errno)));
   }
   if (problems.empty()) return {200, "text/plain; charset=utf-8", "ok\n"};
   std::string body;

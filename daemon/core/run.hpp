@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -89,6 +90,10 @@ struct transition {
 /// revived, timeout, …) would otherwise grow its history, its `show` and its journal rows forever.
 inline constexpr std::size_t max_history = 256;
 
+struct run_record;
+/// Runs by their earliest deadline, the supervisor's index (see run_record::deadline_slot).
+using deadline_index = std::set<std::pair<mono_time, run_record*>>;
+
 /// Everything sweepd knows about one run.
 struct run_record {
   // Identity, fixed at register.
@@ -120,8 +125,11 @@ struct run_record {
   std::optional<double> progress;
   mono_time progress_changed_at{};
   mono_time deadline = mono_time::max();  // the earliest active deadline, max() when none
-  mono_time given_up_at{};                // when sweepd gave up on the run (`timeout` or `crashed`)
-  mono_time not_before{};  // no deadline fires earlier (the grace a restart gives live runs)
+  // This run's entry in the supervisor's deadline index while `deadline` is not max(): a heartbeat
+  // or a timeout re-indexes the run without searching the index for it.
+  deadline_index::iterator deadline_slot{};
+  mono_time given_up_at{};  // when sweepd gave up on the run (`timeout` or `crashed`)
+  mono_time not_before{};   // no deadline fires earlier (the grace a restart gives live runs)
 
   // Outcome.
   std::optional<double> objective;

@@ -50,6 +50,11 @@ const run_record* supervisor::find(std::string_view run) const {
   return it == runs_.end() ? nullptr : &it->second;
 }
 
+const run_record* supervisor::target_of(const run_change& c) const {
+  if (c.target != nullptr && c.target_epoch == forgotten_) return c.target;
+  return find(c.run);
+}
+
 std::optional<std::uint32_t> supervisor::sweep_owner(std::string_view sweep) const {
   auto it = sweeps_.find(sweep);
   if (it == sweeps_.end()) return std::nullopt;
@@ -143,9 +148,11 @@ transition_reason supervisor::due_reason(const run_record& r) const {
 void supervisor::reindex(run_record& r) {
   const mono_time next = earliest_deadline(r);
   if (next == r.deadline) return;
-  if (r.deadline != mono_time::max()) deadlines_.erase({r.deadline, &r});
+  // Through the run's own slot, and with the end as the hint: a heartbeat's new deadline is
+  // usually the latest of all, which makes both steps constant time rather than two searches.
+  if (r.deadline != mono_time::max()) deadlines_.erase(r.deadline_slot);
   r.deadline = next;
-  if (next != mono_time::max()) deadlines_.insert({next, &r});
+  if (next != mono_time::max()) r.deadline_slot = deadlines_.insert(deadlines_.end(), {next, &r});
 }
 
 void supervisor::refresh_liveness(run_record& r, instant now) {
@@ -174,6 +181,8 @@ run_change supervisor::change_of(const run_record& r, run_state to, transition_r
                                  instant now) const {
   run_change c;
   c.run = r.id;
+  c.target = &r;
+  c.target_epoch = forgotten_;
   c.from = r.history.empty() ? std::nullopt : std::optional<run_state>(r.state);
   c.to = to;
   c.reason = why;
@@ -210,9 +219,10 @@ const run_record& supervisor::apply(run_change c) {
   if (c.created) {
     r = &runs_.try_emplace(c.run, std::move(*c.created)).first->second;
     c.created.reset();
+    r->deadline = mono_time::max();  // not in the index yet, whatever the plan's copy said
     join_sweep(*r);
   } else {
-    r = lookup(c.run);
+    r = const_cast<run_record*>(target_of(c));  // the runs are this supervisor's own
     if (r == nullptr) throw std::logic_error("apply: no run '" + c.run + "'");  // cannot happen
   }
   const run_state_fields f = fields_after(*r, c);
@@ -530,7 +540,9 @@ std::vector<std::string> supervisor::prune(wall_time cutoff) {
       --counts_[index_of(r.state)];
       leave_sweep(r);
       pruned.push_back(r.id);
+      if (r.deadline != mono_time::max()) deadlines_.erase(r.deadline_slot);
       it = runs_.erase(it);
+      ++forgotten_;
     } else {
       ++it;
     }

@@ -108,6 +108,11 @@ struct run_change : transition {
   std::optional<mono_clock::duration> heartbeat_timeout;  // a heartbeat's timeout_s
   std::optional<double> progress;                         // a heartbeat's progress, advanced
   mono_time at_mono{};
+  /// The run the change was planned against (none for `created`), so that storing and applying
+  /// it need not look the run up again; trusted only while no run has been forgotten since
+  /// (supervisor::target_of).
+  const run_record* target = nullptr;
+  std::uint64_t target_epoch = 0;
 };
 
 /// What an operation decided. Refused: `err`. Otherwise `run` is the run as it is (nullptr for
@@ -204,6 +209,10 @@ class supervisor {
   std::vector<std::string> prune(wall_time cutoff);
 
   const run_record* find(std::string_view run) const;
+  /// The run `c` changes: the one it was planned against when no run has been forgotten since
+  /// (a timeout is planned, stored and applied with one lookup, not four), else found by id;
+  /// nullptr when there is none.
+  const run_record* target_of(const run_change& c) const;
   /// The uid that owns `sweep` (the owner of its first registered run); nullopt for no sweep.
   std::optional<std::uint32_t> sweep_owner(std::string_view sweep) const;
   /// Whether `who` may read the run's suggestion and error: its owner, its sweep's owner, or an
@@ -228,7 +237,7 @@ class supervisor {
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   using run_map = std::unordered_map<std::string, run_record, string_hash, std::equal_to<>>;
-  using deadline_key = std::pair<mono_time, run_record*>;
+  using deadline_key = deadline_index::value_type;
 
   run_record* lookup(std::string_view run);
   /// Finds a run the caller may change, or sets the error of `o`.
@@ -270,7 +279,9 @@ class supervisor {
   name_pool names_;
   run_map runs_;
   std::unordered_map<std::string, sweep_info, string_hash, std::equal_to<>> sweeps_;
-  std::set<deadline_key> deadlines_;
+  deadline_index deadlines_;
+  /// Counts the runs forgotten (prune), which ends the trust in planned changes' targets.
+  std::uint64_t forgotten_ = 0;
   std::array<std::size_t, std::size(all_run_states)> counts_{};
 };
 

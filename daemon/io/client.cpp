@@ -3,19 +3,13 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
+
+#include "io/posix.hpp"
 
 namespace sweepd::io {
-
-namespace {
-
-std::string errno_text() { return std::strerror(errno); }
-
-}  // namespace
 
 client::~client() { close(); }
 
@@ -54,24 +48,12 @@ bool client::connect(const std::string& path) {
   close();
   refused_ = false;
   path_ = path;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) {
-    error_ = fmt::format("socket path '{}' is too long ({} bytes, at most {})", path, path.size(),
-                         sizeof(addr.sun_path) - 1);
+  auto fd = connect_unix(path);
+  if (!fd) {
+    error_ = std::move(fd.error().message);
     return false;
   }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) {
-    error_ = fmt::format("cannot create a socket: {}", errno_text());
-    return false;
-  }
-  if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-    error_ = fmt::format("cannot connect to sweepd at {}: {}", path, errno_text());
-    close();
-    return false;
-  }
+  fd_ = *fd;
   return true;
 }
 
@@ -125,7 +107,7 @@ long client::receive(char* buffer, std::size_t size,
     const int ready = left.count() <= 0 ? 0 : ::poll(&pfd, 1, static_cast<int>(left.count()));
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) {
-      error_ = fmt::format("cannot wait for sweepd: {}", errno_text());
+      error_ = fmt::format("cannot wait for sweepd: {}", errno_text(errno));
       return -1;
     }
     if (ready == 0) {
@@ -134,7 +116,7 @@ long client::receive(char* buffer, std::size_t size,
     }
     const ssize_t n = ::recv(fd_, buffer, size, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) error_ = fmt::format("cannot read from sweepd at {}: {}", path_, errno_text());
+    if (n < 0) error_ = fmt::format("cannot read from sweepd at {}: {}", path_, errno_text(errno));
     return n;
   }
 }
@@ -149,7 +131,7 @@ bool client::send_raw(std::string_view bytes) {
     const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
-      error_ = fmt::format("cannot send to sweepd at {}: {}", path_, errno_text());
+      error_ = fmt::format("cannot send to sweepd at {}: {}", path_, errno_text(errno));
       return false;
     }
     bytes.remove_prefix(static_cast<std::size_t>(n));

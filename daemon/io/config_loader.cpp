@@ -1,14 +1,10 @@
 #include "io/config_loader.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <array>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -19,8 +15,9 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <system_error>
 #include <utility>
+
+#include "io/posix.hpp"
 
 namespace sweepd::io {
 
@@ -689,42 +686,6 @@ std::optional<YAML::Node> single_document(context& ctx, std::string_view text) {
   return YAML::Load(std::string(text));
 }
 
-/// A file's text, or why it could not be read.
-struct file_contents {
-  std::optional<std::string> text;
-  std::string error;
-};
-
-/// Closes a descriptor on every way out of read_file.
-struct fd_guard {
-  int fd;
-  ~fd_guard() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-file_contents read_file(const std::string& path) {
-  const auto failure = [&](std::string_view reason) {
-    return file_contents{std::nullopt, fmt::format("{}: cannot read config: {}", path, reason)};
-  };
-  const fd_guard file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (file.fd < 0) return failure(std::generic_category().message(errno));
-  std::string data;
-  std::array<char, 8192> buffer{};
-  for (;;) {
-    // A directory opens fine and fails here with EISDIR.
-    const ssize_t n = ::read(file.fd, buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return failure(std::generic_category().message(errno));
-    if (n == 0) break;
-    data.append(buffer.data(), static_cast<std::size_t>(n));
-    if (data.size() > max_config_bytes) {
-      return failure(fmt::format("larger than {} bytes, not a config file", max_config_bytes));
-    }
-  }
-  return file_contents{std::move(data), {}};
-}
-
 }  // namespace
 
 config_load_result parse_config_text(std::string_view text, std::string_view file_name) {
@@ -756,9 +717,15 @@ config_load_result parse_config_text(std::string_view text, std::string_view fil
 }
 
 config_load_result load_config_file(const std::string& path) {
-  auto contents = read_file(path);
-  if (!contents.text) return {std::nullopt, {std::move(contents.error)}};
-  return parse_config_text(*contents.text, path);
+  const auto text = read_file_bounded(path, max_config_bytes);
+  if (!text) {
+    const auto& e = text.error();
+    const bool too_large = e.what == file_error::kind::too_large;
+    return {std::nullopt,
+            {fmt::format("{}: cannot read config: {}{}", path, e.reason,
+                         too_large ? ", not a config file" : "")}};
+  }
+  return parse_config_text(*text, path);
 }
 
 }  // namespace sweepd::io

@@ -20,7 +20,6 @@
 #include <boost/asio/write.hpp>
 #include <cerrno>
 #include <charconv>
-#include <cstring>
 #include <filesystem>
 #include <system_error>
 
@@ -28,6 +27,7 @@
 #include "core/errors.hpp"
 #include "core/line_buffer.hpp"
 #include "core/protocol.hpp"
+#include "io/posix.hpp"
 #include "io/process_watch.hpp"
 
 namespace sweepd::io {
@@ -79,8 +79,6 @@ peer_credentials credentials_of(stream::socket& sock) {
   p.start_time = peer.what == process_probe::state::alive ? peer.start_time : 0;
   return p;
 }
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 /// Whether some process accepts connections on the socket file at `path` right now.
 bool someone_listens(const std::string& path) {

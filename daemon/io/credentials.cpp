@@ -1,6 +1,5 @@
 #include "io/credentials.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -10,8 +9,9 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <vector>
+
+#include "io/posix.hpp"
 
 namespace sweepd::io {
 namespace {
@@ -41,66 +41,18 @@ std::optional<std::string> non_empty(const env_lookup& env, std::string_view nam
   return std::string(trim(*value));
 }
 
-struct file_read {
-  enum { ok, missing, failed } status = failed;
-  std::string content;
-  std::string error;  // why it failed: never the content
-};
-
-file_read read_small_file(const std::string& path, std::size_t limit) {
-  file_read out;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    out.status = errno == ENOENT ? file_read::missing : file_read::failed;
-    out.error = std::strerror(errno);
-    return out;
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    out.error = std::strerror(errno);
-  } else if (!S_ISREG(st.st_mode)) {
-    out.error = "not a regular file";
-  } else if (static_cast<std::size_t>(st.st_size) > limit) {
-    out.error = fmt::format("larger than {} bytes", limit);
-  } else {
-    out.status = file_read::ok;
-    char chunk[4096];
-    for (;;) {
-      const auto n = ::read(fd, chunk, sizeof chunk);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        out.status = file_read::failed;
-        out.error = std::strerror(errno);
-        break;
-      }
-      if (n == 0) break;
-      out.content.append(chunk, static_cast<std::size_t>(n));
-      if (out.content.size() > limit) {
-        out.status = file_read::failed;
-        out.error = fmt::format("larger than {} bytes", limit);
-        break;
-      }
-    }
-  }
-  ::close(fd);
-  if (out.status != file_read::ok) out.content.clear();
-  return out;
-}
-
 // A key file (config or systemd credential): one word, surrounding whitespace ignored.
 api_key_result key_from_file(const std::string& path, std::string source, std::string_view what) {
   api_key_result r;
   r.source = std::move(source);
-  auto file = read_small_file(path, max_key_file);
-  if (file.status == file_read::missing) {
-    r.error = fmt::format("{} {} does not exist", what, path);
+  const auto file = read_file_bounded(path, max_key_file, file_type::regular_only);
+  if (!file) {
+    r.error = file.error().what == file_error::kind::missing
+                  ? fmt::format("{} {} does not exist", what, path)
+                  : fmt::format("cannot read {} {}: {}", what, path, file.error().reason);
     return r;
   }
-  if (file.status == file_read::failed) {
-    r.error = fmt::format("cannot read {} {}: {}", what, path, file.error);
-    return r;
-  }
-  const auto key = trim(file.content);
+  const auto key = trim(*file);
   if (key.empty()) {
     r.error = fmt::format("{} {} is empty", what, path);
   } else if (key.find_first_of(whitespace) != std::string_view::npos) {
@@ -207,15 +159,15 @@ api_key_result key_from_netrc(const url& base, const env_lookup& env) {
     candidates.push_back(*home + "/_netrc");
   }
   for (const auto& path : candidates) {
-    auto file = read_small_file(path, max_netrc_file);
-    if (file.status == file_read::missing) continue;
+    const auto file = read_file_bounded(path, max_netrc_file, file_type::regular_only);
+    if (!file && file.error().what == file_error::kind::missing) continue;
     api_key_result r;
     r.source = path;
-    if (file.status == file_read::failed) {
-      r.error = fmt::format("cannot read {}: {}", path, file.error);
+    if (!file) {
+      r.error = file.error().message();
       return r;
     }
-    const auto entries = parse_netrc(file.content);
+    const auto entries = parse_netrc(*file);
     const std::string machine = netloc(base);
     auto match = std::find_if(entries.begin(), entries.end(), [&](const netrc_entry& e) {
       return !e.is_default && iequals(e.machine, machine);

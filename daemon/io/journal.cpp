@@ -16,6 +16,7 @@
 #include "core/delivery.hpp"
 #include "core/json_limits.hpp"
 #include "core/run_codec.hpp"
+#include "io/posix.hpp"
 
 namespace sweepd::io {
 
@@ -152,14 +153,12 @@ constexpr const char* run_insert_sql =
     "?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
 static_assert(std::size(migrations) == journal::schema_version);
 
-std::string errno_text() { return std::strerror(errno); }
-
 /// Takes the lock file beside the database; -1 and a message when another process holds it.
 int take_lock(const std::string& db_path, std::string& error) {
   const std::string lock_path = db_path + ".lock";
   const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
-    error = fmt::format("cannot open the lock file {}: {}", lock_path, errno_text());
+    error = fmt::format("cannot open the lock file {}: {}", lock_path, errno_text(errno));
     return -1;
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -172,7 +171,7 @@ int take_lock(const std::string& db_path, std::string& error) {
                       "another sweepd (pid {}) is using the state file {}; stop it first "
                       "or give this one another state.path",
                       n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "?", db_path)
-                : fmt::format("cannot lock {}: {}", lock_path, std::strerror(err));
+                : fmt::format("cannot lock {}: {}", lock_path, errno_text(err));
     return -1;
   }
   const std::string me = std::to_string(::getpid());
@@ -721,7 +720,7 @@ std::optional<std::string> journal::commit(std::span<const core::run_change> cha
   std::size_t superseded = 0;
   std::vector<core::outbox_entry> entries;
   for (const core::run_change& c : changes) {
-    const core::run_record* current = c.created ? &*c.created : runs.find(c.run);
+    const core::run_record* current = c.created ? &*c.created : runs.target_of(c);
     if (current == nullptr)
       return fmt::format("{}: no run '{}' to store a change of", path_, c.run);
     const core::run_state_fields after = core::fields_after(*current, c);

@@ -10,13 +10,14 @@
 #include <boost/asio/post.hpp>
 #include <cerrno>
 #include <charconv>
-#include <cstring>
 #include <string_view>
 
 // Linux 6.5; Debian 12's headers predate it. The kernel answers ENOPROTOOPT where it lacks it.
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
 #endif
+
+#include "io/posix.hpp"
 
 namespace sweepd::io {
 
@@ -180,13 +181,13 @@ void process_watch::watch(std::int32_t pid, int pidfd, std::uint64_t start_time)
       if (now - last_resource_warning_ >= resource_warning_every) {
         last_resource_warning_ = now;
         spdlog::warn("no pidfd for process {} ({}); checking it in /proc every {}s meanwhile", pid,
-                     std::strerror(errno), proc_poll_interval.count());
+                     errno_text(errno), proc_poll_interval.count());
       }
       poll_later(pid, start_time);
       return;
     }
     spdlog::warn("pidfd_open is unavailable ({}); watching processes by checking /proc every {}s",
-                 std::strerror(errno), proc_poll_interval.count());
+                 errno_text(errno), proc_poll_interval.count());
     polling_ = true;
   }
   const process_probe p = probe_process(pid);

@@ -4,7 +4,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
+
+#include "io/posix.hpp"
 
 namespace sweepd::io {
 
@@ -19,7 +20,7 @@ open_files_limit raise_open_files_limit() {
   open_files_limit out;
   rlimit lim{};
   if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
-    out.error = std::strerror(errno);
+    out.error = errno_text(errno);
     return out;
   }
   out.before = out.soft = lim.rlim_cur;
@@ -31,7 +32,7 @@ open_files_limit raise_open_files_limit() {
     if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
       out.soft = target;
     } else {
-      out.error = std::strerror(errno);
+      out.error = errno_text(errno);
     }
   }
   return out;

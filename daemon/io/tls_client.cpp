@@ -19,6 +19,7 @@
 #include <cstring>
 #include <memory>
 
+#include "io/posix.hpp"
 #include "io/tls.hpp"
 
 namespace sweepd::io {
@@ -164,7 +165,7 @@ bool tls_connection::connect_tcp(const std::string& host, const std::string& por
     } else if (errno == EINPROGRESS) {
       errno = ETIMEDOUT;
     }
-    error_ = fmt::format("cannot connect to sweepd at {}: {}", peer_, std::strerror(errno));
+    error_ = fmt::format("cannot connect to sweepd at {}: {}", peer_, errno_text(errno));
     ::close(fd_);
     fd_ = -1;
   }

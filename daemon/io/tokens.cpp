@@ -1,17 +1,15 @@
 #include "io/tokens.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
-#include <cstring>
 #include <memory>
+
+#include "io/posix.hpp"
 
 namespace sweepd::io {
 
@@ -20,36 +18,6 @@ namespace {
 struct md_ctx_free {
   void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
 };
-
-/// The file's text, at most core::max_tokens_file_bytes; an error message otherwise.
-std::optional<std::string> read_small_file(const std::string& path, std::string& error) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    error = fmt::format("cannot read {}: {}", path, std::strerror(errno));
-    return std::nullopt;
-  }
-  std::string text;
-  std::array<char, 8192> chunk{};
-  for (;;) {
-    const ssize_t n = ::read(fd, chunk.data(), chunk.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      error = fmt::format("cannot read {}: {}", path, std::strerror(errno));
-      ::close(fd);
-      return std::nullopt;
-    }
-    if (n == 0) break;
-    text.append(chunk.data(), static_cast<std::size_t>(n));
-    if (text.size() > core::max_tokens_file_bytes) {
-      error = fmt::format("{} is larger than {} bytes; not a tokens file", path,
-                          core::max_tokens_file_bytes);
-      ::close(fd);
-      return std::nullopt;
-    }
-  }
-  ::close(fd);
-  return text;
-}
 
 }  // namespace
 
@@ -90,9 +58,13 @@ std::string random_token() {
 }
 
 token_load_result token_store::load(const std::string& path) {
-  std::string error;
-  const auto text = read_small_file(path, error);
-  if (!text) return {std::nullopt, error};
+  const auto text = read_file_bounded(path, core::max_tokens_file_bytes);
+  if (!text) {
+    const auto& e = text.error();
+    if (e.what != file_error::kind::too_large) return {std::nullopt, e.message()};
+    return {std::nullopt, fmt::format("{} is larger than {} bytes; not a tokens file", path,
+                                      core::max_tokens_file_bytes)};
+  }
   core::tokens_file parsed = core::parse_tokens_file(*text);
   if (!parsed.errors.empty()) {
     std::string all;

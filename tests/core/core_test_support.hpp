@@ -35,6 +35,11 @@ inline void expect_consistent(const supervisor& s) {
     if (is_terminal(r.state)) {
       EXPECT_EQ(r.deadline, mono_time::max()) << r.id;
     }
+    if (r.deadline != mono_time::max()) {
+      // The run's slot in the index is its own entry.
+      EXPECT_EQ(r.deadline_slot->first, r.deadline) << r.id;
+      EXPECT_EQ(r.deadline_slot->second, &r) << r.id;
+    }
     if (r.deadline != mono_time::max() && (!earliest || r.deadline < *earliest)) {
       earliest = r.deadline;
     }

@@ -111,6 +111,41 @@ class SupervisorTest : public ::testing::Test {
 };
 
 // ---------------------------------------------------------------------------------------------
+// the run a planned change targets
+
+TEST_F(SupervisorTest, APlannedChangeTargetsTheRunItWasPlannedAgainst) {
+  drive_to("r", run_state::running);
+  complete_params p;
+  p.run = "r";
+  const outcome o = sup.plan_complete(p, alice, at(30s));
+  ASSERT_TRUE(o.change);
+  EXPECT_EQ(sup.target_of(*o.change), sup.find("r"));
+  EXPECT_EQ(sup.apply(*o.change).state, run_state::success);
+}
+
+TEST_F(SupervisorTest, APlannedChangeFindsItsRunByIdOnceAnotherRunWasForgotten) {
+  drive_to("old", run_state::success);
+  ASSERT_TRUE(reg("live", 25s).ok());
+  complete_params p;
+  p.run = "live";
+  const outcome o = sup.plan_complete(p, alice, at(30s));
+  ASSERT_TRUE(o.change);
+  EXPECT_THAT(sup.prune(at(21s).wall), ElementsAre("old"));
+  EXPECT_EQ(sup.target_of(*o.change), sup.find("live"));
+  EXPECT_EQ(sup.apply(*o.change).state, run_state::success);
+}
+
+TEST_F(SupervisorTest, APlannedChangeOfARunForgottenSinceHasNoTarget) {
+  drive_to("late", run_state::timeout);  // terminal, and a late complete still corrects it
+  complete_params p;
+  p.run = "late";
+  const outcome o = sup.plan_complete(p, alice, at(400s));
+  ASSERT_TRUE(o.change);
+  EXPECT_THAT(sup.prune(at(311s).wall), ElementsAre("late"));
+  EXPECT_EQ(sup.target_of(*o.change), nullptr);
+}
+
+// ---------------------------------------------------------------------------------------------
 // register
 
 TEST_F(SupervisorTest, RegisterCreatesInitializingRun) {

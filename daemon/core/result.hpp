@@ -1,0 +1,32 @@
+#pragma once
+
+// Boost.System's result rather than a hand-written one: it is in the Boost we already build
+// against (1.81), has value/error access, result<void, E> and monadic `&` chaining, and a wrong
+// access is a located exception instead of undefined behaviour. Header-only: core stays free of
+// I/O and of any compiled Boost library.
+#include <boost/system/result.hpp>
+#include <stdexcept>
+#include <string>
+
+namespace sweepd::core {
+
+/// Why an operation on the outside world (a file, a socket, the journal, W&B) failed: one line
+/// for the log or the operator that names what failed (the path, the host) and never a secret.
+/// Protocol errors, which carry a wire code, are core::error (errors.hpp).
+struct failure {
+  std::string message;
+};
+
+/// A T, or why there is none: `if (!r) log(r.error().message); use(*r);`. The error type is
+/// `failure` unless a caller needs more (say, to tell a missing file from an unreadable one).
+template <class T, class E = failure>
+using result = boost::system::result<T, E>;
+
+/// Called by result::value() on an error: reading a value that is not there is a bug, so it
+/// throws (and names the failure) rather than carry on.
+[[noreturn]] inline void throw_exception_from_error(const failure& f,
+                                                    const boost::source_location&) {
+  throw std::logic_error("result holds a failure: " + f.message);
+}
+
+}  // namespace sweepd::core
