@@ -96,15 +96,4 @@ std::string program_usage();
 /// `sweepctl NAME --help`: the usage line, what it does, and every option it takes.
 std::string command_usage(const command& cmd);
 
-/// A number parsed from the command line, or the reason it was refused (naming the option).
-struct parsed_number {
-  std::optional<double> value;
-  std::string problem;
-};
-
-/// A finite number ("0.93", "-1e-3"); never inf or nan.
-parsed_number parse_finite(std::string_view option, std::string_view text);
-/// A duration in seconds, with an optional unit: "90", "1.5", "90s", "15m", "2h", "1d".
-parsed_number parse_duration(std::string_view option, std::string_view text);
-
 }  // namespace sweepd::cli

@@ -9,7 +9,6 @@
 
 #include "cli/exec.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
 #include <pthread.h>
@@ -17,7 +16,6 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,7 +31,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
-#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -41,11 +38,15 @@
 #include <utility>
 #include <vector>
 
+#include "cli/daemon_link.hpp"
+#include "cli/exec_options.hpp"
+#include "cli/parse.hpp"
 #include "cli/spool.hpp"
 #include "cli/table.hpp"
 #include "core/lenient_json.hpp"
 #include "core/protocol.hpp"
 #include "core/time.hpp"
+#include "io/posix.hpp"
 
 namespace sweepd::cli {
 
@@ -55,35 +56,15 @@ using json = nlohmann::json;
 using steady = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr double default_interval_s = 30;
-constexpr double min_interval_s = 0.1;
-/// Reconnect attempts back off from min(--interval, 1 s) up to this.
-constexpr steady::duration max_retry_delay = 30s;
 /// How long the final complete/fail is retried before sweepctl exec exits anyway.
 constexpr steady::duration report_budget = 5s;
 constexpr std::size_t max_result_file_bytes = 1024 * 1024;
 /// A result file is a flat object; deeper nesting than this is not one.
 constexpr std::size_t max_result_depth = 64;
-/// How long a command that sweepd timed out gets between SIGTERM and SIGKILL, by default.
-constexpr steady::duration default_kill_grace = 30s;
-/// How long one connection attempt to sweepd's TLS listener (TCP, TLS handshake and hello) may
-/// take while the command runs. The poll loop waits that long at most, and signals for the command
-/// with it: a host that does not answer must not hold SIGTERM back for the whole reply timeout.
-/// A second is many round trips on the networks remote workers report over; a slower attempt
-/// fails and is retried with backoff.
-constexpr steady::duration remote_connect_budget = 1s;
 /// How long delivering spooled reports at exec's start may take, at most.
 constexpr steady::duration start_flush_budget = 2s;
-/// A reply line longer than this is not from sweepd (its replies to exec are a few hundred bytes).
-constexpr std::size_t max_reply_bytes = 1024 * 1024;
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-std::string error_text(int error) { return std::strerror(error); }
-
-steady::duration to_duration(double seconds) {
-  return std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(seconds));
-}
 
 std::string seconds_text(steady::duration d) {
   return format_exact(std::chrono::duration<double>(d).count()) + " s";
@@ -99,122 +80,6 @@ std::string signal_name(int signo) {
 std::string quoted(const json& v) {
   if (v.is_number()) return format_exact(v.get<double>());
   return printable(dump(v), 60);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The command line.
-
-/// What exec does when sweepd reports the run `timeout` for good (max_runtime or stall).
-enum class timeout_action { kill, keep };
-
-struct exec_options {
-  std::string run;
-  json register_request;
-  std::optional<std::string> result_file;
-  steady::duration interval{};
-  timeout_action on_timeout = timeout_action::kill;
-  steady::duration kill_grace = default_kill_grace;
-  std::optional<std::string> spool_dir;
-  std::vector<std::string> argv;
-  std::string problem;  // the first usage error, naming the option
-};
-
-/// A duration option in seconds: nullopt when absent or refused (then `problem` says why).
-std::optional<double> duration_option(const arguments& args, std::string_view option, double min,
-                                      bool min_inclusive, std::string& problem) {
-  const std::string* text = args.value(option);
-  if (text == nullptr || !problem.empty()) return std::nullopt;
-  const parsed_number parsed = parse_duration(option, *text);
-  if (!parsed.value) {
-    problem = parsed.problem;
-  } else if (*parsed.value < min || (!min_inclusive && *parsed.value == min)) {
-    problem = fmt::format("option '{}': must be {} {} seconds, got '{}'", option,
-                          min_inclusive ? "at least" : "more than", min, printable(*text, 40));
-  } else if (*parsed.value > core::max_timeout_s) {
-    problem = fmt::format("option '{}': at most {} seconds (a year), got '{}'", option,
-                          core::max_timeout_s, printable(*text, 40));
-  } else {
-    return parsed.value;
-  }
-  return std::nullopt;
-}
-
-exec_options parse_options(const arguments& args) {
-  exec_options o;
-  std::string& problem = o.problem;
-  const std::string* run = args.value("--run");
-  if (run == nullptr) {
-    problem = "missing --run ID, the id of the run to register";
-  } else if (!core::is_valid_run_id(*run)) {
-    problem = fmt::format(
-        "option '--run': '{}' is not a valid run id (1-{} characters of "
-        "[A-Za-z0-9._-])",
-        printable(*run, 40), core::max_run_id_chars);
-  } else {
-    o.run = *run;
-  }
-  json& r = o.register_request;
-  r = {{"op", "register"}, {"run", o.run}, {"watch_peer", true}};
-  for (const auto& [option, key] : {std::pair{"--sweep", "sweep"}, std::pair{"--entity", "entity"},
-                                    std::pair{"--project", "project"}}) {
-    if (const std::string* v = args.value(option)) r[key] = *v;
-  }
-  if (const std::string* v = args.value("--suggestion"); v != nullptr && problem.empty()) {
-    json suggestion = json::parse(*v, nullptr, false);
-    if (suggestion.is_discarded() || !suggestion.is_object()) {
-      problem = fmt::format(
-          "option '--suggestion': expected a JSON object such as '{{\"lr\": 0.01}}', got '{}'",
-          printable(*v, 60));
-    } else if (const std::size_t size = dump(suggestion).size();
-               size > core::max_suggestion_bytes) {
-      problem = fmt::format("option '--suggestion': {} bytes of JSON, more than the {} allowed",
-                            size, core::max_suggestion_bytes);
-    } else {
-      r["suggestion"] = std::move(suggestion);
-    }
-  }
-  const auto timeout = duration_option(args, "--heartbeat-timeout", 0, false, problem);
-  if (timeout) r["heartbeat_timeout_s"] = *timeout;
-  if (auto s = duration_option(args, "--max-runtime", 0, true, problem)) r["max_runtime_s"] = *s;
-  const auto interval = duration_option(args, "--interval", min_interval_s, true, problem);
-  if (timeout && interval.value_or(default_interval_s) >= *timeout && problem.empty()) {
-    problem = fmt::format(
-        "option '--interval': heartbeats every {} s would come too late for a "
-        "--heartbeat-timeout of {} s",
-        format_exact(interval.value_or(default_interval_s)), format_exact(*timeout));
-  }
-  o.interval = to_duration(interval.value_or(default_interval_s));
-  if (const std::string* v = args.value("--result-file")) {
-    if (v->empty() && problem.empty()) problem = "option '--result-file': the path is empty";
-    o.result_file = *v;
-  }
-  if (const std::string* v = args.value("--on-timeout"); v != nullptr && problem.empty()) {
-    if (*v == "kill" || *v == "keep") {
-      o.on_timeout = *v == "kill" ? timeout_action::kill : timeout_action::keep;
-    } else {
-      problem =
-          fmt::format("option '--on-timeout': expected kill or keep, got '{}'", printable(*v, 40));
-    }
-  }
-  if (const auto grace = duration_option(args, "--kill-grace", 0, true, problem)) {
-    o.kill_grace = to_duration(*grace);
-    if (o.on_timeout == timeout_action::keep && problem.empty()) {
-      problem = "option '--kill-grace': applies only with --on-timeout kill, not keep";
-    }
-  }
-  if (const std::string* v = args.value("--spool-dir")) {
-    if (v->empty() && problem.empty()) problem = "option '--spool-dir': the path is empty";
-    o.spool_dir = *v;
-  }
-  o.argv = args.operands;
-  if (problem.empty() && o.argv.empty()) {
-    problem =
-        "missing the command to run (usage: sweepctl exec --run ID [OPTIONS] -- CMD "
-        "[ARGS...])";
-  } else if (problem.empty() && o.argv.front().empty()) {
-    problem = "the command to run is an empty string";
-  }
-  return o;
 }
 
 int usage_error(const invocation& in, std::string_view problem) {
@@ -257,35 +122,6 @@ std::optional<file_stamp> stamp_of(const std::string& path) {
   return stamp_of(path, error);
 }
 
-/// The file's bytes, or nullopt with `why` set.
-std::optional<std::string> read_small_file(const std::string& path, std::string& why) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    why = error_text(errno);
-    return std::nullopt;
-  }
-  std::string text;
-  char chunk[8192];
-  for (;;) {
-    const ssize_t n = ::read(fd, chunk, sizeof(chunk));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      why = error_text(errno);
-      ::close(fd);
-      return std::nullopt;
-    }
-    if (n == 0) break;
-    text.append(chunk, static_cast<std::size_t>(n));
-    if (text.size() > max_result_file_bytes) {
-      why = fmt::format("it is larger than {} bytes", max_result_file_bytes);
-      ::close(fd);
-      return std::nullopt;
-    }
-  }
-  ::close(fd);
-  return text;
-}
-
 /// A value as an error message quotes it: NaN and Infinity as the bare tokens, anything else as
 /// short JSON.
 std::string described(const json& v) {
@@ -297,7 +133,7 @@ std::string described(const json& v) {
 /// complete with a finite objective: a missing, stale, unreadable or malformed file, a missing
 /// or non-finite objective and an invalid cost each give the error (naming the file and what is
 /// wrong) that fails the run instead. Keys other than objective and cost are warned about.
-std::optional<std::string> add_results(json& complete, const exec_options& o,
+std::optional<std::string> add_results(core::complete_params& complete, const exec_options& o,
                                        const std::optional<file_stamp>& before, std::ostream& err) {
   const std::string& path = *o.result_file;
   auto problem = [&](std::string_view what) {
@@ -312,9 +148,8 @@ std::optional<std::string> add_results(json& complete, const exec_options& o,
   if (before && after && before->same_as(*after)) {
     return problem(fmt::format("unchanged since {} started (left from an earlier run?)", command));
   }
-  std::string why;
-  const auto text = read_small_file(path, why);
-  if (!text) return problem("cannot read it: " + why);
+  const auto text = io::read_file_bounded(path, max_result_file_bytes);
+  if (!text) return problem("cannot read it: " + text.error().reason);
   const core::lenient_parse parsed = core::parse_lenient_json(*text, max_result_depth);
   if (!parsed.problem.empty()) return problem(parsed.problem);
   const json& results = parsed.value;
@@ -337,14 +172,14 @@ std::optional<std::string> add_results(json& complete, const exec_options& o,
   if (const auto it = results.find("objective"); it == results.end()) {
     problems.push_back("no 'objective' key");
   } else if (it->is_number() && std::isfinite(it->get<double>())) {
-    complete["objective"] = it->get<double>();
+    complete.objective = it->get<double>();
   } else {
     problems.push_back(fmt::format("'objective' is {} (not a finite number)", described(*it)));
   }
   // An optional value: null (Python's None) says "no cost", and sweepd uses the runtime.
   if (const auto it = results.find("cost"); it != results.end() && !it->is_null()) {
     if (it->is_number() && std::isfinite(it->get<double>()) && it->get<double>() >= 0) {
-      complete["cost"] = it->get<double>();
+      complete.cost = it->get<double>();
     } else {
       problems.push_back(
           fmt::format("'cost' is {} (not a finite number of at least 0)", described(*it)));
@@ -355,580 +190,6 @@ std::optional<std::string> add_results(json& complete, const exec_options& o,
   for (const std::string& p : problems) all += (all.empty() ? "" : "; ") + p;
   return problem(all);
 }
-
-// ---------------------------------------------------------------------------------------------
-// The connection to sweepd.
-
-/// An error reply's code and message.
-std::pair<std::string, std::string> error_of(const json& reply) {
-  std::string code = "error";
-  std::string message = "sweepd refused the request without saying why";
-  if (const auto e = reply.find("error"); e != reply.end() && e->is_object()) {
-    if (const auto c = e->find("code"); c != e->end() && c->is_string())
-      code = c->get<std::string>();
-    if (const auto m = e->find("message"); m != e->end() && m->is_string()) {
-      message = m->get<std::string>();
-    }
-  }
-  return {printable(code, 64), printable(message, 300)};
-}
-
-/// Errors that asking again does not fix: sweepd refuses the request itself.
-bool is_refusal(std::string_view code) {
-  return code == "bad_request" || code == "conflict" || code == "forbidden" ||
-         code == "too_large" || code == "unknown_op" || code == "bad_json";
-}
-
-/// Where a report that sweepd cannot take goes.
-struct spool_plan {
-  std::filesystem::path dir;
-  uid_t uid = 0;
-};
-
-/// sweepd as sweepctl exec sees it: one connection with at most one request in flight, driven by
-/// the poll loop without ever blocking it. The first connection registers the run (bound to this
-/// process by watch_peer) and starts it; then a heartbeat goes out every interval. Any failure
-/// closes the connection and schedules connect + register + start again, with jittered exponential
-/// backoff; the first failure of each outage is reported on stderr, and so is the recovery.
-/// A refusal to register (conflict, bad_request, forbidden) ends all talk with sweepd.
-class daemon_link {
- public:
-  /// `warn_on_timeout`: say on stderr that the command keeps running when sweepd reports the run
-  /// timeout (with --on-timeout keep; with kill the caller says what it does instead).
-  daemon_link(std::string socket, json register_request, steady::duration interval,
-              steady::duration reply_timeout, bool warn_on_timeout, std::ostream& err)
-      : socket_(std::move(socket)),
-        run_(register_request.value("run", "")),
-        register_request_(std::move(register_request)),
-        interval_(interval),
-        reply_timeout_(reply_timeout),
-        warn_on_timeout_(warn_on_timeout),
-        err_(err),
-        random_(std::random_device{}()) {}
-  ~daemon_link() { close(); }
-  daemon_link(const daemon_link&) = delete;
-  daemon_link& operator=(const daemon_link&) = delete;
-
-  /// The socket to poll for input, or -1.
-  int fd() const { return fd_; }
-
-  /// Reaches sweepd's TLS listener instead of its socket: connects, shakes hands and sends the
-  /// hello with `token` within remote_connect_budget while the command runs (the poll loop waits
-  /// that long at most), within the reply timeout for the final report.
-  void use_remote(const io::daemon_address& address, const io::tls_client_options& options,
-                  std::string token) {
-    remote_ = address;
-    tls_options_ = options;
-    token_ = std::move(token);
-  }
-
-  /// True once sweepd has acknowledged the register.
-  bool registered() const { return registered_; }
-
-  /// True once a heartbeat or start reply said the run is `timeout`. Both revive a run that timed
-  /// out for silence, so this one timed out for max_runtime or a stall, for good.
-  bool timed_out() const { return timed_out_; }
-
-  /// When step() next has something to do without input.
-  steady::time_point wake_at() const {
-    if (disabled_) return steady::time_point::max();
-    if (fd_ < 0) return retry_at_;
-    if (pending_ != request_kind::none) return reply_deadline_;
-    return up_ ? next_heartbeat_ : steady::time_point::max();
-  }
-
-  /// Does what is due at `now`: reads replies when `readable`, notices a reply that is late,
-  /// reconnects, sends the next heartbeat.
-  void step(steady::time_point now, bool readable) {
-    if (disabled_) return;
-    if (fd_ >= 0 && readable) receive(now);
-    // A refusal read just now ends all talk: no reconnect, and no socket left for poll to report.
-    if (disabled_) return;
-    if (fd_ >= 0 && pending_ != request_kind::none && now >= reply_deadline_) {
-      lost(now, fmt::format("no reply from sweepd at {} within {}", socket_,
-                            seconds_text(reply_timeout_)));
-    }
-    if (fd_ < 0) {
-      if (now >= retry_at_) connect_and_register(now);
-      return;
-    }
-    if (up_ && pending_ == request_kind::none && now >= next_heartbeat_) {
-      send(request_kind::heartbeat, now);
-    }
-  }
-
-  /// Once the command has ended: sends `report` (complete or fail) after the register and start
-  /// that sweepd has not acknowledged yet (no start when `started` is false: the command never
-  /// ran), on a fresh connection if need be; retries until `deadline`. When the first attempt
-  /// fails the report is written to the spool at once (docs/spool.md), and removed again if a
-  /// retry gets through; when time runs out, says on stderr that the run's end is not recorded
-  /// and where it waits. True when sweepd answered the report (recorded or refused it).
-  bool finish(const json& report, bool started, steady::time_point deadline,
-              const spool_plan& spool) {
-    if (disabled_) return false;
-    settle(deadline);
-    if (disabled_) return false;
-    if (pending_ != request_kind::none) close();  // its reply would come before the report's
-    std::string why;
-    std::optional<std::filesystem::path> spooled;
-    std::string spool_problem;
-    steady::duration delay = 100ms;
-    for (bool first = true;; first = false) {
-      std::optional<spool_claim> claim;
-      bool attempt = true;
-      if (spooled) {
-        // Another client (a flush, a new sweepctl exec) may be delivering the file right now.
-        claim.emplace(*spooled);
-        if (claim->state() == spool_claim::status::gone) return true;
-        attempt = claim->state() != spool_claim::status::busy;
-        if (!attempt) why = fmt::format("another client is delivering {}", spooled->string());
-      }
-      if (attempt && try_report(report, started, deadline, why)) {
-        std::string problem;
-        if (claim && claim->state() == spool_claim::status::claimed && !claim->remove(problem)) {
-          err_ << fmt::format(
-              "sweepctl exec: run {} is recorded, but its spool file stays ({}); delivering it "
-              "again is harmless\n",
-              run_, problem);
-        }
-        return true;
-      }
-      close();
-      claim.reset();  // no lock held while waiting
-      if (first) spooled = write_spool(report, spool, spool_problem);
-      const auto now = steady::now();
-      if (now >= deadline) break;
-      std::this_thread::sleep_for(std::min(delay, deadline - now));
-      delay = std::min<steady::duration>(delay * 2, 1s);
-    }
-    err_ << fmt::format("sweepctl exec: could not record the end of run {} in sweepd: {}\n", run_,
-                        why);
-    if (spooled) {
-      err_ << fmt::format(
-          "sweepctl exec: the report of run {} is spooled at {}; the next sweepctl exec or "
-          "SweepRun start for this socket, or 'sweepctl spool flush', delivers it\n",
-          run_, spooled->string());
-    } else {
-      err_ << fmt::format("sweepctl exec: the report of run {} is lost: {}\n", run_, spool_problem);
-    }
-    return false;
-  }
-
- private:
-  enum class request_kind { none, register_run, start, heartbeat };
-
-  json request_for(request_kind what) const {
-    switch (what) {
-      case request_kind::register_run:
-        return register_request_;
-      case request_kind::start:
-        return {{"op", "start"}, {"run", run_}};
-      case request_kind::heartbeat:
-        return {{"op", "heartbeat"}, {"run", run_}};
-      case request_kind::none:
-        break;
-    }
-    return {};
-  }
-
-  bool open_remote(std::string& why, steady::time_point deadline) {
-    auto connection = std::make_unique<io::tls_connection>();
-    if (!connection->connect(remote_->host, remote_->port, tls_options_, deadline)) {
-      why = connection->error();
-      return false;
-    }
-    tls_ = std::move(connection);
-    fd_ = tls_->fd();
-    // The first line authenticates; it is the only place the token goes.
-    const auto hello = exchange({{"op", "hello"}, {"token", token_}}, deadline, why);
-    if (!hello) {
-      close();
-      return false;
-    }
-    if ((*hello)["ok"] != true) {
-      const auto [code, message] = error_of(*hello);
-      why = fmt::format("sweepd at {} refused the connection: {}: {}", socket_, code, message);
-      close();
-      return false;
-    }
-    return true;
-  }
-
-  /// Connects (and over TLS shakes hands and says hello) before `deadline`.
-  bool open_socket(std::string& why, steady::time_point deadline) {
-    close();
-    if (remote_) return open_remote(why, deadline);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (socket_.size() >= sizeof(addr.sun_path)) {
-      why = fmt::format("socket path '{}' is too long ({} bytes, at most {})", socket_,
-                        socket_.size(), sizeof(addr.sun_path) - 1);
-      return false;
-    }
-    std::memcpy(addr.sun_path, socket_.c_str(), socket_.size() + 1);
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd_ < 0) {
-      why = fmt::format("cannot create a socket: {}", error_text(errno));
-      return false;
-    }
-    // A Unix socket connects at once or not at all; EAGAIN means sweepd's backlog is full.
-    if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-      why = fmt::format("cannot connect to sweepd at {}: {}", socket_, error_text(errno));
-      close();
-      return false;
-    }
-    return true;
-  }
-
-  /// Sends one request line. One request is in flight at a time, so the socket's buffer has room;
-  /// a send that would block means sweepd is not reading.
-  bool send_line(const json& request, std::string& why) {
-    const std::string line = dump(request) + "\n";
-    if (tls_) {
-      if (tls_->send(line, steady::now() + reply_timeout_)) return true;
-      why = tls_->error();
-      return false;
-    }
-    std::string_view rest = line;
-    while (!rest.empty()) {
-      const ssize_t n = ::send(fd_, rest.data(), rest.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        why = errno == EAGAIN || errno == EWOULDBLOCK
-                  ? fmt::format("sweepd at {} is not reading its socket", socket_)
-                  : fmt::format("cannot send to sweepd at {}: {}", socket_, error_text(errno));
-        return false;
-      }
-      rest.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-  }
-
-  void connect_and_register(steady::time_point now) {
-    std::string why;
-    if (!open_socket(why,
-                     now + std::min<steady::duration>(reply_timeout_, remote_connect_budget))) {
-      return lost(now, why);
-    }
-    send(request_kind::register_run, now);
-  }
-
-  void send(request_kind what, steady::time_point now) {
-    std::string why;
-    if (!send_line(request_for(what), why)) return lost(now, why);
-    pending_ = what;
-    reply_deadline_ = now + reply_timeout_;
-    if (what == request_kind::heartbeat) next_heartbeat_ = now + interval_;
-  }
-
-  /// Reads what has arrived; false (with `why`) when the connection is gone.
-  bool read_available(std::string& why) {
-    char chunk[4096];
-    for (;;) {
-      // TLS: read until OpenSSL has nothing buffered, so that poll() on the socket tells the
-      // truth about what is left.
-      const ssize_t n = tls_ ? tls_->receive_now(chunk, sizeof(chunk))
-                             : ::recv(fd_, chunk, sizeof(chunk), MSG_DONTWAIT);
-      if (tls_ && n < 0) {
-        if (n == -2) return true;
-        why = tls_->error();
-        return false;
-      }
-      if (n > 0) {
-        buffer_.append(chunk, static_cast<std::size_t>(n));
-        if (buffer_.size() > max_reply_bytes) {
-          why = fmt::format("sweepd at {} sent a reply longer than {} bytes", socket_,
-                            max_reply_bytes);
-          return false;
-        }
-        continue;
-      }
-      if (n == 0) {
-        why = fmt::format("sweepd at {} closed the connection", socket_);
-        return false;
-      }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-      why = fmt::format("cannot read from sweepd at {}: {}", socket_, error_text(errno));
-      return false;
-    }
-  }
-
-  /// The next complete line in the buffer, if any.
-  std::optional<std::string> take_line() {
-    const auto nl = buffer_.find('\n');
-    if (nl == std::string::npos) return std::nullopt;
-    std::string line = buffer_.substr(0, nl);
-    buffer_.erase(0, nl + 1);
-    return line;
-  }
-
-  /// A protocol reply (an object with a boolean "ok"), or nullopt with `why` set.
-  std::optional<json> parse_reply(const std::string& line, std::string& why) const {
-    json reply = json::parse(line, nullptr, false);
-    if (reply.is_object()) {
-      if (const auto ok = reply.find("ok"); ok != reply.end() && ok->is_boolean()) return reply;
-    }
-    why = fmt::format("sweepd at {} sent a reply sweepctl does not understand: {}", socket_,
-                      printable(line, 200));
-    return std::nullopt;
-  }
-
-  void receive(steady::time_point now) {
-    std::string why;
-    if (!read_available(why)) {
-      // Replies that arrived before the end still count (a restart right after an answer).
-      while (fd_ >= 0) {
-        auto line = take_line();
-        if (!line) break;
-        handle_reply(*line, now);
-      }
-      if (fd_ >= 0) lost(now, why);
-      return;
-    }
-    while (fd_ >= 0) {
-      auto line = take_line();
-      if (!line) break;
-      handle_reply(*line, now);
-    }
-  }
-
-  void handle_reply(const std::string& line, steady::time_point now) {
-    const request_kind what = std::exchange(pending_, request_kind::none);
-    std::string why;
-    const auto reply = parse_reply(line, why);
-    if (!reply) return lost(now, why);
-    if (what == request_kind::none) {
-      return lost(now, fmt::format("sweepd at {} sent a reply to no request", socket_));
-    }
-    if ((*reply)["ok"] == true) {
-      switch (what) {
-        case request_kind::register_run:
-          registered_ = true;
-          return send(request_kind::start, now);
-        case request_kind::start:
-          started_ = true;
-          return up(*reply, now);
-        case request_kind::heartbeat:
-          return note_state(*reply);
-        case request_kind::none:
-          break;
-      }
-      return;
-    }
-    const auto [code, message] = error_of(*reply);
-    if (what == request_kind::register_run && code == "conflict" && registered_) {
-      // Registered before, and the run is terminal now: it timed out while sweepd was out of
-      // reach. start revives it if it can, and tells its state if not.
-      return send(request_kind::start, now);
-    }
-    if (what == request_kind::register_run && is_refusal(code)) {
-      disabled_ = true;
-      close();
-      err_ << fmt::format(
-          "sweepctl exec: sweepd refused to register run {}: {}: {}; the command "
-          "runs without supervision\n",
-          run_, code, message);
-      return;
-    }
-    if (code == "unknown_run") registered_ = false;
-    lost(now, fmt::format("sweepd at {} answered {}: {}", socket_, code, message));
-  }
-
-  void up(const json& reply, steady::time_point now) {
-    up_ = true;
-    failures_ = 0;
-    next_heartbeat_ = now + interval_;
-    if (warned_) {
-      err_ << fmt::format("sweepctl exec: sweepd at {} is back; run {} is {}\n", socket_, run_,
-                          printable(reply.value("state", "registered"), 40));
-      warned_ = false;
-      last_state_ = reply.value("state", "");
-      timed_out_ = timed_out_ || last_state_ == "timeout";
-      return;
-    }
-    note_state(reply);
-  }
-
-  /// Says so, once per state, when sweepd no longer counts the run as live: it gave up on it
-  /// (timeout) or it ended; the command runs on, and its end is still reported. A timeout is
-  /// only noted (not warned about) when the caller is going to stop the command.
-  void note_state(const json& reply) {
-    const std::string state = reply.value("state", "");
-    if (state == "timeout") timed_out_ = true;
-    const bool quiet = state == "timeout" && !warn_on_timeout_;
-    if (state != last_state_ && !state.empty() && state != "initializing" && state != "running" &&
-        !quiet) {
-      err_ << fmt::format("sweepctl exec: sweepd reports run {} as {}; the command keeps running\n",
-                          run_, printable(state, 40));
-    }
-    last_state_ = state;
-  }
-
-  void lost(steady::time_point now, const std::string& why) {
-    close();
-    ++failures_;
-    retry_at_ = now + retry_delay();
-    if (!warned_) {
-      warned_ = true;
-      err_ << fmt::format(
-          "sweepctl exec: {}; the command keeps running and sweepctl keeps trying in the "
-          "background\n",
-          why);
-    }
-  }
-
-  /// min(interval, 1 s) doubled for each failure in a row, at most 30 s, times a random factor in
-  /// [0.5, 1] so that workers cut off together do not come back together.
-  steady::duration retry_delay() {
-    const steady::duration base = std::min<steady::duration>(interval_, 1s);
-    steady::duration delay = base;
-    for (int i = 1; i < failures_ && delay < max_retry_delay; ++i) delay *= 2;
-    delay = std::min(delay, max_retry_delay);
-    std::uniform_real_distribution<double> jitter(0.5, 1.0);
-    return std::chrono::duration_cast<steady::duration>(delay * jitter(random_));
-  }
-
-  /// Sends `request` on the open connection and waits for its reply until `deadline` (and no
-  /// longer than the reply timeout); a protocol reply, or nullopt with `why` set.
-  std::optional<json> exchange(const json& request, steady::time_point deadline, std::string& why) {
-    if (!send_line(request, why)) return std::nullopt;
-    const steady::time_point until = std::min(deadline, steady::now() + reply_timeout_);
-    for (;;) {
-      if (auto line = take_line()) return parse_reply(*line, why);
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - steady::now());
-      if (left.count() <= 0) {
-        why = fmt::format("no reply from sweepd at {} in time", socket_);
-        return std::nullopt;
-      }
-      pollfd pfd{fd_, POLLIN, 0};
-      const int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
-      if (ready < 0 && errno != EINTR) {
-        why = fmt::format("cannot wait for sweepd: {}", error_text(errno));
-        return std::nullopt;
-      }
-      if (ready > 0 && !read_available(why) && buffer_.find('\n') == std::string::npos) {
-        return std::nullopt;
-      }
-    }
-  }
-
-  /// Waits (until `deadline`) for the replies to the requests in flight, and for the ones they
-  /// lead to: a command that ends at once still has its run registered, then started.
-  void settle(steady::time_point deadline) {
-    while (fd_ >= 0 && pending_ != request_kind::none) {
-      const auto until = std::min(reply_deadline_, deadline);
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - steady::now());
-      if (left.count() <= 0 && until == deadline) return;
-      pollfd pfd{fd_, POLLIN, 0};
-      const int ready = ::poll(&pfd, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
-      step(steady::now(), ready > 0);
-    }
-  }
-
-  /// One attempt at the final report; true when it is settled (recorded, or refused and said so).
-  bool try_report(const json& report, bool started, steady::time_point deadline, std::string& why) {
-    if (fd_ < 0 && !open_socket(why, std::min(deadline, steady::now() + reply_timeout_))) {
-      return false;
-    }
-    if (!registered_) {
-      const auto reply = exchange(register_request_, deadline, why);
-      if (!reply) return false;
-      if ((*reply)["ok"] != true) {
-        const auto [code, message] = error_of(*reply);
-        if (is_refusal(code)) {
-          err_ << fmt::format("sweepctl exec: sweepd refused to register run {}: {}: {}\n", run_,
-                              code, message);
-          return true;
-        }
-        why = fmt::format("sweepd answered {}: {}", code, message);
-        return false;
-      }
-      registered_ = true;
-    }
-    if (started && !started_) {
-      // A refused start changes nothing; the report's own answer says what sweepd thinks.
-      const auto reply = exchange(request_for(request_kind::start), deadline, why);
-      if (!reply) return false;
-      started_ = (*reply)["ok"] == true;
-    }
-    const auto reply = exchange(report, deadline, why);
-    if (!reply) return false;
-    if ((*reply)["ok"] == true) {
-      if (warned_) {
-        err_ << fmt::format("sweepctl exec: sweepd at {} is back; run {} is {}\n", socket_, run_,
-                            printable(reply->value("state", "recorded"), 40));
-      }
-      return true;
-    }
-    const auto [code, message] = error_of(*reply);
-    if (code == "unknown_run") {
-      registered_ = false;  // sweepd lost the run: register it again, then report
-    } else if (is_refusal(code)) {
-      err_ << fmt::format("sweepctl exec: sweepd refused to record the end of run {}: {}: {}\n",
-                          run_, code, message);
-      return true;
-    }
-    why = fmt::format("sweepd answered {}: {}", code, message);
-    return false;
-  }
-
-  /// Writes `report` to the spool file of the run; its path, or nullopt with `problem` set.
-  std::optional<std::filesystem::path> write_spool(const json& report, const spool_plan& spool,
-                                                   std::string& problem) const {
-    json register_request = register_request_;
-    register_request.erase("watch_peer");  // the process it names is about to be gone
-    const spool_record record{normal_socket_path(socket_),
-                              run_,
-                              std::move(register_request),
-                              report,
-                              core::format_utc(std::chrono::system_clock::now()),
-                              "sweepctl exec"};
-    auto path = write_spool_file(spool.dir, record, spool.uid, problem);
-    if (!path) problem = "cannot spool it: " + problem;
-    return path;
-  }
-
-  void close() {
-    if (tls_) {
-      tls_.reset();  // it owns the socket
-    } else if (fd_ >= 0) {
-      ::close(fd_);
-    }
-    fd_ = -1;
-    buffer_.clear();
-    pending_ = request_kind::none;
-    up_ = false;
-  }
-
-  std::string socket_;
-  std::string run_;
-  json register_request_;
-  steady::duration interval_;
-  steady::duration reply_timeout_;
-  bool warn_on_timeout_;
-  std::ostream& err_;
-  std::minstd_rand random_;
-
-  int fd_ = -1;
-  std::optional<io::daemon_address> remote_;  // the TLS listener, when not the Unix socket
-  io::tls_client_options tls_options_;
-  std::string token_;
-  std::unique_ptr<io::tls_connection> tls_;
-  std::string buffer_;
-  request_kind pending_ = request_kind::none;
-  steady::time_point reply_deadline_{};
-  steady::time_point retry_at_{};  // the epoch: connect at the first step
-  steady::time_point next_heartbeat_{};
-  bool up_ = false;          // registered and started on this connection
-  bool registered_ = false;  // sweepd acknowledged the register at least once
-  bool started_ = false;     // and the start
-  bool warned_ = false;      // the current outage has been reported
-  bool disabled_ = false;    // sweepd refused the run: stop talking to it
-  bool timed_out_ = false;   // sweepd reported the run timeout for good
-  int failures_ = 0;         // in a row, for the backoff
-  std::string last_state_;
-};
 
 // ---------------------------------------------------------------------------------------------
 // The command.
@@ -1115,29 +376,30 @@ class session {
 /// What sweepctl exec exits with and tells sweepd, from how the child ended.
 struct outcome {
   int exit_status = 0;
-  json report;
+  core::request report;
 };
 
 outcome outcome_of(int status, const exec_options& o, const std::optional<file_stamp>& before,
                    std::optional<int> received, std::ostream& err) {
   ending e = ending_of(status, received);
   if (e.success) {
-    json complete = {{"op", "complete"}, {"run", o.run}};
+    core::complete_params complete;
+    complete.run = o.run;
     if (!o.result_file) return {0, std::move(complete)};
     if (auto error = add_results(complete, o, before, err)) {
       err << fmt::format("sweepctl exec: {} exited 0, but {}; failing run {}\n",
                          printable(o.argv.front(), 60), *error, o.run);
-      return {0, {{"op", "fail"}, {"run", o.run}, {"error", std::move(*error)}}};
+      return {0, core::fail_params{o.run, std::move(*error)}};
     }
     return {0, std::move(complete)};
   }
-  return {e.exit_status, {{"op", "fail"}, {"run", o.run}, {"error", std::move(e.description)}}};
+  return {e.exit_status, core::fail_params{o.run, std::move(e.description)}};
 }
 
 }  // namespace
 
 int run_exec(const invocation& in) {
-  const exec_options o = parse_options(in.args);
+  const exec_options o = parse_exec_options(in.args);
   if (!o.problem.empty()) return usage_error(in, o.problem);
 
   // An inherited SIG_IGN for SIGCHLD would have the kernel reap the child, status and all.
@@ -1156,10 +418,10 @@ int run_exec(const invocation& in) {
 
   const spool_plan spool{
       spool_dir_for(o.spool_dir, process_environment(), in.global.socket, ::getuid()), ::getuid()};
-  json register_request = o.register_request;
+  core::register_params register_request = o.register_request;
   if (in.global.address.remote) {
     // No process watch across hosts: the run lives on its heartbeats (sweepd refuses watch_peer).
-    register_request.erase("watch_peer");
+    register_request.watch_peer = false;
   }
   daemon_link link(in.global.socket, std::move(register_request), o.interval, in.global.timeout,
                    o.on_timeout == timeout_action::keep, in.err);
@@ -1168,10 +430,9 @@ int run_exec(const invocation& in) {
   const auto [child, error] = spawn(o.argv, original);
   if (child < 0) {
     const std::string why =
-        fmt::format("cannot start {}: {}", printable(o.argv.front(), 200), error_text(error));
+        fmt::format("cannot start {}: {}", printable(o.argv.front(), 200), io::errno_text(error));
     in.err << "sweepctl exec: " << why << '\n';
-    link.finish({{"op", "fail"}, {"run", o.run}, {"error", why}}, false,
-                steady::now() + report_budget, spool);
+    link.finish(core::fail_params{o.run, why}, false, steady::now() + report_budget, spool);
     return error == ENOENT ? 127 : 126;  // as a shell says "not found" and "cannot execute"
   }
 

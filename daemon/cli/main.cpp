@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "cli/commands.hpp"
+#include "cli/parse.hpp"
 #include "core/version.hpp"
 
 namespace {

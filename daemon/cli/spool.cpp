@@ -6,19 +6,19 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <random>
 #include <system_error>
 
+#include "cli/render.hpp"
 #include "cli/table.hpp"
 #include "core/protocol.hpp"
 #include "core/time.hpp"
+#include "io/posix.hpp"
 
 namespace sweepd::cli {
 
@@ -33,8 +33,6 @@ constexpr std::string_view spool_suffix = ".json";
 /// larger is not one.
 constexpr std::size_t max_spool_file_bytes = 1024 * 1024;
 constexpr std::size_t max_reply_bytes = 1024 * 1024;
-
-std::string error_text(int error) { return std::strerror(error); }
 
 std::string dump(const json& j, int indent = -1) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
@@ -76,7 +74,7 @@ std::optional<std::string> read_fd(int fd, std::string& problem) {
     const ssize_t n = ::pread(fd, chunk, sizeof(chunk), at);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      problem = fmt::format("cannot read it: {}", error_text(errno));
+      problem = fmt::format("cannot read it: {}", io::errno_text(errno));
       return std::nullopt;
     }
     if (n == 0) return text;
@@ -108,21 +106,6 @@ std::optional<spool_record> record_from_text(const std::string& text, const std:
 
 bool same_file(const struct stat& a, const struct stat& b) {
   return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-/// An error reply's code and message, made printable.
-std::pair<std::string, std::string> error_of(const json& reply) {
-  std::string code = "error";
-  std::string message = "sweepd refused the request without saying why";
-  if (const auto e = reply.find("error"); e != reply.end() && e->is_object()) {
-    if (const auto c = e->find("code"); c != e->end() && c->is_string()) {
-      code = c->get<std::string>();
-    }
-    if (const auto m = e->find("message"); m != e->end() && m->is_string()) {
-      message = m->get<std::string>();
-    }
-  }
-  return {printable(code, 64), printable(message, 300)};
 }
 
 /// Errors after which sweepd may well take the report later: the file stays.
@@ -164,7 +147,7 @@ std::string check_spool_dir(const fs::path& dir, uid_t uid, bool& exists) {
   exists = false;
   if (::stat(dir.c_str(), &st) != 0) {
     if (errno == ENOENT) return {};
-    return fmt::format("cannot use {}: {}", dir.string(), error_text(errno));
+    return fmt::format("cannot use {}: {}", dir.string(), io::errno_text(errno));
   }
   exists = true;
   if (!S_ISDIR(st.st_mode)) return fmt::format("{} is not a directory", dir.string());
@@ -190,7 +173,7 @@ std::string make_spool_dir(const fs::path& dir, uid_t uid) {
     if (::mkdir(partial.c_str(), 0700) == 0) {
       ::chmod(partial.c_str(), 0700);  // the umask may have taken the owner's own bits
     } else if (errno != EEXIST) {
-      return fmt::format("cannot create {}: {}", partial.string(), error_text(errno));
+      return fmt::format("cannot create {}: {}", partial.string(), io::errno_text(errno));
     }
   }
   return check_spool_dir(dir, uid, exists);
@@ -284,7 +267,7 @@ std::optional<fs::path> write_spool_file(const fs::path& dir, const spool_record
   const int fd =
       ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
-    problem = fmt::format("cannot create {}: {}", temporary.string(), error_text(errno));
+    problem = fmt::format("cannot create {}: {}", temporary.string(), io::errno_text(errno));
     return std::nullopt;
   }
   const std::string text = dump(to_json(r), 2) + "\n";
@@ -301,7 +284,7 @@ std::optional<fs::path> write_spool_file(const fs::path& dir, const spool_record
   if (error == 0 && ::rename(temporary.c_str(), target.c_str()) != 0) error = errno;
   if (error != 0) {
     ::unlink(temporary.c_str());
-    problem = fmt::format("cannot write {}: {}", target.string(), error_text(error));
+    problem = fmt::format("cannot write {}: {}", target.string(), io::errno_text(error));
     return std::nullopt;
   }
   // The rename is only durable once the directory is; a failure here leaves a file that is
@@ -320,7 +303,7 @@ std::vector<spool_entry> list_spool(const fs::path& dir, std::string& problem) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
       if (errno == ENOENT) continue;  // delivered while we looked
-      e.problem = fmt::format("cannot open it: {}", error_text(errno));
+      e.problem = fmt::format("cannot open it: {}", io::errno_text(errno));
     } else {
       if (const auto text = read_fd(fd, e.problem)) {
         e.record = record_from_text(*text, e.run, e.problem);
@@ -339,7 +322,7 @@ spool_claim::spool_claim(const fs::path& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd_ < 0) {
     state_ = errno == ENOENT ? status::gone : status::failed;
-    problem_ = fmt::format("cannot open {}: {}", path.string(), error_text(errno));
+    problem_ = fmt::format("cannot open {}: {}", path.string(), io::errno_text(errno));
     return;
   }
   int r = 0;
@@ -348,10 +331,10 @@ spool_claim::spool_claim(const fs::path& path) : path_(path) {
   } while (r != 0 && errno == EINTR);
   if (r != 0) {
     state_ = errno == EWOULDBLOCK ? status::busy : status::failed;
-    problem_ = fmt::format("cannot lock {}: {}", path.string(), error_text(errno));
+    problem_ = fmt::format("cannot lock {}: {}", path.string(), io::errno_text(errno));
   } else if (struct stat st{}; ::fstat(fd_, &st) != 0) {
     state_ = status::failed;
-    problem_ = fmt::format("cannot stat {}: {}", path.string(), error_text(errno));
+    problem_ = fmt::format("cannot stat {}: {}", path.string(), io::errno_text(errno));
   } else {
     // Removed by the client that held the lock between our open and our lock.
     state_ = st.st_nlink == 0 ? status::gone : status::claimed;
@@ -378,18 +361,18 @@ bool spool_claim::remove(std::string& problem) {
   struct stat ours {};
   struct stat named {};
   if (fd_ < 0 || ::fstat(fd_, &ours) != 0) {
-    problem = fd_ < 0 ? problem_ : fmt::format("cannot stat it: {}", error_text(errno));
+    problem = fd_ < 0 ? problem_ : fmt::format("cannot stat it: {}", io::errno_text(errno));
     return false;
   }
   if (::lstat(path_.c_str(), &named) != 0) {
     if (errno == ENOENT) return true;
-    problem = fmt::format("cannot stat {}: {}", path_.string(), error_text(errno));
+    problem = fmt::format("cannot stat {}: {}", path_.string(), io::errno_text(errno));
     return false;
   }
   // A newer report for the run was renamed over ours meanwhile: it is not ours to remove.
   if (!same_file(ours, named)) return true;
   if (::unlink(path_.c_str()) != 0 && errno != ENOENT) {
-    problem = fmt::format("cannot remove {}: {}", path_.string(), error_text(errno));
+    problem = fmt::format("cannot remove {}: {}", path_.string(), io::errno_text(errno));
     return false;
   }
   return true;
@@ -403,7 +386,7 @@ std::optional<fs::path> spool_claim::set_aside(std::string& problem) {
     return std::nullopt;
   }
   if (::rename(path_.c_str(), bad.c_str()) != 0) {
-    problem = fmt::format("cannot rename it to {}: {}", bad.string(), error_text(errno));
+    problem = fmt::format("cannot rename it to {}: {}", bad.string(), io::errno_text(errno));
     return std::nullopt;
   }
   return bad;
@@ -434,25 +417,13 @@ void daemon_spool_link::close() {
 
 bool daemon_spool_link::connect(std::string& why) {
   if (address_.remote) return connect_remote(why);
-  const std::string& path = address_.path;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) {
-    why = fmt::format("socket path '{}' is too long ({} bytes, at most {})", path, path.size(),
-                      sizeof(addr.sun_path) - 1);
-    return false;
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd_ < 0) {
-    why = fmt::format("cannot create a socket: {}", error_text(errno));
-    return false;
-  }
   // Non-blocking: a Unix socket connects at once or not at all (EAGAIN: sweepd's backlog is full).
-  if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-    why = fmt::format("cannot connect to sweepd at {}: {}", name_, error_text(errno));
+  const auto fd = io::connect_unix(address_.path, {true, name_});
+  if (!fd) {
+    why = fd.error().message;
     return false;
   }
+  fd_ = *fd;
   return true;
 }
 
@@ -467,18 +438,12 @@ bool daemon_spool_link::connect_remote(std::string& why) {
   fd_ = tls_->fd();
   // The first line authenticates the connection; the token goes nowhere else (not in the spool
   // file, not in a message).
-  const auto hello = exchange({{"op", "hello"}, {"token", token_}}, until, why);
+  const auto hello = exchange(core::request_json(core::hello_request{token_}), until, why);
   if (!hello) return false;
   if ((*hello)["ok"] != true) {
-    const json& error = (*hello)["error"];
-    const auto text = [&](const char* key) {
-      const auto it = error.is_object() ? error.find(key) : error.end();
-      return it != error.end() && it->is_string() ? printable(it->get<std::string>(), 200)
-                                                  : std::string("-");
-    };
+    const shown_error e = shown_error_of(*hello, 200);
     // A refused hello is not sweepd's word on any report: the files stay for a right token.
-    why = fmt::format("sweepd at {} refused the connection: {}: {}", name_, text("code"),
-                      text("message"));
+    why = fmt::format("sweepd at {} refused the connection: {}: {}", name_, e.code, e.message);
     refused_ = true;
     return false;
   }
@@ -499,7 +464,7 @@ std::optional<json> daemon_spool_link::exchange(const json& request, steady::tim
       const int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
       if (ready > 0) return true;
       if (ready < 0 && errno != EINTR) {
-        why = fmt::format("cannot wait for sweepd: {}", error_text(errno));
+        why = fmt::format("cannot wait for sweepd: {}", io::errno_text(errno));
         return false;
       }
     }
@@ -518,7 +483,7 @@ std::optional<json> daemon_spool_link::exchange(const json& request, steady::tim
       } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         if (!wait(POLLOUT)) return std::nullopt;
       } else if (n < 0 && errno != EINTR) {
-        why = fmt::format("cannot send to sweepd at {}: {}", name_, error_text(errno));
+        why = fmt::format("cannot send to sweepd at {}: {}", name_, io::errno_text(errno));
         return std::nullopt;
       }
     }
@@ -527,13 +492,7 @@ std::optional<json> daemon_spool_link::exchange(const json& request, steady::tim
     if (const auto nl = buffer_.find('\n'); nl != std::string::npos) {
       const std::string reply_line = buffer_.substr(0, nl);
       buffer_.erase(0, nl + 1);
-      json reply = json::parse(reply_line, nullptr, false);
-      if (reply.is_object()) {
-        if (const auto ok = reply.find("ok"); ok != reply.end() && ok->is_boolean()) return reply;
-      }
-      why = fmt::format("sweepd at {} sent a reply sweepctl does not understand: {}", name_,
-                        printable(reply_line, 200));
-      return std::nullopt;
+      return protocol_reply(reply_line, name_, why);
     }
     char chunk[4096];
     ssize_t n = 0;
@@ -557,7 +516,7 @@ std::optional<json> daemon_spool_link::exchange(const json& request, steady::tim
       why = fmt::format("sweepd at {} closed the connection", name_);
       return std::nullopt;
     } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-      why = fmt::format("cannot read from sweepd at {}: {}", name_, error_text(errno));
+      why = fmt::format("cannot read from sweepd at {}: {}", name_, io::errno_text(errno));
       return std::nullopt;
     }
   }
@@ -670,11 +629,13 @@ delivery deliver_spool_file(const fs::path& path, std::string_view socket, spool
   auto reply = link->call(record->report, why);
   if (!reply) return no_reply(why);
   std::optional<json> register_reply;
-  if ((*reply)["ok"] != true && error_of(*reply).first == "unknown_run") {
+  if ((*reply)["ok"] != true && core::error_of_reply(*reply).code == "unknown_run") {
     // sweepd no longer knows the run (a fresh state file, or it never got the register).
     register_reply = link->call(record->register_request, why);
     if (!register_reply) return no_reply(why);
-    if (!link->call({{"op", "start"}, {"run", record->run}}, why)) return no_reply(why);
+    if (!link->call(core::request_json(core::start_request{record->run}), why)) {
+      return no_reply(why);
+    }
     reply = link->call(record->report, why);
     if (!reply) return no_reply(why);
   }
@@ -686,18 +647,18 @@ delivery deliver_spool_file(const fs::path& path, std::string_view socket, spool
     if (!claim.remove(problem)) d.message = "but " + problem;
     return d;
   }
-  auto [code, message] = error_of(*reply);
+  shown_error refusal = shown_error_of(*reply, 300);
   // Still unknown after a register: the register's refusal is sweepd's word on the report.
-  if (code == "unknown_run" && register_reply && (*register_reply)["ok"] != true) {
-    std::tie(code, message) = error_of(*register_reply);
+  if (refusal.code == "unknown_run" && register_reply && (*register_reply)["ok"] != true) {
+    refusal = shown_error_of(*register_reply, 300);
   }
-  if (is_transient(code)) {
-    d.code = code;
-    return no_reply(fmt::format("sweepd answered {}: {}", code, message));
+  if (is_transient(refusal.code)) {
+    d.code = refusal.code;
+    return no_reply(fmt::format("sweepd answered {}: {}", refusal.code, refusal.message));
   }
   d.what = delivery::outcome::refused;
-  d.code = std::move(code);
-  d.message = std::move(message);
+  d.code = std::move(refusal.code);
+  d.message = std::move(refusal.message);
   if (!claim.remove(problem)) d.message += fmt::format(" (and {})", problem);
   return d;
 }

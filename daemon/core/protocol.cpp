@@ -6,6 +6,7 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <initializer_list>
 
 #include "core/config.hpp"
@@ -352,6 +353,109 @@ std::string known_ops() {
   return names;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Encoding: each writer is the inverse of its reader above.
+
+/// Integral values go on the wire as integers ("progress":1200, not 1200.0), as people write them.
+json number_json(double v) {
+  constexpr double exact_integer_limit = 9007199254740992.0;  // 2^53
+  if (std::trunc(v) == v && std::fabs(v) < exact_integer_limit) {
+    return static_cast<std::int64_t>(v);
+  }
+  return v;
+}
+
+void put(json& j, const char* key, const std::optional<std::string>& v) {
+  if (v) j[key] = *v;
+}
+
+void put(json& j, const char* key, const std::optional<double>& v) {
+  if (v) j[key] = number_json(*v);
+}
+
+void put_flag(json& j, const char* key, bool v) {
+  if (v) j[key] = true;
+}
+
+void put_cursor(json& j, page_order order, const std::optional<page_cursor>& c) {
+  if (c) j["after"] = encode_cursor(order, *c);
+}
+
+/// Each request type as its op's name and fields.
+struct request_writer {
+  json& j;
+
+  void operator()(const hello_request& r) const {
+    j["op"] = "hello";
+    put(j, "token", r.token);
+  }
+  void operator()(const register_params& r) const {
+    run_op("register", r.run);
+    put(j, "sweep", r.sweep);
+    put_wandb_project(r.entity, r.project);
+    if (!r.suggestion.is_null()) j["suggestion"] = r.suggestion.value();
+    put_flag(j, "watch_peer", r.watch_peer);
+    put(j, "heartbeat_timeout_s", r.heartbeat_timeout_s);
+    put(j, "max_runtime_s", r.max_runtime_s);
+  }
+  void operator()(const start_request& r) const { run_op("start", r.run); }
+  void operator()(const heartbeat_params& r) const {
+    run_op("heartbeat", r.run);
+    put(j, "progress", r.progress);
+    put(j, "timeout_s", r.timeout_s);
+  }
+  void operator()(const complete_params& r) const {
+    run_op("complete", r.run);
+    put(j, "objective", r.objective);
+    put(j, "cost", r.cost);
+  }
+  void operator()(const fail_params& r) const {
+    run_op("fail", r.run);
+    j["error"] = r.error;
+  }
+  void operator()(const status_request&) const { j["op"] = "status"; }
+  void operator()(const show_request& r) const { run_op("show", r.run); }
+  void operator()(const list_request& r) const {
+    j["op"] = "list";
+    put(j, "sweep", r.sweep);
+    if (r.state) j["state"] = to_string(*r.state);
+    if (r.limit != default_list_limit) j["limit"] = r.limit;
+    put_cursor(j, page_order::registered, r.after);
+  }
+  void operator()(const observations_request& r) const {
+    j["op"] = "observations";
+    put(j, "sweep", r.sweep);
+    if (r.limit) j["limit"] = *r.limit;
+    put_cursor(j, page_order::finished, r.after);
+  }
+  void operator()(const resync_request& r) const { run_op("resync", r.run); }
+  void operator()(const reconcile_request& r) const {
+    j["op"] = "reconcile";
+    j["sweep"] = r.sweep;
+    put_wandb_project(r.entity, r.project);
+    put_flag(j, "apply", r.apply);
+    put(j, "stale_after_s", r.stale_after_s);
+  }
+
+ private:
+  void run_op(const char* op, const std::string& run) const {
+    j["op"] = op;
+    j["run"] = run;
+  }
+  void put_wandb_project(const std::optional<std::string>& entity,
+                         const std::optional<std::string>& project) const {
+    put(j, "entity", entity);
+    put(j, "project", project);
+  }
+};
+
+/// A string member of `error`, cut to what an error message may hold; empty when it is not one.
+std::string error_part(const json& error, std::string_view key) {
+  const auto it = error.find(key);
+  if (it == error.end() || !it->is_string()) return {};
+  return truncate_utf8(it->get<std::string>(), max_error_bytes);
+}
+
 }  // namespace
 
 bool is_valid_run_id(std::string_view id) {
@@ -437,6 +541,23 @@ parse_result parse_request(std::string_view line) {
     out.req = std::move(req);
   }
   return out;
+}
+
+json request_json(const request& r) {
+  json j = json::object();
+  std::visit(request_writer{j}, r);
+  return j;
+}
+
+std::string encode_request(const request& r) {
+  return request_json(r).dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+reply_error error_of_reply(const json& reply) {
+  if (!reply.is_object()) return {};
+  const auto error = reply.find("error");
+  if (error == reply.end() || !error->is_object()) return {};
+  return {error_part(*error, "code"), error_part(*error, "message")};
 }
 
 std::vector<std::string_view> op_names() {

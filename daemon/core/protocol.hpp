@@ -39,13 +39,21 @@ inline constexpr std::size_t max_token_bytes = 1024;
 /// and it is ignored there.
 struct hello_request {
   std::optional<std::string> token;
+
+  friend bool operator==(const hello_request&, const hello_request&) = default;
 };
-struct status_request {};
+struct status_request {
+  friend bool operator==(const status_request&, const status_request&) = default;
+};
 struct start_request {
   std::string run;
+
+  friend bool operator==(const start_request&, const start_request&) = default;
 };
 struct show_request {
   std::string run;
+
+  friend bool operator==(const show_request&, const show_request&) = default;
 };
 /// Reconcile a sweep's W&B runs stuck in a live state: dry run unless `apply`.
 struct reconcile_request {
@@ -54,10 +62,14 @@ struct reconcile_request {
   std::optional<std::string> project;
   bool apply = false;
   std::optional<double> stale_after_s;
+
+  friend bool operator==(const reconcile_request&, const reconcile_request&) = default;
 };
 /// Queue the run's current state for its W&B summary again (e.g. after a dead letter).
 struct resync_request {
   std::string run;
+
+  friend bool operator==(const resync_request&, const resync_request&) = default;
 };
 /// Where a page of `list` or `observations` ended: the sort key of its last entry, (time in
 /// milliseconds since the epoch, run id). The next page starts strictly after it.
@@ -75,11 +87,15 @@ struct list_request {
   std::optional<run_state> state;
   std::size_t limit = default_list_limit;
   std::optional<page_cursor> after;
+
+  friend bool operator==(const list_request&, const list_request&) = default;
 };
 struct observations_request {
   std::optional<std::string> sweep;
   std::optional<std::size_t> limit;  // none: as many as fit in one reply
   std::optional<page_cursor> after;
+
+  friend bool operator==(const observations_request&, const observations_request&) = default;
 };
 
 using request = std::variant<hello_request, register_params, start_request, heartbeat_params,
@@ -99,6 +115,13 @@ struct parse_result {
 /// bounded; unknown fields are refused so that a typo never passes silently.
 parse_result parse_request(std::string_view line);
 
+/// `r` as its wire object, the inverse of parse_request(): parse_request(encode_request(r)) gives
+/// `r` back for every request parse_request() accepts. Absent optional fields, false flags and the
+/// default list limit are left out; integral numbers are written as integers.
+nlohmann::json request_json(const request& r);
+/// `r` as one request line with its '\n' (request_json(), dumped).
+std::string encode_request(const request& r);
+
 /// The name of every op, in the order the protocol lists them.
 std::vector<std::string_view> op_names();
 
@@ -116,6 +139,15 @@ std::optional<page_cursor> decode_cursor(page_order order, std::string_view text
 
 /// Cuts `s` to at most `max_bytes` without splitting a UTF-8 sequence.
 std::string truncate_utf8(std::string s, std::size_t max_bytes);
+
+/// What an error reply ({"ok":false,"error":{"code","message"}}) says. A reply is untrusted: a
+/// part that is missing or not a string comes back empty, and each is cut to max_error_bytes.
+struct reply_error {
+  std::string code;
+  std::string message;
+};
+/// The code and message of `reply`'s "error" object; never throws, whatever `reply` is.
+reply_error error_of_reply(const nlohmann::json& reply);
 
 /// {"ok":false,"error":{"code","message"}} as one line with its '\n'.
 std::string error_reply(const error& e);

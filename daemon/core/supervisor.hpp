@@ -60,23 +60,31 @@ struct register_params {
   bool watch_peer = false;
   std::optional<double> heartbeat_timeout_s;
   std::optional<double> max_runtime_s;
+
+  friend bool operator==(const register_params&, const register_params&) = default;
 };
 
 struct heartbeat_params {
   std::string run;
   std::optional<double> progress;
   std::optional<double> timeout_s;
+
+  friend bool operator==(const heartbeat_params&, const heartbeat_params&) = default;
 };
 
 struct complete_params {
   std::string run;
   std::optional<double> objective;
   std::optional<double> cost;
+
+  friend bool operator==(const complete_params&, const complete_params&) = default;
 };
 
 struct fail_params {
   std::string run;
   std::string error;
+
+  friend bool operator==(const fail_params&, const fail_params&) = default;
 };
 
 /// A run reconcile takes over from what W&B shows: it never talked to sweepd.

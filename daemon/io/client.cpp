@@ -7,6 +7,7 @@
 
 #include <cerrno>
 
+#include "core/protocol.hpp"
 #include "io/posix.hpp"
 
 namespace sweepd::io {
@@ -81,11 +82,9 @@ bool client::connect(const daemon_address& address, const tls_client_options& tl
     return false;
   }
   if (hello->value("ok", false) != true) {
-    const auto& e = (*hello)["error"];
-    const std::string code = e.is_object() ? e.value("code", std::string()) : std::string();
-    const std::string message = e.is_object() ? e.value("message", std::string()) : std::string();
+    const core::reply_error e = core::error_of_reply(*hello);
     error_ = fmt::format("sweepd at {} refused the connection: {}: {}", path_,
-                         code.empty() ? "forbidden" : code, message);
+                         e.code.empty() ? "forbidden" : e.code, e.message);
     refused_ = true;
     close();
     return false;

@@ -827,8 +827,8 @@ TEST_F(SweepctlFake, ListFollowsNextUpToItsLimitOnOneConnection) {
       {{"ok", true},
        {"runs", {run_entry("a"), run_entry("b")}},
        {"truncated", true},
-       {"next", "c1"}},
-      {{"ok", true}, {"runs", {run_entry("c")}}, {"truncated", true}, {"next", "c2"}},
+       {"next", "r1:1:b"}},
+      {{"ok", true}, {"runs", {run_entry("c")}}, {"truncated", true}, {"next", "r1:2:c"}},
       {{"ok", true}, {"runs", {run_entry("d")}}, {"truncated", false}},
   });
   auto r = run({"--json", "list", "--sweep", "s1", "--limit", "4"});
@@ -838,21 +838,22 @@ TEST_F(SweepctlFake, ListFollowsNextUpToItsLimitOnOneConnection) {
   EXPECT_EQ(shown["runs"][3]["run"], "d");
   EXPECT_EQ(shown["truncated"], false);
   EXPECT_FALSE(shown.contains("next"));
-  EXPECT_EQ(requests_of(server_),
-            (std::vector<json>{{{"op", "list"}, {"sweep", "s1"}, {"limit", 4}},
-                               {{"op", "list"}, {"sweep", "s1"}, {"limit", 2}, {"after", "c1"}},
-                               {{"op", "list"}, {"sweep", "s1"}, {"limit", 1}, {"after", "c2"}}}));
+  EXPECT_EQ(
+      requests_of(server_),
+      (std::vector<json>{{{"op", "list"}, {"sweep", "s1"}, {"limit", 4}},
+                         {{"op", "list"}, {"sweep", "s1"}, {"limit", 2}, {"after", "r1:1:b"}},
+                         {{"op", "list"}, {"sweep", "s1"}, {"limit", 1}, {"after", "r1:2:c"}}}));
 }
 
 TEST_F(SweepctlFake, ListStopsAtItsLimitAndSaysHowToGoOn) {
   server_.answer_each({
-      {{"ok", true}, {"runs", {run_entry("a")}}, {"truncated", true}, {"next", "c1"}},
-      {{"ok", true}, {"runs", {run_entry("b")}}, {"truncated", true}, {"next", "c2"}},
+      {{"ok", true}, {"runs", {run_entry("a")}}, {"truncated", true}, {"next", "r1:1:b"}},
+      {{"ok", true}, {"runs", {run_entry("b")}}, {"truncated", true}, {"next", "r1:2:c"}},
   });
   auto r = run({"list", "--limit", "2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.out, "only the first 2 runs are shown")) << r.out;
-  EXPECT_TRUE(contains(r.out, "sweepctl list --after c2 shows the next ones")) << r.out;
+  EXPECT_TRUE(contains(r.out, "sweepctl list --after r1:2:c shows the next ones")) << r.out;
   EXPECT_EQ(server_.requests().size(), 2u);
 }
 
@@ -861,7 +862,7 @@ TEST_F(SweepctlFake, ObservationsReadEveryPage) {
       {{"ok", true},
        {"observations", {observation_entry("r1")}},
        {"truncated", true},
-       {"next", "f1"}},
+       {"next", "f1:1:r1"}},
       {{"ok", true},
        {"observations", {observation_entry("r2"), observation_entry("r3")}},
        {"truncated", false}},
@@ -873,16 +874,16 @@ TEST_F(SweepctlFake, ObservationsReadEveryPage) {
   EXPECT_EQ(shown["truncated"], false);
   EXPECT_EQ(requests_of(server_),
             (std::vector<json>{{{"op", "observations"}, {"sweep", "s1"}},
-                               {{"op", "observations"}, {"sweep", "s1"}, {"after", "f1"}}}));
+                               {{"op", "observations"}, {"sweep", "s1"}, {"after", "f1:1:r1"}}}));
   server_.answer_each({{{"ok", true},
                         {"observations", {observation_entry("r1")}},
                         {"truncated", true},
-                        {"next", "f1"}}});
+                        {"next", "f1:1:r1"}}});
   r = run({"observations", "--limit", "1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.out,
                        "only the first 1 observations are shown; sweepctl observations "
-                       "--after f1 shows the next ones"))
+                       "--after f1:1:r1 shows the next ones"))
       << r.out;
 }
 
@@ -891,7 +892,7 @@ TEST_F(SweepctlFake, APageThatDoesNotMoveOnStops) {
       {{"ok", true},
        {"observations", {observation_entry("r1")}},
        {"truncated", true},
-       {"next", "same"}},
+       {"next", "f1:1:r1"}},
   });
   auto r = run({"observations"});
   EXPECT_EQ(r.exit_code, 1);
