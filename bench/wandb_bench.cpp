@@ -54,11 +54,13 @@ double deliver(int runs, std::size_t in_flight, std::chrono::milliseconds latenc
   auto work = boost::asio::make_work_guard(io);
   sweepd::app::wandb_sink sink(io, *journal);
   const std::string key = wandb.api_key();
-  if (auto err = sink.start(cfg, [&](std::string_view n) -> std::optional<std::string> {
-        if (n == "WANDB_API_KEY") return key;
-        return std::nullopt;
-      })) {
-    std::fprintf(stderr, "%s\n", err->c_str());
+  if (auto started = sink.start(cfg,
+                                [&](std::string_view n) -> std::optional<std::string> {
+                                  if (n == "WANDB_API_KEY") return key;
+                                  return std::nullopt;
+                                });
+      !started) {
+    std::fprintf(stderr, "%s\n", started.error().message.c_str());
     std::exit(1);
   }
   std::thread loop([&] { io.run(); });

@@ -96,11 +96,13 @@ delivery_figures deliver_one(const std::string& summary) {
   auto work = asio::make_work_guard(io);
   sweepd::app::wandb_sink sink(io, *journal);
   const std::string key = wandb.api_key();
-  if (auto err = sink.start(cfg, [&](std::string_view n) -> std::optional<std::string> {
-        if (n == "WANDB_API_KEY") return key;
-        return std::nullopt;
-      })) {
-    std::fprintf(stderr, "%s\n", err->c_str());
+  if (auto started = sink.start(cfg,
+                                [&](std::string_view n) -> std::optional<std::string> {
+                                  if (n == "WANDB_API_KEY") return key;
+                                  return std::nullopt;
+                                });
+      !started) {
+    std::fprintf(stderr, "%s\n", started.error().message.c_str());
     std::exit(1);
   }
 

@@ -134,7 +134,7 @@ std::optional<std::string> daemon::open() {
   server_.set_limits(server_limits(cfg_));
   if (auto err = restore_from_journal()) return err;
   sink_ = std::make_unique<wandb_sink>(io_, *journal_, clock_);
-  if (auto err = sink_->start(cfg_)) return err;
+  if (auto started = sink_->start(cfg_); !started) return started.error().message;
   reconciler_ = std::make_unique<reconciler>(
       io_, runs_, *sink_,
       [this](std::span<const core::run_change> adopted) {
@@ -181,9 +181,10 @@ void daemon::prune_expired_runs() {
                           core::seconds_d(cfg_.state.retention));
   const auto pruned = runs_.prune(cutoff);
   if (pruned.empty()) return;
-  if (auto err = journal_->prune(pruned)) {
+  if (auto done = journal_->prune(pruned); !done) {
     // Already forgotten in memory; the rows are pruned again after the next restart.
-    spdlog::error("pruning {} runs from the journal failed: {}", pruned.size(), *err);
+    spdlog::error("pruning {} runs from the journal failed: {}", pruned.size(),
+                  done.error().message);
     return;
   }
   spdlog::info("pruned {} runs finished more than {}s ago (state.retention)", pruned.size(),
@@ -405,8 +406,8 @@ std::string daemon::resync(const core::run_record& run) {
     return core::error_reply({core::error_code::unavailable,
                               "wandb.mode is disabled: sweepd keeps no W&B writes to resync"});
   }
-  if (auto err = sink_->resync(run)) {
-    spdlog::error("resync of run {} could not be stored: {}", run.id, *err);
+  if (auto queued = sink_->resync(run); !queued) {
+    spdlog::error("resync of run {} could not be stored: {}", run.id, queued.error().message);
     return core::error_reply({core::error_code::internal,
                               "sweepd could not queue the W&B write; nothing was changed "
                               "(see the daemon's log)"});

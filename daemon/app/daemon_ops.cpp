@@ -40,8 +40,10 @@ std::optional<std::string> daemon::journal_commit(std::span<const core::run_chan
                                                   bool to_outbox,
                                                   std::vector<core::outbox_entry>* queued) {
   const auto started = clock_.mono();
-  auto err = journal_->commit(changes, runs_, to_outbox, queued);
-  metrics_.commit(changes, core::seconds_between(started, clock_.mono()), !err);
+  auto committed = journal_->commit(changes, runs_, to_outbox, queued);
+  metrics_.commit(changes, core::seconds_between(started, clock_.mono()), committed.has_value());
+  std::optional<std::string> err;
+  if (!committed) err = std::move(committed.error().message);
   last_commit_error_ = err.value_or("");
   if (auto failing = journal_->checkpoint_failure()) spdlog::warn("{}", *failing);
   return err;

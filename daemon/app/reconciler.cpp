@@ -191,8 +191,8 @@ asio::awaitable<std::variant<std::size_t, core::error>> reconciler::apply(
   for (const core::reconcile_decision& d : decisions) {
     if (d.what != action::repair) continue;
     if (const core::run_record* known = runs_.find(d.run)) {
-      if (auto err = sink_.resync(*known)) {
-        spdlog::error("reconcile: re-queueing run {} failed: {}", d.run, *err);
+      if (auto queued = sink_.resync(*known); !queued) {
+        spdlog::error("reconcile: re-queueing run {} failed: {}", d.run, queued.error().message);
       }
     }
   }

@@ -31,15 +31,15 @@ io::authentication refuse(std::string message) {
 std::optional<std::string> daemon::open_remote() {
   if (cfg_.remote.listen.empty()) return std::nullopt;
   auto tls = io::load_server_tls(cfg_.remote.cert_file, cfg_.remote.key_file);
-  if (!tls.context) return tls.error;
+  if (!tls) return tls.error().message;
   auto tokens = io::token_store::load(cfg_.remote.tokens_file);
-  if (!tokens.store) return fmt::format("remote.tokens_file: {}", tokens.error);
-  if (tokens.store->size() == 0) {
+  if (!tokens) return fmt::format("remote.tokens_file: {}", tokens.error().message);
+  if (tokens->size() == 0) {
     spdlog::warn("remote.tokens_file {} lists no token: every remote connection is refused",
                  cfg_.remote.tokens_file);
   }
-  tokens_ = std::move(tokens.store);
-  return server_.open_remote(remote_options_of(cfg_), std::move(tls.context),
+  tokens_ = std::move(*tokens);
+  return server_.open_remote(remote_options_of(cfg_), std::move(*tls),
                              [this](std::string_view line, const std::string& address) {
                                return authenticate(line, address);
                              });
@@ -54,15 +54,15 @@ void daemon::reload_remote() {
   }
   const io::remote_options options = remote_options_of(cfg_);
   server_.set_remote_limits(options.handshake_timeout, options.max_connections);
-  if (auto tls = io::load_server_tls(cfg_.remote.cert_file, cfg_.remote.key_file); tls.context) {
-    server_.set_tls_context(std::move(tls.context));
+  if (auto tls = io::load_server_tls(cfg_.remote.cert_file, cfg_.remote.key_file); tls) {
+    server_.set_tls_context(std::move(*tls));
     spdlog::info("remote: certificate {} and key {} reloaded", cfg_.remote.cert_file,
                  cfg_.remote.key_file);
   } else {
-    spdlog::error("remote: {}; keeping the certificate and key in use", tls.error);
+    spdlog::error("remote: {}; keeping the certificate and key in use", tls.error().message);
   }
-  if (auto tokens = io::token_store::load(cfg_.remote.tokens_file); tokens.store) {
-    tokens_ = std::move(tokens.store);
+  if (auto tokens = io::token_store::load(cfg_.remote.tokens_file); tokens) {
+    tokens_ = std::move(*tokens);
     spdlog::info("remote: {} token(s) reloaded from {}", tokens_->size(), cfg_.remote.tokens_file);
     // A token taken out of the file is revoked: the connections it opened must not outlive it.
     const auto closed = server_.close_remote_of(
@@ -72,7 +72,7 @@ void daemon::reload_remote() {
                    principal, cfg_.remote.tokens_file, count);
     }
   } else {
-    spdlog::error("remote.tokens_file: {}; keeping the {} token(s) in use", tokens.error,
+    spdlog::error("remote.tokens_file: {}; keeping the {} token(s) in use", tokens.error().message,
                   tokens_->size());
   }
 }

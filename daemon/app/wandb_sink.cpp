@@ -76,18 +76,18 @@ wandb_setup resolve_wandb(const core::config& cfg, const io::env_lookup& env) {
   return out;
 }
 
-std::optional<std::string> wandb_sink::start(const core::config& cfg, const io::env_lookup& env) {
+core::result<void> wandb_sink::start(const core::config& cfg, const io::env_lookup& env) {
   prefix_ = cfg.wandb.summary_prefix;
   state_names_ = cfg.wandb.state_names;
   queue_.set_policy(policy_from(cfg));
   const wandb_setup setup = resolve_wandb(cfg, env);
-  if (!setup.error.empty()) return setup.error;
-  mode_ = std::string(core::to_string(setup.mode));
+  if (!setup.error.empty()) return core::failure{setup.error};
+  mode_ = setup.mode;
   if (setup.mode != core::config::wandb_mode::online) {
     if (cfg.wandb.mode == core::config::wandb_mode::auto_) {
       spdlog::info("W&B: no API key found, mode offline (writes wait in the outbox)");
     }
-    return std::nullopt;
+    return {};
   }
   client_ =
       std::make_unique<io::wandb_client>(io_, *setup.base, *setup.key, timeout_of(cfg), clock_);
@@ -104,7 +104,7 @@ std::optional<std::string> wandb_sink::start(const core::config& cfg, const io::
   }
   settle();
   asio::co_spawn(io_, loop(), rethrow_if_failed);
-  return std::nullopt;
+  return {};
 }
 
 void wandb_sink::reconfigure(const core::config& cfg) {
@@ -132,7 +132,7 @@ void wandb_sink::stop(std::function<void()> on_idle) {
 }
 
 nlohmann::json wandb_sink::status() const {
-  nlohmann::json s = {{"mode", mode_},
+  nlohmann::json s = {{"mode", mode()},
                       {"pending", journal_.outbox_pending()},
                       {"in_flight", queue_.in_flight()},
                       {"dead", journal_.outbox_dead()}};
@@ -213,9 +213,9 @@ void wandb_sink::settle() {
   for (const core::dead_letter& d : settled.dead) {
     spdlog::warn("W&B write for run {} dead-lettered (outbox {}): {}", d.run, d.seq, d.reason);
   }
-  if (auto err = journal_.settle(settled, superseded, clock_.wall())) {
+  if (auto stored = journal_.settle(settled, superseded, clock_.wall()); !stored) {
     // The rows stay pending on disk: after a restart they are sent again (at-least-once).
-    spdlog::error("recording W&B deliveries in the journal failed: {}", *err);
+    spdlog::error("recording W&B deliveries in the journal failed: {}", stored.error().message);
   }
 }
 
@@ -237,17 +237,17 @@ nlohmann::json wandb_sink::delivery_of(const core::run_record& run) {
     converging = converging || live->converging;
   }
   if (converging) j["converging"] = true;
-  if (!online()) j["mode"] = mode_;
+  if (!online()) j["mode"] = mode();
   return j;
 }
 
-std::optional<std::string> wandb_sink::resync(const core::run_record& run) {
+core::result<void> wandb_sink::resync(const core::run_record& run) {
   auto queued = journal_.requeue_latest(run);
-  if (auto* err = std::get_if<std::string>(&queued)) return *err;
+  if (!queued) return queued.error();
   std::vector<core::outbox_entry> entries;
-  entries.push_back(std::move(std::get<core::outbox_entry>(queued)));
+  entries.push_back(std::move(*queued));
   enqueue(std::move(entries));
-  return std::nullopt;
+  return {};
 }
 
 }  // namespace sweepd::app

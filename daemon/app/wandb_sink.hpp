@@ -14,6 +14,7 @@
 #include "app/metrics.hpp"
 #include "core/config.hpp"
 #include "core/delivery.hpp"
+#include "core/result.hpp"
 #include "io/clock.hpp"
 #include "io/credentials.hpp"
 #include "io/journal.hpp"
@@ -47,10 +48,10 @@ class wandb_sink {
   wandb_sink(asio::io_context& io, io::journal& journal, io::clock& time = io::real_clock());
 
   /// Resolves the mode (auto → online when a key is found, else offline) and, when online, loads
-  /// the pending outbox. An error when online is asked for and no key is found.
+  /// the pending outbox. A failure when online is asked for and no key is found.
   /// `env` is where $WANDB_API_KEY and friends are looked up (the process environment by default).
-  std::optional<std::string> start(const core::config& cfg,
-                                   const io::env_lookup& env = io::process_environment());
+  core::result<void> start(const core::config& cfg,
+                           const io::env_lookup& env = io::process_environment());
   /// Replaces the delivery policy derived from the config (tests shorten the re-check schedule).
   void override_policy(core::delivery_policy policy);
   /// Queues freshly committed outbox rows (in commit order).
@@ -66,15 +67,15 @@ class wandb_sink {
   /// One run's W&B delivery for `show`: {status, pending, dead, attempts, last_error,
   /// last_delivered_at, in_flight, converging}.
   nlohmann::json delivery_of(const core::run_record& run);
-  /// Queues the run's newest transition again (`resync`); an error message when it could not be
-  /// stored.
-  std::optional<std::string> resync(const core::run_record& run);
+  /// Queues the run's newest transition again (`resync`); a failure when it could not be stored.
+  core::result<void> resync(const core::run_record& run);
   /// {mode, pending, in_flight, dead, last_error} for `status`.
   nlohmann::json status() const;
-  const std::string& mode() const { return mode_; }
+  /// The mode's name for logs, `status` and metrics: "online", "offline" or "disabled".
+  std::string_view mode() const { return core::to_string(mode_); }
   /// The W&B client when online (reconcile reads W&B with it), else nullptr.
   io::wandb_client* client() { return client_.get(); }
-  bool online() const { return mode_ == "online"; }
+  bool online() const { return mode_ == core::config::wandb_mode::online; }
   /// Counts each W&B request and its duration there from now on (nullptr: nowhere).
   void set_metrics(daemon_metrics* metrics) { metrics_ = metrics; }
 
@@ -91,7 +92,7 @@ class wandb_sink {
   asio::io_context& io_;
   io::journal& journal_;
   io::clock& clock_;
-  std::string mode_ = "offline";
+  core::config::wandb_mode mode_ = core::config::wandb_mode::offline;  // never auto_
   std::string prefix_;
   std::map<std::string, std::string> state_names_;
   core::delivery_queue queue_{{}};

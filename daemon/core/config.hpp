@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/enum_print.hpp"
 #include "core/errors.hpp"
 
 namespace sweepd::core {

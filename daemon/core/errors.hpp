@@ -3,6 +3,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/enum_print.hpp"
+
 namespace sweepd::core {
 
 /// Error codes of protocol v1 (DESIGN §3). `ok` is not an error and is never sent as a code.

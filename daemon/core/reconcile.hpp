@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/enum_print.hpp"
 #include "core/run.hpp"
 #include "core/supervisor.hpp"
 #include "core/time.hpp"

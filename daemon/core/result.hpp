@@ -5,6 +5,7 @@
 // access is a located exception instead of undefined behaviour. Header-only: core stays free of
 // I/O and of any compiled Boost library.
 #include <boost/system/result.hpp>
+#include <ostream>
 #include <stdexcept>
 #include <string>
 
@@ -15,12 +16,20 @@ namespace sweepd::core {
 /// Protocol errors, which carry a wire code, are core::error (errors.hpp).
 struct failure {
   std::string message;
+
+  friend bool operator==(const failure&, const failure&) = default;
+  /// The message; lets gtest (and result's own operator<<) print a result.
+  friend std::ostream& operator<<(std::ostream& os, const failure& f) { return os << f.message; }
 };
 
 /// A T, or why there is none: `if (!r) log(r.error().message); use(*r);`. The error type is
 /// `failure` unless a caller needs more (say, to tell a missing file from an unreadable one).
 template <class T, class E = failure>
 using result = boost::system::result<T, E>;
+
+/// A result<void> that succeeded, for tests: EXPECT_EQ(j.commit(...), core::success) prints the
+/// failure's message when there is one.
+inline const result<void> success{};
 
 /// Called by result::value() on an error: reading a value that is not there is a bug, so it
 /// throws (and names the failure) rather than carry on.

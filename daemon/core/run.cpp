@@ -185,23 +185,32 @@ nlohmann::json run_summary_json(const run_record& run, instant now) {
   return j;
 }
 
-nlohmann::json run_detail_json(const run_record& run, instant now) {
-  nlohmann::json j = run_summary_json(run, now);
+void put_run_fields(nlohmann::json& j, const run_record& run) {
+  j["sweep"] = run.sweep.str();
   j["entity"] = run.entity.str();
   j["project"] = run.project.str();
   j["suggestion"] = run.suggestion.value();
   j["owner_uid"] = run.owner_uid;
   j["watch_peer"] = run.watch_peer;
-  if (run.watch_peer) j["peer_pid"] = run.peer_pid;
+  j["state"] = to_string(run.state);
+  j["reason"] = to_string(run.reason);
   j["heartbeat_timeout_s"] = seconds_or_off(run.heartbeat_timeout);
   j["max_runtime_s"] = seconds_or_off(run.max_runtime);
   j["stall_timeout_s"] = seconds_or_off(run.stall_timeout);
   put_optional(j, "progress", run.progress);
+  put_optional(j, "objective", run.objective);
+  put_optional(j, "cost", run.cost);
+  put_optional(j, "error", run.error);
+  put_optional(j, "late_by_s", run.late_by_s);
+}
+
+nlohmann::json run_detail_json(const run_record& run, instant now) {
+  nlohmann::json j = run_summary_json(run, now);
+  put_run_fields(j, run);
+  if (run.watch_peer) j["peer_pid"] = run.peer_pid;
   if (run.deadline != mono_time::max()) {
     j["deadline_in_s"] = seconds_between(now.mono, run.deadline);
   }
-  put_optional(j, "error", run.error);
-  put_optional(j, "late_by_s", run.late_by_s);
   if (run.finished_wall) j["finished_at"] = format_utc(*run.finished_wall);
   nlohmann::json history = nlohmann::json::array();
   for (const transition& t : run.history) history.push_back(transition_json(t));

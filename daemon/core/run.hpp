@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/enum_print.hpp"
 #include "core/json_text.hpp"
 #include "core/name_pool.hpp"
 #include "core/time.hpp"
@@ -148,6 +149,11 @@ std::string caller_name(std::uint32_t uid, std::string_view principal);
 /// The cost an observation reports: the given cost, else the runtime; either at least 1 ms,
 /// since Protein loaders take log(cost).
 double observation_cost(const run_record& run);
+
+/// The fields that every JSON form of a run (the `show` reply, the journal's record) writes under
+/// the same names in the same form: its sweep, settings, state and outcome. One encoder, so that
+/// a field added to the record is added to both forms alike.
+void put_run_fields(nlohmann::json& j, const run_record& run);
 
 /// JSON views of a run: the one-line summary of `list` and the full record of `show`.
 nlohmann::json run_summary_json(const run_record& run, instant now);

@@ -13,11 +13,6 @@ namespace {
 
 using json = nlohmann::json;
 
-template <typename T>
-void put(json& j, const char* key, const std::optional<T>& v) {
-  if (v) j[key] = *v;
-}
-
 /// An integer field as T, or an error when it is not an integer T can hold. nlohmann's own
 /// conversion is a plain cast: from a float too large for T (1e300) that is undefined behaviour,
 /// from a negative or wider integer a silently different number. sweepd writes these fields as
@@ -63,10 +58,6 @@ std::optional<T> get_optional(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
   return convert<T>(*it, key);
-}
-
-double seconds_of(mono_clock::duration d) {
-  return std::chrono::duration_cast<seconds_d>(d).count();
 }
 
 /// The monotonic point that lies as far before `now` as `then` lies before now's wall time.
@@ -138,26 +129,13 @@ std::optional<mono_clock::duration> stored_duration(double seconds) {
 }
 
 json encode_run(const run_record& r) {
-  json j = {{"id", r.id},
-            {"sweep", r.sweep.str()},
-            {"entity", r.entity.str()},
-            {"project", r.project.str()},
-            {"suggestion", r.suggestion.value()},
-            {"owner_uid", r.owner_uid},
-            {"watch_peer", r.watch_peer},
-            {"peer_pid", r.peer_pid},
-            {"state", to_string(r.state)},
-            {"reason", to_string(r.reason)},
-            {"registered_ms", to_unix_ms(r.registered_wall)},
-            {"heartbeat_timeout_s", seconds_of(r.heartbeat_timeout)},
-            {"max_runtime_s", seconds_of(r.max_runtime)},
-            {"stall_timeout_s", seconds_of(r.stall_timeout)}};
-  put(j, "progress", r.progress);
-  put(j, "objective", r.objective);
-  put(j, "cost", r.cost);
-  put(j, "error", r.error);
-  put(j, "runtime_s", r.runtime_s);
-  put(j, "late_by_s", r.late_by_s);
+  json j = json::object();
+  put_run_fields(j, r);
+  j["id"] = r.id;
+  j["peer_pid"] = r.peer_pid;
+  j["registered_ms"] = to_unix_ms(r.registered_wall);
+  // Stored whatever the state; the `show` reply gives it only for a run that ended.
+  if (r.runtime_s) j["runtime_s"] = *r.runtime_s;
   if (r.finished_wall) j["finished_ms"] = to_unix_ms(*r.finished_wall);
   if (r.peer_start_time != 0) j["peer_start_time"] = r.peer_start_time;
   if (!r.peer_boot_id.empty()) j["peer_boot_id"] = r.peer_boot_id.str();

@@ -334,12 +334,13 @@ http_client::http_client(asio::io_context& io, url base, std::chrono::millisecon
 
 http_client::~http_client() = default;
 
-std::optional<std::string> http_client::add_certificate_authority(std::string_view pem) {
-  if (!tls_) return "not an https:// base URL";
+core::result<void> http_client::add_certificate_authority(std::string_view pem) {
+  if (!tls_) return core::failure{"not an https:// base URL"};
   beast::error_code ec;
   tls_->add_certificate_authority(asio::buffer(pem.data(), pem.size()), ec);
-  if (ec) return fmt::format("cannot use the certificate authority: {}", ec.message());
-  return std::nullopt;
+  if (ec)
+    return core::failure{fmt::format("cannot use the certificate authority: {}", ec.message())};
+  return {};
 }
 
 asio::awaitable<http_result> http_client::post(

@@ -16,6 +16,8 @@ namespace boost::asio::ssl {
 class context;
 }  // namespace boost::asio::ssl
 
+#include "core/result.hpp"
+
 namespace sweepd::io {
 
 namespace detail {
@@ -92,8 +94,8 @@ class http_client {
   void set_max_response_body(std::uint64_t bytes) { max_response_body_ = bytes; }
   std::uint64_t max_response_body() const { return max_response_body_; }
   /// Trusts the PEM certificate(s) in addition to the system CA store (a private CA of a
-  /// self-hosted server, tests); an error message when the PEM cannot be used.
-  std::optional<std::string> add_certificate_authority(std::string_view pem);
+  /// self-hosted server, tests); a failure when the PEM cannot be used.
+  core::result<void> add_certificate_authority(std::string_view pem);
   std::size_t idle_connections() const { return idle_.size(); }
   /// Closes idle connections (TLS ones with a close_notify, in the background, bounded); those of
   /// requests in flight are closed when their request ends instead of being kept.

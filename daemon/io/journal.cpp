@@ -691,12 +691,12 @@ std::optional<std::string> journal::prepare_writes() {
   return std::nullopt;
 }
 
-std::optional<std::string> journal::commit(std::span<const core::run_change> changes,
-                                           const core::supervisor& runs, bool to_outbox,
-                                           std::vector<core::outbox_entry>* queued_entries) {
-  if (auto err = prepare_writes()) return err;
+core::result<void> journal::commit(std::span<const core::run_change> changes,
+                                   const core::supervisor& runs, bool to_outbox,
+                                   std::vector<core::outbox_entry>* queued_entries) {
+  if (auto err = prepare_writes()) return core::failure{std::move(*err)};
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return describe_error("cannot write to");
+    return core::failure{describe_error("cannot write to")};
   }
   transaction_guard guard(db_);
   write_statements& w = *writes_;
@@ -722,32 +722,33 @@ std::optional<std::string> journal::commit(std::span<const core::run_change> cha
   for (const core::run_change& c : changes) {
     const core::run_record* current = c.created ? &*c.created : runs.target_of(c);
     if (current == nullptr)
-      return fmt::format("{}: no run '{}' to store a change of", path_, c.run);
+      return core::failure{fmt::format("{}: no run '{}' to store a change of", path_, c.run)};
     const core::run_state_fields after = core::fields_after(*current, c);
     if (c.created) {
       // The run's identity is written once, here; later transitions only update its fields.
       bind_run_row(w.insert_run.get(), *current, after);
-      if (!run(w.insert_run)) return describe_error("cannot store a run in");
+      if (!run(w.insert_run)) return core::failure{describe_error("cannot store a run in")};
       if (!current->owner_principal.empty()) {
         // Schema 3's row has no such column; only remote runs need the second statement.
         bind_text(w.set_owner_principal.get(), 1, current->id);
         bind_text(w.set_owner_principal.get(), 2, current->owner_principal);
-        if (!run(w.set_owner_principal)) return describe_error("cannot store a run in");
+        if (!run(w.set_owner_principal))
+          return core::failure{describe_error("cannot store a run in")};
       }
     } else {
       bind_static_text(w.update_run.get(), 1, c.run);
       bind_state_fields(w.update_run.get(), after);
-      if (!run(w.update_run)) return describe_error("cannot store a run in");
+      if (!run(w.update_run)) return core::failure{describe_error("cannot store a run in")};
     }
     bind_transition(w.append.get(), c);
-    if (!run(w.append)) return describe_error("cannot store a transition in");
+    if (!run(w.append)) return core::failure{describe_error("cannot store a transition in")};
     const std::int64_t transition_seq = sqlite3_last_insert_rowid(db_);
     if (to_outbox) {
       // Before the new write is queued, so that every pending row found is older.
-      if (auto err = supersede_pending(c.run, superseded)) return err;
+      if (auto err = supersede_pending(c.run, superseded)) return core::failure{std::move(*err)};
       bind_static_text(w.enqueue.get(), 1, c.run);
       sqlite3_bind_int64(w.enqueue.get(), 2, transition_seq);
-      if (!run(w.enqueue)) return describe_error("cannot queue a W&B write in");
+      if (!run(w.enqueue)) return core::failure{describe_error("cannot queue a W&B write in")};
       const std::int64_t seq = sqlite3_last_insert_rowid(db_);
       ++queued;
       if (queued_entries != nullptr) {
@@ -757,17 +758,17 @@ std::optional<std::string> journal::commit(std::span<const core::run_change> cha
     if (!c.created && current->history.size() + 1 >= core::max_history) {
       bind_text(w.trim.get(), 1, c.run);
       sqlite3_bind_int(w.trim.get(), 2, static_cast<int>(core::max_history) - 1);
-      if (!run(w.trim)) return describe_error("cannot trim the history of a run in");
+      if (!run(w.trim)) return core::failure{describe_error("cannot trim the history of a run in")};
     }
   }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return describe_error("cannot commit to");
+    return core::failure{describe_error("cannot commit to")};
   }
   guard.dismiss();
   checkpoint_if_due();
   outbox_pending_ = outbox_pending_ + queued - std::min(outbox_pending_ + queued, superseded);
   if (queued_entries != nullptr) *queued_entries = std::move(entries);
-  return std::nullopt;
+  return {};
 }
 
 std::optional<std::string> journal::supersede_pending(std::string_view run,
@@ -883,15 +884,15 @@ std::vector<journal::outbox_row> journal::converging_outbox() {
   return outbox_rows("o.converging = 1 AND o.status = 'delivered'");
 }
 
-std::optional<std::string> journal::settle(const core::delivery_queue::settled_rows& rows,
-                                           const std::vector<std::int64_t>& superseded,
-                                           core::wall_time now) {
+core::result<void> journal::settle(const core::delivery_queue::settled_rows& rows,
+                                   const std::vector<std::int64_t>& superseded,
+                                   core::wall_time now) {
   if (rows.delivered.empty() && rows.dead.empty() && rows.converging.empty() &&
       rows.converged.empty() && superseded.empty()) {
-    return std::nullopt;
+    return {};
   }
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return describe_error("cannot record W&B deliveries in");
+    return core::failure{describe_error("cannot record W&B deliveries in")};
   }
   transaction_guard guard(db_);
   sqlite3_stmt* raw = nullptr;
@@ -910,7 +911,7 @@ std::optional<std::string> journal::settle(const core::delivery_queue::settled_r
       "WHERE seq = ?1 AND status = 'pending'");
   statement converge = prepare("UPDATE outbox SET converging = ?2 WHERE seq = ?1");
   if (!deliver || !supersede || !bury || !converge) {
-    return describe_error("cannot prepare a write to");
+    return core::failure{describe_error("cannot prepare a write to")};
   }
   auto attempts_of = [&](std::int64_t seq) {
     const auto it = rows.attempts.find(seq);
@@ -926,12 +927,12 @@ std::optional<std::string> journal::settle(const core::delivery_queue::settled_r
     sqlite3_bind_int64(deliver.get(), 1, seq);
     sqlite3_bind_int(deliver.get(), 2, attempts_of(seq));
     sqlite3_bind_int64(deliver.get(), 3, core::to_unix_ms(now));
-    if (!run(deliver.get())) return describe_error("cannot update");
+    if (!run(deliver.get())) return core::failure{describe_error("cannot update")};
     settled += static_cast<std::size_t>(sqlite3_changes(db_));
   }
   for (std::int64_t seq : superseded) {
     sqlite3_bind_int64(supersede.get(), 1, seq);
-    if (!run(supersede.get())) return describe_error("cannot update");
+    if (!run(supersede.get())) return core::failure{describe_error("cannot update")};
     settled += static_cast<std::size_t>(sqlite3_changes(db_));
   }
   std::size_t buried = 0;
@@ -939,7 +940,7 @@ std::optional<std::string> journal::settle(const core::delivery_queue::settled_r
     sqlite3_bind_int64(bury.get(), 1, d.seq);
     bind_text(bury.get(), 2, d.reason);
     sqlite3_bind_int(bury.get(), 3, attempts_of(d.seq));
-    if (!run(bury.get())) return describe_error("cannot update");
+    if (!run(bury.get())) return core::failure{describe_error("cannot update")};
     buried += static_cast<std::size_t>(sqlite3_changes(db_));
   }
   // Converging before converged: a row that started and ended in the same batch ends at 0.
@@ -947,7 +948,7 @@ std::optional<std::string> journal::settle(const core::delivery_queue::settled_r
     for (std::int64_t seq : *seqs) {
       sqlite3_bind_int64(converge.get(), 1, seq);
       sqlite3_bind_int(converge.get(), 2, flag);
-      if (!run(converge.get())) return describe_error("cannot update");
+      if (!run(converge.get())) return core::failure{describe_error("cannot update")};
     }
   }
   deliver.reset();
@@ -955,13 +956,13 @@ std::optional<std::string> journal::settle(const core::delivery_queue::settled_r
   bury.reset();
   converge.reset();
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return describe_error("cannot commit W&B deliveries to");
+    return core::failure{describe_error("cannot commit W&B deliveries to")};
   }
   guard.dismiss();
   checkpoint_if_due();
   outbox_pending_ -= std::min(outbox_pending_, settled + buried);
   outbox_dead_ += buried;
-  return std::nullopt;
+  return {};
 }
 
 journal::run_delivery journal::delivery_of(const std::string& run) {
@@ -998,9 +999,9 @@ journal::run_delivery journal::delivery_of(const std::string& run) {
   return out;
 }
 
-std::variant<core::outbox_entry, std::string> journal::requeue_latest(const core::run_record& r) {
+core::result<core::outbox_entry> journal::requeue_latest(const core::run_record& r) {
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return describe_error("cannot write to");
+    return core::failure{describe_error("cannot write to")};
   }
   transaction_guard guard(db_);
   sqlite3_stmt* raw = nullptr;
@@ -1012,24 +1013,26 @@ std::variant<core::outbox_entry, std::string> journal::requeue_latest(const core
   statement latest(raw);
   bind_text(latest.get(), 1, r.id);
   if (sqlite3_step(latest.get()) != SQLITE_ROW) {
-    return fmt::format("{}: run '{}' has no stored transition", path_, r.id);
+    return core::failure{fmt::format("{}: run '{}' has no stored transition", path_, r.id)};
   }
   auto t = read_transition(latest.get(), r.id);
   const std::int64_t transition_seq = sqlite3_column_int64(latest.get(), 10);
   latest.reset();
-  if (!t) return fmt::format("{}: the last transition of run '{}' cannot be read", path_, r.id);
+  if (!t)
+    return core::failure{
+        fmt::format("{}: the last transition of run '{}' cannot be read", path_, r.id)};
   sqlite3_prepare_v2(db_, "INSERT INTO outbox(run, transition_seq) VALUES(?1, ?2)", -1, &raw,
                      nullptr);
   statement enqueue(raw);
   bind_text(enqueue.get(), 1, r.id);
   sqlite3_bind_int64(enqueue.get(), 2, transition_seq);
   if (sqlite3_step(enqueue.get()) != SQLITE_DONE) {
-    return describe_error("cannot queue a W&B write in");
+    return core::failure{describe_error("cannot queue a W&B write in")};
   }
   enqueue.reset();
   const std::int64_t seq = sqlite3_last_insert_rowid(db_);
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return describe_error("cannot commit to");
+    return core::failure{describe_error("cannot commit to")};
   }
   guard.dismiss();
   checkpoint_if_due();
@@ -1037,10 +1040,10 @@ std::variant<core::outbox_entry, std::string> journal::requeue_latest(const core
   return core::outbox_entry{seq, r.id, r.entity, r.project, std::move(*t)};
 }
 
-std::optional<std::string> journal::prune(const std::vector<std::string>& run_ids) {
-  if (run_ids.empty()) return std::nullopt;
+core::result<void> journal::prune(const std::vector<std::string>& run_ids) {
+  if (run_ids.empty()) return {};
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return describe_error("cannot prune");
+    return core::failure{describe_error("cannot prune")};
   }
   transaction_guard guard(db_);
   const char* sql[] = {
@@ -1052,21 +1055,22 @@ std::optional<std::string> journal::prune(const std::vector<std::string>& run_id
   for (const char* text : sql) {
     sqlite3_stmt* raw = nullptr;
     if (sqlite3_prepare_v2(db_, text, -1, &raw, nullptr) != SQLITE_OK) {
-      return describe_error("cannot prune");
+      return core::failure{describe_error("cannot prune")};
     }
     statement s(raw);
     for (const std::string& id : run_ids) {
       sqlite3_reset(s.get());
       bind_text(s.get(), 1, id);
-      if (sqlite3_step(s.get()) != SQLITE_DONE) return describe_error("cannot prune");
+      if (sqlite3_step(s.get()) != SQLITE_DONE)
+        return core::failure{describe_error("cannot prune")};
     }
   }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return describe_error("cannot commit pruning to");
+    return core::failure{describe_error("cannot commit pruning to")};
   }
   guard.dismiss();
   checkpoint_if_due();
-  return std::nullopt;
+  return {};
 }
 
 }  // namespace sweepd::io

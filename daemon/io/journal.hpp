@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/delivery.hpp"
+#include "core/result.hpp"
 #include "core/run.hpp"
 #include "core/supervisor.hpp"
 #include "core/time.hpp"
@@ -58,11 +59,10 @@ class journal {
   /// Stores planned changes in one transaction, before they are applied: each transition, the
   /// run's fields after it (a created run's whole row, its identity written this once), and one
   /// outbox row per transition when `to_outbox` (settling the run's older pending ones). `runs`
-  /// has each changed run as it is before the change. All or nothing: an error message means
+  /// has each changed run as it is before the change. All or nothing: a failure means
   /// none of it was stored. `queued`, when given, receives the outbox rows made (for the sink).
-  std::optional<std::string> commit(std::span<const core::run_change> changes,
-                                    const core::supervisor& runs, bool to_outbox,
-                                    std::vector<core::outbox_entry>* queued = nullptr);
+  core::result<void> commit(std::span<const core::run_change> changes, const core::supervisor& runs,
+                            bool to_outbox, std::vector<core::outbox_entry>* queued = nullptr);
 
   /// The outbox rows not yet delivered, oldest first, with their runs' entity/project.
   std::vector<core::outbox_entry> pending_outbox();
@@ -77,9 +77,8 @@ class journal {
   /// their attempts), dead-lettered (with the reason), rows whose convergence started or ended,
   /// and `superseded` rows (never sent: a newer write of the run carries their state). Rows
   /// already settled are left as they are.
-  std::optional<std::string> settle(const core::delivery_queue::settled_rows& rows,
-                                    const std::vector<std::int64_t>& superseded,
-                                    core::wall_time now);
+  core::result<void> settle(const core::delivery_queue::settled_rows& rows,
+                            const std::vector<std::int64_t>& superseded, core::wall_time now);
 
   /// One run's W&B delivery as stored: its newest outbox row and counts over all of them.
   struct run_delivery {
@@ -93,13 +92,13 @@ class journal {
   };
   run_delivery delivery_of(const std::string& run);
   /// Queues the run's newest transition for W&B again (`resync`): a new outbox row, returned.
-  std::variant<core::outbox_entry, std::string> requeue_latest(const core::run_record& r);
+  core::result<core::outbox_entry> requeue_latest(const core::run_record& r);
   /// Outbox rows W&B refused for good.
   std::size_t outbox_dead() const { return outbox_dead_; }
 
   /// Deletes pruned runs with their history and delivered outbox rows (pending W&B writes and the
   /// transitions they carry are kept until delivered).
-  std::optional<std::string> prune(const std::vector<std::string>& run_ids);
+  core::result<void> prune(const std::vector<std::string>& run_ids);
 
   /// After a failed write (a full disk): checkpoints the WAL into the database and truncates it,
   /// giving back what the log held. Errors are ignored: it is only an attempt.

@@ -4,19 +4,16 @@
 #include <memory>
 #include <string>
 
+#include "core/result.hpp"
+
 namespace sweepd::io {
 
 namespace asio = boost::asio;
 
-/// A server TLS context (TLS 1.2 or newer only), or why the files cannot be used.
-struct tls_context_result {
-  std::shared_ptr<asio::ssl::context> context;
-  std::string error;
-};
-
-/// Reads the certificate chain (PEM) and its private key, and checks that they belong together.
-/// Errors name the file and carry OpenSSL's reason.
-tls_context_result load_server_tls(const std::string& cert_file, const std::string& key_file);
+/// A server TLS context (TLS 1.2 or newer only) from the certificate chain (PEM) and its private
+/// key, checked to belong together; else why not, naming the file with OpenSSL's reason.
+core::result<std::shared_ptr<asio::ssl::context>> load_server_tls(const std::string& cert_file,
+                                                                  const std::string& key_file);
 
 /// The reason on top of OpenSSL's error queue (which it clears), or `fallback`.
 std::string openssl_reason(const std::string& fallback);

@@ -57,13 +57,13 @@ std::string random_token() {
   return token;
 }
 
-token_load_result token_store::load(const std::string& path) {
+core::result<token_store> token_store::load(const std::string& path) {
   const auto text = read_file_bounded(path, core::max_tokens_file_bytes);
   if (!text) {
     const auto& e = text.error();
-    if (e.what != file_error::kind::too_large) return {std::nullopt, e.message()};
-    return {std::nullopt, fmt::format("{} is larger than {} bytes; not a tokens file", path,
-                                      core::max_tokens_file_bytes)};
+    if (e.what != file_error::kind::too_large) return core::failure{e.message()};
+    return core::failure{fmt::format("{} is larger than {} bytes; not a tokens file", path,
+                                     core::max_tokens_file_bytes)};
   }
   core::tokens_file parsed = core::parse_tokens_file(*text);
   if (!parsed.errors.empty()) {
@@ -71,9 +71,9 @@ token_load_result token_store::load(const std::string& path) {
     for (const core::tokens_problem& p : parsed.errors) {
       all += fmt::format("{}{}:{}: {}", all.empty() ? "" : "; ", path, p.line, p.message);
     }
-    return {std::nullopt, all};
+    return core::failure{std::move(all)};
   }
-  return {token_store(std::move(parsed.entries)), {}};
+  return token_store(std::move(parsed.entries));
 }
 
 std::optional<std::string> token_store::verify(std::string_view token) const {

@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/result.hpp"
 #include "core/tokens.hpp"
 
 namespace sweepd::io {
@@ -21,7 +22,7 @@ struct token_load_result;
 class token_store {
  public:
   /// Reads and parses `path`; an error naming the file (and the line) when it cannot be used.
-  static token_load_result load(const std::string& path);
+  static core::result<token_store> load(const std::string& path);
   explicit token_store(std::vector<core::token_entry> entries) : entries_(std::move(entries)) {}
 
   /// The principal `token` stands for, or nullopt. Compares the token's digest with every entry
@@ -33,11 +34,6 @@ class token_store {
 
  private:
   std::vector<core::token_entry> entries_;
-};
-
-struct token_load_result {
-  std::optional<token_store> store;
-  std::string error;
 };
 
 }  // namespace sweepd::io

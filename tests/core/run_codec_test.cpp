@@ -360,6 +360,57 @@ TEST(RunCodec, NonObjectNeverThrows) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// one encoder, two forms: the journal's record and the `show` reply share put_run_fields, and
+// neither form's bytes may change (stored records must load; clients parse the reply).
+
+// The bytes each form had before the two encoders became one.
+constexpr std::string_view journal_full =
+    R"({"cost":3.25,"entity":"team","error":"CUDA out of memory","finished_ms":1795900491789,"heartbeat_timeout_s":1.001,"id":"ab12cd34","late_by_s":12.5,"max_runtime_s":7200.003,"objective":0.875,"owner_uid":1000,"peer_pid":4242,"progress":1234.5,"project":"proj","reason":"late_completed","registered_ms":1795900035123,"runtime_s":456.789,"stall_timeout_s":600.3,"state":"success","suggestion":{"layers":[64,32],"lr":0.01},"sweep":"s1","watch_peer":true})";
+constexpr std::string_view journal_bare =
+    R"({"entity":"","heartbeat_timeout_s":300.0,"id":"r0","max_runtime_s":0.0,"owner_uid":0,"peer_pid":0,"project":"","reason":"registered","registered_ms":1795900035000,"stall_timeout_s":0.0,"state":"initializing","suggestion":null,"sweep":"","watch_peer":false})";
+constexpr std::string_view detail_full =
+    R"({"cost":3.25,"entity":"team","error":"CUDA out of memory","finished_at":"2026-11-28T21:14:51.789Z","heartbeat_timeout_s":1.001,"late_by_s":12.5,"max_runtime_s":7200.003,"objective":0.875,"owner":"uid 1000","owner_uid":1000,"peer_pid":4242,"progress":1234.5,"project":"proj","reason":"late_completed","registered_at":"2026-11-28T21:07:15.123Z","run":"ab12cd34","runtime_s":456.789,"stall_timeout_s":600.3,"state":"success","suggestion":{"layers":[64,32],"lr":0.01},"sweep":"s1","transitions":[{"at":"2026-11-28T21:14:51.789Z","cost":3.25,"from":"running","late_by_s":12.5,"objective":0.875,"reason":"late_completed","run":"ab12cd34","runtime_s":456.789,"to":"success"}],"updated_at":"2026-11-28T21:14:51.789Z","watch_peer":true})";
+constexpr std::string_view detail_bare =
+    R"({"age_s":65.0,"deadline_in_s":235.0,"entity":"","heartbeat_timeout_s":300.0,"last_seen_s":100.0,"max_runtime_s":0.0,"owner":"uid 0","owner_uid":0,"project":"","reason":"registered","registered_at":"2026-11-28T21:07:15.000Z","run":"r0","stall_timeout_s":0.0,"state":"initializing","suggestion":null,"sweep":"","transitions":[{"at":"2026-11-28T21:07:15.000Z","from":null,"reason":"registered","run":"r0","to":"initializing"}],"updated_at":"2026-11-28T21:07:15.000Z","watch_peer":false})";
+
+/// full_run() with the one transition a `show` needs (its updated_at).
+run_record full_run_with_history() {
+  run_record r = full_run();
+  r.history.push_back({r.id, run_state::running, run_state::success,
+                       transition_reason::late_completed, *r.finished_wall, 456.789, 0.875, 3.25,
+                       std::nullopt, 12.5});
+  return r;
+}
+
+TEST(RunForms, JournalRecordBytesAreUnchanged) {
+  EXPECT_EQ(encode_run(full_run()).dump(), journal_full);
+  EXPECT_EQ(encode_run(bare_run()).dump(), journal_bare);
+}
+
+TEST(RunForms, ShowReplyBytesAreUnchanged) {
+  EXPECT_EQ(run_detail_json(full_run_with_history(), at(1000s)).dump(), detail_full);
+  run_record live = bare_run();
+  transition registered;
+  registered.run = live.id;
+  registered.at = live.registered_wall;
+  live.history.push_back(registered);
+  live.deadline = at(335s).mono;
+  EXPECT_EQ(run_detail_json(live, at(100s)).dump(), detail_bare);
+}
+
+TEST(RunForms, SharedFieldsAreWrittenAlikeInBothForms) {
+  const run_record r = full_run_with_history();
+  const json stored = encode_run(r);
+  const json shown = run_detail_json(r, at(1000s));
+  json shared;
+  put_run_fields(shared, r);
+  for (const auto& [key, value] : shared.items()) {
+    EXPECT_EQ(stored.at(key), value) << key;
+    EXPECT_EQ(shown.at(key), value) << key;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // transitions
 
 }  // namespace

@@ -217,15 +217,15 @@ class JournalTest : public ::testing::Test {
 
   /// Stores one outcome's change. The supervisor here has applied it already (plan and apply at
   /// once); the journal stores the same either way.
-  std::optional<std::string> commit(const outcome& o, bool to_outbox = true) {
+  core::result<void> commit(const outcome& o, bool to_outbox = true) {
     EXPECT_TRUE(o.ok()) << o.err.message;
     EXPECT_TRUE(o.change.has_value());
-    if (!o.change) return std::nullopt;
+    if (!o.change) return {};
     return j->commit(std::span<const core::run_change>(&*o.change, 1), sup, to_outbox);
   }
 
   /// Stores the changes of several outcomes in one transaction.
-  std::optional<std::string> commit_all(const std::vector<outcome>& os, bool to_outbox = true) {
+  core::result<void> commit_all(const std::vector<outcome>& os, bool to_outbox = true) {
     std::vector<core::run_change> changes;
     for (const outcome& o : os) {
       if (o.change) changes.push_back(*o.change);
@@ -236,9 +236,9 @@ class JournalTest : public ::testing::Test {
   /// Registers, starts and completes `id`, committing each transition; they happen at 0, 10 and
   /// 20 s after `t0`.
   void run_to_success(const std::string& id, mono_clock::duration t0 = 0s) {
-    ASSERT_EQ(commit(reg(id, at(t0))), std::nullopt);
-    ASSERT_EQ(commit(sup.start(id, alice, at(t0 + 10s))), std::nullopt);
-    ASSERT_EQ(commit(sup.complete({id, 0.5, 7.0}, alice, at(t0 + 20s))), std::nullopt);
+    ASSERT_EQ(commit(reg(id, at(t0))), core::success);
+    ASSERT_EQ(commit(sup.start(id, alice, at(t0 + 10s))), core::success);
+    ASSERT_EQ(commit(sup.complete({id, 0.5, 7.0}, alice, at(t0 + 20s))), core::success);
   }
 
   static constexpr core::caller alice{1000, 4242, false};
@@ -420,7 +420,7 @@ TEST_F(JournalTest, CommittedRunComesBackWithItsHistoryInOrder) {
 TEST_F(JournalTest, LiveRunIsStoredWithoutFinishTime) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  ASSERT_EQ(commit(reg("live", at(0s))), std::nullopt);
+  ASSERT_EQ(commit(reg("live", at(0s))), core::success);
   db_reader db(path);
   EXPECT_EQ(db.text("SELECT state FROM runs WHERE id = 'live'"), "initializing");
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs WHERE finished_ms IS NULL"), 1);
@@ -429,8 +429,8 @@ TEST_F(JournalTest, LiveRunIsStoredWithoutFinishTime) {
 TEST_F(JournalTest, CommitWithoutOutboxAddsNoOutboxRows) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  ASSERT_EQ(commit(reg("r1", at(0s)), false), std::nullopt);
-  ASSERT_EQ(commit(sup.start("r1", alice, at(10s)), false), std::nullopt);
+  ASSERT_EQ(commit(reg("r1", at(0s)), false), core::success);
+  ASSERT_EQ(commit(sup.start("r1", alice, at(10s)), false), core::success);
   EXPECT_EQ(j->outbox_pending(), 0u);
   {
     db_reader db(path);
@@ -446,13 +446,13 @@ TEST_F(JournalTest, CommitWithoutOutboxAddsNoOutboxRows) {
 TEST_F(JournalTest, OutcomesWithoutTransitionStoreNothing) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  ASSERT_EQ(commit(reg("r1", at(0s))), std::nullopt);
+  ASSERT_EQ(commit(reg("r1", at(0s))), core::success);
   core::heartbeat_params hb;
   hb.run = "r1";
   const outcome beat = sup.heartbeat(hb, alice, at(5s));
   ASSERT_FALSE(beat.change);
-  EXPECT_EQ(commit_all({beat}), std::nullopt);
-  EXPECT_EQ(j->commit({}, sup, true), std::nullopt);
+  EXPECT_EQ(commit_all({beat}), core::success);
+  EXPECT_EQ(j->commit({}, sup, true), core::success);
   EXPECT_EQ(j->outbox_pending(), 1u);
   db_reader db(path);
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions"), 1);
@@ -461,14 +461,14 @@ TEST_F(JournalTest, OutcomesWithoutTransitionStoreNothing) {
 TEST_F(JournalTest, CommitRefusedByTheDatabaseStoresNothing) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  ASSERT_EQ(commit(reg("r1", at(0s))), std::nullopt);
+  ASSERT_EQ(commit(reg("r1", at(0s))), core::success);
   ASSERT_EQ(j->outbox_pending(), 1u);
 
   exec_ok(j->handle(), "PRAGMA query_only=1");
   const outcome started = sup.plan_start("r1", alice, at(10s));  // planned, not applied
   const auto err = commit(started);
-  ASSERT_TRUE(err.has_value());
-  EXPECT_THAT(*err, HasSubstr(path));
+  ASSERT_FALSE(err);
+  EXPECT_THAT(err.error().message, HasSubstr(path));
   EXPECT_EQ(j->outbox_pending(), 1u);
   EXPECT_EQ(sup.find("r1")->state, run_state::initializing);  // the daemon drops the plan
 
@@ -483,14 +483,14 @@ TEST_F(JournalTest, CommitRefusedByTheDatabaseStoresNothing) {
 TEST_F(JournalTest, JournalWritesAgainOnceTheDatabaseAcceptsWrites) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  ASSERT_EQ(commit(reg("r1", at(0s))), std::nullopt);
+  ASSERT_EQ(commit(reg("r1", at(0s))), core::success);
   exec_ok(j->handle(), "PRAGMA query_only=1");
   const outcome refused = sup.plan_start("r1", alice, at(10s));
-  ASSERT_TRUE(commit(refused).has_value());
+  ASSERT_FALSE(commit(refused));
   exec_ok(j->handle(), "PRAGMA query_only=0");
 
   // No transaction was left open by the failure: the retry is stored, once.
-  ASSERT_EQ(commit(sup.start("r1", alice, at(11s))), std::nullopt);
+  ASSERT_EQ(commit(sup.start("r1", alice, at(11s))), core::success);
   EXPECT_EQ(j->outbox_pending(), 1u);
   const auto contents = reopen_and_load();
   ASSERT_EQ(contents.runs.size(), 1u);
@@ -507,7 +507,7 @@ TEST_F(JournalTest, BatchOfTimeoutsIsAllOrNothing) {
   std::vector<outcome> registered;
   for (std::size_t i = 0; i < batch; ++i)
     registered.push_back(reg("run-" + std::to_string(i), at(0s)));
-  ASSERT_EQ(commit_all(registered), std::nullopt);
+  ASSERT_EQ(commit_all(registered), core::success);
   ASSERT_EQ(j->outbox_pending(), batch);
 
   auto expect_only_registrations = [&] {
@@ -525,8 +525,8 @@ TEST_F(JournalTest, BatchOfTimeoutsIsAllOrNothing) {
   auto fired = sup.plan_expiry(at(300s));
   ASSERT_EQ(fired.size(), batch);
   auto err = j->commit(fired, sup, true);
-  ASSERT_TRUE(err.has_value());
-  EXPECT_THAT(*err, HasSubstr("injected failure"));
+  ASSERT_FALSE(err);
+  EXPECT_THAT(err.error().message, HasSubstr("injected failure"));
   expect_only_registrations();
 
   // A database that refuses every write.
@@ -534,14 +534,14 @@ TEST_F(JournalTest, BatchOfTimeoutsIsAllOrNothing) {
   exec_ok(j->handle(), "PRAGMA query_only=1");
   fired = sup.plan_expiry(at(300s));
   ASSERT_EQ(fired.size(), batch);
-  ASSERT_TRUE(j->commit(fired, sup, true).has_value());
+  ASSERT_FALSE(j->commit(fired, sup, true));
   expect_only_registrations();
 
   // Once writes are accepted the same batch goes in whole.
   exec_ok(j->handle(), "PRAGMA query_only=0");
   fired = sup.plan_expiry(at(300s));
   ASSERT_EQ(fired.size(), batch);
-  ASSERT_EQ(j->commit(fired, sup, true), std::nullopt);
+  ASSERT_EQ(j->commit(fired, sup, true), core::success);
   for (core::run_change& c : fired) sup.apply(std::move(c));
   EXPECT_EQ(j->outbox_pending(), batch);  // each timeout supersedes its run's registration
   const auto contents = reopen_and_load();
@@ -558,17 +558,17 @@ TEST_F(JournalTest, LoadRestoresThousandRunsWithTheirHistories) {
   ASSERT_NE(j, nullptr);
   std::vector<outcome> batch;
   for (int i = 0; i < 1000; ++i) batch.push_back(reg("run-" + std::to_string(i), at(0s)));
-  ASSERT_EQ(commit_all(batch), std::nullopt);
+  ASSERT_EQ(commit_all(batch), core::success);
   batch.clear();
   for (int i = 0; i < 1000; i += 2)
     batch.push_back(sup.start("run-" + std::to_string(i), alice, at(10s)));
-  ASSERT_EQ(commit_all(batch), std::nullopt);
+  ASSERT_EQ(commit_all(batch), core::success);
   for (int i = 0; i < 1000; ++i) {
     const std::string id = "run-" + std::to_string(i);
     if (i % 4 == 0) {
-      ASSERT_EQ(commit(sup.complete({id, i * 0.001, std::nullopt}, alice, at(20s))), std::nullopt);
+      ASSERT_EQ(commit(sup.complete({id, i * 0.001, std::nullopt}, alice, at(20s))), core::success);
     } else if (i % 4 == 1) {
-      ASSERT_EQ(commit(sup.fail({id, "error " + id}, alice, at(20s))), std::nullopt);
+      ASSERT_EQ(commit(sup.fail({id, "error " + id}, alice, at(20s))), core::success);
     }
   }
   std::size_t transitions = 0;
@@ -633,11 +633,11 @@ TEST_F(JournalTest, PruneKeepsPendingOutboxRowsAndTheTransitionsTheyCarry) {
   run_to_success("delivered");  // all 3 delivered
   run_to_success("mixed");      // the first 2 delivered, the completion pending
   run_to_success("dead");       // all 3 given up on
-  ASSERT_EQ(commit(reg("quiet", at(0s)), false), std::nullopt);  // W&B disabled: no outbox
-  ASSERT_EQ(commit(sup.start("quiet", alice, at(10s)), false), std::nullopt);
+  ASSERT_EQ(commit(reg("quiet", at(0s)), false), core::success);  // W&B disabled: no outbox
+  ASSERT_EQ(commit(sup.start("quiet", alice, at(10s)), false), core::success);
   ASSERT_EQ(commit(sup.complete({"quiet", 1.0, std::nullopt}, alice, at(20s)), false),
-            std::nullopt);
-  ASSERT_EQ(commit(reg("live", at(100s))), std::nullopt);
+            core::success);
+  ASSERT_EQ(commit(reg("live", at(100s))), core::success);
   exec_ok(j->handle(),
           "UPDATE outbox SET status = 'delivered' WHERE run = 'delivered';"
           "UPDATE outbox SET status = 'dead' WHERE run = 'dead';"
@@ -646,7 +646,7 @@ TEST_F(JournalTest, PruneKeepsPendingOutboxRowsAndTheTransitionsTheyCarry) {
 
   const auto pruned = sup.prune(at(21s).wall);
   ASSERT_EQ(pruned.size(), 5u);
-  ASSERT_EQ(j->prune(pruned), std::nullopt);
+  ASSERT_EQ(j->prune(pruned), core::success);
 
   {
     db_reader db(path);
@@ -690,8 +690,8 @@ TEST_F(JournalTest, PrunedIdRegisteredAgainComesBackWithOnlyItsNewHistory) {
   run_to_success("trial-1");
   const auto pruned = sup.prune(at(21s).wall);
   ASSERT_THAT(pruned, ElementsAre("trial-1"));
-  ASSERT_EQ(j->prune(pruned), std::nullopt);
-  ASSERT_EQ(commit(reg("trial-1", at(100s))), std::nullopt);
+  ASSERT_EQ(j->prune(pruned), core::success);
+  ASSERT_EQ(commit(reg("trial-1", at(100s))), core::success);
 
   const auto contents = reopen_and_load();
   ASSERT_EQ(contents.runs.size(), 1u);
@@ -709,8 +709,8 @@ TEST_F(JournalTest, PruneOfNothingOrUnknownRunsChangesNothing) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
   run_to_success("r1");
-  EXPECT_EQ(j->prune({}), std::nullopt);
-  EXPECT_EQ(j->prune({"nobody"}), std::nullopt);
+  EXPECT_EQ(j->prune({}), core::success);
+  EXPECT_EQ(j->prune({"nobody"}), core::success);
   db_reader db(path);
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs"), 1);
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions"), 3);
@@ -724,8 +724,8 @@ TEST_F(JournalTest, PruneRefusedByTheDatabaseKeepsEverything) {
   exec_ok(j->handle(), "UPDATE outbox SET status = 'delivered'");
   exec_ok(j->handle(), "PRAGMA query_only=1");
   const auto err = j->prune({"r1"});
-  ASSERT_TRUE(err.has_value());
-  EXPECT_THAT(*err, HasSubstr(path));
+  ASSERT_FALSE(err);
+  EXPECT_THAT(err.error().message, HasSubstr(path));
   exec_ok(j->handle(), "PRAGMA query_only=0");
   db_reader db(path);
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs"), 1);
@@ -795,7 +795,7 @@ TEST_F(JournalTest, SchemaFourKeepsEveryOutboxRowItsStatusAndItsSequence) {
   EXPECT_NE(sqlite3_exec(j->handle(), "UPDATE outbox SET status = 'lost' WHERE seq = 3", nullptr,
                          nullptr, nullptr),
             SQLITE_OK);
-  ASSERT_EQ(commit(sup.fail({"live", "boom"}, alice, at(41s))), std::nullopt);
+  ASSERT_EQ(commit(sup.fail({"live", "boom"}, alice, at(41s))), core::success);
   db_reader db(path);
   EXPECT_EQ(db.integer("SELECT MAX(seq) FROM outbox"), 6);
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE status = 'pending'"), 2);
@@ -809,7 +809,7 @@ TEST_F(JournalTest, SettleRecordsDeliveryTimeAttemptsAndConvergence) {
   rows.delivered = {3};
   rows.converging = {3};
   rows.attempts = {{3, 4}};
-  ASSERT_EQ(j->settle(rows, {1, 2}, at(60s).wall), std::nullopt);
+  ASSERT_EQ(j->settle(rows, {1, 2}, at(60s).wall), core::success);
   EXPECT_EQ(j->outbox_pending(), 0u);
   {
     db_reader db(path);
@@ -827,7 +827,7 @@ TEST_F(JournalTest, SettleRecordsDeliveryTimeAttemptsAndConvergence) {
 
   core::delivery_queue::settled_rows over;
   over.converged = {3};
-  ASSERT_EQ(j->settle(over, {}, at(90s).wall), std::nullopt);
+  ASSERT_EQ(j->settle(over, {}, at(90s).wall), core::success);
   EXPECT_THAT(j->converging_outbox(), IsEmpty());
 }
 
@@ -835,7 +835,7 @@ TEST_F(JournalTest, DeliveryOfARunSummarisesItsOutboxRows) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
   EXPECT_EQ(j->delivery_of("nobody").latest_status, "");
-  ASSERT_EQ(commit(reg("r1", at(0s))), std::nullopt);  // outbox row 1
+  ASSERT_EQ(commit(reg("r1", at(0s))), core::success);  // outbox row 1
   auto stored = j->delivery_of("r1");
   EXPECT_EQ(stored.latest_status, "pending");
   EXPECT_EQ(stored.pending, 1u);
@@ -843,13 +843,13 @@ TEST_F(JournalTest, DeliveryOfARunSummarisesItsOutboxRows) {
 
   core::delivery_queue::settled_rows delivered;
   delivered.delivered = {1};
-  ASSERT_EQ(j->settle(delivered, {}, at(30s).wall), std::nullopt);
-  ASSERT_EQ(commit(sup.start("r1", alice, at(40s))), std::nullopt);                 // row 2
-  ASSERT_EQ(commit(sup.complete({"r1", 0.5, 7.0}, alice, at(50s))), std::nullopt);  // row 3
+  ASSERT_EQ(j->settle(delivered, {}, at(30s).wall), core::success);
+  ASSERT_EQ(commit(sup.start("r1", alice, at(40s))), core::success);                 // row 2
+  ASSERT_EQ(commit(sup.complete({"r1", 0.5, 7.0}, alice, at(50s))), core::success);  // row 3
   core::delivery_queue::settled_rows refused;
   refused.dead = {{3, "r1", "HTTP 403 from W&B"}};
   refused.attempts = {{3, 2}};
-  ASSERT_EQ(j->settle(refused, {}, at(60s).wall), std::nullopt);
+  ASSERT_EQ(j->settle(refused, {}, at(60s).wall), core::success);
   stored = j->delivery_of("r1");
   EXPECT_EQ(stored.latest_status, "dead");
   EXPECT_EQ(stored.attempts, 2);
@@ -866,16 +866,16 @@ TEST_F(JournalTest, FlappingRunKeepsABoundedHistoryOnDisk) {
   core::register_params p;
   p.run = "flap";
   p.heartbeat_timeout_s = 1;
-  ASSERT_EQ(commit(sup.register_run(p, alice, at(0s))), std::nullopt);
+  ASSERT_EQ(commit(sup.register_run(p, alice, at(0s))), core::success);
   mono_clock::duration t = 0s;
   for (int i = 0; i < 400; ++i) {
     t += 2s;
     auto fired = sup.plan_expiry(at(t));
     ASSERT_EQ(fired.size(), 1u);
-    ASSERT_EQ(j->commit(fired, sup, true), std::nullopt);
+    ASSERT_EQ(j->commit(fired, sup, true), core::success);
     sup.apply(std::move(fired[0]));
     ASSERT_EQ(commit(sup.heartbeat({"flap", std::nullopt, std::nullopt}, alice, at(t))),
-              std::nullopt);
+              core::success);
   }
   {
     db_reader db(path);
@@ -898,12 +898,12 @@ TEST_F(JournalTest, RequeueAddsAnOutboxRowForTheNewestTransition) {
   run_to_success("r1");
   core::delivery_queue::settled_rows rows;
   rows.dead = {{3, "r1", "HTTP 401 from W&B"}};
-  ASSERT_EQ(j->settle(rows, {1, 2}, at(30s).wall), std::nullopt);
+  ASSERT_EQ(j->settle(rows, {1, 2}, at(30s).wall), core::success);
   ASSERT_EQ(j->outbox_pending(), 0u);
 
   auto queued = j->requeue_latest(*sup.find("r1"));
-  ASSERT_TRUE(std::holds_alternative<core::outbox_entry>(queued)) << std::get<std::string>(queued);
-  const auto& entry = std::get<core::outbox_entry>(queued);
+  ASSERT_TRUE(queued) << queued.error();
+  const auto& entry = *queued;
   EXPECT_EQ(entry.seq, 4);
   EXPECT_EQ(entry.run, "r1");
   EXPECT_EQ(entry.entity, "team");
@@ -926,7 +926,7 @@ TEST_F(JournalTest, WriteAheadLogStaysSmall) {
     core::register_params p;
     p.run = "run-" + std::to_string(i);
     p.suggestion = core::json_text(nlohmann::json{{"notes", std::string(1000, 'x')}});
-    ASSERT_EQ(commit(sup.register_run(p, alice, at(0s))), std::nullopt);
+    ASSERT_EQ(commit(sup.register_run(p, alice, at(0s))), core::success);
     largest = std::max(largest, std::filesystem::file_size(path + "-wal"));
   }
   // Checkpointed in the background from 100 pages, by the committer itself at 1 024 (4 MiB):
@@ -937,7 +937,7 @@ TEST_F(JournalTest, WriteAheadLogStaysSmall) {
   j->wait_for_checkpoint();
   core::register_params p;
   p.run = "one-more";
-  ASSERT_EQ(commit(sup.register_run(p, alice, at(0s))), std::nullopt);
+  ASSERT_EQ(commit(sup.register_run(p, alice, at(0s))), core::success);
   EXPECT_LE(std::filesystem::file_size(path + "-wal"), 1024u * 1024u);
   EXPECT_GT(std::filesystem::file_size(path), 700u * 1000u);  // the data went to the database
   EXPECT_GT(j->checkpoints(), 0u) << "the background checkpointer never ran";
@@ -951,7 +951,7 @@ TEST_F(JournalTest, SuggestionComesBackAsTheSameJsonText) {
   core::register_params p;
   p.run = "r1";
   p.suggestion = core::json_text(given);
-  ASSERT_EQ(commit(sup.register_run(p, alice, at(0s))), std::nullopt);
+  ASSERT_EQ(commit(sup.register_run(p, alice, at(0s))), core::success);
   const auto contents = reopen_and_load();
   ASSERT_EQ(contents.runs.size(), 1u);
   EXPECT_EQ(contents.runs[0].suggestion.text(), given.dump());
@@ -963,7 +963,7 @@ TEST_F(JournalTest, StoredSuggestionThatIsNotJsonStopsTheLoad) {
   // Read back as text, not parsed; still checked, so no reply ever carries it.
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  ASSERT_EQ(commit(reg("r1", at(0s))), std::nullopt);
+  ASSERT_EQ(commit(reg("r1", at(0s))), core::success);
   exec_ok(j->handle(), R"(UPDATE runs SET suggestion = '{"lr":0.1' WHERE id = 'r1')");
   j.reset();
   j = open_ok();
@@ -1015,7 +1015,7 @@ TEST_F(JournalTest, DeeplyNestedStoredSuggestionIsDroppedNotFatal) {
   // Stored before requests were bounded in depth: writing it back out would recurse 2 000 deep.
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  ASSERT_EQ(commit(reg("deep", at(0s))), std::nullopt);
+  ASSERT_EQ(commit(reg("deep", at(0s))), core::success);
   const std::string deep = std::string(2000, '[') + std::string(2000, ']');
   exec_ok(j->handle(), ("UPDATE runs SET suggestion = '" + deep + "' WHERE id = 'deep'").c_str());
   const auto contents = reopen_and_load();

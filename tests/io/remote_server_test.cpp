@@ -44,21 +44,20 @@ class RemoteServerTest : public ::testing::Test {
         });
     ASSERT_FALSE(server_->open());
     auto tls = load_server_tls(cert, certs_.server_key);
-    ASSERT_TRUE(tls.context) << tls.error;
+    ASSERT_TRUE(tls) << tls.error();
     remote.listen = "127.0.0.1:0";
-    auto err =
-        server_->open_remote(remote, tls.context, [](std::string_view line, const std::string&) {
-          authentication a;
-          const auto parsed = core::parse_request(line);
-          const auto* hello = parsed.req ? std::get_if<core::hello_request>(&*parsed.req) : nullptr;
-          if (hello != nullptr && hello->token == "good") {
-            a.principal = "alice";
-            a.reply = core::ok_reply({{"server", "sweepd"}});
-          } else {
-            a.reply = core::error_reply({core::error_code::forbidden, "no"});
-          }
-          return a;
-        });
+    auto err = server_->open_remote(remote, *tls, [](std::string_view line, const std::string&) {
+      authentication a;
+      const auto parsed = core::parse_request(line);
+      const auto* hello = parsed.req ? std::get_if<core::hello_request>(&*parsed.req) : nullptr;
+      if (hello != nullptr && hello->token == "good") {
+        a.principal = "alice";
+        a.reply = core::ok_reply({{"server", "sweepd"}});
+      } else {
+        a.reply = core::error_reply({core::error_code::forbidden, "no"});
+      }
+      return a;
+    });
     ASSERT_FALSE(err) << *err;
     address_.remote = true;
     address_.host = "127.0.0.1";
@@ -226,10 +225,10 @@ TEST_F(RemoteServerTest, ClientRefusesACertificateFromAnUntrustedIssuer) {
 TEST_F(RemoteServerTest, NewCertificateAppliesToNewConnections) {
   start(certs_.expired_cert);
   auto fresh = load_server_tls(certs_.server_cert, certs_.server_key);
-  ASSERT_TRUE(fresh.context);
+  ASSERT_TRUE(fresh) << fresh.error();
   std::promise<void> done;
   asio::post(io_, [&] {
-    server_->set_tls_context(fresh.context);
+    server_->set_tls_context(*fresh);
     done.set_value();
   });
   done.get_future().wait();
@@ -241,11 +240,11 @@ TEST(ServerTls, MissingOrMismatchedFilesNameTheKey) {
   test::temp_dir dir;
   test::test_certificates certs(dir);
   ASSERT_TRUE(certs.ok);
-  EXPECT_THAT(load_server_tls(dir.file("nope.crt"), certs.server_key).error,
+  EXPECT_THAT(load_server_tls(dir.file("nope.crt"), certs.server_key).error().message,
               HasSubstr("remote.cert_file"));
-  EXPECT_THAT(load_server_tls(certs.server_cert, dir.file("nope.key")).error,
+  EXPECT_THAT(load_server_tls(certs.server_cert, dir.file("nope.key")).error().message,
               HasSubstr("remote.key_file"));
-  EXPECT_THAT(load_server_tls(certs.server_cert, certs.ca_cert).error,
+  EXPECT_THAT(load_server_tls(certs.server_cert, certs.ca_cert).error().message,
               HasSubstr("remote.key_file"));
 }
 

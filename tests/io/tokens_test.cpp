@@ -40,13 +40,13 @@ TEST(TokenStore, VerifiesTokensByTheirDigest) {
   std::ofstream(path) << "# remote workers\nalice " << core::to_hex(sha256("tok-a")) << "\nbob "
                       << core::to_hex(sha256("tok-b")) << "\n";
   auto loaded = token_store::load(path);
-  ASSERT_TRUE(loaded.store) << loaded.error;
-  EXPECT_EQ(loaded.store->size(), 2u);
-  EXPECT_EQ(loaded.store->verify("tok-a"), "alice");
-  EXPECT_EQ(loaded.store->verify("tok-b"), "bob");
-  EXPECT_FALSE(loaded.store->verify("tok-c"));
-  EXPECT_FALSE(loaded.store->verify(""));
-  EXPECT_FALSE(loaded.store->verify(core::to_hex(sha256("tok-a"))));  // the digest is no token
+  ASSERT_TRUE(loaded) << loaded.error();
+  EXPECT_EQ(loaded->size(), 2u);
+  EXPECT_EQ(loaded->verify("tok-a"), "alice");
+  EXPECT_EQ(loaded->verify("tok-b"), "bob");
+  EXPECT_FALSE(loaded->verify("tok-c"));
+  EXPECT_FALSE(loaded->verify(""));
+  EXPECT_FALSE(loaded->verify(core::to_hex(sha256("tok-a"))));  // the digest is no token
 }
 
 TEST(TokenStore, ProblemsNameTheFileAndLineAndNeverTheToken) {
@@ -54,17 +54,17 @@ TEST(TokenStore, ProblemsNameTheFileAndLineAndNeverTheToken) {
   const std::string path = dir.file("tokens");
   std::ofstream(path) << "alice my-plain-token\n";
   auto loaded = token_store::load(path);
-  EXPECT_FALSE(loaded.store);
-  EXPECT_THAT(loaded.error, HasSubstr(path + ":1: "));
-  EXPECT_THAT(loaded.error, Not(HasSubstr("my-plain-token")));
-  EXPECT_THAT(token_store::load(dir.file("missing")).error, HasSubstr("No such file"));
+  ASSERT_FALSE(loaded);
+  EXPECT_THAT(loaded.error().message, HasSubstr(path + ":1: "));
+  EXPECT_THAT(loaded.error().message, Not(HasSubstr("my-plain-token")));
+  EXPECT_THAT(token_store::load(dir.file("missing")).error().message, HasSubstr("No such file"));
 }
 
 TEST(TokenStore, OversizedFileIsRefused) {
   test::temp_dir dir;
   const std::string path = dir.file("tokens");
   std::ofstream(path) << std::string(core::max_tokens_file_bytes + 10, '#');
-  EXPECT_THAT(token_store::load(path).error, HasSubstr("larger than"));
+  EXPECT_THAT(token_store::load(path).error().message, HasSubstr("larger than"));
 }
 
 }  // namespace

@@ -90,11 +90,11 @@ class WandbSinkTest : public ::testing::Test {
     sink_ = std::make_unique<wandb_sink>(*io_, *journal_);
     sink_->override_policy(policy_);
     const std::string key = wandb_.api_key();
-    auto err = sink_->start(cfg_, [key](std::string_view name) -> std::optional<std::string> {
+    auto started = sink_->start(cfg_, [key](std::string_view name) -> std::optional<std::string> {
       if (name == "WANDB_API_KEY") return key;
       return std::nullopt;
     });
-    ASSERT_FALSE(err) << *err;
+    ASSERT_EQ(started, core::success);
     ASSERT_TRUE(sink_->online());
     loop_ = std::thread([this] { io_->run(); });
   }
@@ -112,8 +112,7 @@ class WandbSinkTest : public ::testing::Test {
   void commit(std::vector<core::outcome> outcomes) {
     run_on([&] {
       std::vector<core::outbox_entry> queued;
-      auto err = journal_->commit(changes_of(outcomes), runs_, true, &queued);
-      EXPECT_FALSE(err) << *err;
+      EXPECT_EQ(journal_->commit(changes_of(outcomes), runs_, true, &queued), core::success);
       if (sink_) sink_->enqueue(std::move(queued));
     });
   }
@@ -350,7 +349,7 @@ TEST_F(WandbSinkTest, ShowsEachRunsDeliveryAndResyncWritesItAgain) {
   EXPECT_FALSE(shown.contains("last_delivered_at"));
 
   // The key is fixed: resync writes sweepd's state for the run again.
-  ASSERT_FALSE(run_on([&] { return sink_->resync(run); }));
+  ASSERT_EQ(run_on([&] { return sink_->resync(run); }), core::success);
   ASSERT_TRUE(wandb_.wait_until([&] { return delivered("r1", "initializing"); }, 10s));
   ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }));
   shown = run_on([&] { return sink_->delivery_of(run); });
@@ -366,7 +365,8 @@ TEST_F(WandbSinkTest, ResumesThePendingOutboxAfterARestart) {
     core::register_params p;
     p.run = "r" + std::to_string(i);
     std::vector<core::outcome> outs{runs_.register_run(p, who_, now())};
-    ASSERT_FALSE(journal_->commit(changes_of(outs), runs_, true));  // while nothing delivers
+    ASSERT_EQ(journal_->commit(changes_of(outs), runs_, true),
+              core::success);  // while nothing delivers
   }
   journal_.reset();
   auto reopened = io::journal::open(dir_.file("state.db"));
