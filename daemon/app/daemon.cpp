@@ -87,12 +87,13 @@ core::supervisor_limits limits_from(const core::config& cfg) {
           cfg.state.max_runs,     cfg.wandb.entity,         cfg.wandb.project};
 }
 
-daemon::daemon(core::config cfg, std::string config_path)
+daemon::daemon(core::config cfg, std::string config_path, io::clock& time)
     : cfg_(std::move(cfg)),
       config_path_(std::move(config_path)),
+      clock_(time),
       runs_(limits_from(cfg_)),
       service_(
-          runs_, core::version, core::mono_clock::now(), [this] { return stats(); },
+          runs_, core::version, clock_.mono(), [this] { return stats(); },
           [this](const core::run_record& run) { return delivery_of(run); }),
       server_(io_, server_options(cfg_),
               [this](std::string_view line, const io::peer_credentials& peer, bool behind) {
@@ -105,7 +106,19 @@ daemon::daemon(core::config cfg, std::string config_path)
       signals_(io_, SIGTERM, SIGINT, SIGHUP),
       process_watch_(io_, [this](std::int32_t pid) { on_process_exit(pid); }),
       boot_id_(io::current_boot_id()),
-      watchdog_timer_(io_) {}
+      watchdog_timer_(io_) {
+  clock_.on_moved([this] { on_clock_moved(); });
+}
+
+daemon::~daemon() { clock_.on_moved(nullptr); }
+
+void daemon::on_clock_moved() {
+  // A jump is not the loop standing still: no catch-up pause for it.
+  last_tick_ = clock_.mono();
+  deadline_timer_.cancel();
+  retention_timer_.cancel();
+  if (sink_) sink_->wake();
+}
 
 std::optional<std::string> daemon::open() {
   const io::open_files_limit files = io::raise_open_files_limit();
@@ -120,13 +133,15 @@ std::optional<std::string> daemon::open() {
   fd_limit_ = files.soft;
   server_.set_limits(server_limits(cfg_));
   if (auto err = restore_from_journal()) return err;
-  sink_ = std::make_unique<wandb_sink>(io_, *journal_);
+  sink_ = std::make_unique<wandb_sink>(io_, *journal_, clock_);
   if (auto started = sink_->start(cfg_); !started) return started.error().message;
   reconciler_ = std::make_unique<reconciler>(
-      io_, runs_, *sink_, [this](std::span<const core::run_change> adopted) {
+      io_, runs_, *sink_,
+      [this](std::span<const core::run_change> adopted) {
         commit_batch();  // what requests planned this turn first
         return store(adopted);
-      });
+      },
+      clock_);
   sink_->set_metrics(&metrics_);
   reconciler_->set_metrics(&metrics_);
   if (auto err = server_.open()) return err;
@@ -135,7 +150,7 @@ std::optional<std::string> daemon::open() {
 }
 
 std::optional<std::string> daemon::restore_from_journal() {
-  const auto started = core::mono_clock::now();
+  const auto started = clock_.mono();
   auto opened = io::journal::open(cfg_.state.path);
   if (!opened.value) return opened.error;
   journal_ = std::move(opened.value);
@@ -156,13 +171,13 @@ std::optional<std::string> daemon::restore_from_journal() {
                runs_.counts()[static_cast<std::size_t>(core::run_state::initializing)] +
                    runs_.counts()[static_cast<std::size_t>(core::run_state::running)],
                journal_->outbox_pending(), cfg_.state.path,
-               core::seconds_between(started, core::mono_clock::now()) * 1000);
+               core::seconds_between(started, clock_.mono()) * 1000);
   return std::nullopt;
 }
 
 void daemon::prune_expired_runs() {
-  const auto cutoff = std::chrono::system_clock::now() -
-                      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+  const auto cutoff =
+      clock_.wall() - std::chrono::duration_cast<std::chrono::system_clock::duration>(
                           core::seconds_d(cfg_.state.retention));
   const auto pruned = runs_.prune(cutoff);
   if (pruned.empty()) return;
@@ -177,7 +192,7 @@ void daemon::prune_expired_runs() {
 }
 
 int daemon::run() {
-  last_tick_ = core::mono_clock::now();
+  last_tick_ = clock_.mono();
   server_.start();
   asio::co_spawn(io_, deadline_loop(), rethrow_if_failed);
   asio::co_spawn(io_, signal_loop(), rethrow_if_failed);
@@ -238,9 +253,7 @@ io::control_server_limits daemon::server_limits(const core::config& cfg) const {
   return limits;
 }
 
-core::instant daemon::now() const {
-  return {core::mono_clock::now(), std::chrono::system_clock::now()};
-}
+core::instant daemon::now() const { return clock_.now(); }
 
 core::caller daemon::caller_of(const io::peer_credentials& peer) const {
   if (peer.remote) {
@@ -453,7 +466,7 @@ bool daemon::store(std::span<const core::run_change> changes) {
   std::vector<core::outbox_entry> queued;
   if (auto err = journal_commit(changes, to_outbox, &queued)) {
     std::size_t held_back = 0;
-    if (commit_errors_.allow(std::chrono::steady_clock::now(), held_back)) {
+    if (commit_errors_.allow(clock_.mono(), held_back)) {
       spdlog::error("storing {} transition(s) failed, nothing changed: {}{}", changes.size(), *err,
                     held_back == 0 ? std::string()
                                    : fmt::format(" ({} more such failures not logged)", held_back));
@@ -477,15 +490,15 @@ asio::awaitable<void> daemon::deadline_loop() {
   while (!stopping_) {
     const auto next = runs_.next_deadline();
     armed_for_ = next.value_or(core::mono_time::max());
-    deadline_timer_.expires_at(armed_for_);
+    deadline_timer_.expires_at(clock_.expiry_for(armed_for_));
     co_await deadline_timer_.async_wait(as_tuple(use_awaitable));
     if (stopping_) break;
-    if (const auto until = catch_up_until(); until > core::mono_clock::now()) {
+    if (const auto until = catch_up_until(); until > clock_.mono()) {
       // The whole loop stood still (SIGSTOP, a paused VM, swapping): the heartbeats workers sent
       // meanwhile wait in socket buffers. Read them before judging anyone silent. No request may
       // cut the pause short (every overdue deadline is earlier than anything armed).
       armed_for_ = core::mono_time::min();
-      deadline_timer_.expires_at(until);
+      deadline_timer_.expires_at(clock_.expiry_for(until));
       co_await deadline_timer_.async_wait(as_tuple(use_awaitable));
       if (stopping_) break;
     }
@@ -497,13 +510,13 @@ asio::awaitable<void> daemon::deadline_loop() {
     std::vector<core::run_change> due = plan_expiry_batch(marked);
     if (due.empty()) continue;
     const bool stored = store(due);
-    size_next_expiry_batch(due.size(), core::mono_clock::now() - marked.mono);
+    size_next_expiry_batch(due.size(), clock_.mono() - marked.mono);
     if (!stored) {
       // Not stored, nothing changed, still due: try again after a pause rather than spinning on
       // a failing disk. The backlog is listed anew then, this batch included.
       expiry_backlog_.clear();
       expiry_next_ = 0;
-      deadline_timer_.expires_after(storage_retry_pause);
+      deadline_timer_.expires_at(clock_.expiry_for(clock_.mono() + storage_retry_pause));
       co_await deadline_timer_.async_wait(as_tuple(use_awaitable));
       continue;
     }
@@ -539,7 +552,7 @@ void daemon::size_next_expiry_batch(std::size_t runs, core::mono_clock::duration
 
 core::mono_time daemon::catch_up_until() {
   // The tick may not have run yet since the loop came back: then the gap shows here.
-  const auto now = core::mono_clock::now();
+  const auto now = clock_.mono();
   if (now - last_tick_ > stall_threshold) stalled_until_ = now + stall_catch_up;
   last_tick_ = now;
   return stalled_until_;
@@ -547,10 +560,10 @@ core::mono_time daemon::catch_up_until() {
 
 asio::awaitable<void> daemon::tick_loop() {
   while (!stopping_) {
-    tick_timer_.expires_after(tick_interval);
+    tick_timer_.expires_at(clock_.expiry_for(clock_.mono() + tick_interval));
     co_await tick_timer_.async_wait(as_tuple(use_awaitable));
     if (stopping_) break;
-    if (catch_up_until() > core::mono_clock::now()) {
+    if (catch_up_until() > clock_.mono()) {
       spdlog::warn(
           "the event loop stood still for over {} s (stopped or starved); reading "
           "queued requests before expiring runs",
@@ -563,8 +576,12 @@ asio::awaitable<void> daemon::tick_loop() {
 asio::awaitable<void> daemon::retention_loop() {
   while (!stopping_) {
     const double every_s = std::clamp(cfg_.state.retention / 10, 1.0, 3600.0);
-    retention_timer_.expires_after(core::to_duration(every_s));
-    co_await retention_timer_.async_wait(as_tuple(use_awaitable));
+    const core::mono_time due = clock_.mono() + core::to_duration(every_s);
+    // Woken early only by the clock jumping, which may not have reached `due` yet.
+    while (!stopping_ && clock_.mono() < due) {
+      retention_timer_.expires_at(clock_.expiry_for(due));
+      co_await retention_timer_.async_wait(as_tuple(use_awaitable));
+    }
     if (stopping_) break;
     prune_expired_runs();
   }

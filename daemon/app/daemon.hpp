@@ -20,6 +20,7 @@
 #include "core/service.hpp"
 #include "core/supervisor.hpp"
 #include "core/tokens.hpp"
+#include "io/clock.hpp"
 #include "io/control_server.hpp"
 #include "io/journal.hpp"
 #include "io/logging.hpp"
@@ -35,8 +36,12 @@ namespace asio = boost::asio;
 /// deadline timer (armed at the earliest deadline of any run), signals and config reload.
 class daemon {
  public:
-  /// `config_path` is re-read on SIGHUP; empty when running on built-in defaults.
-  daemon(core::config cfg, std::string config_path);
+  /// `config_path` is re-read on SIGHUP; empty when running on built-in defaults. Every deadline,
+  /// timestamp and policy timer reads `time` (tests pass a clock they move by hand).
+  daemon(core::config cfg, std::string config_path, io::clock& time = io::real_clock());
+  ~daemon();
+  daemon(const daemon&) = delete;
+  daemon& operator=(const daemon&) = delete;
 
   /// Opens the journal, restores its runs, then binds the control socket; an error message on
   /// failure (a locked, unreadable or corrupt state file stops startup).
@@ -45,6 +50,9 @@ class daemon {
   int run();
   /// Stops serving (safe to call from the loop's thread only, or via post()).
   void stop();
+  /// What SIGHUP does: re-reads the config file; an invalid one is refused and the running config
+  /// kept (loop's thread only; public so that tests need not signal their own process).
+  void reload();
 
   asio::io_context& io() { return io_; }
   /// The journal once open(), for tests that inject storage failures.
@@ -94,7 +102,8 @@ class daemon {
   asio::awaitable<void> tick_loop();
   asio::awaitable<void> signal_loop();
   asio::awaitable<void> retention_loop();
-  void reload();
+  /// The clock jumped (a test moved it): every timer looks again at what is due.
+  void on_clock_moved();
   void apply_reloadable(const core::config& next);
   core::instant now() const;
   core::caller caller_of(const io::peer_credentials& peer) const;
@@ -130,6 +139,7 @@ class daemon {
 
   core::config cfg_;
   std::string config_path_;
+  io::clock& clock_;
   asio::io_context io_{1};
   core::supervisor runs_;
   std::unique_ptr<io::journal> journal_;

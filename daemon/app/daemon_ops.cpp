@@ -19,20 +19,18 @@ namespace sweepd::app {
 
 io::reply daemon::answer(std::string_view line, const io::peer_credentials& peer,
                          bool behind_earlier) {
-  const auto started = core::mono_clock::now();
+  const auto started = clock_.mono();
   io::reply r = on_line(line, peer, behind_earlier);
   if (r.after_earlier) return r;                   // asked again, and counted then
   const std::string_view op = service_.last_op();  // static storage: outlives the line
   if (!r.later) {
-    metrics_.request(op, core::reply_result(r.text),
-                     core::seconds_between(started, core::mono_clock::now()));
+    metrics_.request(op, core::reply_result(r.text), core::seconds_between(started, clock_.mono()));
     return r;
   }
   // Answered later (reconcile reads W&B): counted when the reply is ready.
   r.later = [this, op, started, later = std::move(r.later)]() -> asio::awaitable<std::string> {
     std::string text = co_await later();
-    metrics_.request(op, core::reply_result(text),
-                     core::seconds_between(started, core::mono_clock::now()));
+    metrics_.request(op, core::reply_result(text), core::seconds_between(started, clock_.mono()));
     co_return text;
   };
   return r;
@@ -41,10 +39,9 @@ io::reply daemon::answer(std::string_view line, const io::peer_credentials& peer
 std::optional<std::string> daemon::journal_commit(std::span<const core::run_change> changes,
                                                   bool to_outbox,
                                                   std::vector<core::outbox_entry>* queued) {
-  const auto started = core::mono_clock::now();
+  const auto started = clock_.mono();
   auto committed = journal_->commit(changes, runs_, to_outbox, queued);
-  metrics_.commit(changes, core::seconds_between(started, core::mono_clock::now()),
-                  committed.has_value());
+  metrics_.commit(changes, core::seconds_between(started, clock_.mono()), committed.has_value());
   std::optional<std::string> err;
   if (!committed) err = std::move(committed.error().message);
   last_commit_error_ = err.value_or("");

@@ -74,8 +74,8 @@ json reconcile_reply(const std::vector<core::reconcile_decision>& decisions,
 }
 
 reconciler::reconciler(asio::io_context& io, core::supervisor& runs, wandb_sink& sink,
-                       commit_fn commit)
-    : io_(io), runs_(runs), sink_(sink), commit_(std::move(commit)), timer_(io) {}
+                       commit_fn commit, io::clock& time)
+    : io_(io), runs_(runs), sink_(sink), commit_(std::move(commit)), clock_(time), timer_(io) {}
 
 void reconciler::stop() {
   stopping_ = true;
@@ -106,11 +106,11 @@ reconciler::list_and_classify(const core::reconcile_rules& rules, const core::co
     std::optional<io::wandb_runs_page> got;
     core::attempt_result result;
     for (int attempt = 1; attempt <= page_attempts && !stopping_; ++attempt) {
-      const auto started = core::mono_clock::now();
+      const auto started = clock_.mono();
       std::tie(result, got) =
           co_await client->list_runs(rules.entity, rules.project, filter, cursor, per_page);
       if (metrics_ != nullptr) {
-        const double took = core::seconds_between(started, core::mono_clock::now());
+        const double took = core::seconds_between(started, clock_.mono());
         if (got) {
           metrics_->wandb_request_ok("list_runs", took);
         } else {
@@ -131,7 +131,7 @@ reconciler::list_and_classify(const core::reconcile_rules& rules, const core::co
     }
     // Classified page by page, so the summaries need not be kept; what sweepd knows is looked
     // at again when the decisions are applied.
-    const core::wall_time now = std::chrono::system_clock::now();
+    const core::wall_time now = clock_.wall();
     for (const core::wandb_listed_run& listed : got->runs) {
       decisions.push_back(
           core::classify_for_reconcile(listed, runs_.find(listed.name), rules, now));
@@ -168,7 +168,7 @@ asio::awaitable<std::variant<std::size_t, core::error>> reconciler::apply(
       if (known) d.state = known->state;
       continue;
     }
-    const core::instant now{core::mono_clock::now(), std::chrono::system_clock::now()};
+    const core::instant now = clock_.now();
     core::outcome o = runs_.plan_adopt(d.adopted, who, now);
     if (!o.ok()) {
       co_return core::error{o.err.code, fmt::format("{} ({} runs were adopted before)",
@@ -230,7 +230,8 @@ asio::awaitable<std::variant<json, core::error>> reconciler::run(core::reconcile
 
 asio::awaitable<void> reconciler::periodic(std::function<const core::config&()> config) {
   while (!stopping_) {
-    timer_.expires_after(core::to_duration(config().reconcile.interval));
+    timer_.expires_at(
+        clock_.expiry_for(clock_.mono() + core::to_duration(config().reconcile.interval)));
     co_await timer_.async_wait(as_tuple(use_awaitable));
     if (stopping_) break;
     const core::config cfg = config();  // a copy: a reload may come while W&B is read
@@ -261,7 +262,7 @@ asio::awaitable<void> reconciler::periodic(std::function<const core::config&()> 
                    describe_counts(counts), adopted_ - before);
     }
     ++passes_;
-    last_pass_at_ = std::chrono::system_clock::now();
+    last_pass_at_ = clock_.wall();
   }
 }
 

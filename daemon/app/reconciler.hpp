@@ -17,6 +17,7 @@
 #include "core/protocol.hpp"
 #include "core/reconcile.hpp"
 #include "core/supervisor.hpp"
+#include "io/clock.hpp"
 
 namespace sweepd::app {
 
@@ -35,7 +36,9 @@ class reconciler {
   /// and nothing was kept.
   using commit_fn = std::function<bool(std::span<const core::run_change>)>;
 
-  reconciler(asio::io_context& io, core::supervisor& runs, wandb_sink& sink, commit_fn commit);
+  /// `time` dates adoptions and passes.
+  reconciler(asio::io_context& io, core::supervisor& runs, wandb_sink& sink, commit_fn commit,
+             io::clock& time);
 
   /// One reconcile; the reply body, or the error to answer with (`unavailable` when W&B cannot
   /// be asked, `bad_request` without an entity/project, `internal` when the journal refused).
@@ -66,6 +69,7 @@ class reconciler {
   core::supervisor& runs_;
   wandb_sink& sink_;
   commit_fn commit_;
+  io::clock& clock_;
   asio::steady_timer timer_;
   bool stopping_ = false;
   std::optional<core::wall_time> last_pass_at_;

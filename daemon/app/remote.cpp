@@ -78,7 +78,7 @@ void daemon::reload_remote() {
 }
 
 io::authentication daemon::authenticate(std::string_view line, const std::string& address) {
-  const auto now = core::mono_clock::now();
+  const auto now = clock_.mono();
   if (const auto wait = auth_failures_.blocked_for(address, now)) {
     // Refused without looking at the token: guessing gets no faster by trying harder.
     return refuse(fmt::format("too many failed attempts from {}; try again in {:.0f} s", address,
@@ -96,7 +96,7 @@ io::authentication daemon::authenticate(std::string_view line, const std::string
                             : !hello->token  ? "the hello had no token"
                                              : "the token is not valid";
     std::size_t held_back = 0;
-    if (auth_failure_log_.allow(std::chrono::steady_clock::now(), held_back)) {
+    if (auth_failure_log_.allow(clock_.mono(), held_back)) {
       spdlog::warn("remote connection from {} refused: {}{}", address, why,
                    held_back == 0 ? std::string()
                                   : fmt::format(" ({} more refusals not logged)", held_back));

@@ -27,8 +27,8 @@ void rethrow_if_failed(std::exception_ptr e) {
 
 }  // namespace
 
-wandb_sink::wandb_sink(asio::io_context& io, io::journal& journal)
-    : io_(io), journal_(journal), wake_(io) {}
+wandb_sink::wandb_sink(asio::io_context& io, io::journal& journal, io::clock& time)
+    : io_(io), journal_(journal), clock_(time), wake_(io) {}
 
 core::delivery_policy wandb_sink::policy_from(const core::config& cfg) const {
   if (policy_override_) return *policy_override_;
@@ -89,13 +89,14 @@ core::result<void> wandb_sink::start(const core::config& cfg, const io::env_look
     }
     return {};
   }
-  client_ = std::make_unique<io::wandb_client>(io_, *setup.base, *setup.key, timeout_of(cfg));
+  client_ =
+      std::make_unique<io::wandb_client>(io_, *setup.base, *setup.key, timeout_of(cfg), clock_);
   spdlog::info("W&B: online at {} (key from {})", setup.base_text, setup.key_source);
-  const auto now = core::mono_clock::now();
+  const auto now = clock_.mono();
   for (core::outbox_entry& e : journal_.pending_outbox()) queue_.enqueue(std::move(e), now);
   // Re-checks of writes that W&B may still overwrite resume where they were: a live run that
   // overwrote protein.state around a restart is put right.
-  const auto wall_now = std::chrono::system_clock::now();
+  const auto wall_now = clock_.wall();
   for (io::journal::outbox_row& row : journal_.converging_outbox()) {
     const double since =
         row.delivered_at ? core::seconds_d(wall_now - *row.delivered_at).count() : 0.0;
@@ -116,7 +117,7 @@ void wandb_sink::reconfigure(const core::config& cfg) {
 
 void wandb_sink::enqueue(std::vector<core::outbox_entry> entries) {
   if (!online()) return;
-  const auto now = core::mono_clock::now();
+  const auto now = clock_.mono();
   for (core::outbox_entry& e : entries) queue_.enqueue(std::move(e), now);
   settle();
   wake_.cancel();
@@ -141,10 +142,10 @@ nlohmann::json wandb_sink::status() const {
 
 asio::awaitable<void> wandb_sink::loop() {
   while (!stopping_) {
-    for (core::delivery_job& job : queue_.start_jobs(core::mono_clock::now())) {
+    for (core::delivery_job& job : queue_.start_jobs(clock_.mono())) {
       asio::co_spawn(io_, perform(std::move(job)), rethrow_if_failed);
     }
-    wake_.expires_at(queue_.next_wakeup().value_or(core::mono_time::max()));
+    wake_.expires_at(clock_.expiry_for(queue_.next_wakeup().value_or(core::mono_time::max())));
     co_await wake_.async_wait(as_tuple(use_awaitable));
   }
 }
@@ -158,7 +159,7 @@ asio::awaitable<void> wandb_sink::perform(core::delivery_job job) {
                   result.error);
   }
   std::uniform_real_distribution<double> unit(0.0, 1.0);
-  queue_.finished(job, result, core::mono_clock::now(), unit(jitter_));
+  queue_.finished(job, result, clock_.mono(), unit(jitter_));
   // Recorded while stopping too: a write that landed during the shutdown grace is not sent again.
   settle();
   if (stopping_) {
@@ -178,7 +179,7 @@ asio::awaitable<core::attempt_result> wandb_sink::attempt(const core::delivery_j
               "send them at register)";
     co_return r;
   }
-  const auto read_started = core::mono_clock::now();
+  const auto read_started = clock_.mono();
   auto [read, run] = co_await client_->read_run(e.entity, e.project, e.run);
   note_request("read_run", read, read_started);
   if (!run) co_return read;
@@ -193,7 +194,7 @@ asio::awaitable<core::attempt_result> wandb_sink::attempt(const core::delivery_j
     r.error = "run " + e.run + ": " + merged.error;
     co_return r;
   }
-  const auto write_started = core::mono_clock::now();
+  const auto write_started = clock_.mono();
   core::attempt_result written = co_await client_->write_summary(*run, *merged.text);
   note_request("write_summary", written, write_started);
   written.wandb_state = run->state;
@@ -203,7 +204,7 @@ asio::awaitable<core::attempt_result> wandb_sink::attempt(const core::delivery_j
 void wandb_sink::note_request(std::string_view request, const core::attempt_result& result,
                               core::mono_time started) {
   if (metrics_ == nullptr) return;
-  metrics_->wandb_request(request, result, core::seconds_between(started, core::mono_clock::now()));
+  metrics_->wandb_request(request, result, core::seconds_between(started, clock_.mono()));
 }
 
 void wandb_sink::settle() {
@@ -212,8 +213,7 @@ void wandb_sink::settle() {
   for (const core::dead_letter& d : settled.dead) {
     spdlog::warn("W&B write for run {} dead-lettered (outbox {}): {}", d.run, d.seq, d.reason);
   }
-  if (auto stored = journal_.settle(settled, superseded, std::chrono::system_clock::now());
-      !stored) {
+  if (auto stored = journal_.settle(settled, superseded, clock_.wall()); !stored) {
     // The rows stay pending on disk: after a restart they are sent again (at-least-once).
     spdlog::error("recording W&B deliveries in the journal failed: {}", stored.error().message);
   }

@@ -15,6 +15,7 @@
 #include "core/config.hpp"
 #include "core/delivery.hpp"
 #include "core/result.hpp"
+#include "io/clock.hpp"
 #include "io/credentials.hpp"
 #include "io/journal.hpp"
 #include "io/wandb_client.hpp"
@@ -43,7 +44,8 @@ wandb_setup resolve_wandb(const core::config& cfg, const io::env_lookup& env);
 /// in the journal. In mode offline it only counts; in mode disabled nothing is queued at all.
 class wandb_sink {
  public:
-  wandb_sink(asio::io_context& io, io::journal& journal);
+  /// `time` dates deliveries and their retries.
+  wandb_sink(asio::io_context& io, io::journal& journal, io::clock& time = io::real_clock());
 
   /// Resolves the mode (auto → online when a key is found, else offline) and, when online, loads
   /// the pending outbox. A failure when online is asked for and no key is found.
@@ -59,6 +61,8 @@ class wandb_sink {
   void stop(std::function<void()> on_idle);
   /// New limits, timeout and names on SIGHUP (mode and key changes need a restart).
   void reconfigure(const core::config& cfg);
+  /// Looks again at what is due (the clock moved).
+  void wake() { wake_.cancel(); }
 
   /// One run's W&B delivery for `show`: {status, pending, dead, attempts, last_error,
   /// last_delivered_at, in_flight, converging}.
@@ -87,6 +91,7 @@ class wandb_sink {
 
   asio::io_context& io_;
   io::journal& journal_;
+  io::clock& clock_;
   core::config::wandb_mode mode_ = core::config::wandb_mode::offline;  // never auto_
   std::string prefix_;
   std::map<std::string, std::string> state_names_;

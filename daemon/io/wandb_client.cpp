@@ -231,8 +231,10 @@ std::string basic_authorization(const std::string& api_key) {
 }
 
 wandb_client::wandb_client(boost::asio::io_context& io, url base, const std::string& api_key,
-                           std::chrono::milliseconds timeout)
-    : http_(io, std::move(base), timeout), authorization_(basic_authorization(api_key)) {}
+                           std::chrono::milliseconds timeout, const clock& time)
+    : http_(io, std::move(base), timeout),
+      authorization_(basic_authorization(api_key)),
+      clock_(time) {}
 
 boost::asio::awaitable<std::pair<core::attempt_result, json>> wandb_client::graphql(
     const char* query, json variables, const std::string& subject) {
@@ -271,7 +273,7 @@ boost::asio::awaitable<std::pair<core::attempt_result, json>> wandb_client::grap
   const std::string errors = body.is_object() ? joined_errors(body) : std::string();
   core::attempt_result r =
       core::classify_http(res.status, res.header("retry-after"), res.header("ratelimit-reset"),
-                          errors, std::chrono::system_clock::now(), !body.is_discarded());
+                          errors, clock_.wall(), !body.is_discarded());
   if (r.what != core::attempt_result::kind::delivered) co_return std::pair{r, json()};
   const json* data = member(body, "data");
   if (data == nullptr || !data->is_object()) {

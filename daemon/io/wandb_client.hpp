@@ -10,6 +10,7 @@
 
 #include "core/delivery.hpp"
 #include "core/reconcile.hpp"
+#include "io/clock.hpp"
 #include "io/http_client.hpp"
 
 namespace sweepd::io {
@@ -35,8 +36,9 @@ struct wandb_runs_page {
 /// header; no error or log line contains it.
 class wandb_client {
  public:
+  /// `time` dates W&B's Retry-After answers.
   wandb_client(boost::asio::io_context& io, url base, const std::string& api_key,
-               std::chrono::milliseconds timeout);
+               std::chrono::milliseconds timeout, const clock& time = real_clock());
 
   /// Reads a run by entity/project/name; `not_found` when W&B does not know the project or run,
   /// `dead` when the answer is unusable (a field of the wrong type, too large, too deep).
@@ -69,6 +71,7 @@ class wandb_client {
 
   http_client http_;
   std::string authorization_;
+  const clock& clock_;
 };
 
 /// "Basic base64(api:KEY)", the header W&B's SDKs send.

@@ -84,6 +84,25 @@ class ControlServerTest : public ::testing::Test {
     return result.get();
   }
 
+  /// Waits (at most 5 s) until `done` holds on the loop's thread. It is asked once per turn of
+  /// the loop, each turn running what the kernel has made ready meanwhile: the wait ends on the
+  /// turn that runs the awaited completion, with no guessed pause.
+  bool on_loop_until(std::function<bool()> done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    auto result = std::make_shared<std::promise<bool>>();
+    auto check = std::make_shared<std::function<void()>>();
+    *check = [this, done, deadline, result, check] {
+      if (done() || std::chrono::steady_clock::now() >= deadline) {
+        result->set_value(done());
+        *check = nullptr;  // breaks the cycle through the capture
+        return;
+      }
+      asio::post(io_, *check);
+    };
+    asio::post(io_, *check);
+    return result->get_future().get();
+  }
+
   /// Polls `status` until the server counts `n` connections (the asking one included).
   bool wait_for_connections(client& c, std::size_t n) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -433,13 +452,8 @@ TEST_F(ControlServerTest, AClientThatDoesNotReadHoldsAtMostTheOutputBudget) {
   }
   EXPECT_EQ(shows.load(), 200u);
   // The last write's completion may run on the loop just after its bytes reached the client.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  std::size_t queued = 0;
-  while ((queued = on_loop([&] { return server_->queued_reply_bytes(); })) != 0 &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_EQ(queued, 0u);
+  EXPECT_TRUE(on_loop_until([&] { return server_->queued_reply_bytes() == 0; }))
+      << on_loop([&] { return server_->queued_reply_bytes(); }) << " bytes still queued";
 }
 
 TEST_F(ControlServerTest, APipelinedBatchLetsOtherClientsIn) {

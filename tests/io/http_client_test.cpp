@@ -86,6 +86,10 @@ class test_server {
   std::string url(std::string_view scheme = "http", std::string_view host = "127.0.0.1") const {
     return std::string(scheme) + "://" + std::string(host) + ":" + port();
   }
+  /// Waits until `n` connections have ended, whichever side closed them (run() bounds the wait).
+  asio::awaitable<void> wait_for_closed(int n) {
+    while (closed_connections < n) co_await closed_.async_wait(as_tuple(use_awaitable));
+  }
   /// Closes every open connection from the server side.
   void close_all() {
     for (auto* socket : open_) {
@@ -146,6 +150,7 @@ class test_server {
       forget(&socket);
     }
     ++closed_connections;
+    closed_.cancel();  // wakes wait_for_closed
   }
 
   void forget(tcp::socket* socket) {
@@ -193,6 +198,7 @@ class test_server {
 
   asio::io_context& io_;
   ssl::context* tls_;
+  asio::steady_timer closed_{io_, asio::steady_timer::time_point::max()};
   tcp::acceptor acceptor_;
   std::vector<tcp::socket*> open_;
 };
@@ -385,7 +391,8 @@ TEST_F(HttpClient, ServerClosingAnIdleConnectionIsHandled) {
   run(io_, [&]() -> asio::awaitable<void> {
     EXPECT_EQ((co_await client.post("/graphql", "{}", no_headers())).error, "");
     server.close_all();
-    co_await sleep_for(50ms);
+    // Its end on the server side comes after the close sent the client its FIN.
+    co_await server.wait_for_closed(1);
     auto r = co_await client.post("/graphql", "{}", no_headers());
     EXPECT_EQ(r.error, "");
     EXPECT_TRUE(r.response.has_value());
@@ -491,7 +498,7 @@ TEST_F(HttpClient, CloseDropsIdleConnections) {
     EXPECT_EQ(client.idle_connections(), 1u);
     client.close();
     EXPECT_EQ(client.idle_connections(), 0u);
-    for (int i = 0; i < 200 && server.closed_connections == 0; ++i) co_await sleep_for(10ms);
+    co_await server.wait_for_closed(1);
     EXPECT_EQ(server.closed_connections, 1);
     // Still usable afterwards, on a new connection.
     EXPECT_EQ((co_await client.post("/graphql", "{}", no_headers())).error, "");
@@ -639,7 +646,7 @@ TEST_F(HttpClientTls, PostsOverVerifiedTlsWithSniAndKeepAlive) {
     auto second = co_await client.post("/graphql", "{\"n\":2}", no_headers());
     EXPECT_EQ(second.error, "");
     client.close();
-    for (int i = 0; i < 200 && server.closed_connections == 0; ++i) co_await sleep_for(10ms);
+    co_await server.wait_for_closed(1);
   });
   EXPECT_EQ(server.server_name, "localhost");
   EXPECT_EQ(server.connections, 1);

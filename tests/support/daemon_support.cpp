@@ -66,17 +66,17 @@ bool notify_listener::wait_for(const std::string& field, milliseconds timeout) {
 
 sweepd_under_test::sweepd_under_test(const temp_dir& dir, std::string extra,
                                      std::vector<std::string> env)
-    : socket_(dir.file("sweepd.sock")),
-      state_(dir.file("state.db")),
-      config_(dir.file("sweepd.yaml")),
+    : socket_(daemon_paths::in(dir).socket),
+      state_(daemon_paths::in(dir).state),
+      config_(daemon_paths::in(dir).config),
       env_(std::move(env)),
       notify_(dir.file("notify.sock")) {
   write_config(extra);
 }
 
-void sweepd_under_test::write_config(const std::string& extra, bool raw) {
+void write_daemon_config(const daemon_paths& paths, const std::string& extra, bool raw) {
   // Written aside and renamed: a SIGHUP never reads half a file.
-  const std::string next = config_ + ".next";
+  const std::string next = paths.config + ".next";
   std::string text = extra;
   if (!raw) {
     // The test's own socket and state paths go into its `socket: {…}`/`state: {…}`, if it has
@@ -89,13 +89,21 @@ void sweepd_under_test::write_config(const std::string& extra, bool raw) {
         text = section + ": {path: " + path + "}\n" + text;
       }
     };
-    with_path("socket", socket_);
-    with_path("state", state_);
+    with_path("socket", paths.socket);
+    with_path("state", paths.state);
     if (text.find("wandb:") == std::string::npos) text += "wandb: {mode: offline}\n";
     if (text.find("log:") == std::string::npos) text += "log: {level: debug}\n";
   }
   std::ofstream(next) << text;
-  std::filesystem::rename(next, config_);
+  std::filesystem::rename(next, paths.config);
+}
+
+daemon_paths daemon_paths::in(const temp_dir& dir) {
+  return {dir.file("sweepd.sock"), dir.file("state.db"), dir.file("sweepd.yaml")};
+}
+
+void sweepd_under_test::write_config(const std::string& extra, bool raw) {
+  write_daemon_config({socket_, state_, config_}, extra, raw);
 }
 
 void sweepd_under_test::start() {

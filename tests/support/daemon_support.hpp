@@ -42,6 +42,20 @@ class notify_listener {
   std::vector<std::string> received_;
 };
 
+/// Where a test's daemon keeps its socket, state file and config.
+struct daemon_paths {
+  std::string socket;
+  std::string state;
+  std::string config;
+  /// sweepd.sock, state.db and sweepd.yaml in `dir`.
+  static daemon_paths in(const temp_dir& dir);
+};
+
+/// Writes the config file at `paths.config` (atomically): `extra` (YAML) with the socket and
+/// state paths put in, W&B offline and debug logging unless `extra` says otherwise; `extra` alone
+/// when `raw` (for invalid files).
+void write_daemon_config(const daemon_paths& paths, const std::string& extra, bool raw = false);
+
 /// sweepd on a config written into `dir` (socket, state file, W&B offline unless `extra` says
 /// otherwise; `extra` is YAML appended to the base keys).
 class sweepd_under_test {

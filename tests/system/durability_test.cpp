@@ -256,74 +256,8 @@ TEST_F(DurabilityTest, PipelinedMixedRequestsKilledWhileCommittingLoseNothingAck
 }
 
 // ---- 2. a restart gives live runs fresh deadlines ---------------------------------------------
-
-TEST_F(DurabilityTest, RestartDoesNotTimeOutRunningRuns) {
-  constexpr int n = 50;
-  const std::string config =
-      write_config("sweepd.yaml", state_path(), "", "timeouts: {heartbeat: 2}\n");
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
-  for (int i = 0; i < n; ++i) {
-    const std::string run = "run" + std::to_string(i);
-    ok({{"op", "register"}, {"run", run}});
-    ok({{"op", "start"}, {"run", run}});
-  }
-  for (int i = 0; i < n; ++i) ok({{"op", "heartbeat"}, {"run", "run" + std::to_string(i)}});
-  const auto last_heartbeat = steady_clock::now();
-  kill_sweepd();
-
-  // The thing under test is time passing while the daemon is down: every run's old deadline
-  // (2 s after its last heartbeat) goes by before the restart.
-  std::this_thread::sleep_until(last_heartbeat + milliseconds(2500));
-
-  const auto restarting = steady_clock::now();
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
-  json s = status();
-  EXPECT_EQ(s["runs"]["running"], n);
-  EXPECT_EQ(s["runs"]["timeout"], 0);
-  EXPECT_EQ(s["wandb"]["pending"], n);  // each run's start superseded its registration
-  const json run = show("run7")["run"];
-  EXPECT_EQ(run["state"], "running");
-  ASSERT_TRUE(run.contains("deadline_in_s")) << run.dump();
-  EXPECT_GT(run["deadline_in_s"].get<double>(), 1.0);  // fresh: a full timeout from the restart
-  EXPECT_LE(run["deadline_in_s"].get<double>(), 2.0);
-
-  // Then silence still counts: they all time out, but not before 2 s after the restart.
-  const auto deadline = steady_clock::now() + seconds(10);
-  bool first_seen = false;
-  while (steady_clock::now() < deadline) {
-    s = status();
-    const int timed_out = s["runs"]["timeout"].get<int>();
-    if (timed_out > 0 && !first_seen) {
-      first_seen = true;
-      EXPECT_GE(steady_clock::now() - restarting, milliseconds(2000)) << "timed out too early";
-    }
-    if (timed_out == n) break;
-    std::this_thread::sleep_for(milliseconds(50));  // no event to wait on
-  }
-  EXPECT_EQ(s["runs"]["timeout"], n) << s.dump();
-  EXPECT_EQ(s["runs"]["running"], 0);
-  const json late = show("run7")["run"];
-  EXPECT_EQ(late["reason"], "heartbeat_timeout");
-  EXPECT_EQ(late["transitions"].size(), 3u);
-}
-
-TEST_F(DurabilityTest, HeartbeatThatShortensTheTimeoutIsMarkedOnTime) {
-  // Not durability as such, but the full-disk test below depends on it: a heartbeat's timeout_s
-  // brings the deadline forward without a transition, and the timer, armed for the 300 s default,
-  // must be re-armed for it.
-  ASSERT_TRUE(start_sweepd(write_config("sweepd.yaml", state_path()))) << daemon_->err();
-  ok({{"op", "register"}, {"run", "r1"}});
-  ok({{"op", "heartbeat"}, {"run", "r1"}, {"timeout_s", 0.2}});
-  const auto deadline = steady_clock::now() + seconds(5);
-  json run = show("r1")["run"];
-  while (run["state"] != "timeout" && steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(50));  // no event to wait on
-    run = show("r1")["run"];
-  }
-  ASSERT_EQ(run["state"], "timeout") << run.dump();
-  EXPECT_EQ(run["reason"], "heartbeat_timeout");
-  EXPECT_LT(run["runtime_s"].get<double>(), 2.0);  // 0.2 s + at most 1 s late, not 300 s
-}
+// In tests/app (DaemonLogicTest.RestartGivesLiveRunsAFullTimeoutAgain, and the re-arming for a
+// heartbeat's shorter timeout_s that the full-disk test below relies on), on a fake clock.
 
 // ---- 3. terminal runs are kept for state.retention, then pruned -------------------------------
 
@@ -351,34 +285,8 @@ TEST_F(DurabilityTest, TerminalRunIsAnObservationAfterRestart) {
   EXPECT_GT(by_id["r2"]["cost"].get<double>(), 0);
 }
 
-TEST_F(DurabilityTest, RunPastRetentionIsGoneAfterRestart) {
-  const std::string config = write_config("sweepd.yaml", state_path(), ", retention: 1");
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
-  ok({{"op", "register"}, {"run", "old"}, {"sweep", "s1"}});
-  ok({{"op", "complete"}, {"run", "old"}, {"objective", 1}});
-  ok({{"op", "register"}, {"run", "live"}, {"sweep", "s1"}});
-  // Killed at once, before the daemon's own retention sweep (every second here) can run, so that
-  // the pruning below is the restart's.
-  kill_sweepd();
-  // The thing under test is time passing while the daemon is down: the run's retention runs out.
-  std::this_thread::sleep_for(milliseconds(1500));
-
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
-  EXPECT_EQ(show("old")["error"]["code"], "unknown_run");
-  EXPECT_EQ(ok({{"op", "observations"}, {"sweep", "s1"}})["observations"], json::array());
-  EXPECT_EQ(show("live")["run"]["state"], "initializing");  // live runs are never pruned
-  const json s = status();
-  EXPECT_EQ(s["runs"]["success"], 0);
-  EXPECT_EQ(s["runs"]["initializing"], 1);
-  // The last W&B write of the pruned run is still owed to W&B and stays in the outbox.
-  EXPECT_EQ(s["wandb"]["pending"], 2);
-  EXPECT_THAT(daemon_->err(), HasSubstr("pruned 1 runs"));
-  kill_sweepd();
-  // Pruned from the file too, not only from memory.
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
-  EXPECT_EQ(show("old")["error"]["code"], "unknown_run");
-  EXPECT_EQ(status()["wandb"]["pending"], 2);
-}
+// Runs past state.retention are pruned, at a restart and while running: tests/app
+// (DaemonLogicTest), on a fake clock rather than 1.5 s of real waiting.
 
 // ---- 4. startup failures are loud -------------------------------------------------------------
 

@@ -16,8 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "io/client.hpp"
-#include "support/process_support.hpp"
+#include "support/daemon_support.hpp"
 
 namespace sweepd {
 namespace {
@@ -43,6 +42,17 @@ bool wait_for_file(const std::string& path, std::chrono::milliseconds timeout = 
   return false;
 }
 
+/// Waits (bounded, polling: a process's stderr has no event to wait on) until `p` wrote `text`.
+bool wait_for_text(const test::process& p, const std::string& text,
+                   std::chrono::milliseconds timeout = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (p.err().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
 class ExecTest : public ::testing::Test {
  protected:
   std::string socket_path() const { return dir_.file("sweepd.sock"); }
@@ -53,18 +63,8 @@ class ExecTest : public ::testing::Test {
   }
 
   void start_daemon(const std::string& extra = "") {
-    const std::string config = dir_.file("sweepd.yaml");
-    std::ofstream(config) << "socket: {path: " << socket_path() << "}\n"
-                          << "state: {path: " << dir_.file("state.db") << "}\n"
-                          << "wandb: {mode: offline}\n"
-                          << extra;
-    daemon_.emplace(test::process::start({SWEEPD_BINARY, "--config", config}));
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      ASSERT_FALSE(daemon_->wait_for(20ms)) << daemon_->err();
-      if (client_.connect(socket_path())) return;
-    }
-    FAIL() << "sweepd did not open its socket: " << daemon_->err();
+    daemon_.emplace(dir_, extra);
+    daemon_->start();
   }
 
   /// The argv of `sweepctl --socket S exec ARGS...`.
@@ -80,28 +80,17 @@ class ExecTest : public ::testing::Test {
 
   /// The run's full record from `show`.
   json show(const std::string& run) {
-    const auto reply = client_.call({{"op", "show"}, {"run", run}});
-    EXPECT_TRUE(reply) << client_.last_error();
-    if (!reply || (*reply)["ok"] != true) {
-      ADD_FAILURE() << "show " << run << ": " << (reply ? reply->dump() : "no reply");
+    const json reply = daemon_->call({{"op", "show"}, {"run", run}});
+    if (reply["ok"] != true) {
+      ADD_FAILURE() << "show " << run << ": " << reply.dump();
       return json::object();
     }
-    return (*reply)["run"];
+    return reply["run"];
   }
 
   /// Polls `show` until the run is in `state` (it may not be registered yet), for at most 10 s.
   json wait_for_state(const std::string& run, const std::string& state) {
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    json last;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (const auto reply = client_.call({{"op", "show"}, {"run", run}})) {
-        last = *reply;
-        if ((*reply)["ok"] == true && (*reply)["run"]["state"] == state) return (*reply)["run"];
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    ADD_FAILURE() << run << " never became " << state << ": " << last.dump();
-    return json::object();
+    return daemon_->wait_for_state(run, state);
   }
 
   static std::vector<std::string> reasons_of(const json& run) {
@@ -111,8 +100,7 @@ class ExecTest : public ::testing::Test {
   }
 
   test::temp_dir dir_;
-  std::optional<test::process> daemon_;
-  io::client client_;
+  std::optional<test::sweepd_under_test> daemon_;
 };
 
 TEST_F(ExecTest, ExitZeroCompletesWithObjectiveAndCostFromTheResultFile) {
@@ -211,9 +199,8 @@ TEST_F(ExecTest, HeartbeatsKeepTheRunAliveWhileTheCommandRuns) {
   // Without heartbeats the run would time out 1-2 s in; watch it until the command ends.
   std::vector<std::string> seen;
   while (!exec_process.wait_for(100ms)) {
-    const auto reply = client_.call({{"op", "show"}, {"run", "rh"}});
-    ASSERT_TRUE(reply) << client_.last_error();
-    if ((*reply)["ok"] == true) seen.push_back((*reply)["run"]["state"]);
+    const json reply = daemon_->call({{"op", "show"}, {"run", "rh"}});
+    if (reply["ok"] == true) seen.push_back(reply["run"]["state"]);
   }
   EXPECT_EQ(exec_process.wait_for(0ms), 0) << exec_process.err();
   EXPECT_THAT(seen, Not(::testing::Contains("timeout")));
@@ -255,7 +242,8 @@ TEST_F(ExecTest, WithoutDaemonTheCommandStillRunsAndItsStatusIsReturned) {
 TEST_F(ExecTest, DaemonThatStartsLateStillGetsTheRun) {
   auto exec_process = test::process::start(
       exec_argv({"--run", "rl", "--interval", "0.2", "--", "/bin/sh", "-c", "sleep 3"}), env());
-  std::this_thread::sleep_for(300ms);
+  // Started once exec has found no daemon and gone on without it.
+  ASSERT_TRUE(wait_for_text(exec_process, "cannot connect to sweepd")) << exec_process.err();
   start_daemon();
   EXPECT_EQ(exec_process.wait_for(20s), 0) << exec_process.err();
   EXPECT_EQ(count_of(exec_process.err(), "keeps trying in the background"), 1u)
@@ -395,17 +383,6 @@ TEST_F(ExecTest, UnknownResultKeysAreWarnedAboutByNameAndTheRunCompletes) {
 }
 
 // ---- --on-timeout: what exec does when sweepd gives up on the run for good ---------------------
-
-/// Waits (bounded, polling: a process's stderr has no event to wait on) until `p` wrote `text`.
-bool wait_for_text(const test::process& p, const std::string& text,
-                   std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (p.err().find(text) != std::string::npos) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
 
 TEST_F(ExecTest, MaxRuntimeTimeoutSendsSigtermAndTheRunStaysTimeout) {
   start_daemon();
@@ -590,7 +567,7 @@ TEST_F(SpoolTest, ReportSpooledWhileSweepdWasDownLandsLateAfterTheRestartCrashed
                  "sh", go, result}),
       env());
   wait_for_state("rk", "running");
-  daemon_->kill();          // SIGKILL mid-run
+  daemon_->proc().kill();   // SIGKILL mid-run
   std::ofstream(go) << "";  // the command ends well during the outage
   EXPECT_EQ(exec_process.wait_for(20s), 0) << exec_process.err();
   EXPECT_THAT(exec_process.err(), HasSubstr("spooled at " + spool_file("rk")));
@@ -783,10 +760,9 @@ TEST_F(ExecTest, ExampleShellSweepRecordsEveryTrial) {
                               "SWEEPD_SPOOL_DIR=" + spool_dir(), "SWEEP=demo", "TRAIN_SECONDS=0"}),
       60s);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  const auto reply = client_.call({{"op", "observations"}, {"sweep", "demo"}});
-  ASSERT_TRUE(reply) << client_.last_error();
-  const json& observations = (*reply)["observations"];
-  ASSERT_EQ(observations.size(), 3u) << reply->dump();
+  const json reply = daemon_->call({{"op", "observations"}, {"sweep", "demo"}});
+  const json& observations = reply["observations"];
+  ASSERT_EQ(observations.size(), 3u) << reply.dump();
   for (const json& o : observations) {
     EXPECT_TRUE(o["suggestion"].contains("lr")) << o.dump();
     if (o["is_failure"] == false) {

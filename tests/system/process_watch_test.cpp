@@ -1,14 +1,13 @@
-// A worker that registered with watch_peer and is killed: its run is `crashed` at once.
+// Process watch in the real binary: a worker that finishes normally, a connection handed to a
+// child, and bound workers across a restart (the plain crash is in tests/app, on a fake clock).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <csignal>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "io/client.hpp"
-#include "support/process_support.hpp"
+#include "support/daemon_support.hpp"
 
 namespace sweepd {
 namespace {
@@ -18,19 +17,7 @@ using nlohmann::json;
 
 class ProcessWatchSystemTest : public ::testing::Test {
  protected:
-  void SetUp() override { start_daemon(); }
-
-  void start_daemon() {
-    const std::string cfg = dir_.file("c.yaml");
-    std::ofstream(cfg) << "socket: {path: " << dir_.file("s.sock") << "}\n"
-                       << "state: {path: " << dir_.file("state.db") << "}\n";
-    daemon_.emplace(test::process::start({SWEEPD_BINARY, "--config", cfg}));
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!client_.connect(dir_.file("s.sock")) && std::chrono::steady_clock::now() < deadline) {
-      ASSERT_FALSE(daemon_->wait_for(20ms)) << daemon_->err();
-    }
-    ASSERT_TRUE(client_.connected()) << daemon_->err();
-  }
+  void SetUp() override { daemon_.start(); }
 
   /// A worker process that registers `run` with watch_peer on its own connection, then waits.
   test::process start_worker(const std::string& run) {
@@ -42,60 +29,30 @@ class ProcessWatchSystemTest : public ::testing::Test {
         "b'\",\"watch_peer\":true}\\n')\n"
         "s.recv(4096)\n"
         "time.sleep(60)\n";
-    return test::process::start({"/usr/bin/python3", "-c", script, dir_.file("s.sock"), run});
+    return test::process::start({"/usr/bin/python3", "-c", script, daemon_.socket_path(), run});
   }
 
-  json show(const std::string& run) {
-    auto reply = client_.call({{"op", "show"}, {"run", run}});
-    return reply ? (*reply)["run"] : json();
-  }
-
-  /// Polls `show` (bounded; the test has no other way to see the daemon's state).
+  json show(const std::string& run) { return daemon_.call({{"op", "show"}, {"run", run}})["run"]; }
   json wait_for_state(const std::string& run, const std::string& state) {
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    json shown;
-    while (std::chrono::steady_clock::now() < deadline) {
-      shown = show(run);
-      if (shown.is_object() && shown["state"] == state) return shown;
-      std::this_thread::sleep_for(10ms);
-    }
-    ADD_FAILURE() << run << " never became " << state << ": " << shown.dump();
-    return shown;
+    return daemon_.wait_for_state(run, state);
   }
 
   test::temp_dir dir_;
-  std::optional<test::process> daemon_;
-  io::client client_;
+  test::sweepd_under_test daemon_{dir_};
 };
 
-TEST_F(ProcessWatchSystemTest, KilledWorkerIsCrashedWithinASecond) {
-  auto worker = start_worker("w1");
-  const json registered = wait_for_state("w1", "initializing");
-  EXPECT_EQ(registered["peer_pid"], worker.pid());
-  const auto killed_at = std::chrono::system_clock::now();
-  ASSERT_TRUE(worker.send_signal(SIGKILL));
-  const json run = wait_for_state("w1", "crashed");
-  EXPECT_EQ(run["reason"], "process_exited");
-  // The transition's own timestamp, not the polling: the daemon noticed within a second.
-  const std::string at = run["transitions"].back()["at"];
-  std::tm tm{};
-  ASSERT_TRUE(strptime(at.c_str(), "%Y-%m-%dT%H:%M:%S", &tm));
-  const auto marked = std::chrono::system_clock::from_time_t(timegm(&tm)) +
-                      std::chrono::milliseconds(std::stoi(at.substr(20, 3)));
-  EXPECT_LT(marked - killed_at, 1s);
-  EXPECT_GT(run["transitions"].back()["cost"].get<double>(), 0.0);
-}
+// A killed worker crashes its run: tests/app (DaemonLogicTest.WatchedWorkerThatExitsCrashesItsRun).
 
 TEST_F(ProcessWatchSystemTest, WorkerThatFinishesNormallyIsNotCrashed) {
   auto worker = start_worker("w2");
   wait_for_state("w2", "initializing");
   // The run completes from elsewhere (root may act on any run), then its process exits.
-  ASSERT_EQ((*client_.call({{"op", "complete"}, {"run", "w2"}, {"objective", 1.0}}))["ok"], true);
+  ASSERT_EQ(daemon_.call({{"op", "complete"}, {"run", "w2"}, {"objective", 1.0}})["ok"], true);
   ASSERT_TRUE(worker.send_signal(SIGKILL));
   ASSERT_TRUE(worker.wait_for(10s));
   // Still success afterwards: ask twice so that the exit has surely been handled in between.
   EXPECT_EQ(show("w2")["state"], "success");
-  client_.call({{"op", "status"}});
+  daemon_.call({{"op", "status"}});
   EXPECT_EQ(show("w2")["state"], "success");
 }
 
@@ -114,8 +71,8 @@ TEST_F(ProcessWatchSystemTest, SocketHandedToAChildByAConnectorThatExitedIsNotBo
       "    pass\n"  // wait until the parent is gone (reparented)
       "s.sendall(b'{\"op\":\"register\",\"run\":\"handed\",\"watch_peer\":true}\\n')\n"
       "print(s.recv(4096).decode(), flush=True)\n";
-  auto worker = test::process::start(
-      {"/bin/sh", "-c", "exec /usr/bin/python3 -c \"$0\" \"$1\" $$", script, dir_.file("s.sock")});
+  auto worker = test::process::start({"/bin/sh", "-c", "exec /usr/bin/python3 -c \"$0\" \"$1\" $$",
+                                      script, daemon_.socket_path()});
   ASSERT_EQ(worker.wait_for(10s), 0) << worker.err();
   // The parent exited at once; the child printed the reply. Wait for it (bounded).
   const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -129,7 +86,7 @@ TEST_F(ProcessWatchSystemTest, SocketHandedToAChildByAConnectorThatExitedIsNotBo
   EXPECT_EQ(reply["ok"], false);
   EXPECT_EQ(reply["error"]["code"], "bad_request");
   EXPECT_THAT(reply["error"]["message"].get<std::string>(), ::testing::HasSubstr("has exited"));
-  EXPECT_EQ((*client_.call({{"op", "show"}, {"run", "handed"}}))["error"]["code"], "unknown_run");
+  EXPECT_EQ(daemon_.call({{"op", "show"}, {"run", "handed"}})["error"]["code"], "unknown_run");
 }
 
 /// Kills sweepd, rewrites a field of a run's stored record (as if the world had changed while it
@@ -137,10 +94,9 @@ TEST_F(ProcessWatchSystemTest, SocketHandedToAChildByAConnectorThatExitedIsNotBo
 class ProcessWatchRestartTest : public ProcessWatchSystemTest {
  protected:
   void restart_with_record_change(const std::string& run, const std::string& set) {
-    daemon_->kill();
-    client_.close();
+    daemon_.proc().kill();
     sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(dir_.file("state.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_open(daemon_.state_path().c_str(), &db), SQLITE_OK);
     const std::string sql = "UPDATE runs SET " + set + " WHERE id = '" + run + "'";
     char* message = nullptr;
     EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message), SQLITE_OK)
@@ -148,7 +104,7 @@ class ProcessWatchRestartTest : public ProcessWatchSystemTest {
     sqlite3_free(message);
     EXPECT_EQ(sqlite3_changes(db), 1);
     sqlite3_close(db);
-    start_daemon();
+    daemon_.start();
   }
 };
 
@@ -157,7 +113,7 @@ TEST_F(ProcessWatchRestartTest, WorkerStillThereAfterARestartKeepsItsRunLive) {
   wait_for_state("w1", "initializing");
   restart_with_record_change("w1", "sweep = ''");  // nothing that matters
   EXPECT_EQ(show("w1")["state"], "initializing");
-  client_.call({{"op", "status"}});  // one more turn of the loop: a crash would show now
+  daemon_.call({{"op", "status"}});  // one more turn of the loop: a crash would show now
   EXPECT_EQ(show("w1")["state"], "initializing");
   ASSERT_TRUE(worker.send_signal(SIGKILL));
   wait_for_state("w1", "crashed");
@@ -182,7 +138,7 @@ TEST_F(ProcessWatchRestartTest, RunFromBeforeARebootIsCrashedAfterTheRestart) {
 }
 
 TEST_F(ProcessWatchSystemTest, UnwatchedRunIsNotTiedToItsProcess) {
-  ASSERT_EQ((*client_.call({{"op", "register"}, {"run", "free"}}))["ok"], true);
+  ASSERT_EQ(daemon_.call({{"op", "register"}, {"run", "free"}})["ok"], true);
   EXPECT_FALSE(show("free").contains("peer_pid"));
 }
 

@@ -53,22 +53,7 @@ TEST(ReloadTest, ReloadIsRepeatableAndChangesTheLogLevel) {
   EXPECT_EQ(d.stop(), 0) << log;
 }
 
-TEST(ReloadTest, InvalidFileKeepsTheRunningConfigAndLogsEveryProblem) {
-  test::temp_dir dir;
-  test::sweepd_under_test d(dir, "timeouts: {heartbeat: 300}\n");
-  d.start();
-  ASSERT_TRUE(d.reload("timeouts: {heartbeat: -5, bogus: 1}\nlog: {level: loud}\n"));
-  ASSERT_EQ(d.call(register_request("r1"))["ok"], true);
-  EXPECT_EQ(d.call({{"op", "show"}, {"run", "r1"}})["run"]["heartbeat_timeout_s"], 300.0);
-  const std::string log = d.proc().err();
-  EXPECT_THAT(log, HasSubstr("timeouts.heartbeat"));
-  EXPECT_THAT(log, HasSubstr("bogus"));
-  EXPECT_THAT(log, HasSubstr("log.level"));
-  EXPECT_THAT(log, HasSubstr("keeping the running config"));
-  // The daemon still logs at its old level (debug), so the refusal did not half-apply.
-  EXPECT_THAT(log, HasSubstr("run r1:"));
-  EXPECT_EQ(d.stop(), 0) << log;
-}
+// An invalid file is refused with every problem logged: tests/app (DaemonLogicTest).
 
 TEST(ReloadTest, HundredReloadsWhileClientsPipelineRequests) {
   test::temp_dir dir;

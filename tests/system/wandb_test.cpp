@@ -3,12 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "fakes/fake_wandb.hpp"
-#include "io/client.hpp"
-#include "support/process_support.hpp"
+#include "support/daemon_support.hpp"
 
 namespace sweepd {
 namespace {
@@ -20,35 +18,23 @@ using ::testing::Not;
 
 class WandbSystemTest : public ::testing::Test {
  protected:
-  std::string socket_path() const { return dir_.file("sweepd.sock"); }
+  std::string socket_path() const { return test::daemon_paths::in(dir_).socket; }
 
-  std::string write_config(const std::string& mode) {
-    const std::string path = dir_.file("sweepd.yaml");
-    std::ofstream(path) << "socket: {path: " << socket_path() << "}\n"
-                        << "state: {path: " << dir_.file("state.db") << "}\n"
-                        << "wandb: {mode: " << mode << ", base_url: \"" << wandb_.base_url()
-                        << "\", entity: team, project: sweeps, request_timeout: 2}\n"
-                        << "log: {level: debug}\n";
-    return path;
+  /// The config's W&B section for `mode`, at the fake W&B server.
+  std::string wandb_config(const std::string& mode) const {
+    return "wandb: {mode: " + mode + ", base_url: \"" + wandb_.base_url() +
+           "\", entity: team, project: sweeps, request_timeout: 2}\n";
   }
 
   void start_daemon(const std::string& mode, bool with_key = true) {
     std::vector<std::string> env = {"HOME=" + dir_.path().string()};
     if (with_key) env.push_back("WANDB_API_KEY=" + wandb_.api_key());
-    daemon_.emplace(test::process::start({SWEEPD_BINARY, "--config", write_config(mode)}, env));
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      ASSERT_FALSE(daemon_->wait_for(20ms)) << daemon_->err();
-      if (client_.connect(socket_path())) return;
-    }
-    FAIL() << "sweepd did not open its socket: " << daemon_->err();
+    daemon_.emplace(dir_, wandb_config(mode), env);
+    daemon_->start();
   }
 
-  json call(const json& request) {
-    auto reply = client_.call(request);
-    EXPECT_TRUE(reply) << client_.last_error();
-    return reply.value_or(json());
-  }
+  json call(const json& request) { return daemon_->call(request); }
+  test::process& proc() { return daemon_->proc(); }
 
   bool has_state(const std::string& run, const std::string& state) {
     return wandb_.summary("team", "sweeps", run).find("\"protein.state\":\"" + state + "\"") !=
@@ -67,8 +53,7 @@ class WandbSystemTest : public ::testing::Test {
 
   test::fake_wandb wandb_;
   test::temp_dir dir_;
-  std::optional<test::process> daemon_;
-  io::client client_;
+  std::optional<test::sweepd_under_test> daemon_;
 };
 
 TEST_F(WandbSystemTest, EveryTransitionReachesTheSummaryAndTheKeyIsNeverShown) {
@@ -87,10 +72,10 @@ TEST_F(WandbSystemTest, EveryTransitionReachesTheSummaryAndTheKeyIsNeverShown) {
   EXPECT_THAT(summary, HasSubstr(R"("epoch":3)"));
   EXPECT_THAT(summary, HasSubstr(R"("protein.objective":0.9)"));
   EXPECT_THAT(status.dump(), Not(HasSubstr(wandb_.api_key())));
-  ASSERT_TRUE(daemon_->send_signal(SIGTERM));
-  ASSERT_EQ(daemon_->wait_for(10s), 0);
-  EXPECT_THAT(daemon_->err(), Not(HasSubstr(wandb_.api_key())));
-  EXPECT_THAT(daemon_->err(), HasSubstr("key from $WANDB_API_KEY"));
+  ASSERT_TRUE(proc().send_signal(SIGTERM));
+  ASSERT_EQ(proc().wait_for(10s), 0);
+  EXPECT_THAT(proc().err(), Not(HasSubstr(wandb_.api_key())));
+  EXPECT_THAT(proc().err(), HasSubstr("key from $WANDB_API_KEY"));
 }
 
 TEST_F(WandbSystemTest, PendingWritesSurviveAKillAndAreDeliveredAfterRestart) {
@@ -100,10 +85,9 @@ TEST_F(WandbSystemTest, PendingWritesSurviveAKillAndAreDeliveredAfterRestart) {
   ASSERT_EQ(call({{"op", "fail"}, {"run", "r1"}, {"error", "CUDA out of memory"}})["ok"], true);
   EXPECT_EQ(call({{"op", "status"}})["wandb"]["pending"], 1);  // the fail supersedes the register
   EXPECT_EQ(wandb_.requests(), 0u);                            // offline sends nothing
-  daemon_->kill();
-  client_.close();
+  proc().kill();
   start_daemon("online");
-  ASSERT_TRUE(wandb_.wait_until([&] { return has_state("r1", "failed"); }, 10s)) << daemon_->err();
+  ASSERT_TRUE(wandb_.wait_until([&] { return has_state("r1", "failed"); }, 10s)) << proc().err();
   ASSERT_TRUE(drained());
   const std::string summary = wandb_.summary("team", "sweeps", "r1");
   EXPECT_THAT(summary, HasSubstr(R"("protein.is_failure":true)"));
@@ -115,10 +99,10 @@ TEST_F(WandbSystemTest, SigtermWithNothingInFlightExitsAtOnce) {
   start_daemon("online");
   ASSERT_EQ(call({{"op", "register"}, {"run", "r1"}})["ok"], true);
   ASSERT_TRUE(drained());
-  ASSERT_TRUE(daemon_->send_signal(SIGTERM));
+  ASSERT_TRUE(proc().send_signal(SIGTERM));
   // The shutdown grace for writes in flight is 2 s; with none in flight the daemon must not sit
   // it out (it used to, every time).
-  EXPECT_EQ(daemon_->wait_for(1500ms), 0) << daemon_->err();
+  EXPECT_EQ(proc().wait_for(1500ms), 0) << proc().err();
 }
 
 TEST_F(WandbSystemTest, SigtermLetsAWriteInFlightLandAndRecordsIt) {
@@ -128,11 +112,10 @@ TEST_F(WandbSystemTest, SigtermLetsAWriteInFlightLandAndRecordsIt) {
   start_daemon("online");
   ASSERT_EQ(call({{"op", "register"}, {"run", "r1"}})["ok"], true);
   ASSERT_TRUE(wandb_.wait_until([&] { return wandb_.requests() >= 1; }, 10s));
-  ASSERT_TRUE(daemon_->send_signal(SIGTERM));
-  ASSERT_EQ(daemon_->wait_for(10s), 0) << daemon_->err();
+  ASSERT_TRUE(proc().send_signal(SIGTERM));
+  ASSERT_EQ(proc().wait_for(10s), 0) << proc().err();
   EXPECT_TRUE(has_state("r1", "initializing"));
   // Recorded as delivered before the exit: nothing is pending after a restart.
-  client_.close();
   start_daemon("offline");
   EXPECT_EQ(call({{"op", "status"}})["wandb"]["pending"], 0);
 }
@@ -176,12 +159,11 @@ TEST_F(WandbSystemTest, HostileAnswersAreDeadLettersAndARestartDoesNotCrashLoop)
   for (const char* run : {"deep", "numeric", "good"}) {
     ASSERT_EQ(call({{"op", "register"}, {"run", run}})["ok"], true);
   }
-  daemon_->kill();
-  client_.close();
+  proc().kill();
 
   start_daemon("online");
   ASSERT_TRUE(wandb_.wait_until([&] { return has_state("good", "initializing"); }, 10s));
-  ASSERT_TRUE(drained()) << daemon_->err();
+  ASSERT_TRUE(drained()) << proc().err();
   const json status = call({{"op", "status"}});
   EXPECT_EQ(status["wandb"]["dead"], 2);
   const json deep = call({{"op", "show"}, {"run", "deep"}})["run"]["wandb"];
@@ -192,7 +174,7 @@ TEST_F(WandbSystemTest, HostileAnswersAreDeadLettersAndARestartDoesNotCrashLoop)
   const json numeric = call({{"op", "show"}, {"run", "numeric"}})["run"]["wandb"];
   EXPECT_EQ(numeric["status"], "dead");
   EXPECT_THAT(numeric.value("last_error", ""), HasSubstr("`data.project.run.id` is a number (42)"));
-  EXPECT_EQ(daemon_->wait_for(0ms), std::nullopt) << daemon_->err();
+  EXPECT_EQ(proc().wait_for(0ms), std::nullopt) << proc().err();
 
   // A write of the deep run is in flight (its read answers late) when sweepd is SIGKILLed: it is
   // pending at the restart and retried at once.
@@ -200,16 +182,15 @@ TEST_F(WandbSystemTest, HostileAnswersAreDeadLettersAndARestartDoesNotCrashLoop)
   const auto before = wandb_.requests();
   ASSERT_EQ(call({{"op", "start"}, {"run", "deep"}})["ok"], true);
   ASSERT_TRUE(wandb_.wait_until([&] { return wandb_.requests() > before; }, 10s));
-  daemon_->kill();
-  client_.close();
+  proc().kill();
   start_daemon("online");
-  ASSERT_TRUE(drained()) << daemon_->err();
+  ASSERT_TRUE(drained()) << proc().err();
   EXPECT_EQ(call({{"op", "status"}})["wandb"]["dead"], 3);
   // Still up once the retried write is settled, and still answering.
-  EXPECT_EQ(daemon_->wait_for(500ms), std::nullopt) << daemon_->err();
+  EXPECT_EQ(proc().wait_for(500ms), std::nullopt) << proc().err();
   EXPECT_EQ(call({{"op", "status"}})["ok"], true);
-  ASSERT_TRUE(daemon_->send_signal(SIGTERM));
-  EXPECT_EQ(daemon_->wait_for(10s), 0) << daemon_->err();
+  ASSERT_TRUE(proc().send_signal(SIGTERM));
+  EXPECT_EQ(proc().wait_for(10s), 0) << proc().err();
 }
 
 TEST_F(WandbSystemTest, ResyncWithWandbDisabledIsUnavailable) {
@@ -221,7 +202,9 @@ TEST_F(WandbSystemTest, ResyncWithWandbDisabledIsUnavailable) {
 }
 
 TEST_F(WandbSystemTest, OnlineWithoutAKeyRefusesToStart) {
-  auto r = test::run_command({SWEEPD_BINARY, "--config", write_config("online")},
+  const test::daemon_paths paths = test::daemon_paths::in(dir_);
+  test::write_daemon_config(paths, wandb_config("online"));
+  auto r = test::run_command({SWEEPD_BINARY, "--config", paths.config},
                              {"HOME=" + dir_.path().string()}, 10s);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("no W&B API key was found"));
