@@ -607,11 +607,11 @@ void daemon::reload() {
   }
   io::notify_reloading();
   auto loaded = io::load_config_file(config_path_);
-  if (!loaded.cfg) {
-    for (const auto& e : loaded.errors) spdlog::error("reload refused: {}", e);
+  if (!loaded) {
+    for (const auto& e : loaded.error().messages) spdlog::error("reload refused: {}", e);
     spdlog::error("SIGHUP: {} is invalid; keeping the running config", config_path_);
   } else {
-    apply_reloadable(*loaded.cfg);
+    apply_reloadable(*loaded);
     spdlog::info("SIGHUP: reloaded {}", config_path_);
   }
   io::notify_ready();

@@ -51,9 +51,9 @@ void daemon_in_process::capture_log() {
 
 void daemon_in_process::start() {
   auto loaded = io::load_config_file(paths_.config);
-  ASSERT_TRUE(loaded.cfg) << (loaded.errors.empty() ? "" : loaded.errors.front());
+  ASSERT_TRUE(loaded) << loaded.error();
   capture_log();
-  daemon_ = std::make_unique<app::daemon>(std::move(*loaded.cfg), paths_.config, clock_);
+  daemon_ = std::make_unique<app::daemon>(std::move(*loaded), paths_.config, clock_);
   const auto err = daemon_->open();
   ASSERT_FALSE(err) << *err;
   loop_ = std::thread([this] { daemon_->run(); });
