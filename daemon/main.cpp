@@ -72,8 +72,8 @@ int main(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);
   try {
     sweepd::app::daemon d(std::move(*loaded), config_path);
-    if (auto err = d.open()) {
-      spdlog::critical("{}", *err);
+    if (auto opened = d.open(); !opened) {
+      spdlog::critical("{}", opened.error().message);
       return 1;
     }
     return d.run();

@@ -54,8 +54,7 @@ void daemon_in_process::start() {
   ASSERT_TRUE(loaded) << loaded.error();
   capture_log();
   daemon_ = std::make_unique<app::daemon>(std::move(*loaded), paths_.config, clock_);
-  const auto err = daemon_->open();
-  ASSERT_FALSE(err) << *err;
+  ASSERT_EQ(daemon_->open(), core::success);
   loop_ = std::thread([this] { daemon_->run(); });
   ASSERT_TRUE(client_.connect(paths_.socket)) << client_.last_error();
 }
