@@ -395,8 +395,8 @@ io::reply daemon::reconcile(core::reconcile_request r, const core::caller& who) 
   io::reply later;
   later.later = [this, r = std::move(r), who]() -> asio::awaitable<std::string> {
     auto result = co_await reconciler_->run(r, who, cfg_);
-    if (auto* err = std::get_if<core::error>(&result)) co_return core::error_reply(*err);
-    co_return core::ok_reply(std::move(std::get<nlohmann::json>(result)));
+    if (!result) co_return core::error_reply(result.error());
+    co_return core::ok_reply(std::move(*result));
   };
   return later;
 }
