@@ -47,15 +47,18 @@ notify_listener::~notify_listener() {
   ::unlink(path_.c_str());
 }
 
-bool notify_listener::wait_for(const std::string& field, milliseconds timeout) {
+bool notify_listener::wait_for(const std::string& field, milliseconds timeout, int give_up_fd) {
   const auto deadline = steady_clock::now() + timeout;
   for (;;) {
     const auto left = std::chrono::ceil<milliseconds>(deadline - steady_clock::now());
     if (left.count() <= 0) return false;
-    pollfd pfd{fd_, POLLIN, 0};
-    const int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    // poll() ignores a negative fd, so without `give_up_fd` this waits on the socket alone.
+    pollfd pfds[2] = {{fd_, POLLIN, 0}, {give_up_fd, POLLIN, 0}};
+    const int ready = ::poll(pfds, 2, static_cast<int>(left.count()));
     if (ready < 0 && errno == EINTR) continue;
     if (ready <= 0) return false;
+    // A message sent just before giving up (READY=1, then exit) still counts.
+    if ((pfds[0].revents & POLLIN) == 0) return false;
     char buffer[4096];
     const ssize_t n = ::recv(fd_, buffer, sizeof(buffer), 0);
     if (n <= 0) continue;
@@ -107,15 +110,25 @@ void sweepd_under_test::write_config(const std::string& extra, bool raw) {
 }
 
 void sweepd_under_test::start() {
+  ASSERT_TRUE(try_start()) << "sweepd exited before READY=1: " << process_->err();
+}
+
+bool sweepd_under_test::try_start() {
+  client_.close();
   std::vector<std::string> env = env_;
   env.push_back("NOTIFY_SOCKET=" + notify_.path());
   std::vector<std::string> argv = launcher_;
   argv.insert(argv.end(), {SWEEPD_BINARY, "--config", config_});
   process_.emplace(process::start(argv, env));
-  if (!notify_.wait_for("READY=1", std::chrono::seconds(10))) {
-    FAIL() << "sweepd did not become ready: " << process_->err();
+  // Without a pidfd an early exit is only seen at the timeout: slower, never wrong.
+  if (notify_.wait_for("READY=1", std::chrono::seconds(10), process_->exit_fd())) {
+    const bool connected = client_.connect(socket_);
+    EXPECT_TRUE(connected) << client_.last_error();
+    return connected;
   }
-  ASSERT_TRUE(client_.connect(socket_)) << client_.last_error();
+  if (process_->wait_for(std::chrono::seconds(1))) return false;
+  ADD_FAILURE() << "sweepd neither sent READY=1 nor exited in 10 s: " << process_->err();
+  return false;
 }
 
 bool sweepd_under_test::reload(const std::string& extra, bool raw) {

@@ -31,8 +31,9 @@ class notify_listener {
 
   const std::string& path() const { return path_; }
   /// Waits up to `timeout` for a message that has `field` (e.g. "READY=1") as one of its lines;
-  /// messages before it are consumed. True when it came.
-  bool wait_for(const std::string& field, std::chrono::milliseconds timeout);
+  /// messages before it are consumed. True when it came; false at the timeout, or as soon as
+  /// `give_up_fd` (when not -1, e.g. a process's exit_fd()) is readable with no message pending.
+  bool wait_for(const std::string& field, std::chrono::milliseconds timeout, int give_up_fd = -1);
   /// Every message received so far by wait_for, in order.
   const std::vector<std::string>& received() const { return received_; }
 
@@ -64,6 +65,12 @@ class sweepd_under_test {
 
   /// Starts sweepd and waits (at most 10 s) for READY=1; a test failure if it does not come.
   void start();
+  /// Starts sweepd and waits (at most 10 s) for READY=1 or its exit, whichever comes first: true
+  /// (and connected) when READY=1 came; false when sweepd exited first (proc() has its exit code
+  /// and stderr); a test failure, and false, when neither happened in time.
+  bool try_start();
+  /// Keeps the state file at `path` in the configs written from now on (the next write_config()).
+  void set_state_path(std::string path) { state_ = std::move(path); }
   /// Runs sweepd through `launcher` (a program that execs the rest of its arguments, e.g.
   /// {"/usr/bin/prlimit", "--nofile=128:128", "--"}) from the next start().
   void set_launcher(std::vector<std::string> launcher) { launcher_ = std::move(launcher); }

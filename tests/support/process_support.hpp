@@ -66,6 +66,9 @@ class process {
   std::optional<int> wait_for(std::chrono::milliseconds timeout);
   /// Kills the process group with SIGKILL and reaps the child; returns its exit code.
   int kill();
+  /// A descriptor that poll() reports readable once the child has exited (its pidfd), for waiting
+  /// on the exit together with something else; -1 when the kernel gave none.
+  int exit_fd() const { return pidfd_; }
 
   /// Everything the child has written to stdout / stderr so far.
   std::string out() const;

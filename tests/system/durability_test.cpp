@@ -16,6 +16,7 @@
 #include <tuple>
 
 #include "io/client.hpp"
+#include "support/daemon_support.hpp"
 #include "support/process_support.hpp"
 
 namespace sweepd {
@@ -27,11 +28,14 @@ using std::chrono::seconds;
 using std::chrono::steady_clock;
 using ::testing::HasSubstr;
 
-constexpr auto start_timeout = seconds(10);
 constexpr auto exit_timeout = seconds(10);
 
 /// The commands run by the namespace tests are found here, not through the caller's PATH.
-const std::vector<std::string> tool_env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+constexpr const char* tool_path = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+const std::vector<std::string> tool_env = {tool_path};
+
+/// Lines up to 1 MiB: the full-disk test registers runs with 60 KB suggestions.
+constexpr const char* config_extra = "socket: {max_line_bytes: 1048576}\n";
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -53,75 +57,39 @@ std::vector<std::tuple<json, json, json>> history_of(const json& run) {
 
 class DurabilityTest : public ::testing::Test {
  protected:
-  std::string socket_path() const { return dir_.file("sweepd.sock"); }
-  std::string state_path() const { return dir_.file("state.db"); }
-
-  /// Writes a config named `name` with the state at `state` (`state_extra` appended inside the
-  /// `state:` map, e.g. ", retention: 1") and `extra` lines after it; returns its path.
-  std::string write_config(const std::string& name, const std::string& state,
-                           const std::string& state_extra = "", const std::string& extra = "") {
-    const std::string path = dir_.file(name);
-    std::ofstream(path) << "socket: {path: " << socket_path() << ", max_line_bytes: 1048576}\n"
-                        << "state: {path: " << state << state_extra << "}\n"
-                        << "wandb: {mode: offline}\n"
-                        << "log: {level: debug}\n"
-                        << extra;
-    return path;
-  }
-
-  /// Starts `argv` and waits (bounded) until the daemon's socket answers. False when the process
-  /// exited first (its output says why); a process that neither answers nor exits fails the test.
-  bool launch(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
-    client_.close();
-    daemon_.emplace(test::process::start(argv, env));
-    const auto deadline = steady_clock::now() + start_timeout;
-    while (steady_clock::now() < deadline) {
-      if (daemon_->wait_for(milliseconds(20))) return false;
-      if (client_.connect(socket_path())) return true;
-    }
-    ADD_FAILURE() << "sweepd neither opened its socket nor exited: " << daemon_->err();
-    return false;
-  }
-
-  bool start_sweepd(const std::string& config) {
-    return launch({SWEEPD_BINARY, "--config", config});
-  }
-
   /// kill -9, as a crash or the OOM killer would.
   void kill_sweepd() {
-    ASSERT_TRUE(daemon_->send_signal(SIGKILL));
-    const auto code = daemon_->wait_for(exit_timeout);
+    ASSERT_TRUE(d_.proc().send_signal(SIGKILL));
+    const auto code = d_.proc().wait_for(exit_timeout);
     ASSERT_TRUE(code) << "sweepd survived SIGKILL";
     EXPECT_EQ(*code, 128 + SIGKILL);
-    client_.close();
   }
 
-  json call(const json& request) {
-    auto reply = client_.call(request);
-    EXPECT_TRUE(reply) << client_.last_error() << " for " << request.dump().substr(0, 200);
-    return reply.value_or(json());
+  /// Starts sweepd where it must refuse to start: exit code 1 before READY=1. Its stderr.
+  std::string refused_start() {
+    EXPECT_FALSE(d_.try_start()) << "sweepd started";
+    EXPECT_EQ(d_.proc().wait_for(milliseconds(0)), 1) << d_.proc().err();
+    return d_.proc().err();
   }
 
   /// Sends `request` and expects an ok reply.
   json ok(const json& request) {
-    json reply = call(request);
+    json reply = d_.call(request);
     EXPECT_EQ(reply["ok"], true) << reply.dump() << " for " << request.dump().substr(0, 200);
     return reply;
   }
 
-  json show(const std::string& run) { return call({{"op", "show"}, {"run", run}}); }
+  json show(const std::string& run) { return d_.call({{"op", "show"}, {"run", run}}); }
   json status() { return ok({{"op", "status"}}); }
 
   test::temp_dir dir_;
-  std::optional<test::process> daemon_;
-  io::client client_;
+  test::sweepd_under_test d_{dir_, config_extra};
 };
 
 // ---- 1. kill -9 right after a reply loses nothing acknowledged --------------------------------
 
 TEST_F(DurabilityTest, CompletedRunSurvivesKillNine) {
-  const std::string config = write_config("sweepd.yaml", state_path());
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  d_.start();
   ok({{"op", "register"}, {"run", "r1"}, {"sweep", "s1"}, {"suggestion", {{"lr", 0.01}}}});
   ok({{"op", "start"}, {"run", "r1"}});
   ok({{"op", "heartbeat"}, {"run", "r1"}, {"progress", 10}});  // not a transition
@@ -129,7 +97,7 @@ TEST_F(DurabilityTest, CompletedRunSurvivesKillNine) {
   ASSERT_EQ(done["state"], "success");
   kill_sweepd();
 
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  d_.start();
   const json run = show("r1")["run"];
   EXPECT_EQ(run["state"], "success");
   EXPECT_EQ(run["objective"], 0.93);
@@ -146,15 +114,14 @@ TEST_F(DurabilityTest, CompletedRunSurvivesKillNine) {
 }
 
 TEST_F(DurabilityTest, FailedRunSurvivesKillNine) {
-  const std::string config = write_config("sweepd.yaml", state_path());
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  d_.start();
   ok({{"op", "register"}, {"run", "r1"}, {"sweep", "s1"}});
   ok({{"op", "start"}, {"run", "r1"}});
   const json failed = ok({{"op", "fail"}, {"run", "r1"}, {"error", "CUDA out of memory"}});
   ASSERT_EQ(failed["state"], "failed");
   kill_sweepd();
 
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  d_.start();
   const json run = show("r1")["run"];
   EXPECT_EQ(run["state"], "failed");
   EXPECT_EQ(run["error"], "CUDA out of memory");
@@ -180,13 +147,12 @@ TEST_F(DurabilityTest, PipelinedMixedRequestsKilledWhileCommittingLoseNothingAck
   constexpr int connections = 4;
   constexpr int runs_per_connection = 150;
   constexpr int requests_per_run = 5;  // register, start, heartbeat, status, complete|fail
-  const std::string config = write_config("sweepd.yaml", state_path());
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  d_.start();
   const auto run_name = [](int c, int k) { return fmt::format("c{}-r{}", c, k); };
 
   std::vector<io::client> clients(connections);
   for (int c = 0; c < connections; ++c) {
-    ASSERT_TRUE(clients[c].connect(socket_path())) << clients[c].last_error();
+    ASSERT_TRUE(clients[c].connect(d_.socket_path())) << clients[c].last_error();
     std::string lines;
     for (int k = 0; k < runs_per_connection; ++k) {
       const std::string run = run_name(c, k);
@@ -220,7 +186,7 @@ TEST_F(DurabilityTest, PipelinedMixedRequestsKilledWhileCommittingLoseNothingAck
     ASSERT_LT(acknowledged[c].size(), per_connection) << "every request was answered first";
   }
 
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  d_.start();
   int stored_changes = 0;
   for (int c = 0; c < connections; ++c) {
     for (int k = 0; k < runs_per_connection; ++k) {
@@ -262,15 +228,14 @@ TEST_F(DurabilityTest, PipelinedMixedRequestsKilledWhileCommittingLoseNothingAck
 // ---- 3. terminal runs are kept for state.retention, then pruned -------------------------------
 
 TEST_F(DurabilityTest, TerminalRunIsAnObservationAfterRestart) {
-  const std::string config = write_config("sweepd.yaml", state_path());
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  d_.start();
   ok({{"op", "register"}, {"run", "r1"}, {"sweep", "s1"}, {"suggestion", {{"lr", 0.5}}}});
   ok({{"op", "complete"}, {"run", "r1"}, {"objective", 0.25}, {"cost", 3}});
   ok({{"op", "register"}, {"run", "r2"}, {"sweep", "s1"}});
   ok({{"op", "fail"}, {"run", "r2"}, {"error", "boom"}});
   kill_sweepd();
 
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  d_.start();
   const json obs = ok({{"op", "observations"}, {"sweep", "s1"}})["observations"];
   ASSERT_EQ(obs.size(), 2u) << obs.dump();
   std::map<std::string, json> by_id;
@@ -293,48 +258,37 @@ TEST_F(DurabilityTest, TerminalRunIsAnObservationAfterRestart) {
 TEST_F(DurabilityTest, CorruptStateFileStopsStartupAndIsLeftAlone) {
   std::string garbage;
   for (int i = 0; i < 8192; ++i) garbage.push_back(static_cast<char>((i * 7919 + 13) % 251));
-  std::ofstream(state_path(), std::ios::binary) << garbage;
-  const std::string config = write_config("sweepd.yaml", state_path());
-  const auto r = test::run_command({SWEEPD_BINARY, "--config", config}, {}, exit_timeout);
-  EXPECT_FALSE(r.timed_out);
-  EXPECT_EQ(r.exit_code, 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr(state_path()));
-  EXPECT_EQ(read_file(state_path()), garbage);
-  EXPECT_FALSE(std::filesystem::exists(socket_path()));
+  std::ofstream(d_.state_path(), std::ios::binary) << garbage;
+  EXPECT_THAT(refused_start(), HasSubstr(d_.state_path()));
+  EXPECT_EQ(read_file(d_.state_path()), garbage);
+  EXPECT_FALSE(std::filesystem::exists(d_.socket_path()));
 }
 
 TEST_F(DurabilityTest, DamagedDatabaseStopsStartupAndIsLeftAlone) {
   // A real state file, then one of its pages overwritten: a valid SQLite header over a broken
   // b-tree, which only an integrity check finds.
-  const std::string config = write_config("sweepd.yaml", state_path());
-  ASSERT_TRUE(start_sweepd(config)) << daemon_->err();
+  d_.start();
   for (const char* run : {"r1", "r2", "r3", "r4", "r5"}) ok({{"op", "register"}, {"run", run}});
-  ASSERT_TRUE(daemon_->send_signal(SIGTERM));
-  ASSERT_EQ(daemon_->wait_for(exit_timeout), 0) << daemon_->err();
-  ASSERT_FALSE(std::filesystem::exists(state_path() + "-wal")) << "expected a checkpointed file";
-  std::string damaged = read_file(state_path());
+  ASSERT_EQ(d_.stop(), 0) << d_.proc().err();
+  ASSERT_FALSE(std::filesystem::exists(d_.state_path() + "-wal")) << "expected a checkpointed file";
+  std::string damaged = read_file(d_.state_path());
   ASSERT_GE(damaged.size(), 2 * 4096u);
   for (std::size_t i = 4096; i < 2 * 4096; ++i) damaged[i] = static_cast<char>((i * 31) % 256);
-  std::ofstream(state_path(), std::ios::binary | std::ios::trunc) << damaged;
+  std::ofstream(d_.state_path(), std::ios::binary | std::ios::trunc) << damaged;
 
-  const auto r = test::run_command({SWEEPD_BINARY, "--config", config}, {}, exit_timeout);
-  EXPECT_FALSE(r.timed_out);
-  EXPECT_EQ(r.exit_code, 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr(state_path()));
-  EXPECT_THAT(r.err, HasSubstr("corrupt"));
-  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("another row available")));  // SQLite's, not why
-  EXPECT_EQ(read_file(state_path()), damaged);
+  const std::string err = refused_start();
+  EXPECT_THAT(err, HasSubstr(d_.state_path()));
+  EXPECT_THAT(err, HasSubstr("corrupt"));
+  EXPECT_THAT(err, ::testing::Not(HasSubstr("another row available")));  // SQLite's, not why
+  EXPECT_EQ(read_file(d_.state_path()), damaged);
 }
 
 TEST_F(DurabilityTest, StateDirectoryThatCannotBeCreatedStopsStartup) {
   std::ofstream(dir_.file("plainfile")) << "not a directory\n";
-  const std::string state = dir_.file("plainfile") + "/sub/state.db";
-  const std::string config = write_config("sweepd.yaml", state);
-  const auto r = test::run_command({SWEEPD_BINARY, "--config", config}, {}, exit_timeout);
-  EXPECT_FALSE(r.timed_out);
-  EXPECT_EQ(r.exit_code, 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr(dir_.file("plainfile") + "/sub"));
-  EXPECT_FALSE(std::filesystem::exists(socket_path()));
+  d_.set_state_path(dir_.file("plainfile") + "/sub/state.db");
+  d_.write_config(config_extra);
+  EXPECT_THAT(refused_start(), HasSubstr(dir_.file("plainfile") + "/sub"));
+  EXPECT_FALSE(std::filesystem::exists(d_.socket_path()));
 }
 
 // ---- 5, 6. a full or read-only disk under a running daemon ------------------------------------
@@ -345,39 +299,43 @@ class DurabilityNamespaceTest : public DurabilityTest {
  protected:
   std::string mount_point() const { return dir_.file("state"); }
 
-  /// Starts the namespaced sweepd, the tmpfs mounted with `options` (after "size=1m,"); false
-  /// (with `skip_reason_` set when it is a permission problem) when it did not come up.
-  bool launch_on_tmpfs(const std::string& config, const std::string& options = "rw") {
+  /// Starts the namespaced sweepd with its state in the tmpfs, mounted with `options` (after
+  /// "size=1m,"); false (with `skip_reason_` set when it is a permission problem) when it did not
+  /// come up.
+  bool launch_on_tmpfs(const std::string& options = "rw") {
     std::filesystem::create_directory(mount_point());
+    d_.set_state_path(mount_point() + "/state.db");
+    d_.write_config(config_extra);
+    // The fixture appends sweepd and its arguments to the launcher: they are the script's $0 "$@".
     const std::string script = "mount -t tmpfs -o size=1m," + options + " tmpfs '" + mount_point() +
-                               "' && exec '" SWEEPD_BINARY "' --config '" + config + "'";
-    if (launch({"/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script},
-               tool_env)) {
-      // With `exec`, the unshare process became sweepd itself.
-      EXPECT_EQ(read_file("/proc/" + std::to_string(daemon_->pid()) + "/comm"), "sweepd\n");
+                               "' && exec \"$0\" \"$@\"";
+    d_.set_launcher({"/usr/bin/env", tool_path, "/usr/bin/unshare", "-m", "--propagation",
+                     "private", "/bin/sh", "-c", script});
+    if (d_.try_start()) {
+      // With `exec`, the env process became unshare, then sh, then sweepd itself.
+      EXPECT_EQ(read_file("/proc/" + std::to_string(d_.proc().pid()) + "/comm"), "sweepd\n");
       return true;
     }
-    const std::string err = lowercase(daemon_->err());
+    const std::string err = lowercase(d_.proc().err());
     if (err.find("permission denied") != std::string::npos ||
         err.find("operation not permitted") != std::string::npos) {
-      skip_reason_ = "cannot make a private mount namespace with a tmpfs: " + daemon_->err();
+      skip_reason_ = "cannot make a private mount namespace with a tmpfs: " + d_.proc().err();
     }
     return false;
   }
 
   /// The state file as seen from inside the daemon's namespace.
-  std::string inside(const std::string& name) const {
-    return "/proc/" + std::to_string(daemon_->pid()) + "/root" + mount_point() + "/" + name;
+  std::string inside(const std::string& name) {
+    return "/proc/" + std::to_string(d_.proc().pid()) + "/root" + mount_point() + "/" + name;
   }
 
   std::string skip_reason_;
 };
 
 TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIsStored) {
-  const std::string config = write_config("sweepd.yaml", mount_point() + "/state.db");
-  if (!launch_on_tmpfs(config)) {
+  if (!launch_on_tmpfs()) {
     if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
-    FAIL() << "namespaced sweepd did not start: " << daemon_->err();
+    FAIL() << "namespaced sweepd did not start: " << d_.proc().err();
   }
   // Space to give back later: a file on the daemon's tmpfs, reached through its /proc root.
   std::ofstream(inside("filler"), std::ios::binary) << std::string(448 * 1024, '\0');
@@ -392,7 +350,8 @@ TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIs
   std::string refused;
   for (int i = 0; i < 64 && refused.empty(); ++i) {
     const std::string run = "big" + std::to_string(i);
-    const json reply = call({{"op", "register"}, {"run", run}, {"suggestion", suggestion_of(i)}});
+    const json reply =
+        d_.call({{"op", "register"}, {"run", run}, {"suggestion", suggestion_of(i)}});
     if (reply["ok"] == true) {
       stored.push_back(run);
     } else {
@@ -401,9 +360,9 @@ TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIs
     }
   }
   ASSERT_FALSE(refused.empty()) << "the tmpfs never filled up";
-  ASSERT_FALSE(stored.empty()) << "not even one run fit: " << daemon_->err();
+  ASSERT_FALSE(stored.empty()) << "not even one run fit: " << d_.proc().err();
 
-  EXPECT_FALSE(daemon_->wait_for(milliseconds(0))) << "sweepd exited: " << daemon_->err();
+  EXPECT_FALSE(d_.proc().wait_for(milliseconds(0))) << "sweepd exited: " << d_.proc().err();
   EXPECT_EQ(show(refused)["error"]["code"], "unknown_run");  // not acknowledged, not there
   for (std::size_t i = 0; i < stored.size(); ++i) {
     const json run = show(stored[i])["run"];
@@ -416,7 +375,7 @@ TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIs
   EXPECT_EQ(s["runs"]["initializing"], stored.size());
   EXPECT_EQ(s["wandb"]["pending"], stored.size());
   const std::string failure_log = "storing 1 transition(s) failed, nothing changed";
-  EXPECT_THAT(daemon_->err(), HasSubstr(failure_log));
+  EXPECT_THAT(d_.proc().err(), HasSubstr(failure_log));
 
   // What is on the disk now is what was acknowledged; checked at the end on a copy taken through
   // the daemon's namespace while it is idle (no run is due, so nothing is being written).
@@ -437,7 +396,7 @@ TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIs
     }
   }
   auto failures = [&] {
-    const std::string log = daemon_->err();
+    const std::string log = d_.proc().err();
     std::size_t n = 0;
     for (auto at = log.find(failure_log); at != std::string::npos;
          at = log.find(failure_log, at + 1)) {
@@ -447,23 +406,21 @@ TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIs
   };
   const std::size_t failures_before = failures();
   ok({{"op", "heartbeat"}, {"run", stored[0]}, {"timeout_s", 0.1}});
-  auto deadline = steady_clock::now() + seconds(10);
+  const auto deadline = steady_clock::now() + seconds(10);
   while (failures() == failures_before && steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(20));  // no event to wait on: poll the log
+    // A bounded poll: the failed expiry answers no request and sends no notification, and the
+    // log it writes goes to a memfd, which poll() cannot wait on.
+    std::this_thread::sleep_for(milliseconds(20));
   }
   ASSERT_GT(failures(), failures_before) << "the expiry was stored on a full disk?\n"
-                                         << daemon_->err();
+                                         << d_.proc().err();
   EXPECT_EQ(show(stored[0])["run"]["state"], "initializing");
   EXPECT_EQ(status()["runs"]["timeout"], 0);
 
   // Space back: the retried expiry is stored, and so is the refused register when retried.
   std::filesystem::remove(inside("filler"));
   std::filesystem::remove(inside("rest"));
-  deadline = steady_clock::now() + seconds(10);
-  while (show(stored[0])["run"]["state"] != "timeout" && steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(50));  // no event to wait on
-  }
-  EXPECT_EQ(show(stored[0])["run"]["reason"], "heartbeat_timeout");
+  EXPECT_EQ(d_.wait_for_state(stored[0], "timeout")["reason"], "heartbeat_timeout");
   const json retried = ok({{"op", "register"},
                            {"run", refused},
                            {"suggestion", suggestion_of(static_cast<int>(stored.size()))}});
@@ -474,7 +431,10 @@ TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIs
   kill_sweepd();
 
   // The copy taken while the disk was full has every acknowledged run, and not the refused one.
-  ASSERT_TRUE(start_sweepd(write_config("copy.yaml", copy_dir + "/state.db"))) << daemon_->err();
+  d_.set_launcher({});
+  d_.set_state_path(copy_dir + "/state.db");
+  d_.write_config(config_extra);
+  d_.start();
   s = status();
   EXPECT_EQ(s["runs"]["initializing"], stored.size());
   EXPECT_EQ(s["wandb"]["pending"], stored.size());
@@ -483,13 +443,12 @@ TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIs
 }
 
 TEST_F(DurabilityNamespaceTest, ReadOnlyDiskAnswersInternalAndKeepsServing) {
-  const std::string config = write_config("sweepd.yaml", mount_point() + "/state.db");
-  if (!launch_on_tmpfs(config)) {
+  if (!launch_on_tmpfs()) {
     if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
-    FAIL() << "namespaced sweepd did not start: " << daemon_->err();
+    FAIL() << "namespaced sweepd did not start: " << d_.proc().err();
   }
   ok({{"op", "register"}, {"run", "before"}});
-  const auto r = test::run_command({"/usr/bin/nsenter", "-t", std::to_string(daemon_->pid()), "-m",
+  const auto r = test::run_command({"/usr/bin/nsenter", "-t", std::to_string(d_.proc().pid()), "-m",
                                     "/usr/bin/mount", "-o", "remount,ro", mount_point()},
                                    tool_env, seconds(10));
   if (r.exit_code != 0) {
@@ -497,22 +456,21 @@ TEST_F(DurabilityNamespaceTest, ReadOnlyDiskAnswersInternalAndKeepsServing) {
     // the database and its WAL open for writing for the daemon's whole life.
     GTEST_SKIP() << "cannot remount the state directory read-only under the daemon: " << r.err;
   }
-  const json refused = call({{"op", "register"}, {"run", "after"}});
+  const json refused = d_.call({{"op", "register"}, {"run", "after"}});
   EXPECT_EQ(refused["error"]["code"], "internal") << refused.dump();
-  EXPECT_FALSE(daemon_->wait_for(milliseconds(0))) << "sweepd exited: " << daemon_->err();
+  EXPECT_FALSE(d_.proc().wait_for(milliseconds(0))) << "sweepd exited: " << d_.proc().err();
   EXPECT_EQ(status()["runs"]["initializing"], 1);
   EXPECT_EQ(show("after")["error"]["code"], "unknown_run");
 }
 
 TEST_F(DurabilityNamespaceTest, ReadOnlyStateDirectoryStopsStartup) {
   // The case that can be set up everywhere: the state directory is read-only before sweepd starts.
-  const std::string config = write_config("sweepd.yaml", mount_point() + "/state.db");
-  if (launch_on_tmpfs(config, "ro")) FAIL() << "sweepd started on a read-only state directory";
+  if (launch_on_tmpfs("ro")) FAIL() << "sweepd started on a read-only state directory";
   if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
-  EXPECT_EQ(daemon_->wait_for(milliseconds(0)), 1) << daemon_->err();
-  EXPECT_THAT(daemon_->err(), HasSubstr(mount_point() + "/state.db"));
-  EXPECT_THAT(daemon_->err(), HasSubstr("Read-only file system"));
-  EXPECT_FALSE(std::filesystem::exists(socket_path()));
+  EXPECT_EQ(d_.proc().wait_for(milliseconds(0)), 1) << d_.proc().err();
+  EXPECT_THAT(d_.proc().err(), HasSubstr(mount_point() + "/state.db"));
+  EXPECT_THAT(d_.proc().err(), HasSubstr("Read-only file system"));
+  EXPECT_FALSE(std::filesystem::exists(d_.socket_path()));
 }
 
 }  // namespace
