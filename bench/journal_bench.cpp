@@ -64,11 +64,11 @@ std::vector<sweepd::core::run_change> changes_of(const std::vector<sweepd::core:
 void commit_costs(const std::string& dir, const char* sync, int single_commits) {
   const std::string path = fmt::format("{}/commit-{}.db", dir, sync);
   auto opened = sweepd::io::journal::open(path);
-  if (!opened.value) {
-    std::fprintf(stderr, "%s\n", opened.error.c_str());
+  if (!opened) {
+    std::fprintf(stderr, "%s\n", opened.error().message.c_str());
     std::exit(1);
   }
-  auto& j = *opened.value;
+  auto& j = **opened;
   const std::string pragma = fmt::format("PRAGMA synchronous={}", sync);
   sqlite3_exec(j.handle(), pragma.c_str(), nullptr, nullptr, nullptr);
   sweepd::core::supervisor sup({});
@@ -106,7 +106,7 @@ double thread_cpu_ms() {
 /// together and are stored in batches in id order, as the daemon does. Journal commits only.
 void storm_commit_cost(const std::string& dir, int runs) {
   auto opened = sweepd::io::journal::open(dir + "/storm.db");
-  auto& j = *opened.value;
+  auto& j = **opened;
   sweepd::core::supervisor sup({});
   constexpr int batch = 4096;
   for (int i = 0; i < runs; i += batch) {
@@ -146,7 +146,7 @@ void startup_cost(const std::string& dir, int runs) {
   const std::string path = dir + "/startup.db";
   {
     auto opened = sweepd::io::journal::open(path);
-    auto& j = *opened.value;
+    auto& j = **opened;
     sweepd::core::supervisor sup({});
     // Three of four runs finished (register, start, end: 3 transitions), one in four running.
     constexpr int batch = 5000;
@@ -168,14 +168,14 @@ void startup_cost(const std::string& dir, int runs) {
   auto opened = sweepd::io::journal::open(path);
   const double open_ms = ms_since(t);
   t = clock_type::now();
-  auto contents = opened.value->load(now());
+  auto contents = (*opened)->load(now());
   const double load_ms = ms_since(t);
   t = clock_type::now();
   sweepd::core::supervisor sup({});
   const auto at = now();
   for (auto& r : contents.runs) sup.restore(std::move(r), at);
   const double restore_ms = ms_since(t);
-  opened.value.reset();
+  opened->reset();
   std::printf(
       "startup with %zu runs (%.0f MB journal): open %.0f ms (lock, quick_check, schema), "
       "load %.0f ms, restore %.0f ms\n",
@@ -187,8 +187,8 @@ void startup_cost(const std::string& dir, int runs) {
   cfg.log.level = "warn";
   sweepd::app::daemon d(cfg, "");
   t = clock_type::now();
-  if (auto err = d.open()) {
-    std::fprintf(stderr, "%s\n", err->c_str());
+  if (auto started = d.open(); !started) {
+    std::fprintf(stderr, "%s\n", started.error().message.c_str());
     std::exit(1);
   }
   std::printf("whole daemon open() (journal + restore + socket): %.0f ms (goal: < 2000 ms)\n",

@@ -107,8 +107,8 @@ int main(int argc, char** argv) {
   cfg.log.level = "warn";
   sweepd::io::setup_logging(cfg.log);
   sweepd::app::daemon d(cfg, "");
-  if (auto err = d.open()) {
-    std::fprintf(stderr, "open: %s\n", err->c_str());
+  if (auto opened = d.open(); !opened) {
+    std::fprintf(stderr, "open: %s\n", opened.error().message.c_str());
     return 1;
   }
   std::thread loop([&] { d.run(); });

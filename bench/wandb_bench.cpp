@@ -33,7 +33,7 @@ double deliver(int runs, std::size_t in_flight, std::chrono::milliseconds latenc
   wandb.set_latency(latency);
   char dir_template[] = "/tmp/swwXXXXXX";
   const std::string dir = ::mkdtemp(dir_template);
-  auto journal = std::move(sweepd::io::journal::open(dir + "/state.db").value);
+  auto journal = sweepd::io::journal::open(dir + "/state.db").value();
   journal->load(now());
 
   sweepd::core::supervisor sup({300, 0, 0, 1000000, "team", "sweeps"});

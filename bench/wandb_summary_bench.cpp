@@ -81,7 +81,7 @@ delivery_figures deliver_one(const std::string& summary) {
   wandb.add_run("team", "sweeps", "big", summary);
   char dir_template[] = "/tmp/swbXXXXXX";
   const std::string dir = ::mkdtemp(dir_template);
-  auto journal = std::move(sweepd::io::journal::open(dir + "/state.db").value);
+  auto journal = sweepd::io::journal::open(dir + "/state.db").value();
   journal->load(now());
   sweepd::core::supervisor sup({300, 0, 0, 1000000, "team", "sweeps"});
   sweepd::core::register_params p;

@@ -25,7 +25,7 @@ sweepd::io::config_load_result load(const options& opts, std::string& used_path)
   } else if (std::filesystem::exists(sweepd::app::default_config_path)) {
     used_path = sweepd::app::default_config_path;
   } else {
-    return {sweepd::core::config{}, {}};
+    return sweepd::core::config{};
   }
   return sweepd::io::load_config_file(used_path);
 }
@@ -49,31 +49,31 @@ int main(int argc, char** argv) {
   }
   std::string config_path;
   auto loaded = load(opts, config_path);
-  if (!loaded.cfg) {
-    for (const auto& e : loaded.errors) std::cerr << e << "\n";
+  if (!loaded) {
+    for (const auto& e : loaded.error().messages) std::cerr << e << "\n";
     return 1;
   }
   if (opts.what == options::action::check_config) {
     // Every check start makes that needs neither the socket nor the state file, with the same
     // message: a config that passes here does not then fail to start for these reasons.
-    const auto wandb = sweepd::app::resolve_wandb(*loaded.cfg, sweepd::io::process_environment());
+    const auto wandb = sweepd::app::resolve_wandb(*loaded, sweepd::io::process_environment());
     if (!wandb.error.empty()) {
       std::cerr << config_path << ": " << wandb.error << "\n";
       return 1;
     }
-    std::cout << sweepd::core::describe(*loaded.cfg) << "\n";
+    std::cout << sweepd::core::describe(*loaded) << "\n";
     std::cout << "# wandb: " << sweepd::core::to_string(wandb.mode);
     if (!wandb.key_source.empty()) std::cout << " (key from " << wandb.key_source << ")";
     std::cout << "\n";
     return 0;
   }
-  sweepd::io::setup_logging(loaded.cfg->log);
+  sweepd::io::setup_logging(loaded->log);
   // Over a file-size limit, a write should fail (and be answered `internal`), not kill sweepd.
   std::signal(SIGXFSZ, SIG_IGN);
   try {
-    sweepd::app::daemon d(std::move(*loaded.cfg), config_path);
-    if (auto err = d.open()) {
-      spdlog::critical("{}", *err);
+    sweepd::app::daemon d(std::move(*loaded), config_path);
+    if (auto opened = d.open(); !opened) {
+      spdlog::critical("{}", opened.error().message);
       return 1;
     }
     return d.run();

@@ -120,7 +120,7 @@ void daemon::on_clock_moved() {
   if (sink_) sink_->wake();
 }
 
-std::optional<std::string> daemon::open() {
+core::result<void> daemon::open() {
   const io::open_files_limit files = io::raise_open_files_limit();
   if (!files.error.empty()) {
     spdlog::warn("cannot raise the open-files limit from {} to {} (its hard limit): {}", files.soft,
@@ -132,9 +132,9 @@ std::optional<std::string> daemon::open() {
   }
   fd_limit_ = files.soft;
   server_.set_limits(server_limits(cfg_));
-  if (auto err = restore_from_journal()) return err;
+  if (auto done = restore_from_journal(); !done) return done;
   sink_ = std::make_unique<wandb_sink>(io_, *journal_, clock_);
-  if (auto started = sink_->start(cfg_); !started) return started.error().message;
+  if (auto started = sink_->start(cfg_); !started) return started;
   reconciler_ = std::make_unique<reconciler>(
       io_, runs_, *sink_,
       [this](std::span<const core::run_change> adopted) {
@@ -144,18 +144,18 @@ std::optional<std::string> daemon::open() {
       clock_);
   sink_->set_metrics(&metrics_);
   reconciler_->set_metrics(&metrics_);
-  if (auto err = server_.open()) return err;
-  if (auto err = open_remote()) return err;
+  if (auto done = server_.open(); !done) return done;
+  if (auto done = open_remote(); !done) return done;
   return open_metrics();
 }
 
-std::optional<std::string> daemon::restore_from_journal() {
+core::result<void> daemon::restore_from_journal() {
   const auto started = clock_.mono();
   auto opened = io::journal::open(cfg_.state.path);
-  if (!opened.value) return opened.error;
-  journal_ = std::move(opened.value);
+  if (!opened) return opened.error();
+  journal_ = std::move(*opened);
   auto contents = journal_->load(now());
-  if (!contents.error.empty()) return contents.error;
+  if (!contents.error.empty()) return core::failure{std::move(contents.error)};
   for (const std::string& w : contents.warnings) spdlog::warn("{}: {}", cfg_.state.path, w);
   const core::instant restored_at = now();
   runs_.reserve(runs_.size() + contents.runs.size());
@@ -172,7 +172,7 @@ std::optional<std::string> daemon::restore_from_journal() {
                    runs_.counts()[static_cast<std::size_t>(core::run_state::running)],
                journal_->outbox_pending(), cfg_.state.path,
                core::seconds_between(started, clock_.mono()) * 1000);
-  return std::nullopt;
+  return {};
 }
 
 void daemon::prune_expired_runs() {
@@ -395,8 +395,8 @@ io::reply daemon::reconcile(core::reconcile_request r, const core::caller& who) 
   io::reply later;
   later.later = [this, r = std::move(r), who]() -> asio::awaitable<std::string> {
     auto result = co_await reconciler_->run(r, who, cfg_);
-    if (auto* err = std::get_if<core::error>(&result)) co_return core::error_reply(*err);
-    co_return core::ok_reply(std::move(std::get<nlohmann::json>(result)));
+    if (!result) co_return core::error_reply(result.error());
+    co_return core::ok_reply(std::move(*result));
   };
   return later;
 }
@@ -464,10 +464,11 @@ void daemon::on_process_exit(std::int32_t pid) {
 bool daemon::store(std::span<const core::run_change> changes) {
   const bool to_outbox = cfg_.wandb.mode != core::config::wandb_mode::disabled;
   std::vector<core::outbox_entry> queued;
-  if (auto err = journal_commit(changes, to_outbox, &queued)) {
+  if (auto committed = journal_commit(changes, to_outbox, &queued); !committed) {
     std::size_t held_back = 0;
     if (commit_errors_.allow(clock_.mono(), held_back)) {
-      spdlog::error("storing {} transition(s) failed, nothing changed: {}{}", changes.size(), *err,
+      spdlog::error("storing {} transition(s) failed, nothing changed: {}{}", changes.size(),
+                    committed.error().message,
                     held_back == 0 ? std::string()
                                    : fmt::format(" ({} more such failures not logged)", held_back));
     }
@@ -607,11 +608,11 @@ void daemon::reload() {
   }
   io::notify_reloading();
   auto loaded = io::load_config_file(config_path_);
-  if (!loaded.cfg) {
-    for (const auto& e : loaded.errors) spdlog::error("reload refused: {}", e);
+  if (!loaded) {
+    for (const auto& e : loaded.error().messages) spdlog::error("reload refused: {}", e);
     spdlog::error("SIGHUP: {} is invalid; keeping the running config", config_path_);
   } else {
-    apply_reloadable(*loaded.cfg);
+    apply_reloadable(*loaded);
     spdlog::info("SIGHUP: reloaded {}", config_path_);
   }
   io::notify_ready();

@@ -45,7 +45,7 @@ class daemon {
 
   /// Opens the journal, restores its runs, then binds the control socket; an error message on
   /// failure (a locked, unreadable or corrupt state file stops startup).
-  std::optional<std::string> open();
+  core::result<void> open();
   /// Serves until SIGTERM/SIGINT or stop(); returns the process exit code.
   int run();
   /// Stops serving (safe to call from the loop's thread only, or via post()).
@@ -80,7 +80,7 @@ class daemon {
   io::reply batch(core::run_change c, std::string reply, int pidfd);
   /// Stores the changes batched this turn, applies them and releases their replies.
   void commit_batch();
-  std::optional<std::string> restore_from_journal();
+  core::result<void> restore_from_journal();
   void prune_expired_runs();
   /// Binds a live watch_peer run to its worker's process (register, restore); `pidfd` (taken
   /// over) when the binding found one.
@@ -109,7 +109,7 @@ class daemon {
   core::caller caller_of(const io::peer_credentials& peer) const;
   // Remote workers (remote.*): the TLS listener, its tokens and certificate.
   /// Loads the certificate, key and tokens and binds remote.listen, when it is set.
-  std::optional<std::string> open_remote();
+  core::result<void> open_remote();
   /// Decides a remote connection's first line (io::control_server::authenticator).
   io::authentication authenticate(std::string_view line, const std::string& address);
   /// Re-reads the certificate, key and tokens (SIGHUP); a file that cannot be used keeps the
@@ -124,13 +124,12 @@ class daemon {
   /// Answers a request line (on_line) and counts it by op and result, with its latency.
   io::reply answer(std::string_view line, const io::peer_credentials& peer, bool behind_earlier);
   /// journal_->commit, timed and counted (transitions by state and reason, failures).
-  std::optional<std::string> journal_commit(std::span<const core::run_change> changes,
-                                            bool to_outbox,
-                                            std::vector<core::outbox_entry>* queued);
+  core::result<void> journal_commit(std::span<const core::run_change> changes, bool to_outbox,
+                                    std::vector<core::outbox_entry>* queued);
   /// Counts how late each run of `due` (planned timeouts, not applied yet) is marked at `marked`.
   void note_expired(std::span<const core::run_change> due, core::mono_time marked);
   /// Binds metrics.listen when set.
-  std::optional<std::string> open_metrics();
+  core::result<void> open_metrics();
   io::http_answer metrics_page();
   io::http_answer health_page();
   /// Sends WATCHDOG=1 at half the interval systemd asked for, from the event loop: a loop that

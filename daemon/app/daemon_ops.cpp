@@ -36,17 +36,14 @@ io::reply daemon::answer(std::string_view line, const io::peer_credentials& peer
   return r;
 }
 
-std::optional<std::string> daemon::journal_commit(std::span<const core::run_change> changes,
-                                                  bool to_outbox,
-                                                  std::vector<core::outbox_entry>* queued) {
+core::result<void> daemon::journal_commit(std::span<const core::run_change> changes, bool to_outbox,
+                                          std::vector<core::outbox_entry>* queued) {
   const auto started = clock_.mono();
   auto committed = journal_->commit(changes, runs_, to_outbox, queued);
   metrics_.commit(changes, core::seconds_between(started, clock_.mono()), committed.has_value());
-  std::optional<std::string> err;
-  if (!committed) err = std::move(committed.error().message);
-  last_commit_error_ = err.value_or("");
+  last_commit_error_ = committed ? std::string() : committed.error().message;
   if (auto failing = journal_->checkpoint_failure()) spdlog::warn("{}", *failing);
-  return err;
+  return committed;
 }
 
 void daemon::note_expired(std::span<const core::run_change> due, core::mono_time marked) {
@@ -57,8 +54,8 @@ void daemon::note_expired(std::span<const core::run_change> due, core::mono_time
   }
 }
 
-std::optional<std::string> daemon::open_metrics() {
-  if (cfg_.metrics.listen.empty()) return std::nullopt;
+core::result<void> daemon::open_metrics() {
+  if (cfg_.metrics.listen.empty()) return {};
   io::metrics_server_options options;
   options.listen = cfg_.metrics.listen;
   metrics_server_ =
@@ -66,12 +63,12 @@ std::optional<std::string> daemon::open_metrics() {
                                            std::map<std::string, io::metrics_server::route>{
                                                {"/metrics", [this] { return metrics_page(); }},
                                                {"/healthz", [this] { return health_page(); }}});
-  if (auto err = metrics_server_->open()) {
+  if (auto opened = metrics_server_->open(); !opened) {
     metrics_server_.reset();
-    return err;
+    return opened;
   }
   spdlog::info("metrics on http://{}/metrics (and /healthz)", metrics_server_->local_address());
-  return std::nullopt;
+  return {};
 }
 
 std::string daemon::metrics_address() const {

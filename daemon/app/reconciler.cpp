@@ -89,7 +89,7 @@ json reconciler::status() const {
   return s;
 }
 
-asio::awaitable<std::variant<std::vector<core::reconcile_decision>, core::error>>
+asio::awaitable<core::result<std::vector<core::reconcile_decision>, core::error>>
 reconciler::list_and_classify(const core::reconcile_rules& rules, const core::config& cfg) {
   std::vector<core::reconcile_decision> decisions;
   io::wandb_client* client = sink_.client();
@@ -142,7 +142,7 @@ reconciler::list_and_classify(const core::reconcile_rules& rules, const core::co
   co_return decisions;
 }
 
-asio::awaitable<std::variant<std::size_t, core::error>> reconciler::apply(
+asio::awaitable<core::result<std::size_t, core::error>> reconciler::apply(
     std::vector<core::reconcile_decision>& decisions, const core::caller& who) {
   using action = core::reconcile_decision::action;
   std::size_t adopted_total = 0;
@@ -199,7 +199,7 @@ asio::awaitable<std::variant<std::size_t, core::error>> reconciler::apply(
   co_return adopted_total;
 }
 
-asio::awaitable<std::variant<json, core::error>> reconciler::run(core::reconcile_request r,
+asio::awaitable<core::result<json, core::error>> reconciler::run(core::reconcile_request r,
                                                                  core::caller who,
                                                                  core::config cfg) {
   core::reconcile_rules rules;
@@ -215,17 +215,20 @@ asio::awaitable<std::variant<json, core::error>> reconciler::run(core::reconcile
                           "'project', or set wandb.entity and wandb.project"};
   }
   auto listed = co_await list_and_classify(rules, cfg);
-  if (auto* err = std::get_if<core::error>(&listed)) co_return *err;
-  auto& decisions = std::get<std::vector<core::reconcile_decision>>(listed);
+  if (!listed) co_return listed.error();
+  auto& decisions = *listed;
   if (r.apply) {
     auto applied = co_await apply(decisions, who);
-    if (auto* err = std::get_if<core::error>(&applied)) co_return *err;
-    adopted_ += std::get<std::size_t>(applied);
+    if (!applied) co_return applied.error();
+    adopted_ += *applied;
     if (metrics_ != nullptr) {
       for (const auto& [action, n] : count_actions(decisions)) metrics_->reconciled(action, n);
     }
   }
-  co_return reconcile_reply(decisions, rules, r.apply, max_reply_rows);
+  // In place: a json converts to almost anything, core::error included, so the result cannot
+  // tell by itself which side it is.
+  co_return core::result<json, core::error>(
+      boost::system::in_place_value, reconcile_reply(decisions, rules, r.apply, max_reply_rows));
 }
 
 asio::awaitable<void> reconciler::periodic(std::function<const core::config&()> config) {
@@ -245,16 +248,15 @@ asio::awaitable<void> reconciler::periodic(std::function<const core::config&()> 
       const auto before = adopted_;
       auto result = co_await run(r, core::caller{0, 0, true}, cfg);
       if (stopping_) co_return;
-      if (metrics_ != nullptr)
-        metrics_->reconcile_pass(!std::holds_alternative<core::error>(result));
-      if (auto* err = std::get_if<core::error>(&result)) {
+      if (metrics_ != nullptr) metrics_->reconcile_pass(result.has_value());
+      if (!result) {
         ++errors_;
-        last_error_ = err->message;
+        last_error_ = result.error().message;
         spdlog::warn("reconcile of sweep {}: {} (tried again next pass)", entry.sweep_id,
-                     err->message);
+                     result.error().message);
         continue;
       }
-      const json& body = std::get<json>(result);
+      const json& body = *result;
       std::map<std::string, std::size_t> counts;
       for (const auto& [key, n] : body["counts"].items()) counts[key] = n.get<std::size_t>();
       spdlog::info("reconcile of sweep {} in {}/{}: {}; {} adopted", entry.sweep_id,

@@ -9,13 +9,13 @@
 #include <optional>
 #include <span>
 #include <string>
-#include <variant>
 
 #include "app/wandb_sink.hpp"
 #include "core/config.hpp"
 #include "core/errors.hpp"
 #include "core/protocol.hpp"
 #include "core/reconcile.hpp"
+#include "core/result.hpp"
 #include "core/supervisor.hpp"
 #include "io/clock.hpp"
 
@@ -42,7 +42,7 @@ class reconciler {
 
   /// One reconcile; the reply body, or the error to answer with (`unavailable` when W&B cannot
   /// be asked, `bad_request` without an entity/project, `internal` when the journal refused).
-  asio::awaitable<std::variant<nlohmann::json, core::error>> run(core::reconcile_request r,
+  asio::awaitable<core::result<nlohmann::json, core::error>> run(core::reconcile_request r,
                                                                  core::caller who,
                                                                  core::config cfg);
 
@@ -58,11 +58,11 @@ class reconciler {
 
  private:
   /// Lists every page; the decisions, or why the listing failed.
-  asio::awaitable<std::variant<std::vector<core::reconcile_decision>, core::error>>
+  asio::awaitable<core::result<std::vector<core::reconcile_decision>, core::error>>
   list_and_classify(const core::reconcile_rules& rules, const core::config& cfg);
   /// Adopts (in batches, one transaction each) and repairs; the decisions as they ended (a run
   /// sweepd learnt of meanwhile is skipped). How many were adopted, or why it stopped.
-  asio::awaitable<std::variant<std::size_t, core::error>> apply(
+  asio::awaitable<core::result<std::size_t, core::error>> apply(
       std::vector<core::reconcile_decision>& decisions, const core::caller& who);
 
   asio::io_context& io_;

@@ -28,12 +28,12 @@ io::authentication refuse(std::string message) {
 
 }  // namespace
 
-std::optional<std::string> daemon::open_remote() {
-  if (cfg_.remote.listen.empty()) return std::nullopt;
+core::result<void> daemon::open_remote() {
+  if (cfg_.remote.listen.empty()) return {};
   auto tls = io::load_server_tls(cfg_.remote.cert_file, cfg_.remote.key_file);
-  if (!tls) return tls.error().message;
+  if (!tls) return tls.error();
   auto tokens = io::token_store::load(cfg_.remote.tokens_file);
-  if (!tokens) return fmt::format("remote.tokens_file: {}", tokens.error().message);
+  if (!tokens) return core::failure{fmt::format("remote.tokens_file: {}", tokens.error().message)};
   if (tokens->size() == 0) {
     spdlog::warn("remote.tokens_file {} lists no token: every remote connection is refused",
                  cfg_.remote.tokens_file);

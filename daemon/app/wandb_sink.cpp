@@ -57,11 +57,11 @@ wandb_setup resolve_wandb(const core::config& cfg, const io::env_lookup& env) {
     return out;
   }
   const auto key = io::find_api_key(cfg.wandb.api_key_file, *out.base, env);
-  if (!key.error.empty()) {
-    out.error = key.error;
+  if (!key) {
+    out.error = key.error().message;
     return out;
   }
-  if (!key.key) {
+  if (!*key) {
     if (cfg.wandb.mode == mode::online) {
       out.error =
           "wandb.mode is online but no W&B API key was found ($WANDB_API_KEY, "
@@ -71,8 +71,8 @@ wandb_setup resolve_wandb(const core::config& cfg, const io::env_lookup& env) {
     return out;
   }
   out.mode = mode::online;
-  out.key = key.key;
-  out.key_source = key.source;
+  out.key = (*key)->key;
+  out.key_source = (*key)->source;
   return out;
 }
 

@@ -27,9 +27,13 @@ struct failure {
 template <class T, class E = failure>
 using result = boost::system::result<T, E>;
 
+// In an inline namespace because GCC's -Wshadow takes the scoped enumerator run_state::success
+// for a shadow of a namespace-scope `success` whenever run.hpp is read after this header.
+inline namespace results {
 /// A result<void> that succeeded, for tests: EXPECT_EQ(j.commit(...), core::success) prints the
 /// failure's message when there is one.
 inline const result<void> success{};
+}  // namespace results
 
 /// Called by result::value() on an error: reading a value that is not there is a bug, so it
 /// throws (and names the failure) rather than carry on.

@@ -15,6 +15,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <utility>
 
 #include "io/posix.hpp"
@@ -688,6 +689,11 @@ std::optional<YAML::Node> single_document(context& ctx, std::string_view text) {
 
 }  // namespace
 
+void throw_exception_from_error(const config_problems& p, const boost::source_location&) {
+  throw std::logic_error("result holds config problems: " +
+                         (p.messages.empty() ? std::string() : p.messages.front()));
+}
+
 config_load_result parse_config_text(std::string_view text, std::string_view file_name) {
   context ctx(file_name);
   core::config c;
@@ -712,8 +718,8 @@ config_load_result parse_config_text(std::string_view text, std::string_view fil
   // Relations between keys are checked even after per-key errors (a bad value kept its
   // default), so one run of --check-config shows every problem.
   report_validation(ctx, c);
-  if (!ctx.errors.empty()) return {std::nullopt, std::move(ctx.errors)};
-  return {std::move(c), {}};
+  if (!ctx.errors.empty()) return config_problems{std::move(ctx.errors)};
+  return c;
 }
 
 config_load_result load_config_file(const std::string& path) {
@@ -721,9 +727,8 @@ config_load_result load_config_file(const std::string& path) {
   if (!text) {
     const auto& e = text.error();
     const bool too_large = e.what == file_error::kind::too_large;
-    return {std::nullopt,
-            {fmt::format("{}: cannot read config: {}{}", path, e.reason,
-                         too_large ? ", not a config file" : "")}};
+    return config_problems{{fmt::format("{}: cannot read config: {}{}", path, e.reason,
+                                        too_large ? ", not a config file" : "")}};
   }
   return parse_config_text(*text, path);
 }

@@ -111,37 +111,40 @@ control_server::~control_server() {
   close_reserve_descriptor();
 }
 
-std::optional<std::string> control_server::open() {
+core::result<void> control_server::open() {
   if (const int fd = systemd_socket(); fd >= 0) {
     boost::system::error_code ec;
     acceptor_.assign(stream(), fd, ec);
-    if (ec) return fmt::format("cannot adopt the socket passed by systemd: {}", ec.message());
+    if (ec)
+      return core::failure{
+          fmt::format("cannot adopt the socket passed by systemd: {}", ec.message())};
     spdlog::info("listening on the socket passed by systemd");
-    return std::nullopt;
+    return {};
   }
-  if (auto err = bind_socket()) return err;
+  if (auto done = bind_socket(); !done) return done;
   return apply_permissions();
 }
 
-std::optional<std::string> control_server::bind_socket() {
+core::result<void> control_server::bind_socket() {
   namespace fs = std::filesystem;
   const fs::path path(options_.path);
   std::error_code fec;
   if (path.has_parent_path() && !fs::exists(path.parent_path(), fec)) {
     fs::create_directories(path.parent_path(), fec);
     if (fec) {
-      return fmt::format("cannot create the socket directory {}: {}", path.parent_path().string(),
-                         fec.message());
+      return core::failure{fmt::format("cannot create the socket directory {}: {}",
+                                       path.parent_path().string(), fec.message())};
     }
   }
   const auto status = fs::symlink_status(path, fec);
   if (fs::exists(status)) {
     if (!fs::is_socket(status)) {
-      return fmt::format("{} exists and is not a socket; remove it or set socket.path",
-                         options_.path);
+      return core::failure{fmt::format(
+          "{} exists and is not a socket; remove it or set socket.path", options_.path)};
     }
     if (someone_listens(options_.path)) {
-      return fmt::format("another process (a running sweepd?) is listening on {}", options_.path);
+      return core::failure{
+          fmt::format("another process (a running sweepd?) is listening on {}", options_.path)};
     }
     fs::remove(path, fec);  // a stale socket left by a daemon that died
   }
@@ -151,27 +154,28 @@ std::optional<std::string> control_server::bind_socket() {
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     acceptor_.close();
-    return fmt::format("cannot listen on {}: {}", options_.path, ec.message());
+    return core::failure{fmt::format("cannot listen on {}: {}", options_.path, ec.message())};
   }
   created_file_ = true;
-  return std::nullopt;
+  return {};
 }
 
-std::optional<std::string> control_server::apply_permissions() {
+core::result<void> control_server::apply_permissions() {
   if (::chmod(options_.path.c_str(), options_.mode) != 0) {
-    return fmt::format("cannot set mode {:04o} on {}: {}", options_.mode, options_.path,
-                       errno_text(errno));
+    return core::failure{fmt::format("cannot set mode {:04o} on {}: {}", options_.mode,
+                                     options_.path, errno_text(errno))};
   }
-  if (options_.group.empty()) return std::nullopt;
+  if (options_.group.empty()) return {};
   const group* g = ::getgrnam(options_.group.c_str());
   if (g == nullptr) {
-    return fmt::format("socket.group '{}' is not a group on this system", options_.group);
+    return core::failure{
+        fmt::format("socket.group '{}' is not a group on this system", options_.group)};
   }
   if (::chown(options_.path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) {
-    return fmt::format("cannot give {} to group '{}': {}", options_.path, options_.group,
-                       errno_text(errno));
+    return core::failure{fmt::format("cannot give {} to group '{}': {}", options_.path,
+                                     options_.group, errno_text(errno))};
   }
-  return std::nullopt;
+  return {};
 }
 
 void control_server::start() {
@@ -581,12 +585,12 @@ std::string format_endpoint(const asio::ip::tcp::endpoint& e) {
 
 }  // namespace
 
-std::optional<std::string> control_server::open_remote(remote_options options,
-                                                       std::shared_ptr<asio::ssl::context> tls,
-                                                       authenticator authenticate) {
+core::result<void> control_server::open_remote(remote_options options,
+                                               std::shared_ptr<asio::ssl::context> tls,
+                                               authenticator authenticate) {
   std::string why;
   const auto endpoint = parse_endpoint(options.listen, why);
-  if (!endpoint) return fmt::format("remote.listen '{}': {}", options.listen, why);
+  if (!endpoint) return core::failure{fmt::format("remote.listen '{}': {}", options.listen, why)};
   boost::system::error_code ec;
   remote_acceptor_.open(endpoint->protocol(), ec);
   if (!ec) remote_acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
@@ -594,12 +598,13 @@ std::optional<std::string> control_server::open_remote(remote_options options,
   if (!ec) remote_acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     remote_acceptor_.close();
-    return fmt::format("remote.listen {}: cannot listen: {}", options.listen, ec.message());
+    return core::failure{
+        fmt::format("remote.listen {}: cannot listen: {}", options.listen, ec.message())};
   }
   remote_ = std::move(options);
   tls_ = std::move(tls);
   authenticate_ = std::move(authenticate);
-  return std::nullopt;
+  return {};
 }
 
 void control_server::set_remote_limits(std::chrono::milliseconds handshake_timeout,

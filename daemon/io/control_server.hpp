@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/line_buffer.hpp"
+#include "core/result.hpp"
 
 namespace sweepd::io {
 
@@ -125,13 +126,12 @@ class control_server {
 
   /// Binds the socket (or adopts the one systemd passed); an error message naming the path on
   /// failure. Refuses to replace a socket another process is still listening on.
-  std::optional<std::string> open();
+  core::result<void> open();
   /// Binds the TLS listener for remote workers: the same lines, handler, limits and ordering as
   /// the Unix socket, behind a TLS handshake and an authenticated first line, both within
   /// handshake_timeout. An error naming remote.listen on failure.
-  std::optional<std::string> open_remote(remote_options options,
-                                         std::shared_ptr<asio::ssl::context> tls,
-                                         authenticator authenticate);
+  core::result<void> open_remote(remote_options options, std::shared_ptr<asio::ssl::context> tls,
+                                 authenticator authenticate);
   /// The certificate and key for remote connections accepted from now on (reload).
   void set_tls_context(std::shared_ptr<asio::ssl::context> tls) { tls_ = std::move(tls); }
   /// New remote limits (reload); the address stays.
@@ -212,8 +212,8 @@ class control_server {
   void close_reserve_descriptor();
   /// Counts refused connections and logs them in one line at most every few seconds.
   void note_refusal(std::string_view reason, std::size_t count = 1);
-  std::optional<std::string> bind_socket();
-  std::optional<std::string> apply_permissions();
+  core::result<void> bind_socket();
+  core::result<void> apply_permissions();
 
   asio::io_context& io_;
   control_server_options options_;

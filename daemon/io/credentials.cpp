@@ -43,24 +43,20 @@ std::optional<std::string> non_empty(const env_lookup& env, std::string_view nam
 
 // A key file (config or systemd credential): one word, surrounding whitespace ignored.
 api_key_result key_from_file(const std::string& path, std::string source, std::string_view what) {
-  api_key_result r;
-  r.source = std::move(source);
   const auto file = read_file_bounded(path, max_key_file, file_type::regular_only);
   if (!file) {
-    r.error = file.error().what == file_error::kind::missing
-                  ? fmt::format("{} {} does not exist", what, path)
-                  : fmt::format("cannot read {} {}: {}", what, path, file.error().reason);
-    return r;
+    return core::failure{
+        file.error().what == file_error::kind::missing
+            ? fmt::format("{} {} does not exist", what, path)
+            : fmt::format("cannot read {} {}: {}", what, path, file.error().reason)};
   }
   const auto key = trim(*file);
-  if (key.empty()) {
-    r.error = fmt::format("{} {} is empty", what, path);
-  } else if (key.find_first_of(whitespace) != std::string_view::npos) {
-    r.error = fmt::format("{} {} holds more than one word; it must hold only the key", what, path);
-  } else {
-    r.key = std::string(key);
+  if (key.empty()) return core::failure{fmt::format("{} {} is empty", what, path)};
+  if (key.find_first_of(whitespace) != std::string_view::npos) {
+    return core::failure{
+        fmt::format("{} {} holds more than one word; it must hold only the key", what, path)};
   }
-  return r;
+  return api_key{std::string(key), std::move(source)};
 }
 
 /// Splits a .netrc into tokens: whitespace-separated words or "quoted strings" (with \ escapes);
@@ -161,12 +157,7 @@ api_key_result key_from_netrc(const url& base, const env_lookup& env) {
   for (const auto& path : candidates) {
     const auto file = read_file_bounded(path, max_netrc_file, file_type::regular_only);
     if (!file && file.error().what == file_error::kind::missing) continue;
-    api_key_result r;
-    r.source = path;
-    if (!file) {
-      r.error = file.error().message();
-      return r;
-    }
+    if (!file) return core::failure{file.error().message()};
     const auto entries = parse_netrc(*file);
     const std::string machine = netloc(base);
     auto match = std::find_if(entries.begin(), entries.end(), [&](const netrc_entry& e) {
@@ -176,18 +167,18 @@ api_key_result key_from_netrc(const url& base, const env_lookup& env) {
       match = std::find_if(entries.begin(), entries.end(),
                            [](const netrc_entry& e) { return e.is_default; });
     }
-    if (match == entries.end()) return {};  // the first .netrc that exists is the only one read
-    r.source = match->is_default ? fmt::format("{} (default)", path)
-                                 : fmt::format("{} (machine {})", path, match->machine);
+    // The first .netrc that exists is the only one read.
+    if (match == entries.end()) return std::nullopt;
     if (match->password.empty()) {
-      r.error = fmt::format("{}: no password in the entry for {}", path,
-                            match->is_default ? "default" : "machine " + match->machine);
-      return r;
+      return core::failure{
+          fmt::format("{}: no password in the entry for {}", path,
+                      match->is_default ? "default" : "machine " + match->machine)};
     }
-    r.key = match->password;
-    return r;
+    return api_key{match->password, match->is_default
+                                        ? fmt::format("{} (default)", path)
+                                        : fmt::format("{} (machine {})", path, match->machine)};
   }
-  return {};
+  return std::nullopt;
 }
 
 }  // namespace
@@ -195,7 +186,7 @@ api_key_result key_from_netrc(const url& base, const env_lookup& env) {
 api_key_result find_api_key(const std::string& api_key_file, const url& base,
                             const env_lookup& env) {
   if (auto key = non_empty(env, "WANDB_API_KEY")) {
-    return api_key_result{std::move(key), "$WANDB_API_KEY", {}};
+    return api_key{std::move(*key), "$WANDB_API_KEY"};
   }
   if (!api_key_file.empty()) {
     return key_from_file(api_key_file, fmt::format("{} (wandb.api_key_file)", api_key_file),

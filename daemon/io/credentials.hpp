@@ -5,21 +5,24 @@
 #include <string>
 #include <string_view>
 
+#include "core/result.hpp"
 #include "io/http_client.hpp"
 
 namespace sweepd::io {
 
-/// Where the W&B API key was found, or why it could not be read.
-struct api_key_result {
-  std::optional<std::string> key;
-  /// Where the key came from (or the source that failed), e.g. "$WANDB_API_KEY",
-  /// "/etc/sweepd/key (wandb.api_key_file)", "systemd credential wandb-api-key",
-  /// "/root/.netrc (machine api.wandb.ai)". Never the key.
+/// The W&B API key and where it was found.
+struct api_key {
+  std::string key;  // never logged
+  /// e.g. "$WANDB_API_KEY", "/etc/sweepd/key (wandb.api_key_file)", "systemd credential
+  /// wandb-api-key", "/root/.netrc (machine api.wandb.ai)". Never the key.
   std::string source;
-  /// Set when a source exists but cannot be used (unreadable, empty, no password); names the
-  /// file, never its content. The lookup stops there rather than fall back to a later source.
-  std::string error;
 };
+
+/// A key; no key (nullopt: no source exists, which is not an error: W&B stays offline); or a
+/// source that exists but cannot be used (unreadable, empty, no password), a failure naming the
+/// file, never its content. Three outcomes, hence the optional inside the result: the lookup stops
+/// at a broken source rather than fall back to a later one, so "none" and "broken" must differ.
+using api_key_result = core::result<std::optional<api_key>>;
 
 /// Reads one environment variable; nullopt when unset.
 using env_lookup = std::function<std::optional<std::string>(std::string_view name)>;

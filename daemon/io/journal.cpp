@@ -153,26 +153,25 @@ constexpr const char* run_insert_sql =
     "?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
 static_assert(std::size(migrations) == journal::schema_version);
 
-/// Takes the lock file beside the database; -1 and a message when another process holds it.
-int take_lock(const std::string& db_path, std::string& error) {
+/// Takes the lock file beside the database: its descriptor, or why not (another process holds it).
+core::result<int> take_lock(const std::string& db_path) {
   const std::string lock_path = db_path + ".lock";
   const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
-    error = fmt::format("cannot open the lock file {}: {}", lock_path, errno_text(errno));
-    return -1;
+    return core::failure{
+        fmt::format("cannot open the lock file {}: {}", lock_path, errno_text(errno))};
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     char pid[32] = {};
     const ssize_t n = ::pread(fd, pid, sizeof(pid) - 1, 0);
     ::close(fd);
-    error = err == EWOULDBLOCK
-                ? fmt::format(
-                      "another sweepd (pid {}) is using the state file {}; stop it first "
-                      "or give this one another state.path",
-                      n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "?", db_path)
-                : fmt::format("cannot lock {}: {}", lock_path, errno_text(err));
-    return -1;
+    return core::failure{
+        err == EWOULDBLOCK
+            ? fmt::format("another sweepd (pid {}) is using the state file {}; stop it first "
+                          "or give this one another state.path",
+                          n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "?", db_path)
+            : fmt::format("cannot lock {}: {}", lock_path, errno_text(err))};
   }
   const std::string me = std::to_string(::getpid());
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, me.data(), me.size(), 0) < 0) {
@@ -439,111 +438,113 @@ std::string journal::describe_error(const char* what) const {
   return fmt::format("{} {}: {}", what, path_, sqlite3_errmsg(db_));
 }
 
-std::optional<std::string> journal::exec(const char* sql) {
+core::result<void> journal::exec(const char* sql) {
   char* message = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) == SQLITE_OK) return std::nullopt;
-  std::string error = fmt::format("{}: {}", path_, message ? message : sqlite3_errmsg(db_));
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) == SQLITE_OK) return {};
+  core::failure error{fmt::format("{}: {}", path_, message ? message : sqlite3_errmsg(db_))};
   sqlite3_free(message);
   return error;
 }
 
-journal::open_result journal::open(const std::string& path) {
+core::result<std::unique_ptr<journal>> journal::open(const std::string& path) {
   namespace fs = std::filesystem;
   const fs::path file(path);
   std::error_code ec;
   if (file.has_parent_path()) {
     fs::create_directories(file.parent_path(), ec);
     if (ec) {
-      return {nullptr, fmt::format("cannot create the state directory {}: {}",
-                                   file.parent_path().string(), ec.message())};
+      return core::failure{fmt::format("cannot create the state directory {}: {}",
+                                       file.parent_path().string(), ec.message())};
     }
   }
-  std::string error;
-  const int lock_fd = take_lock(path, error);
-  if (lock_fd < 0) return {nullptr, error};
+  const auto lock_fd = take_lock(path);
+  if (!lock_fd) return lock_fd.error();
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(
       path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  std::unique_ptr<journal> j(new journal(path, db, lock_fd));
-  if (rc != SQLITE_OK) return {nullptr, j->describe_error("cannot open the state file")};
-  if (auto err = j->prepare_schema()) return {nullptr, *err};
-  if (auto err = j->start_checkpointer()) return {nullptr, *err};
-  return {std::move(j), {}};
+  std::unique_ptr<journal> j(new journal(path, db, *lock_fd));
+  if (rc != SQLITE_OK) return core::failure{j->describe_error("cannot open the state file")};
+  if (auto done = j->prepare_schema(); !done) return done.error();
+  if (auto done = j->start_checkpointer(); !done) return done.error();
+  return j;
 }
 
-std::optional<std::string> journal::prepare_schema() {
+core::result<void> journal::prepare_schema() {
   sqlite3_busy_timeout(db_, 1000);
   // The first statement reads the header: a file that is not a database fails here, loudly.
-  if (auto err = exec("PRAGMA journal_mode=WAL")) {
-    return fmt::format("the state file is unreadable or not a sweepd database: {}", *err);
+  if (auto done = exec("PRAGMA journal_mode=WAL"); !done) {
+    return core::failure{fmt::format("the state file is unreadable or not a sweepd database: {}",
+                                     done.error().message)};
   }
   // FULL: a committed transition survives power loss too, not only a killed process.
-  if (auto err = exec("PRAGMA synchronous=FULL")) return err;
+  if (auto done = exec("PRAGMA synchronous=FULL"); !done) return done;
   // A small WAL: checkpointed every 100 pages (400 KiB) rather than SQLite's 1 000, and cut back
   // to 1 MiB after each checkpoint, so that on a small volume the log does not eat the space the
   // database needs (a 2 MiB volume filled after 23 runs with the defaults).
-  if (auto err = exec("PRAGMA wal_autocheckpoint=100")) return err;
-  if (auto err = exec("PRAGMA journal_size_limit=1048576")) return err;
+  if (auto done = exec("PRAGMA wal_autocheckpoint=100"); !done) return done;
+  if (auto done = exec("PRAGMA journal_size_limit=1048576"); !done) return done;
   statement check;
   sqlite3_stmt* raw = nullptr;
   if (sqlite3_prepare_v2(db_, "PRAGMA quick_check", -1, &raw, nullptr) != SQLITE_OK) {
-    return describe_error("cannot check the state file");
+    return core::failure{describe_error("cannot check the state file")};
   }
   check.reset(raw);
   const bool has_row = sqlite3_step(check.get()) == SQLITE_ROW;
   if (!has_row || column_text(check.get(), 0) != "ok") {
     // The check's own first finding says what is wrong; sqlite3_errmsg would only say "another
     // row available" then.
-    return fmt::format(
+    return core::failure{fmt::format(
         "the state file {} is corrupt ({}); move it away to start afresh or "
         "restore a backup",
-        path_, has_row ? column_text(check.get(), 0) : std::string(sqlite3_errmsg(db_)));
+        path_, has_row ? column_text(check.get(), 0) : std::string(sqlite3_errmsg(db_)))};
   }
   check.reset();
   if (sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &raw, nullptr) != SQLITE_OK) {
-    return describe_error("cannot read the schema version of");
+    return core::failure{describe_error("cannot read the schema version of")};
   }
   check.reset(raw);
-  if (sqlite3_step(check.get()) != SQLITE_ROW) return describe_error("cannot read");
+  if (sqlite3_step(check.get()) != SQLITE_ROW) return core::failure{describe_error("cannot read")};
   const int version = sqlite3_column_int(check.get(), 0);
   check.reset();
   if (version > schema_version) {
-    return fmt::format("the state file {} has schema {}, newer than this sweepd knows ({})", path_,
-                       version, schema_version);
+    return core::failure{
+        fmt::format("the state file {} has schema {}, newer than this sweepd knows ({})", path_,
+                    version, schema_version)};
   }
   for (int v = version; v < schema_version; ++v) {
-    if (auto err = migrate(v)) {
+    if (auto done = migrate(v); !done) {
       exec("ROLLBACK");
-      return fmt::format("cannot migrate the state file to schema {}: {}", v + 1, *err);
+      return core::failure{fmt::format("cannot migrate the state file to schema {}: {}", v + 1,
+                                       done.error().message)};
     }
   }
-  return std::nullopt;
+  return {};
 }
 
-std::optional<std::string> journal::migrate(int from) {
-  if (auto err = exec("BEGIN IMMEDIATE")) return err;
-  if (auto err = exec(migrations[from])) return err;
+core::result<void> journal::migrate(int from) {
+  if (auto done = exec("BEGIN IMMEDIATE"); !done) return done;
+  if (auto done = exec(migrations[from]); !done) return done;
   if (from + 1 == 3) {
-    if (auto err = copy_runs_to_v3()) return err;
-    if (auto err = exec(schema_v3_finish)) return err;
+    if (auto done = copy_runs_to_v3(); !done) return done;
+    if (auto done = exec(schema_v3_finish); !done) return done;
   }
   const std::string version = fmt::format("PRAGMA user_version={}", from + 1);
-  if (auto err = exec(version.c_str())) return err;
+  if (auto done = exec(version.c_str()); !done) return done;
   return exec("COMMIT");
 }
 
-std::optional<std::string> journal::copy_runs_to_v3() {
+core::result<void> journal::copy_runs_to_v3() {
   // Each version-2 record (JSON) becomes a row of columns, read by the same decoder that loaded
   // it before, so a record that would not load stops the migration as it would have stopped
   // startup.
   sqlite3_stmt* raw = nullptr;
   if (sqlite3_prepare_v2(db_, "SELECT id, record FROM runs", -1, &raw, nullptr) != SQLITE_OK) {
-    return describe_error("cannot read the runs of");
+    return core::failure{describe_error("cannot read the runs of")};
   }
   statement rows(raw);
   const std::string insert_sql = fmt::format(run_insert_sql, "runs_v3");
   if (sqlite3_prepare_v2(db_, insert_sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
-    return describe_error("cannot prepare a write to");
+    return core::failure{describe_error("cannot prepare a write to")};
   }
   statement insert(raw);
   const core::instant any{};  // the monotonic times are not stored
@@ -556,13 +557,16 @@ std::optional<std::string> journal::copy_runs_to_v3() {
       record["suggestion"] = nullptr;
     }
     auto decoded = core::decode_run(record, any);
-    if (!decoded.run) return fmt::format("run '{}' cannot be read: {}", id, decoded.error);
+    if (!decoded.run) {
+      return core::failure{fmt::format("run '{}' cannot be read: {}", id, decoded.error)};
+    }
     sqlite3_reset(insert.get());
     bind_run_row(insert.get(), *decoded.run, fields_of(*decoded.run));
-    if (sqlite3_step(insert.get()) != SQLITE_DONE) return describe_error("cannot copy a run in");
+    if (sqlite3_step(insert.get()) != SQLITE_DONE)
+      return core::failure{describe_error("cannot copy a run in")};
   }
-  if (rc != SQLITE_DONE) return describe_error("cannot read the runs of");
-  return std::nullopt;
+  if (rc != SQLITE_DONE) return core::failure{describe_error("cannot read the runs of")};
+  return {};
 }
 
 journal::contents journal::load(core::instant now) {
@@ -652,8 +656,8 @@ journal::contents journal::load(core::instant now) {
   return out;
 }
 
-std::optional<std::string> journal::prepare_writes() {
-  if (writes_) return std::nullopt;
+core::result<void> journal::prepare_writes() {
+  if (writes_) return {};
   auto w = std::make_unique<write_statements>();
   const auto prepare = [&](statement& into, const std::string& sql) {
     sqlite3_stmt* raw = nullptr;
@@ -686,15 +690,15 @@ std::optional<std::string> journal::prepare_writes() {
               "(SELECT seq FROM transitions WHERE run = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2) "
               "AND seq NOT IN (SELECT transition_seq FROM outbox WHERE run = ?1 AND "
               "status = 'pending')");
-  if (!ok) return describe_error("cannot prepare a write to");
+  if (!ok) return core::failure{describe_error("cannot prepare a write to")};
   writes_ = std::move(w);
-  return std::nullopt;
+  return {};
 }
 
 core::result<void> journal::commit(std::span<const core::run_change> changes,
                                    const core::supervisor& runs, bool to_outbox,
                                    std::vector<core::outbox_entry>* queued_entries) {
-  if (auto err = prepare_writes()) return core::failure{std::move(*err)};
+  if (auto done = prepare_writes(); !done) return done;
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return core::failure{describe_error("cannot write to")};
   }
@@ -745,7 +749,7 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
     const std::int64_t transition_seq = sqlite3_last_insert_rowid(db_);
     if (to_outbox) {
       // Before the new write is queued, so that every pending row found is older.
-      if (auto err = supersede_pending(c.run, superseded)) return core::failure{std::move(*err)};
+      if (auto done = supersede_pending(c.run, superseded); !done) return done;
       bind_static_text(w.enqueue.get(), 1, c.run);
       sqlite3_bind_int64(w.enqueue.get(), 2, transition_seq);
       if (!run(w.enqueue)) return core::failure{describe_error("cannot queue a W&B write in")};
@@ -771,8 +775,7 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
   return {};
 }
 
-std::optional<std::string> journal::supersede_pending(std::string_view run,
-                                                      std::size_t& superseded) {
+core::result<void> journal::supersede_pending(std::string_view run, std::size_t& superseded) {
   write_statements& w = *writes_;
   superseded_seqs_.clear();
   bind_static_text(w.pending_of_run.get(), 1, run);
@@ -781,15 +784,16 @@ std::optional<std::string> journal::supersede_pending(std::string_view run,
     superseded_seqs_.push_back(sqlite3_column_int64(w.pending_of_run.get(), 0));
   }
   sqlite3_reset(w.pending_of_run.get());
-  if (rc != SQLITE_DONE) return describe_error("cannot read pending W&B writes in");
+  if (rc != SQLITE_DONE) return core::failure{describe_error("cannot read pending W&B writes in")};
   for (const std::int64_t seq : superseded_seqs_) {
     sqlite3_bind_int64(w.supersede.get(), 1, seq);
     rc = sqlite3_step(w.supersede.get());
     sqlite3_reset(w.supersede.get());
-    if (rc != SQLITE_DONE) return describe_error("cannot settle superseded W&B writes in");
+    if (rc != SQLITE_DONE)
+      return core::failure{describe_error("cannot settle superseded W&B writes in")};
   }
   superseded += superseded_seqs_.size();
-  return std::nullopt;
+  return {};
 }
 
 namespace {
@@ -802,14 +806,15 @@ constexpr int checkpoint_pages = 100;
 constexpr int checkpoint_here_pages = 1024;
 }  // namespace
 
-std::optional<std::string> journal::start_checkpointer() {
-  std::string error;
-  checkpointer_ = wal_checkpointer::start(path_, error);
-  if (!checkpointer_) {
-    return fmt::format("cannot open {} a second time to checkpoint its log: {}", path_, error);
+core::result<void> journal::start_checkpointer() {
+  auto started = wal_checkpointer::start(path_);
+  if (!started) {
+    return core::failure{fmt::format("cannot open {} a second time to checkpoint its log: {}",
+                                     path_, started.error().message)};
   }
+  checkpointer_ = std::move(*started);
   sqlite3_wal_hook(db_, &journal::on_log_written, this);  // replaces the automatic checkpoint
-  return std::nullopt;
+  return {};
 }
 
 int journal::on_log_written(void* self, sqlite3*, const char*, int log_pages) {

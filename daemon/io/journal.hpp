@@ -35,13 +35,9 @@ class journal {
   /// The schema this build writes (PRAGMA user_version); older ones are migrated on open.
   static constexpr int schema_version = 5;
 
-  struct open_result {
-    std::unique_ptr<journal> value;
-    std::string error;
-  };
   /// Opens (creating the directory and the database if missing), locks, checks integrity and
   /// migrates. Never starts afresh over a file it cannot read.
-  static open_result open(const std::string& path);
+  static core::result<std::unique_ptr<journal>> open(const std::string& path);
 
   ~journal();
   journal(const journal&) = delete;
@@ -120,19 +116,19 @@ class journal {
 
  private:
   journal(std::string path, sqlite3* db, int lock_fd);
-  std::optional<std::string> prepare_schema();
+  core::result<void> prepare_schema();
   /// Takes the schema from version `from` to `from + 1`, in one transaction.
-  std::optional<std::string> migrate(int from);
+  core::result<void> migrate(int from);
   /// Schema 3: every run's JSON record becomes a row of columns.
-  std::optional<std::string> copy_runs_to_v3();
+  core::result<void> copy_runs_to_v3();
   /// The statements every commit uses, prepared once.
-  std::optional<std::string> prepare_writes();
+  core::result<void> prepare_writes();
   /// Outbox rows joined with their transition and run, `where` being an SQL condition on `o`.
   std::vector<outbox_row> outbox_rows(const char* where);
-  std::optional<std::string> exec(const char* sql);
+  core::result<void> exec(const char* sql);
   std::string describe_error(const char* what) const;
   /// Hands the log's checkpoints to a thread of their own (wal_checkpointer).
-  std::optional<std::string> start_checkpointer();
+  core::result<void> start_checkpointer();
   /// SQLite's hook after each commit: asks for a checkpoint once the log has grown.
   static int on_log_written(void* self, sqlite3* db, const char* schema, int log_pages);
   /// After a commit: has the log checkpointed once it has grown (by the thread, or here past the
@@ -140,7 +136,7 @@ class journal {
   void checkpoint_if_due();
   /// Within commit(): settles the pending W&B writes of `run` (a newer one is about to be
   /// queued), adding how many to `superseded`.
-  std::optional<std::string> supersede_pending(std::string_view run, std::size_t& superseded);
+  core::result<void> supersede_pending(std::string_view run, std::size_t& superseded);
 
   using statement = std::unique_ptr<sqlite3_stmt, detail::finalize_statement>;
   struct write_statements {

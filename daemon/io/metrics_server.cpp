@@ -65,16 +65,17 @@ metrics_server::metrics_server(asio::io_context& io, metrics_server_options opti
 
 metrics_server::~metrics_server() { stop(); }
 
-std::optional<std::string> metrics_server::open() {
+core::result<void> metrics_server::open() {
   const auto parts = split_listen(options_.listen);
-  if (!parts) return fmt::format("metrics.listen '{}' is not HOST:PORT", options_.listen);
+  if (!parts)
+    return core::failure{fmt::format("metrics.listen '{}' is not HOST:PORT", options_.listen)};
   tcp::resolver resolver(io_);
   boost::system::error_code ec;
   const auto results =
       resolver.resolve(parts->first, parts->second, tcp::resolver::numeric_service, ec);
   if (ec || results.empty()) {
-    return fmt::format("metrics.listen {}: cannot resolve '{}': {}", options_.listen, parts->first,
-                       ec ? ec.message() : std::string("no address"));
+    return core::failure{fmt::format("metrics.listen {}: cannot resolve '{}': {}", options_.listen,
+                                     parts->first, ec ? ec.message() : std::string("no address"))};
   }
   const tcp::endpoint endpoint = results.begin()->endpoint();
   acceptor_.open(endpoint.protocol(), ec);
@@ -84,9 +85,10 @@ std::optional<std::string> metrics_server::open() {
   if (ec) {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
-    return fmt::format("metrics.listen {}: cannot listen: {}", options_.listen, ec.message());
+    return core::failure{
+        fmt::format("metrics.listen {}: cannot listen: {}", options_.listen, ec.message())};
   }
-  return std::nullopt;
+  return {};
 }
 
 std::string metrics_server::local_address() const {

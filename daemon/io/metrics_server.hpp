@@ -12,6 +12,8 @@
 #include <optional>
 #include <string>
 
+#include "core/result.hpp"
+
 namespace sweepd::io {
 
 namespace asio = boost::asio;
@@ -51,7 +53,7 @@ class metrics_server {
   metrics_server& operator=(const metrics_server&) = delete;
 
   /// Resolves and binds the address; an error message naming it on failure.
-  std::optional<std::string> open();
+  core::result<void> open();
   /// Starts accepting; connections are served until stop().
   void start();
   /// Stops accepting and closes every connection.

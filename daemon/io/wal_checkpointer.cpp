@@ -6,15 +6,14 @@
 
 namespace sweepd::io {
 
-std::unique_ptr<wal_checkpointer> wal_checkpointer::start(const std::string& path,
-                                                          std::string& error) {
+core::result<std::unique_ptr<wal_checkpointer>> wal_checkpointer::start(const std::string& path) {
   sqlite3* db = nullptr;
   // FULLMUTEX is not needed: this connection is only ever used by the checkpointer's thread.
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
       SQLITE_OK) {
-    error = db ? sqlite3_errmsg(db) : "out of memory";
+    core::failure why{db ? sqlite3_errmsg(db) : "out of memory"};
     sqlite3_close_v2(db);
-    return nullptr;
+    return why;
   }
   // Its own automatic checkpoints would be pointless: it never writes.
   sqlite3_wal_autocheckpoint(db, 0);
@@ -22,9 +21,9 @@ std::unique_ptr<wal_checkpointer> wal_checkpointer::start(const std::string& pat
   // through it does nothing (and says so with -1 frames).
   if (sqlite3_exec(db, "SELECT count(*) FROM sqlite_schema", nullptr, nullptr, nullptr) !=
       SQLITE_OK) {
-    error = sqlite3_errmsg(db);
+    core::failure why{sqlite3_errmsg(db)};
     sqlite3_close_v2(db);
-    return nullptr;
+    return why;
   }
   return std::unique_ptr<wal_checkpointer>(new wal_checkpointer(db));
 }

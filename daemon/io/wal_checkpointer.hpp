@@ -8,6 +8,8 @@
 #include <string>
 #include <thread>
 
+#include "core/result.hpp"
+
 struct sqlite3;
 
 namespace sweepd::io {
@@ -23,8 +25,8 @@ namespace sweepd::io {
 class wal_checkpointer {
  public:
   /// Opens its own connection to `path` (which must already be in WAL mode) and starts the thread;
-  /// nullptr and `error` set when the database cannot be opened.
-  static std::unique_ptr<wal_checkpointer> start(const std::string& path, std::string& error);
+  /// SQLite's reason when the database cannot be opened.
+  static core::result<std::unique_ptr<wal_checkpointer>> start(const std::string& path);
   /// Stops the thread after the checkpoint under way, if any.
   ~wal_checkpointer();
   wal_checkpointer(const wal_checkpointer&) = delete;

@@ -51,11 +51,10 @@ void daemon_in_process::capture_log() {
 
 void daemon_in_process::start() {
   auto loaded = io::load_config_file(paths_.config);
-  ASSERT_TRUE(loaded.cfg) << (loaded.errors.empty() ? "" : loaded.errors.front());
+  ASSERT_TRUE(loaded) << loaded.error();
   capture_log();
-  daemon_ = std::make_unique<app::daemon>(std::move(*loaded.cfg), paths_.config, clock_);
-  const auto err = daemon_->open();
-  ASSERT_FALSE(err) << *err;
+  daemon_ = std::make_unique<app::daemon>(std::move(*loaded), paths_.config, clock_);
+  ASSERT_EQ(daemon_->open(), core::success);
   loop_ = std::thread([this] { daemon_->run(); });
   ASSERT_TRUE(client_.connect(paths_.socket)) << client_.last_error();
 }

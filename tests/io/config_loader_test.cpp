@@ -46,24 +46,24 @@ config_load_result parse(std::string_view text) { return parse_config_text(text,
 /// The errors of a text that must not load.
 std::vector<std::string> errors_of(std::string_view text) {
   auto r = parse(text);
-  EXPECT_FALSE(r.cfg.has_value()) << text;
-  return r.errors;
+  EXPECT_FALSE(r.has_value()) << text;
+  return r.error().messages;
 }
 
 /// The config of a text that must load.
 core::config config_of(std::string_view text) {
   auto r = parse(text);
-  EXPECT_THAT(r.errors, IsEmpty()) << text;
-  return r.cfg.value_or(core::config{});
+  EXPECT_THAT(r.error().messages, IsEmpty()) << text;
+  return r ? *r : core::config{};
 }
 
 const std::string default_description = core::describe(core::config{});
 
 TEST(ConfigLoader, EmptyTextGivesDefaults) {
   auto r = parse("");
-  ASSERT_TRUE(r.cfg.has_value());
-  EXPECT_THAT(r.errors, IsEmpty());
-  EXPECT_EQ(core::describe(*r.cfg), default_description);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_THAT(r.error().messages, IsEmpty());
+  EXPECT_EQ(core::describe(*r), default_description);
 }
 
 TEST(ConfigLoader, EmptyDocumentGivesDefaults) {
@@ -161,9 +161,10 @@ TEST(ConfigLoader, UnknownTopLevelKeyIsLocated) {
 
 TEST(ConfigLoader, UnknownNestedKeyNamesKeyAndSection) {
   auto r = parse_config_text("timeouts:\n  heartbeat: 5\n  heartbeet: 3\n", "sweepd.yaml");
-  EXPECT_FALSE(r.cfg);
-  EXPECT_THAT(r.errors, ElementsAre("sweepd.yaml:3:3: unknown key 'heartbeet' in 'timeouts' "
-                                    "(known: heartbeat, max_runtime, stall)"));
+  EXPECT_FALSE(r);
+  EXPECT_THAT(r.error().messages,
+              ElementsAre("sweepd.yaml:3:3: unknown key 'heartbeet' in 'timeouts' "
+                          "(known: heartbeat, max_runtime, stall)"));
 }
 
 TEST(ConfigLoader, UnknownKeyInReconcileEntry) {
@@ -241,8 +242,8 @@ TEST(ConfigLoader, AliasesOfAliasesAreWalkedOnce) {
             ", *a" + std::to_string(i - 1) + "]\n";
   }
   const auto r = parse(text);
-  ASSERT_FALSE(r.cfg.has_value());
-  EXPECT_THAT(r.errors.front(), HasSubstr("unknown top-level key 'a0'"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_THAT(r.error().messages.front(), HasSubstr("unknown top-level key 'a0'"));
   // The walk goes on past the lists it skips: a quote left open after them is still found.
   EXPECT_THAT(errors_of("a: &a [x]\nb: [*a, *a]\nc: \"z\n"),
               ElementsAre("t.yaml:3:4: YAML syntax error: a quoted string is never closed"));
@@ -439,8 +440,8 @@ wandb:
   base_url: gopher://x
 colour: blue
 )");
-  EXPECT_FALSE(r.cfg);
-  EXPECT_THAT(r.errors,
+  EXPECT_FALSE(r);
+  EXPECT_THAT(r.error().messages,
               ElementsAre(HasSubstr("t.yaml:2:9: socket.mode:"),
                           HasSubstr("t.yaml:3:19: socket.max_line_bytes: must be between"),
                           HasSubstr("t.yaml:5:3: unknown key 'heartbeet' in 'timeouts'"),
@@ -453,49 +454,52 @@ TEST(ConfigLoader, LoadsAFileAndLocatesErrorsInIt) {
   temp_dir dir;
   const auto good = dir.file("good.yaml", "log:\n  level: warn\n");
   auto r = load_config_file(good);
-  ASSERT_TRUE(r.cfg) << ::testing::PrintToString(r.errors);
-  EXPECT_EQ(r.cfg->log.level, "warn");
+  ASSERT_TRUE(r) << ::testing::PrintToString(r.error().messages);
+  EXPECT_EQ(r->log.level, "warn");
 
   const auto bad = dir.file("bad.yaml", "log:\n  level: loud\n");
   r = load_config_file(bad);
-  EXPECT_FALSE(r.cfg);
-  EXPECT_THAT(r.errors, ElementsAre(bad + ":2:10: log.level: expected one of trace, debug, info, "
-                                          "warn, error, critical, off, got 'loud'"));
+  EXPECT_FALSE(r);
+  EXPECT_THAT(r.error().messages,
+              ElementsAre(bad + ":2:10: log.level: expected one of trace, debug, info, "
+                                "warn, error, critical, off, got 'loud'"));
 }
 
 TEST(ConfigLoader, UnreadableFileNamesFileAndReason) {
   temp_dir dir;
   const auto missing = (dir.path() / "missing.yaml").string();
   auto r = load_config_file(missing);
-  EXPECT_FALSE(r.cfg);
-  EXPECT_THAT(r.errors, ElementsAre(missing + ": cannot read config: No such file or directory"));
+  EXPECT_FALSE(r);
+  EXPECT_THAT(r.error().messages,
+              ElementsAre(missing + ": cannot read config: No such file or directory"));
 
   r = load_config_file(dir.path().string());
-  EXPECT_THAT(r.errors, ElementsAre(dir.path().string() + ": cannot read config: Is a directory"));
+  EXPECT_THAT(r.error().messages,
+              ElementsAre(dir.path().string() + ": cannot read config: Is a directory"));
 }
 
 TEST(ConfigLoader, HugeFileIsRefused) {
   temp_dir dir;
   const auto big = dir.file("big.yaml", std::string((1 << 20) + 1, '#'));
   auto r = load_config_file(big);
-  EXPECT_FALSE(r.cfg);
-  EXPECT_THAT(r.errors, ElementsAre(HasSubstr("not a config file")));
+  EXPECT_FALSE(r);
+  EXPECT_THAT(r.error().messages, ElementsAre(HasSubstr("not a config file")));
 }
 
 TEST(ConfigLoader, ReferenceConfigEqualsDefaults) {
   auto r = load_config_file(SWEEPD_SOURCE_DIR "/config/sweepd.yaml");
-  ASSERT_TRUE(r.cfg) << ::testing::PrintToString(r.errors);
-  EXPECT_EQ(core::describe(*r.cfg), default_description);
+  ASSERT_TRUE(r) << ::testing::PrintToString(r.error().messages);
+  EXPECT_EQ(core::describe(*r), default_description);
 }
 
 TEST(ConfigLoader, LocalConfigIsOfflineUnderVar) {
   auto r = load_config_file(SWEEPD_SOURCE_DIR "/config/local.yaml");
-  ASSERT_TRUE(r.cfg) << ::testing::PrintToString(r.errors);
-  EXPECT_EQ(r.cfg->wandb.mode, core::config::wandb_mode::offline);
-  EXPECT_EQ(r.cfg->socket.path, "./var/sweepd.sock");
-  EXPECT_EQ(r.cfg->socket.mode, 0600u);
-  EXPECT_EQ(r.cfg->state.path, "./var/state.db");
-  EXPECT_EQ(r.cfg->log.level, "info");
+  ASSERT_TRUE(r) << ::testing::PrintToString(r.error().messages);
+  EXPECT_EQ(r->wandb.mode, core::config::wandb_mode::offline);
+  EXPECT_EQ(r->socket.path, "./var/sweepd.sock");
+  EXPECT_EQ(r->socket.mode, 0600u);
+  EXPECT_EQ(r->state.path, "./var/state.db");
+  EXPECT_EQ(r->log.level, "info");
 }
 
 }  // namespace

@@ -56,8 +56,7 @@ class ControlServerTest : public ::testing::Test {
           if (h.result.change) runs_.apply(std::move(*h.result.change));
           return h.reply;
         });
-    auto err = server_->open();
-    ASSERT_FALSE(err) << *err;
+    ASSERT_EQ(server_->open(), core::success);
     server_->start();
     loop_ = std::thread([this] { io_.run(); });
   }
@@ -637,12 +636,12 @@ TEST(ControlServerOpen, RefusesAPathAnotherServerListensOn) {
   opts.path = dir.file("s.sock");
   auto echo = [](std::string_view, const peer_credentials&, bool) { return std::string("{}\n"); };
   control_server first(io, opts, echo);
-  ASSERT_FALSE(first.open());
+  ASSERT_EQ(first.open(), core::success);
   control_server second(io, opts, echo);
-  auto err = second.open();
-  ASSERT_TRUE(err);
-  EXPECT_THAT(*err, HasSubstr("another process"));
-  EXPECT_THAT(*err, HasSubstr(opts.path));
+  const auto opened = second.open();
+  ASSERT_FALSE(opened);
+  EXPECT_THAT(opened.error().message, HasSubstr("another process"));
+  EXPECT_THAT(opened.error().message, HasSubstr(opts.path));
 }
 
 TEST(ControlServerOpen, ReplacesAStaleSocketFile) {
@@ -658,8 +657,7 @@ TEST(ControlServerOpen, ReplacesAStaleSocketFile) {
   }
   ASSERT_TRUE(std::filesystem::exists(opts.path));
   control_server server(io, opts, echo);
-  auto err = server.open();
-  EXPECT_FALSE(err) << *err;
+  EXPECT_EQ(server.open(), core::success);
 }
 
 TEST(ControlServerOpen, RefusesAPathThatIsNotASocket) {
@@ -671,9 +669,9 @@ TEST(ControlServerOpen, RefusesAPathThatIsNotASocket) {
   control_server server(io, opts, [](std::string_view, const peer_credentials&, bool) {
     return std::string("{}\n");
   });
-  auto err = server.open();
-  ASSERT_TRUE(err);
-  EXPECT_THAT(*err, HasSubstr("is not a socket"));
+  const auto opened = server.open();
+  ASSERT_FALSE(opened);
+  EXPECT_THAT(opened.error().message, HasSubstr("is not a socket"));
   std::ifstream in(opts.path);
   std::string content;
   in >> content;
@@ -688,8 +686,7 @@ TEST(ControlServerOpen, CreatesAMissingSocketDirectory) {
   control_server server(io, opts, [](std::string_view, const peer_credentials&, bool) {
     return std::string("{}\n");
   });
-  auto err = server.open();
-  EXPECT_FALSE(err) << *err;
+  EXPECT_EQ(server.open(), core::success);
   EXPECT_TRUE(std::filesystem::exists(opts.path));
 }
 
@@ -709,7 +706,7 @@ TEST(ControlServerDeferred, ALaterReplyKeepsItsConnectionsOrderAndOthersAreServe
         };
         return r;
       });
-  ASSERT_FALSE(server.open());
+  ASSERT_EQ(server.open(), core::success);
   server.start();
   std::thread loop([&] { io.run(); });
 

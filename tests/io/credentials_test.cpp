@@ -50,6 +50,13 @@ class Credentials : public ::testing::Test {
     EXPECT_TRUE(u.has_value()) << base;
     return find_api_key(key_file, u.value_or(url{}), env());
   }
+  // The parts of a lookup the tests check, each empty when the lookup did not give it.
+  static std::optional<std::string> key_of(const api_key_result& r) {
+    if (!r || !*r) return std::nullopt;
+    return (*r)->key;
+  }
+  static std::string source_of(const api_key_result& r) { return r && *r ? (*r)->source : ""; }
+  static std::string failure_of(const api_key_result& r) { return r ? "" : r.error().message; }
 
   fs::path dir_;
   fs::path home_;
@@ -58,8 +65,8 @@ class Credentials : public ::testing::Test {
 
 TEST_F(Credentials, NoSourceGivesNoKeyAndNoError) {
   auto r = find();
-  EXPECT_FALSE(r.key.has_value());
-  EXPECT_EQ(r.error, "");
+  EXPECT_FALSE(key_of(r).has_value());
+  EXPECT_EQ(failure_of(r), "");
 }
 
 TEST_F(Credentials, EnvironmentVariableComesFirst) {
@@ -69,15 +76,15 @@ TEST_F(Credentials, EnvironmentVariableComesFirst) {
   vars_["CREDENTIALS_DIRECTORY"] = (dir_ / "creds").string();
   write(home_ / ".netrc", "machine api.wandb.ai login user password from-netrc\n");
   auto r = find(file.string());
-  EXPECT_EQ(r.key, "from-env");
-  EXPECT_EQ(r.source, "$WANDB_API_KEY");
-  EXPECT_EQ(r.error, "");
+  EXPECT_EQ(key_of(r), "from-env");
+  EXPECT_EQ(source_of(r), "$WANDB_API_KEY");
+  EXPECT_EQ(failure_of(r), "");
 }
 
 TEST_F(Credentials, BlankEnvironmentVariableIsIgnored) {
   vars_["WANDB_API_KEY"] = "  ";
   write(home_ / ".netrc", "machine api.wandb.ai login user password from-netrc\n");
-  EXPECT_EQ(find().key, "from-netrc");
+  EXPECT_EQ(key_of(find()), "from-netrc");
 }
 
 TEST_F(Credentials, KeyFileComesSecondAndIsTrimmed) {
@@ -86,9 +93,9 @@ TEST_F(Credentials, KeyFileComesSecondAndIsTrimmed) {
   vars_["CREDENTIALS_DIRECTORY"] = (dir_ / "creds").string();
   write(home_ / ".netrc", "machine api.wandb.ai login user password from-netrc\n");
   auto r = find(file.string());
-  EXPECT_EQ(r.key, "from-file");
-  EXPECT_EQ(r.source, file.string() + " (wandb.api_key_file)");
-  EXPECT_EQ(r.error, "");
+  EXPECT_EQ(key_of(r), "from-file");
+  EXPECT_EQ(source_of(r), file.string() + " (wandb.api_key_file)");
+  EXPECT_EQ(failure_of(r), "");
 }
 
 TEST_F(Credentials, SystemdCredentialComesThird) {
@@ -96,8 +103,8 @@ TEST_F(Credentials, SystemdCredentialComesThird) {
   vars_["CREDENTIALS_DIRECTORY"] = (dir_ / "creds").string();
   write(home_ / ".netrc", "machine api.wandb.ai login user password from-netrc\n");
   auto r = find();
-  EXPECT_EQ(r.key, "from-systemd");
-  EXPECT_EQ(r.source, "systemd credential wandb-api-key");
+  EXPECT_EQ(key_of(r), "from-systemd");
+  EXPECT_EQ(source_of(r), "systemd credential wandb-api-key");
 }
 
 TEST_F(Credentials, CredentialsDirectoryWithoutTheKeyFallsThroughToNetrc) {
@@ -105,19 +112,19 @@ TEST_F(Credentials, CredentialsDirectoryWithoutTheKeyFallsThroughToNetrc) {
   vars_["CREDENTIALS_DIRECTORY"] = (dir_ / "creds").string();
   write(home_ / ".netrc", "machine api.wandb.ai login user password from-netrc\n");
   auto r = find();
-  EXPECT_EQ(r.key, "from-netrc");
-  EXPECT_EQ(r.source, (home_ / ".netrc").string() + " (machine api.wandb.ai)");
-  EXPECT_EQ(r.error, "");
+  EXPECT_EQ(key_of(r), "from-netrc");
+  EXPECT_EQ(source_of(r), (home_ / ".netrc").string() + " (machine api.wandb.ai)");
+  EXPECT_EQ(failure_of(r), "");
 }
 
 TEST_F(Credentials, AnEmptySystemdCredentialMeansNoKeyAndFallsThrough) {
   // The packaged unit's SetCredential=wandb-api-key: default when no key file was installed.
   write(dir_ / "creds" / "wandb-api-key", "");
   vars_["CREDENTIALS_DIRECTORY"] = (dir_ / "creds").string();
-  EXPECT_EQ(find().key, std::nullopt);
-  EXPECT_EQ(find().error, "");
+  EXPECT_EQ(key_of(find()), std::nullopt);
+  EXPECT_EQ(failure_of(find()), "");
   write(home_ / ".netrc", "machine api.wandb.ai login user password from-netrc\n");
-  EXPECT_EQ(find().key, "from-netrc");
+  EXPECT_EQ(key_of(find()), "from-netrc");
 }
 
 TEST_F(Credentials, NetrcVariableReplacesHome) {
@@ -125,23 +132,23 @@ TEST_F(Credentials, NetrcVariableReplacesHome) {
   const auto other = write(dir_ / "other-netrc", "machine api.wandb.ai password from-netrc-var\n");
   vars_["NETRC"] = other.string();
   auto r = find();
-  EXPECT_EQ(r.key, "from-netrc-var");
-  EXPECT_EQ(r.source, other.string() + " (machine api.wandb.ai)");
+  EXPECT_EQ(key_of(r), "from-netrc-var");
+  EXPECT_EQ(source_of(r), other.string() + " (machine api.wandb.ai)");
 }
 
 TEST_F(Credentials, UnderscoreNetrcIsTheFallback) {
   write(home_ / "_netrc", "machine api.wandb.ai password from-underscore\n");
-  EXPECT_EQ(find().key, "from-underscore");
+  EXPECT_EQ(key_of(find()), "from-underscore");
 }
 
 TEST_F(Credentials, NetrcMachineCarriesANonDefaultPort) {
   write(home_ / ".netrc",
         "machine wandb.local password without-port\n"
         "machine wandb.local:8080 password with-port\n");
-  EXPECT_EQ(find({}, "http://wandb.local:8080").key, "with-port");
-  EXPECT_EQ(find({}, "http://wandb.local").key, "without-port");
+  EXPECT_EQ(key_of(find({}, "http://wandb.local:8080")), "with-port");
+  EXPECT_EQ(key_of(find({}, "http://wandb.local")), "without-port");
   // An explicit default port is the same URL as none.
-  EXPECT_EQ(find({}, "https://WANDB.local:443/").key, "without-port");
+  EXPECT_EQ(key_of(find({}, "https://WANDB.local:443/")), "without-port");
 }
 
 TEST_F(Credentials, NetrcDefaultEntryIsUsedWhenNoMachineMatches) {
@@ -149,15 +156,15 @@ TEST_F(Credentials, NetrcDefaultEntryIsUsedWhenNoMachineMatches) {
         "machine other.example login a password other\n"
         "default login user password from-default\n");
   auto r = find();
-  EXPECT_EQ(r.key, "from-default");
-  EXPECT_EQ(r.source, (home_ / ".netrc").string() + " (default)");
+  EXPECT_EQ(key_of(r), "from-default");
+  EXPECT_EQ(source_of(r), (home_ / ".netrc").string() + " (default)");
 }
 
 TEST_F(Credentials, NetrcMachineEntryBeatsDefault) {
   write(home_ / ".netrc",
         "default password from-default\n"
         "machine api.wandb.ai password from-machine\n");
-  EXPECT_EQ(find().key, "from-machine");
+  EXPECT_EQ(key_of(find()), "from-machine");
 }
 
 TEST_F(Credentials, NetrcCommentsAndSeveralEntriesOnOneLine) {
@@ -167,8 +174,8 @@ TEST_F(Credentials, NetrcCommentsAndSeveralEntriesOnOneLine) {
         "# trailing comment password wrong\n"
         "\tmachine b.example\tpassword z\n");
   auto r = find();
-  EXPECT_EQ(r.key, "right");
-  EXPECT_EQ(r.error, "");
+  EXPECT_EQ(key_of(r), "right");
+  EXPECT_EQ(failure_of(r), "");
 }
 
 TEST_F(Credentials, NetrcQuotedValuesAndMacros) {
@@ -177,37 +184,37 @@ TEST_F(Credentials, NetrcQuotedValuesAndMacros) {
         "machine api.wandb.ai password inside-macro\n"
         "\n"
         "machine api.wandb.ai login \"the user\" password \"#quoted\\\"key\"\n");
-  EXPECT_EQ(find().key, "#quoted\"key");
+  EXPECT_EQ(key_of(find()), "#quoted\"key");
 }
 
 TEST_F(Credentials, NetrcWithoutMatchingEntryGivesNoKeyAndNoError) {
   write(home_ / ".netrc", "machine other.example password other\n");
   auto r = find();
-  EXPECT_FALSE(r.key.has_value());
-  EXPECT_EQ(r.error, "");
+  EXPECT_FALSE(key_of(r).has_value());
+  EXPECT_EQ(failure_of(r), "");
 }
 
 TEST_F(Credentials, NetrcEntryWithoutPasswordIsAnError) {
   write(home_ / ".netrc", "machine api.wandb.ai login user\n");
   auto r = find();
-  EXPECT_FALSE(r.key.has_value());
-  EXPECT_NE(r.error.find((home_ / ".netrc").string()), std::string::npos) << r.error;
-  EXPECT_NE(r.error.find("machine api.wandb.ai"), std::string::npos) << r.error;
+  EXPECT_FALSE(key_of(r).has_value());
+  EXPECT_NE(failure_of(r).find((home_ / ".netrc").string()), std::string::npos) << failure_of(r);
+  EXPECT_NE(failure_of(r).find("machine api.wandb.ai"), std::string::npos) << failure_of(r);
 }
 
 TEST_F(Credentials, EmptyKeyFileIsAnErrorNamingTheFile) {
   const auto file = write(dir_ / "key", " \n\t\n");
   auto r = find(file.string());
-  EXPECT_FALSE(r.key.has_value());
-  EXPECT_NE(r.error.find(file.string()), std::string::npos) << r.error;
-  EXPECT_NE(r.error.find("empty"), std::string::npos) << r.error;
+  EXPECT_FALSE(key_of(r).has_value());
+  EXPECT_NE(failure_of(r).find(file.string()), std::string::npos) << failure_of(r);
+  EXPECT_NE(failure_of(r).find("empty"), std::string::npos) << failure_of(r);
 }
 
 TEST_F(Credentials, MissingKeyFileIsAnError) {
   const auto file = dir_ / "missing";
   auto r = find(file.string());
-  EXPECT_FALSE(r.key.has_value());
-  EXPECT_NE(r.error.find(file.string()), std::string::npos) << r.error;
+  EXPECT_FALSE(key_of(r).has_value());
+  EXPECT_NE(failure_of(r).find(file.string()), std::string::npos) << failure_of(r);
 }
 
 TEST_F(Credentials, UnreadableKeyFileNamesTheFileNeverTheKey) {
@@ -215,44 +222,44 @@ TEST_F(Credentials, UnreadableKeyFileNamesTheFileNeverTheKey) {
   const auto directory = dir_ / "key-dir";
   fs::create_directories(directory);
   auto r = find(directory.string());
-  EXPECT_FALSE(r.key.has_value());
-  EXPECT_NE(r.error.find(directory.string()), std::string::npos) << r.error;
+  EXPECT_FALSE(key_of(r).has_value());
+  EXPECT_NE(failure_of(r).find(directory.string()), std::string::npos) << failure_of(r);
 
   if (::geteuid() != 0) {
     const auto locked = write(dir_ / "locked" / "key", secret);
     fs::permissions(dir_ / "locked", fs::perms::none);
     auto locked_result = find(locked.string());
-    EXPECT_FALSE(locked_result.key.has_value());
-    EXPECT_NE(locked_result.error.find(locked.string()), std::string::npos) << locked_result.error;
-    EXPECT_EQ(locked_result.error.find(secret), std::string::npos);
+    EXPECT_FALSE(key_of(locked_result).has_value());
+    EXPECT_NE(failure_of(locked_result).find(locked.string()), std::string::npos)
+        << failure_of(locked_result);
+    EXPECT_EQ(failure_of(locked_result).find(secret), std::string::npos);
   }
 }
 
 TEST_F(Credentials, KeyFileWithSeveralWordsIsAnErrorWithoutTheKey) {
   const auto file = write(dir_ / "key", std::string("WANDB_API_KEY: ") + secret + "\n");
   auto r = find(file.string());
-  EXPECT_FALSE(r.key.has_value());
-  EXPECT_NE(r.error.find(file.string()), std::string::npos) << r.error;
-  EXPECT_EQ(r.error.find(secret), std::string::npos) << r.error;
-  EXPECT_EQ(r.source.find(secret), std::string::npos) << r.source;
+  EXPECT_FALSE(key_of(r).has_value());
+  EXPECT_NE(failure_of(r).find(file.string()), std::string::npos) << failure_of(r);
+  EXPECT_EQ(failure_of(r).find(secret), std::string::npos) << failure_of(r);
 }
 
 TEST_F(Credentials, BrokenKeyFileDoesNotFallBackToLaterSources) {
   const auto file = write(dir_ / "key", "");
   write(home_ / ".netrc", "machine api.wandb.ai password from-netrc\n");
   auto r = find(file.string());
-  EXPECT_FALSE(r.key.has_value());
-  EXPECT_NE(r.error, "");
+  EXPECT_FALSE(key_of(r).has_value());
+  EXPECT_NE(failure_of(r), "");
 }
 
 TEST_F(Credentials, SourcesNeverContainTheKey) {
   vars_["WANDB_API_KEY"] = secret;
-  EXPECT_EQ(find().source.find(secret), std::string::npos);
+  EXPECT_EQ(source_of(find()).find(secret), std::string::npos);
   vars_.erase("WANDB_API_KEY");
   write(home_ / ".netrc", std::string("machine api.wandb.ai password ") + secret + "\n");
   auto r = find();
-  EXPECT_EQ(r.key, secret);
-  EXPECT_EQ(r.source.find(secret), std::string::npos);
+  EXPECT_EQ(key_of(r), secret);
+  EXPECT_EQ(source_of(r).find(secret), std::string::npos);
 }
 
 TEST_F(Credentials, BaseUrlFromEnvironmentWinsOverConfig) {

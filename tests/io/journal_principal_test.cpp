@@ -19,8 +19,8 @@ class JournalPrincipalTest : public ::testing::Test {
  protected:
   std::unique_ptr<journal> open() {
     auto opened = journal::open(path_);
-    EXPECT_TRUE(opened.value) << opened.error;
-    return std::move(opened.value);
+    EXPECT_TRUE(opened) << opened.error();
+    return opened ? std::move(*opened) : nullptr;
   }
 
   void register_and_store(journal& j, const std::string& run, const core::caller& who) {

@@ -131,9 +131,8 @@ class JournalTest : public ::testing::Test {
   /// Opens the journal at `path`; fails the test (and returns null) if it cannot.
   std::unique_ptr<journal> open_ok() {
     auto opened = journal::open(path);
-    EXPECT_EQ(opened.error, "");
-    EXPECT_NE(opened.value, nullptr);
-    return std::move(opened.value);
+    EXPECT_TRUE(opened) << opened.error();
+    return opened ? std::move(*opened) : nullptr;
   }
 
   /// Writes a state file as schema 1 did: two runs ("done", finished, and "live", watched) as
@@ -282,15 +281,15 @@ TEST_F(JournalTest, SecondOpenWhileFirstIsOpenIsRefused) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
   auto second = journal::open(path);
-  EXPECT_EQ(second.value, nullptr);
-  EXPECT_THAT(second.error, HasSubstr("another sweepd"));
-  EXPECT_THAT(second.error, HasSubstr(path));
-  EXPECT_THAT(second.error, HasSubstr(std::to_string(::getpid())));
+  ASSERT_FALSE(second);
+  EXPECT_THAT(second.error().message, HasSubstr("another sweepd"));
+  EXPECT_THAT(second.error().message, HasSubstr(path));
+  EXPECT_THAT(second.error().message, HasSubstr(std::to_string(::getpid())));
 
   // The refused open must not have broken the first one's lock or its database.
   run_to_success("r1");
   auto third = journal::open(path);
-  EXPECT_THAT(third.error, HasSubstr("another sweepd"));
+  EXPECT_THAT(third.error().message, HasSubstr("another sweepd"));
 
   j.reset();
   j = open_ok();
@@ -305,15 +304,15 @@ TEST_F(JournalTest, GarbageFileIsRefusedAndLeftUntouched) {
   std::ofstream(path, std::ios::binary) << garbage;
 
   auto opened = journal::open(path);
-  EXPECT_EQ(opened.value, nullptr);
-  EXPECT_THAT(opened.error, HasSubstr(path));
+  ASSERT_FALSE(opened);
+  EXPECT_THAT(opened.error().message, HasSubstr(path));
   EXPECT_EQ(read_bytes(path), garbage);
 
   // Refused for what it is, again: the failed open released its lock.
   opened = journal::open(path);
-  EXPECT_EQ(opened.value, nullptr);
-  EXPECT_THAT(opened.error, Not(HasSubstr("another sweepd")));
-  EXPECT_THAT(opened.error, HasSubstr(path));
+  ASSERT_FALSE(opened);
+  EXPECT_THAT(opened.error().message, Not(HasSubstr("another sweepd")));
+  EXPECT_THAT(opened.error().message, HasSubstr(path));
   EXPECT_EQ(read_bytes(path), garbage);
 }
 
@@ -329,9 +328,9 @@ TEST_F(JournalTest, CorruptDatabaseIsRefusedNotStartedAfresh) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 
   auto opened = journal::open(path);
-  EXPECT_EQ(opened.value, nullptr);
-  EXPECT_THAT(opened.error, HasSubstr(path));
-  EXPECT_THAT(opened.error, HasSubstr("corrupt"));
+  ASSERT_FALSE(opened);
+  EXPECT_THAT(opened.error().message, HasSubstr(path));
+  EXPECT_THAT(opened.error().message, HasSubstr("corrupt"));
   EXPECT_EQ(read_bytes(path), bytes);
 }
 
@@ -343,9 +342,9 @@ TEST_F(JournalTest, NewerSchemaIsRefused) {
   sqlite3_close(raw);
 
   auto opened = journal::open(path);
-  EXPECT_EQ(opened.value, nullptr);
-  EXPECT_THAT(opened.error, HasSubstr("schema 99"));
-  EXPECT_THAT(opened.error, HasSubstr(path));
+  ASSERT_FALSE(opened);
+  EXPECT_THAT(opened.error().message, HasSubstr("schema 99"));
+  EXPECT_THAT(opened.error().message, HasSubstr(path));
   db_reader db(path);
   EXPECT_EQ(db.integer("PRAGMA user_version"), 99);
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM sqlite_master WHERE name = 'runs'"), 0);
@@ -357,9 +356,10 @@ TEST_F(JournalTest, StatePathUnderARegularFileNamesTheDirectory) {
   for (const std::string& state : {file + "/state.db", file + "/sub/state.db"}) {
     SCOPED_TRACE(state);
     auto opened = journal::open(state);
-    EXPECT_EQ(opened.value, nullptr);
-    EXPECT_THAT(opened.error, HasSubstr("directory"));
-    EXPECT_THAT(opened.error, HasSubstr(std::filesystem::path(state).parent_path().string()));
+    ASSERT_FALSE(opened);
+    EXPECT_THAT(opened.error().message, HasSubstr("directory"));
+    EXPECT_THAT(opened.error().message,
+                HasSubstr(std::filesystem::path(state).parent_path().string()));
   }
   EXPECT_EQ(read_bytes(file), "not a directory");
 }

@@ -33,8 +33,7 @@ class MetricsServerTest : public ::testing::Test {
             {"/healthz", [] {
                return http_answer{503, "text/plain", "journal: disk full\n"};
              }}});
-    auto err = server_->open();
-    ASSERT_FALSE(err) << *err;
+    ASSERT_EQ(server_->open(), core::success);
     port_ = server_->local_port();
     ASSERT_NE(port_, 0);
     server_->start();
@@ -179,18 +178,20 @@ TEST_F(MetricsServerTest, ConnectionsPastTheLimitAreClosedAtOnce) {
 
 TEST_F(MetricsServerTest, AnAddressThatCannotBeBoundIsAnError) {
   metrics_server taken(io_, {.listen = "127.0.0.1:0"}, {});
-  ASSERT_FALSE(taken.open());
+  ASSERT_EQ(taken.open(), core::success);
   metrics_server second(io_, {.listen = taken.local_address()}, {});
-  const auto err = second.open();
-  ASSERT_TRUE(err);
-  EXPECT_THAT(*err, HasSubstr(taken.local_address()));
+  const auto opened = second.open();
+  ASSERT_FALSE(opened);
+  EXPECT_THAT(opened.error().message, HasSubstr(taken.local_address()));
   metrics_server nonsense(io_, {.listen = "no-port"}, {});
-  EXPECT_TRUE(nonsense.open());
+  EXPECT_FALSE(nonsense.open());
 }
 
 TEST_F(MetricsServerTest, Ipv6LoopbackIsBracketedInItsAddress) {
   metrics_server v6(io_, {.listen = "[::1]:0"}, {});
-  if (auto err = v6.open()) GTEST_SKIP() << "no IPv6 loopback here: " << *err;
+  if (auto opened = v6.open(); !opened) {
+    GTEST_SKIP() << "no IPv6 loopback here: " << opened.error();
+  }
   EXPECT_THAT(v6.local_address(), ::testing::StartsWith("[::1]:"));
 }
 

@@ -42,11 +42,11 @@ class RemoteServerTest : public ::testing::Test {
           if (h.result.change) runs_.apply(std::move(*h.result.change));
           return h.reply;
         });
-    ASSERT_FALSE(server_->open());
+    ASSERT_EQ(server_->open(), core::success);
     auto tls = load_server_tls(cert, certs_.server_key);
     ASSERT_TRUE(tls) << tls.error();
     remote.listen = "127.0.0.1:0";
-    auto err = server_->open_remote(remote, *tls, [](std::string_view line, const std::string&) {
+    auto opened = server_->open_remote(remote, *tls, [](std::string_view line, const std::string&) {
       authentication a;
       const auto parsed = core::parse_request(line);
       const auto* hello = parsed.req ? std::get_if<core::hello_request>(&*parsed.req) : nullptr;
@@ -58,7 +58,7 @@ class RemoteServerTest : public ::testing::Test {
       }
       return a;
     });
-    ASSERT_FALSE(err) << *err;
+    ASSERT_EQ(opened, core::success);
     address_.remote = true;
     address_.host = "127.0.0.1";
     const std::string bound = server_->remote_address();

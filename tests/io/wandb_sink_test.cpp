@@ -38,8 +38,8 @@ class WandbSinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto opened = io::journal::open(dir_.file("state.db"));
-    ASSERT_TRUE(opened.value) << opened.error;
-    journal_ = std::move(opened.value);
+    ASSERT_TRUE(opened) << opened.error();
+    journal_ = std::move(*opened);
     journal_->load(now());
     cfg_.wandb.mode = core::config::wandb_mode::online;
     cfg_.wandb.base_url = wandb_.base_url();
@@ -78,8 +78,8 @@ class WandbSinkTest : public ::testing::Test {
     work_.emplace(asio::make_work_guard(*io_));
     journal_.reset();
     auto reopened = io::journal::open(dir_.file("state.db"));
-    ASSERT_TRUE(reopened.value) << reopened.error;
-    journal_ = std::move(reopened.value);
+    ASSERT_TRUE(reopened) << reopened.error();
+    journal_ = std::move(*reopened);
     journal_->load(now());
     start_sink();
   }
@@ -370,8 +370,8 @@ TEST_F(WandbSinkTest, ResumesThePendingOutboxAfterARestart) {
   }
   journal_.reset();
   auto reopened = io::journal::open(dir_.file("state.db"));
-  ASSERT_TRUE(reopened.value) << reopened.error;
-  journal_ = std::move(reopened.value);
+  ASSERT_TRUE(reopened) << reopened.error();
+  journal_ = std::move(*reopened);
   ASSERT_EQ(journal_->load(now()).outbox_pending, 3u);
   start_sink();
   ASSERT_TRUE(wandb_.wait_until(
