@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <optional>
+#include <string_view>
 
 namespace sweepd::bench {
 
@@ -17,6 +20,17 @@ pid_t spawn_sweepd(const std::string& binary, const std::string& config, const s
     std::_Exit(127);
   }
   return pid;
+}
+
+void start_sink_or_exit(app::wandb_sink& sink, const core::config& cfg, const std::string& key) {
+  auto started = sink.start(cfg, [&](std::string_view name) -> std::optional<std::string> {
+    if (name == "WANDB_API_KEY") return key;
+    return std::nullopt;
+  });
+  if (!started) {
+    std::fprintf(stderr, "%s\n", started.error().message.c_str());
+    std::exit(1);
+  }
 }
 
 }  // namespace sweepd::bench

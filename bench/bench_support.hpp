@@ -1,13 +1,19 @@
-// What several benchmarks share: starting the sweepd under test.
+// What several benchmarks share: starting the sweepd under test, or a W&B sink in-process.
 #pragma once
 
 #include <sys/types.h>
 
 #include <string>
 
+#include "app/wandb_sink.hpp"
+#include "core/config.hpp"
+
 namespace sweepd::bench {
 
 /// Forks and execs `binary --config config`, its stdout and stderr to `log`; the child's pid.
 pid_t spawn_sweepd(const std::string& binary, const std::string& config, const std::string& log);
+
+/// Starts `sink` on `cfg` with `key` as WANDB_API_KEY; prints why and exits 1 if it cannot.
+void start_sink_or_exit(app::wandb_sink& sink, const core::config& cfg, const std::string& key);
 
 }  // namespace sweepd::bench

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "app/wandb_sink.hpp"
+#include "bench_support.hpp"
 #include "core/supervisor.hpp"
 #include "fakes/fake_wandb.hpp"
 #include "io/journal.hpp"
@@ -54,15 +55,7 @@ double deliver(int runs, std::size_t in_flight, std::chrono::milliseconds latenc
   auto work = boost::asio::make_work_guard(io);
   sweepd::app::wandb_sink sink(io, *journal);
   const std::string key = wandb.api_key();
-  if (auto started = sink.start(cfg,
-                                [&](std::string_view n) -> std::optional<std::string> {
-                                  if (n == "WANDB_API_KEY") return key;
-                                  return std::nullopt;
-                                });
-      !started) {
-    std::fprintf(stderr, "%s\n", started.error().message.c_str());
-    std::exit(1);
-  }
+  sweepd::bench::start_sink_or_exit(sink, cfg, key);
   std::thread loop([&] { io.run(); });
 
   const auto start = clock_type::now();

@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "app/wandb_sink.hpp"
+#include "bench_support.hpp"
 #include "core/supervisor.hpp"
 #include "core/wandb_summary.hpp"
 #include "fakes/fake_wandb.hpp"
@@ -96,15 +97,7 @@ delivery_figures deliver_one(const std::string& summary) {
   auto work = asio::make_work_guard(io);
   sweepd::app::wandb_sink sink(io, *journal);
   const std::string key = wandb.api_key();
-  if (auto started = sink.start(cfg,
-                                [&](std::string_view n) -> std::optional<std::string> {
-                                  if (n == "WANDB_API_KEY") return key;
-                                  return std::nullopt;
-                                });
-      !started) {
-    std::fprintf(stderr, "%s\n", started.error().message.c_str());
-    std::exit(1);
-  }
+  sweepd::bench::start_sink_or_exit(sink, cfg, key);
 
   // Ticks every 1 ms on the sink's loop and records the longest gap between two ticks.
   bool ticking = true;
