@@ -69,7 +69,9 @@ int main(int argc, char** argv) {
   }
   sweepd::io::setup_logging(loaded->log);
   // Over a file-size limit, a write should fail (and be answered `internal`), not kill sweepd.
-  std::signal(SIGXFSZ, SIG_IGN);
+  if (std::signal(SIGXFSZ, SIG_IGN) == SIG_ERR) {
+    spdlog::warn("cannot ignore SIGXFSZ: a write over a file-size limit will stop sweepd");
+  }
   try {
     sweepd::app::daemon d(std::move(*loaded), config_path);
     if (auto opened = d.open(); !opened) {

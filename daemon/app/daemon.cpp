@@ -76,7 +76,7 @@ std::string describe(const core::transition& t) {
   return line;
 }
 
-void rethrow_if_failed(std::exception_ptr e) {
+void rethrow_if_failed(const std::exception_ptr& e) {
   if (e) std::rethrow_exception(e);  // a bug: io_.run() throws, main logs it and exits non-zero
 }
 

@@ -18,7 +18,10 @@ std::pair<std::string, std::optional<std::string>> split_flag(const std::string&
 options_result parse_options(const std::vector<std::string>& args) {
   options opts;
   for (std::size_t i = 0; i < args.size(); ++i) {
-    auto [flag, inline_value] = split_flag(args[i]);
+    // Named references, not a structured binding: clang before 16 cannot capture a binding.
+    const auto split = split_flag(args[i]);
+    const std::string& flag = split.first;
+    const std::optional<std::string>& inline_value = split.second;
     auto value = [&]() -> std::optional<std::string> {
       if (inline_value) return inline_value;
       if (i + 1 < args.size()) return args[++i];

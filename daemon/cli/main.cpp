@@ -23,6 +23,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/parse.hpp"
+#include "cli/spool.hpp"
 #include "core/version.hpp"
 
 namespace {
@@ -42,10 +43,7 @@ struct command_line {
   std::optional<std::string> token_file;  // --token-file
 };
 
-std::string environment(const char* name) {
-  const char* env = std::getenv(name);
-  return env != nullptr ? std::string(env) : std::string();
-}
+std::string environment(const char* name) { return process_environment()(name).value_or(""); }
 
 /// --address/--socket, else $SWEEPD_ADDRESS, else $SWEEPD_SOCKET, else the packaged socket.
 std::string default_address() {

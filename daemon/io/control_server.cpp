@@ -38,8 +38,24 @@ using asio::as_tuple;
 using asio::use_awaitable;
 using stream = asio::local::stream_protocol;
 
+/// The id of group `name`; nullopt when there is no such group or it cannot be looked up.
+/// getgrnam_r rather than getgrnam, whose static result another thread could overwrite.
+std::optional<gid_t> group_id(const std::string& name) {
+  // A group with many members needs a larger buffer (ERANGE); 16 MiB bounds the retries.
+  for (std::size_t size = 16384; size <= std::size_t{16} * 1024 * 1024; size *= 2) {
+    std::vector<char> buffer(size);
+    group entry{};
+    group* found = nullptr;
+    const int rc = ::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+    if (rc == ERANGE) continue;
+    if (rc != 0 || found == nullptr) return std::nullopt;
+    return found->gr_gid;
+  }
+  return std::nullopt;
+}
+
 /// How much a connection asks for per read; its buffer grows only as far as a line needs.
-constexpr std::size_t read_chunk = 16 * 1024;
+constexpr std::size_t read_chunk = std::size_t{16} * 1024;
 /// A connection yields to the others after this many lines or this much time answering them, so
 /// that a long pipelined batch delays another client's request by about one turn.
 constexpr std::size_t lines_per_turn = 64;
@@ -166,12 +182,12 @@ core::result<void> control_server::apply_permissions() {
                                      options_.path, errno_text(errno))};
   }
   if (options_.group.empty()) return {};
-  const group* g = ::getgrnam(options_.group.c_str());
-  if (g == nullptr) {
+  const auto gid = group_id(options_.group);
+  if (!gid) {
     return core::failure{
         fmt::format("socket.group '{}' is not a group on this system", options_.group)};
   }
-  if (::chown(options_.path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) {
+  if (::chown(options_.path.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
     return core::failure{fmt::format("cannot give {} to group '{}': {}", options_.path,
                                      options_.group, errno_text(errno))};
   }
@@ -183,11 +199,11 @@ void control_server::start() {
   // accept4() on the reserve path must never block the loop.
   acceptor_.non_blocking(true, ec);
   open_reserve_descriptor();
-  asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) {
+  asio::co_spawn(io_, accept_loop(), [](const std::exception_ptr& e) {
     if (e) std::rethrow_exception(e);  // a bug: let the daemon stop non-zero
   });
   if (remote_acceptor_.is_open()) {
-    asio::co_spawn(io_, accept_remote_loop(), [](std::exception_ptr e) {
+    asio::co_spawn(io_, accept_remote_loop(), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });
   }
@@ -319,14 +335,15 @@ asio::awaitable<void> control_server::accept_loop() {
             connections_.size(), open_by_uid, peer.uid, is_admin(peer.uid))) {
       if (open_by_uid == 0) open_by_uid_.erase(peer.uid);
       note_refusal(*why);
-      asio::co_spawn(io_, refuse_busy(std::move(sock), std::move(*why)), [](std::exception_ptr e) {
-        if (e) std::rethrow_exception(e);
-      });
+      asio::co_spawn(io_, refuse_busy(std::move(sock), std::move(*why)),
+                     [](const std::exception_ptr& e) {
+                       if (e) std::rethrow_exception(e);
+                     });
       continue;
     }
     ++open_by_uid;
     connections_.push_back(connection{std::move(sock), peer});
-    asio::co_spawn(io_, serve(std::prev(connections_.end())), [](std::exception_ptr e) {
+    asio::co_spawn(io_, serve(std::prev(connections_.end())), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });
   }
@@ -381,15 +398,15 @@ asio::awaitable<bool> control_server::flush(connection& conn, Stream& stream, st
   co_return !ec && !stopped_;
 }
 
-void control_server::connection::close() {
+void control_server::connection::close() noexcept {
   boost::system::error_code ec;
-  std::visit(
-      [&](auto& s) {
-        auto& sock = s.lowest_layer();
-        sock.shutdown(asio::socket_base::shutdown_both, ec);
-        sock.close(ec);
-      },
-      stream);
+  const auto shut = [&ec](auto& sock) {
+    sock.shutdown(asio::socket_base::shutdown_both, ec);
+    sock.close(ec);
+  };
+  // get_if, not std::visit: visit throws on a valueless variant, and ~control_server closes.
+  if (auto* plain = std::get_if<socket_type>(&stream)) shut(*plain);
+  if (auto* tls = std::get_if<tls_stream>(&stream)) shut(tls->lowest_layer());
 }
 
 asio::awaitable<void> control_server::serve(connection_list::iterator it) {
@@ -662,9 +679,10 @@ asio::awaitable<void> control_server::accept_remote_loop() {
     sock.set_option(asio::ip::tcp::no_delay(true), peer_ec);  // one line, one reply: no Nagle
     ++remote_open_;
     connections_.push_back(connection{tls_stream(std::move(sock), *tls_), std::move(peer)});
-    asio::co_spawn(io_, serve_remote(std::prev(connections_.end())), [](std::exception_ptr e) {
-      if (e) std::rethrow_exception(e);
-    });
+    asio::co_spawn(io_, serve_remote(std::prev(connections_.end())),
+                   [](const std::exception_ptr& e) {
+                     if (e) std::rethrow_exception(e);
+                   });
   }
 }
 
