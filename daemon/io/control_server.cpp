@@ -563,14 +563,10 @@ asio::awaitable<std::string> control_server::await_later(const reply& r) {
 
 namespace {
 
-/// "HOST:PORT" (an IPv6 host in brackets) as an endpoint; an error message otherwise.
-std::optional<asio::ip::tcp::endpoint> parse_endpoint(const std::string& listen,
-                                                      std::string& error) {
+/// "HOST:PORT" (an IPv6 host in brackets) as an endpoint; what is wrong with it otherwise.
+core::result<asio::ip::tcp::endpoint> parse_endpoint(const std::string& listen) {
   const auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    error = "expected HOST:PORT";
-    return std::nullopt;
-  }
+  if (colon == std::string::npos || colon == 0) return core::failure{"expected HOST:PORT"};
   std::string host = listen.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
@@ -579,17 +575,15 @@ std::optional<asio::ip::tcp::endpoint> parse_endpoint(const std::string& listen,
   const std::string_view digits = std::string_view(listen).substr(colon + 1);
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
   if (ec != std::errc{} || end != digits.data() + digits.size() || port > 65535) {
-    error = "the port is not a number from 0 to 65535";
-    return std::nullopt;
+    return core::failure{"the port is not a number from 0 to 65535"};
   }
   boost::system::error_code aec;
   const auto address = asio::ip::make_address(host, aec);
   if (aec) {
     // A name would be resolved once, at start, to one of possibly many addresses: ask for the
     // address meant instead (0.0.0.0 or [::] for every interface).
-    error = fmt::format("'{}' is not an IP address (use 0.0.0.0, [::] or an interface's address)",
-                        host);
-    return std::nullopt;
+    return core::failure{fmt::format(
+        "'{}' is not an IP address (use 0.0.0.0, [::] or an interface's address)", host)};
   }
   return asio::ip::tcp::endpoint(address, static_cast<unsigned short>(port));
 }
@@ -605,9 +599,11 @@ std::string format_endpoint(const asio::ip::tcp::endpoint& e) {
 core::result<void> control_server::open_remote(remote_options options,
                                                std::shared_ptr<asio::ssl::context> tls,
                                                authenticator authenticate) {
-  std::string why;
-  const auto endpoint = parse_endpoint(options.listen, why);
-  if (!endpoint) return core::failure{fmt::format("remote.listen '{}': {}", options.listen, why)};
+  const auto endpoint = parse_endpoint(options.listen);
+  if (!endpoint) {
+    return core::failure{
+        fmt::format("remote.listen '{}': {}", options.listen, endpoint.error().message)};
+  }
   boost::system::error_code ec;
   remote_acceptor_.open(endpoint->protocol(), ec);
   if (!ec) remote_acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
