@@ -34,11 +34,11 @@ sweepd::io::config_load_result load(const options& opts, std::string& used_path)
 
 int main(int argc, char** argv) {
   const auto parsed = sweepd::app::parse_options({argv + 1, argv + argc});
-  if (!parsed.opts) {
-    std::cerr << "sweepd: " << parsed.error << "\n";
+  if (!parsed) {
+    std::cerr << "sweepd: " << parsed.error().message << "\n";
     return 2;
   }
-  const options& opts = *parsed.opts;
+  const options& opts = *parsed;
   if (opts.what == options::action::help) {
     std::cout << sweepd::app::usage();
     return 0;
