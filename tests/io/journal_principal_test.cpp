@@ -72,7 +72,9 @@ TEST_F(JournalPrincipalTest, SchemaFourFileIsMigratedWithItsOwnersIntact) {
     register_and_store(*j, "old-run", core::caller{1000, 1, false});
   }
   // Make it the file sweepd wrote before principals: the column gone, version 4.
-  exec(path_, "ALTER TABLE runs DROP COLUMN owner_principal; PRAGMA user_version = 4;");
+  exec(path_,
+       "DROP INDEX outbox_by_transition; ALTER TABLE runs DROP COLUMN wandb_pending; "
+       "ALTER TABLE runs DROP COLUMN owner_principal; PRAGMA user_version = 4;");
   auto j = open();
   auto contents = j->load(at(5s));
   ASSERT_EQ(contents.error, "");
