@@ -477,8 +477,21 @@ core::result<std::unique_ptr<journal>> journal::open(const std::string& path) {
   std::unique_ptr<journal> j(new journal(path, db, *lock_fd));
   if (rc != SQLITE_OK) return core::failure{j->describe_error("cannot open the state file")};
   if (auto done = j->prepare_schema(); !done) return done.error();
+  if (auto done = j->count_pending_rows(); !done) return done.error();
   if (auto done = j->start_checkpointer(); !done) return done.error();
   return j;
+}
+
+core::result<void> journal::count_pending_rows() {
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(db_, "SELECT COUNT(*) FROM outbox WHERE status = 'pending'", -1, &raw,
+                     nullptr);
+  statement count(raw);
+  if (sqlite3_step(count.get()) != SQLITE_ROW) {
+    return core::failure{describe_error("cannot count the outbox of")};
+  }
+  pending_rows_ = static_cast<std::size_t>(sqlite3_column_int64(count.get(), 0));
+  return {};
 }
 
 core::result<void> journal::prepare_schema() {
@@ -740,7 +753,8 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
     return done;
   };
   std::size_t queued = 0;
-  std::size_t superseded = 0;
+  std::size_t superseded = 0;       // writes runs owed
+  std::size_t superseded_rows = 0;  // pending outbox rows
   std::vector<core::outbox_entry> entries;
   for (const core::run_change& c : changes) {
     const core::run_record* current = c.created ? &*c.created : runs.target_of(c);
@@ -763,8 +777,11 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
       }
     }
     if (to_outbox) {
-      // The run's older write still owed to W&B, in its row or the outbox, is superseded.
-      if (auto done = supersede_pending(c.run, superseded); !done) return done;
+      // The run's older write still owed to W&B, in its row or the outbox, is superseded. Outbox
+      // rows are rarely pending (a pruned run's, an older sweepd's): looked for only if any are.
+      if (pending_rows_ > superseded_rows) {
+        if (auto done = supersede_pending(c.run, superseded_rows); !done) return done;
+      }
       if (!c.created) {
         auto owed = owing_of(c.run);
         if (!owed) return owed.error();
@@ -795,6 +812,8 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
   }
   guard.dismiss();
   checkpoint_if_due();
+  superseded += superseded_rows;
+  pending_rows_ -= std::min(pending_rows_, superseded_rows);
   outbox_pending_ = outbox_pending_ + queued - std::min(outbox_pending_ + queued, superseded);
   if (queued_entries != nullptr) *queued_entries = std::move(entries);
   return {};
@@ -1005,10 +1024,14 @@ core::result<void> journal::settle(const core::delivery_queue::settled_rows& row
   auto changed = [&] { return static_cast<std::size_t>(sqlite3_changes(db_)); };
   // Settles write `seq` with `in_outbox` (its outbox row's update, bound from ?1), else in its
   // run's row with `record` (the row recording it, bound likewise): how many were pending.
+  std::size_t rows_settled = 0;  // of them, pending outbox rows
   auto settle_write = [&](std::int64_t seq, sqlite3_stmt* in_outbox,
                           sqlite3_stmt* record) -> core::result<std::size_t> {
     if (!run(in_outbox)) return core::failure{describe_error("cannot update")};
-    if (const std::size_t n = changed(); n > 0) return n;
+    if (const std::size_t n = changed(); n > 0) {
+      rows_settled += n;
+      return n;
+    }
     sqlite3_bind_int64(clear_owed.get(), 1, seq);
     if (!run(clear_owed.get())) return core::failure{describe_error("cannot update")};
     if (changed() == 0) return 0;
@@ -1032,6 +1055,7 @@ core::result<void> journal::settle(const core::delivery_queue::settled_rows& row
     sqlite3_bind_int64(supersede.get(), 1, seq);
     if (!run(supersede.get())) return core::failure{describe_error("cannot update")};
     settled += changed();
+    rows_settled += changed();
   }
   std::size_t buried = 0;
   for (const core::dead_letter& d : rows.dead) {
@@ -1062,6 +1086,7 @@ core::result<void> journal::settle(const core::delivery_queue::settled_rows& row
   guard.dismiss();
   checkpoint_if_due();
   outbox_pending_ -= std::min(outbox_pending_, settled + buried);
+  pending_rows_ -= std::min(pending_rows_, rows_settled);
   outbox_dead_ += buried;
   return {};
 }
@@ -1166,6 +1191,7 @@ core::result<void> journal::prune(const std::vector<std::string>& run_ids) {
       "DELETE FROM transitions WHERE run = ?1 AND seq NOT IN "
       "(SELECT transition_seq FROM outbox WHERE run = ?1)",
   };
+  std::size_t rows_made = 0;  // by the first statement: owed writes become pending rows
   for (const char* text : sql) {
     sqlite3_stmt* raw = nullptr;
     if (sqlite3_prepare_v2(db_, text, -1, &raw, nullptr) != SQLITE_OK) {
@@ -1177,6 +1203,7 @@ core::result<void> journal::prune(const std::vector<std::string>& run_ids) {
       bind_text(s.get(), 1, id);
       if (sqlite3_step(s.get()) != SQLITE_DONE)
         return core::failure{describe_error("cannot prune")};
+      if (text == sql[0]) rows_made += static_cast<std::size_t>(sqlite3_changes(db_));
     }
   }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -1184,6 +1211,7 @@ core::result<void> journal::prune(const std::vector<std::string>& run_ids) {
   }
   guard.dismiss();
   checkpoint_if_due();
+  pending_rows_ += rows_made;
   return {};
 }
 

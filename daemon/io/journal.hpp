@@ -120,6 +120,8 @@ class journal {
  private:
   journal(std::string path, sqlite3* db, int lock_fd);
   core::result<void> prepare_schema();
+  /// Counts the outbox rows still pending (pending_rows_), from the file as opened.
+  core::result<void> count_pending_rows();
   /// Takes the schema from version `from` to `from + 1`, in one transaction.
   core::result<void> migrate(int from);
   /// Schema 3: every run's JSON record becomes a row of columns.
@@ -162,6 +164,9 @@ class journal {
   int lock_fd_ = -1;
   std::size_t outbox_pending_ = 0;
   std::size_t outbox_dead_ = 0;
+  // Outbox rows still pending (writes of pruned runs, or queued by schema 5): while there are
+  // none, a commit need not look for the run's.
+  std::size_t pending_rows_ = 0;
 };
 
 }  // namespace sweepd::io
