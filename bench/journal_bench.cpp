@@ -168,7 +168,7 @@ void startup_cost(const std::string& dir, int runs) {
   auto opened = sweepd::io::journal::open(path);
   const double open_ms = ms_since(t);
   t = clock_type::now();
-  auto contents = (*opened)->load(now());
+  auto contents = (*opened)->load(now()).value();
   const double load_ms = ms_since(t);
   t = clock_type::now();
   sweepd::core::supervisor sup({});

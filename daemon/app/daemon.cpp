@@ -154,8 +154,9 @@ core::result<void> daemon::restore_from_journal() {
   auto opened = io::journal::open(cfg_.state.path);
   if (!opened) return opened.error();
   journal_ = std::move(*opened);
-  auto contents = journal_->load(now());
-  if (!contents.error.empty()) return core::failure{std::move(contents.error)};
+  auto loaded = journal_->load(now());
+  if (!loaded) return loaded.error();
+  io::journal::contents& contents = *loaded;
   for (const std::string& w : contents.warnings) spdlog::warn("{}: {}", cfg_.state.path, w);
   const core::instant restored_at = now();
   runs_.reserve(runs_.size() + contents.runs.size());

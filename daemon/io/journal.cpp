@@ -341,14 +341,11 @@ std::optional<core::transition> read_transition(sqlite3_stmt* s, const std::stri
   return read_transition_at(s, 0, run);
 }
 
-/// A run read from a row of schema 3's runs table (the columns of journal::load's query).
-struct read_run_result {
-  std::optional<core::run_record> run;
-  std::string error;
-};
-read_run_result read_run_row(sqlite3_stmt* s, core::instant now, core::name_pool& names,
-                             std::vector<std::string>& warnings) {
-  read_run_result out;
+/// A run read from a row of schema 3's runs table (the columns of journal::load's query), or
+/// why it cannot be.
+core::result<core::run_record> read_run_row(sqlite3_stmt* s, core::instant now,
+                                            core::name_pool& names,
+                                            std::vector<std::string>& warnings) {
   core::run_record r;
   r.id = column_text(s, 0);
   r.sweep = names.intern(column_view(s, 1));
@@ -365,8 +362,7 @@ read_run_result read_run_row(sqlite3_stmt* s, core::instant now, core::name_pool
                       core::max_stored_json_depth));
     } else if (!core::json_text::accepts(text)) {
       // Checked, not parsed: the text is kept as it is and parsed only for a reply that shows it.
-      out.error = "its suggestion is not JSON";
-      return out;
+      return core::failure{"its suggestion is not JSON"};
     } else {
       r.suggestion = core::json_text::from_text(std::move(text));
     }
@@ -396,16 +392,14 @@ read_run_result read_run_row(sqlite3_stmt* s, core::instant now, core::name_pool
   const auto state = core::parse_run_state(column_view(s, 14));
   const auto reason = core::parse_transition_reason(column_view(s, 15));
   if (!state || !reason) {
-    out.error =
-        fmt::format("unknown state or reason '{}'/'{}'", column_text(s, 14), column_text(s, 15));
-    return out;
+    return core::failure{
+        fmt::format("unknown state or reason '{}'/'{}'", column_text(s, 14), column_text(s, 15))};
   }
   r.state = *state;
   r.reason = *reason;
   if (sqlite3_column_type(s, 16) != SQLITE_NULL) r.finished_wall = wall(16, "finished_ms");
   if (out_of_range != nullptr) {
-    out.error = fmt::format("its {} is out of range", out_of_range);
-    return out;
+    return core::failure{fmt::format("its {} is out of range", out_of_range)};
   }
   r.objective = column_optional(s, 17);
   r.cost = column_optional(s, 18);
@@ -415,8 +409,7 @@ read_run_result read_run_row(sqlite3_stmt* s, core::instant now, core::name_pool
   r.progress = column_optional(s, 22);
   r.owner_principal = column_text(s, 23);
   core::rebase_clocks(r, now);
-  out.run = std::move(r);
-  return out;
+  return r;
 }
 
 /// Rolls back an open transaction unless dismissed; keeps every early return all-or-nothing.
@@ -594,7 +587,7 @@ core::result<void> journal::copy_runs_to_v3() {
   return {};
 }
 
-journal::contents journal::load(core::instant now) {
+core::result<journal::contents> journal::load(core::instant now) {
   contents out;
   // Each sweep, entity, project and boot id read once, not once per run.
   core::name_pool names;
@@ -612,16 +605,14 @@ journal::contents journal::load(core::instant now) {
   int rc;
   while ((rc = sqlite3_step(runs.get())) == SQLITE_ROW) {
     auto read = read_run_row(runs.get(), now, names, out.warnings);
-    if (!read.run) {
-      out.error = fmt::format("{}: run '{}' cannot be read back: {}", path_,
-                              column_text(runs.get(), 0), read.error);
-      return out;
+    if (!read) {
+      return core::failure{fmt::format("{}: run '{}' cannot be read back: {}", path_,
+                                       column_text(runs.get(), 0), read.error().message)};
     }
-    out.runs.push_back(std::move(*read.run));
+    out.runs.push_back(std::move(*read));
   }
   if (rc != SQLITE_DONE) {
-    out.error = describe_error("cannot read the runs of");
-    return out;
+    return core::failure{describe_error("cannot read the runs of")};
   }
   const auto id_less = [](const core::run_record& a, const core::run_record& b) {
     return a.id < b.id;
@@ -644,8 +635,8 @@ journal::contents journal::load(core::instant now) {
     if (it == out.runs.end() || it->id != id) continue;
     auto t = read_transition(history.get(), it->id);
     if (!t) {
-      out.error = fmt::format("{}: a transition of run '{}' cannot be read back", path_, it->id);
-      return out;
+      return core::failure{
+          fmt::format("{}: a transition of run '{}' cannot be read back", path_, it->id)};
     }
     auto& run_history = it->history;
     // A registration begins a run: rows before it are those of a pruned run of the same id, kept
@@ -654,13 +645,11 @@ journal::contents journal::load(core::instant now) {
     run_history.push_back(std::move(*t));
   }
   if (rc != SQLITE_DONE) {
-    out.error = describe_error("cannot read the transitions of");
-    return out;
+    return core::failure{describe_error("cannot read the transitions of")};
   }
   for (const auto& r : out.runs) {
     if (r.history.empty()) {
-      out.error = fmt::format("{}: run '{}' has no transitions", path_, r.id);
-      return out;
+      return core::failure{fmt::format("{}: run '{}' has no transitions", path_, r.id)};
     }
   }
   sqlite3_prepare_v2(db_,
@@ -669,8 +658,7 @@ journal::contents journal::load(core::instant now) {
                      -1, &raw, nullptr);
   statement pending(raw);
   if (sqlite3_step(pending.get()) != SQLITE_ROW) {
-    out.error = describe_error("cannot count the outbox of");
-    return out;
+    return core::failure{describe_error("cannot count the outbox of")};
   }
   out.outbox_pending = static_cast<std::size_t>(sqlite3_column_int64(pending.get(), 0));
   outbox_pending_ = out.outbox_pending;

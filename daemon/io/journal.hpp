@@ -47,10 +47,10 @@ class journal {
   struct contents {
     std::vector<core::run_record> runs;  // each with its history, oldest transition first
     std::size_t outbox_pending = 0;
-    std::string error;                  // set when the stored data cannot be read back
     std::vector<std::string> warnings;  // what was read back only in part
   };
-  contents load(core::instant now);
+  /// Reads everything back; a failure names the file and what (which run) cannot be read.
+  core::result<contents> load(core::instant now);
 
   /// Stores planned changes in one transaction, before they are applied: each transition, the
   /// run's fields after it (a created run's whole row, its identity written this once), and,

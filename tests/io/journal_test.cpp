@@ -201,9 +201,9 @@ class JournalTest : public ::testing::Test {
     j.reset();
     j = open_ok();
     if (!j) return {};
-    auto contents = j->load(now);
-    EXPECT_EQ(contents.error, "");
-    return contents;
+    auto loaded = j->load(now);
+    EXPECT_TRUE(loaded) << loaded.error();
+    return loaded ? std::move(*loaded) : journal::contents{};
   }
 
   outcome reg(const std::string& id, instant when) {
@@ -284,8 +284,9 @@ TEST_F(JournalTest, OpenCreatesDirectoryAndFileInWalModeAtCurrentSchema) {
 TEST_F(JournalTest, FreshJournalLoadsNothing) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  const auto contents = j->load(at(0s));
-  EXPECT_EQ(contents.error, "");
+  const auto loaded = j->load(at(0s));
+  ASSERT_TRUE(loaded) << loaded.error();
+  const auto& contents = *loaded;
   EXPECT_THAT(contents.runs, IsEmpty());
   EXPECT_EQ(contents.outbox_pending, 0u);
   EXPECT_EQ(j->outbox_pending(), 0u);
@@ -308,8 +309,9 @@ TEST_F(JournalTest, SecondOpenWhileFirstIsOpenIsRefused) {
   j.reset();
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  const auto contents = j->load(restarted_at(1000s));
-  EXPECT_EQ(contents.runs.size(), 1u);
+  const auto loaded = j->load(restarted_at(1000s));
+  ASSERT_TRUE(loaded) << loaded.error();
+  EXPECT_EQ(loaded->runs.size(), 1u);
 }
 
 TEST_F(JournalTest, GarbageFileIsRefusedAndLeftUntouched) {
@@ -623,9 +625,10 @@ TEST_F(JournalTest, UnreadableRecordIsReportedWithItsRun) {
   j.reset();
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  const auto contents = j->load(restarted_at(1000s));
-  EXPECT_THAT(contents.error, HasSubstr("'r1'"));
-  EXPECT_THAT(contents.error, HasSubstr(path));
+  const auto loaded = j->load(restarted_at(1000s));
+  ASSERT_FALSE(loaded);
+  EXPECT_THAT(loaded.error().message, HasSubstr("'r1'"));
+  EXPECT_THAT(loaded.error().message, HasSubstr(path));
 }
 
 TEST_F(JournalTest, UnreadableTransitionIsReportedWithItsRun) {
@@ -636,9 +639,10 @@ TEST_F(JournalTest, UnreadableTransitionIsReportedWithItsRun) {
   j.reset();
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  const auto contents = j->load(restarted_at(1000s));
-  EXPECT_THAT(contents.error, HasSubstr("'r1'"));
-  EXPECT_THAT(contents.error, HasSubstr(path));
+  const auto loaded = j->load(restarted_at(1000s));
+  ASSERT_FALSE(loaded);
+  EXPECT_THAT(loaded.error().message, HasSubstr("'r1'"));
+  EXPECT_THAT(loaded.error().message, HasSubstr(path));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -763,7 +767,6 @@ TEST_F(JournalTest, PruneRefusedByTheDatabaseKeepsEverything) {
 TEST_F(JournalTest, SchemaOneFileIsMigratedToColumnsWithItsRowsIntact) {
   write_schema_one_file();
   const auto contents = reopen_and_load();
-  ASSERT_EQ(contents.error, "");
   ASSERT_EQ(contents.runs.size(), 2u);
   EXPECT_EQ(contents.outbox_pending, 4u);
   for (const core::run_record& r : contents.runs) {
@@ -1072,9 +1075,10 @@ TEST_F(JournalTest, StoredSuggestionThatIsNotJsonStopsTheLoad) {
   j.reset();
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  const auto contents = j->load(restarted_at(1000s));
-  EXPECT_THAT(contents.error, HasSubstr("run 'r1'"));
-  EXPECT_THAT(contents.error, HasSubstr("not JSON"));
+  const auto loaded = j->load(restarted_at(1000s));
+  ASSERT_FALSE(loaded);
+  EXPECT_THAT(loaded.error().message, HasSubstr("run 'r1'"));
+  EXPECT_THAT(loaded.error().message, HasSubstr("not JSON"));
 }
 
 TEST_F(JournalTest, StoredTimesOutOfTheClocksRangeStopTheLoadNamingTheColumn) {
@@ -1104,15 +1108,16 @@ TEST_F(JournalTest, StoredTimesOutOfTheClocksRangeStopTheLoadNamingTheColumn) {
     j.reset();
     j = open_ok();
     ASSERT_NE(j, nullptr);
-    EXPECT_THAT(j->load(restarted_at(1000s)).error,
-                HasSubstr(fmt::format(fmt::runtime(cases[i].second), run)));
+    const auto loaded = j->load(restarted_at(1000s));
+    ASSERT_FALSE(loaded);
+    EXPECT_THAT(loaded.error().message, HasSubstr(fmt::format(fmt::runtime(cases[i].second), run)));
     const std::string repair = fmt::format(
         "DELETE FROM runs WHERE id = '{0}'; DELETE FROM transitions WHERE run = '{0}'; "
         "DELETE FROM outbox WHERE run = '{0}';",
         run);
     exec_ok(j->handle(), repair.c_str());
   }
-  EXPECT_EQ(reopen_and_load().error, "");
+  EXPECT_EQ(reopen_and_load().runs.size(), 0u);
 }
 
 TEST_F(JournalTest, DeeplyNestedStoredSuggestionIsDroppedNotFatal) {

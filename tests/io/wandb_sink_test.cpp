@@ -40,7 +40,7 @@ class WandbSinkTest : public ::testing::Test {
     auto opened = io::journal::open(dir_.file("state.db"));
     ASSERT_TRUE(opened) << opened.error();
     journal_ = std::move(*opened);
-    journal_->load(now());
+    ASSERT_TRUE(journal_->load(now()));
     cfg_.wandb.mode = core::config::wandb_mode::online;
     cfg_.wandb.base_url = wandb_.base_url();
     cfg_.wandb.entity = entity;
@@ -80,7 +80,7 @@ class WandbSinkTest : public ::testing::Test {
     auto reopened = io::journal::open(dir_.file("state.db"));
     ASSERT_TRUE(reopened) << reopened.error();
     journal_ = std::move(*reopened);
-    journal_->load(now());
+    ASSERT_TRUE(journal_->load(now()));
     start_sink();
   }
 
@@ -372,7 +372,7 @@ TEST_F(WandbSinkTest, ResumesThePendingOutboxAfterARestart) {
   auto reopened = io::journal::open(dir_.file("state.db"));
   ASSERT_TRUE(reopened) << reopened.error();
   journal_ = std::move(*reopened);
-  ASSERT_EQ(journal_->load(now()).outbox_pending, 3u);
+  ASSERT_EQ(journal_->load(now()).value().outbox_pending, 3u);
   start_sink();
   ASSERT_TRUE(wandb_.wait_until(
       [&] {
