@@ -123,9 +123,9 @@ void storm_commit_cost(const std::string& dir, int runs) {
   std::size_t expired = 0;
   for (;;) {
     double t = thread_cpu_ms();
-    const auto ids = sup.due_runs(after.mono, batch);
-    if (ids.empty()) break;
-    auto due = sup.plan_expiry_of(ids, after);
+    const auto listed = sup.due_runs(after.mono, batch);
+    if (listed.runs.empty()) break;
+    auto due = sup.plan_expiry_of(listed.runs, after);
     plan_apply_ms += (thread_cpu_ms() - t);
     t = thread_cpu_ms();
     j.commit(due, sup, true);

@@ -155,7 +155,7 @@ class daemon {
   core::mono_time armed_for_ = core::mono_time::max();
   /// Runs found due and not yet timed out, in id order (core::supervisor::due_runs); expiry takes
   /// them a batch at a time from `expiry_next_`.
-  std::vector<std::string> expiry_backlog_;
+  core::supervisor::due_listing expiry_backlog_;
   std::size_t expiry_next_ = 0;
   std::size_t expiry_batch_size_ = 512;  // the first batch's; then size_next_expiry_batch()
   asio::signal_set signals_;
