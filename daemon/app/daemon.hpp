@@ -112,6 +112,8 @@ class daemon {
   core::result<void> open_remote();
   /// Decides a remote connection's first line (io::control_server::authenticator).
   io::authentication authenticate(std::string_view line, const std::string& address);
+  /// authenticate() but for the count: the verdict on a remote connection's first line.
+  io::authentication check_hello(std::string_view line, const std::string& address);
   /// Re-reads the certificate, key and tokens (SIGHUP); a file that cannot be used keeps the
   /// ones in use, and the log says why.
   void reload_remote();

@@ -83,6 +83,16 @@ void daemon::reload_remote() {
 }
 
 io::authentication daemon::authenticate(std::string_view line, const std::string& address) {
+  const auto started = clock_.mono();
+  io::authentication verdict = check_hello(line, address);
+  // Counted like every request, as op "hello": refusals show as result "forbidden", which is what
+  // an alert on guessed or revoked tokens watches.
+  metrics_.request("hello", core::reply_result(verdict.reply),
+                   core::seconds_between(started, clock_.mono()));
+  return verdict;
+}
+
+io::authentication daemon::check_hello(std::string_view line, const std::string& address) {
   const auto now = clock_.mono();
   if (const auto wait = auth_failures_.blocked_for(address, now)) {
     // Refused without looking at the token: guessing gets no faster by trying harder.

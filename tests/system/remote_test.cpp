@@ -163,6 +163,30 @@ TEST_F(RemoteTest, WrongTokenAndMissingHelloAreForbiddenAndTheTokenIsInNoLog) {
   EXPECT_THAT(log, Not(HasSubstr(alice_token)));
 }
 
+TEST_F(RemoteTest, HellosAreCountedInTheRequestsMetricAcceptedOrForbidden) {
+  ASSERT_EQ(daemon_->stop(), 0);
+  const std::uint16_t metrics_port = test::free_tcp_port();
+  daemon_.emplace(
+      dir_, config() + "metrics: {listen: \"127.0.0.1:" + std::to_string(metrics_port) + "\"}\n");
+  daemon_->start();
+  // The count in a scrape of `sweepd_requests_total{op="hello",result=…}` (0 when absent).
+  const auto hellos = [&](const std::string& result) {
+    const auto scraped = test::http_get(metrics_port, "/metrics");
+    EXPECT_EQ(scraped.status, 200) << scraped.head;
+    const std::string series = R"(sweepd_requests_total{op="hello",result=")" + result + "\"} ";
+    const auto at = scraped.body.find(series);
+    return at == std::string::npos ? 0.0 : std::stod(scraped.body.substr(at + series.size()));
+  };
+  const double ok_before = hellos("ok");  // the fixture's own local hellos
+  io::client alice = remote(alice_token);
+  ok(alice, {{"op", "status"}});
+  io::client wrong;
+  EXPECT_FALSE(wrong.connect(address(), {certs_.ca_cert}, "not-a-token"));
+  EXPECT_TRUE(wrong.refused());
+  EXPECT_EQ(hellos("ok"), ok_before + 1);
+  EXPECT_EQ(hellos("forbidden"), 1);
+}
+
 TEST_F(RemoteTest, RepeatedFailuresFromAnAddressAreRefusedForAWhile) {
   for (int i = 0; i < 10; ++i) {
     io::client c;
