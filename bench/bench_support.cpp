@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <exception>
 #include <optional>
 #include <string_view>
@@ -31,6 +32,12 @@ pid_t spawn_sweepd(const std::string& binary, const std::string& config, const s
     std::_Exit(127);
   }
   return pid;
+}
+
+double thread_cpu_us() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
 }
 
 void start_sink_or_exit(app::wandb_sink& sink, const core::config& cfg, const std::string& key) {

@@ -22,6 +22,10 @@ pid_t spawn_sweepd(const std::string& binary, const std::string& config, const s
 /// through exit_with, with the benchmark's name, rather than in std::terminate.
 int run_or_exit(std::string_view name, const std::function<int()>& body) noexcept;
 
+/// CPU time of the calling thread, in µs: on shared cores it says more than wall time about code
+/// that does not wait.
+double thread_cpu_us();
+
 /// Starts `sink` on `cfg` with `key` as WANDB_API_KEY; prints why and exits 1 if it cannot.
 void start_sink_or_exit(app::wandb_sink& sink, const core::config& cfg, const std::string& key);
 

@@ -122,9 +122,9 @@ void storm_commit_cost(const std::string& dir, int runs) {
   std::size_t expired = 0;
   for (;;) {
     double t = thread_cpu_ms();
-    const auto ids = sup.due_runs(after.mono, batch);
-    if (ids.empty()) break;
-    auto due = sup.plan_expiry_of(ids, after);
+    const auto listed = sup.due_runs(after.mono, batch);
+    if (listed.runs.empty()) break;
+    auto due = sup.plan_expiry_of(listed.runs, after);
     plan_apply_ms += (thread_cpu_ms() - t);
     t = thread_cpu_ms();
     j.commit(due, sup, true);
@@ -167,7 +167,7 @@ void startup_cost(const std::string& dir, int runs) {
   auto opened = sweepd::io::journal::open(path);
   const double open_ms = ms_since(t);
   t = clock_type::now();
-  auto contents = (*opened)->load(now());
+  auto contents = (*opened)->load(now()).value();
   const double load_ms = ms_since(t);
   t = clock_type::now();
   sweepd::core::supervisor sup({});

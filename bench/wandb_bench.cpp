@@ -35,7 +35,7 @@ double deliver(int runs, std::size_t in_flight, std::chrono::milliseconds latenc
   char dir_template[] = "/tmp/swwXXXXXX";
   const std::string dir = ::mkdtemp(dir_template);
   auto journal = sweepd::io::journal::open(dir + "/state.db").value();
-  journal->load(now());
+  journal->load(now()).value();  // throws when the fresh state file cannot be read
 
   sweepd::core::supervisor sup({300, 0, 0, 1000000, "team", "sweeps"});
   std::vector<sweepd::core::outcome> outcomes;

@@ -82,7 +82,7 @@ delivery_figures deliver_one(const std::string& summary) {
   char dir_template[] = "/tmp/swbXXXXXX";
   const std::string dir = ::mkdtemp(dir_template);
   auto journal = sweepd::io::journal::open(dir + "/state.db").value();
-  journal->load(now());
+  journal->load(now()).value();  // throws when the fresh state file cannot be read
   sweepd::core::supervisor sup({300, 0, 0, 1000000, "team", "sweeps"});
   sweepd::core::register_params p;
   p.run = "big";

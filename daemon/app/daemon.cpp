@@ -155,8 +155,9 @@ core::result<void> daemon::restore_from_journal() {
   auto opened = io::journal::open(cfg_.state.path);
   if (!opened) return opened.error();
   journal_ = std::move(*opened);
-  auto contents = journal_->load(now());
-  if (!contents.error.empty()) return core::failure{std::move(contents.error)};
+  auto loaded = journal_->load(now());
+  if (!loaded) return loaded.error();
+  io::journal::contents& contents = *loaded;
   for (const std::string& w : contents.warnings) spdlog::warn("{}: {}", cfg_.state.path, w);
   const core::instant restored_at = now();
   runs_.reserve(runs_.size() + contents.runs.size());
@@ -516,7 +517,7 @@ asio::awaitable<void> daemon::deadline_loop() {
     if (!stored) {
       // Not stored, nothing changed, still due: try again after a pause rather than spinning on
       // a failing disk. The backlog is listed anew then, this batch included.
-      expiry_backlog_.clear();
+      expiry_backlog_.runs.clear();
       expiry_next_ = 0;
       deadline_timer_.expires_at(clock_.expiry_for(clock_.mono() + storage_retry_pause));
       co_await deadline_timer_.async_wait(as_tuple(use_awaitable));
@@ -528,16 +529,18 @@ asio::awaitable<void> daemon::deadline_loop() {
 }
 
 std::vector<core::run_change> daemon::plan_expiry_batch(core::instant marked) {
-  if (expiry_next_ == expiry_backlog_.size()) {
+  std::vector<const core::run_record*>& listed = expiry_backlog_.runs;
+  // Listed again when done, or when a run was pruned in between (the listing may point at it).
+  if (expiry_next_ == listed.size() || !runs_.is_current(expiry_backlog_)) {
     expiry_backlog_ = runs_.due_runs(marked.mono, expiry_backlog_limit);
     expiry_next_ = 0;
   }
-  const std::size_t n = std::min(expiry_batch_size_, expiry_backlog_.size() - expiry_next_);
-  const std::span<const std::string> batch(expiry_backlog_.data() + expiry_next_, n);
+  const std::size_t n = std::min(expiry_batch_size_, listed.size() - expiry_next_);
+  const std::span<const core::run_record* const> batch(listed.data() + expiry_next_, n);
   std::vector<core::run_change> due = runs_.plan_expiry_of(batch, marked);
   expiry_next_ += n;
-  if (expiry_next_ == expiry_backlog_.size()) {
-    expiry_backlog_.clear();
+  if (expiry_next_ == listed.size()) {
+    listed.clear();
     expiry_next_ = 0;
   }
   return due;

@@ -112,6 +112,8 @@ class daemon {
   core::result<void> open_remote();
   /// Decides a remote connection's first line (io::control_server::authenticator).
   io::authentication authenticate(std::string_view line, const std::string& address);
+  /// authenticate() but for the count: the verdict on a remote connection's first line.
+  io::authentication check_hello(std::string_view line, const std::string& address);
   /// Re-reads the certificate, key and tokens (SIGHUP); a file that cannot be used keeps the
   /// ones in use, and the log says why.
   void reload_remote();
@@ -155,7 +157,7 @@ class daemon {
   core::mono_time armed_for_ = core::mono_time::max();
   /// Runs found due and not yet timed out, in id order (core::supervisor::due_runs); expiry takes
   /// them a batch at a time from `expiry_next_`.
-  std::vector<std::string> expiry_backlog_;
+  core::supervisor::due_listing expiry_backlog_;
   std::size_t expiry_next_ = 0;
   std::size_t expiry_batch_size_ = 512;  // the first batch's; then size_next_expiry_batch()
   asio::signal_set signals_;

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <utility>
 
 #include "app/daemon.hpp"
 #include "core/protocol.hpp"
@@ -62,14 +63,18 @@ void daemon::reload_remote() {
     spdlog::error("remote: {}; keeping the certificate and key in use", tls.error().message);
   }
   if (auto tokens = io::token_store::load(cfg_.remote.tokens_file); tokens) {
-    tokens_ = std::move(*tokens);
+    const io::token_store before = std::exchange(*tokens_, std::move(*tokens));
     spdlog::info("remote: {} token(s) reloaded from {}", tokens_->size(), cfg_.remote.tokens_file);
-    // A token taken out of the file is revoked: the connections it opened must not outlive it.
-    const auto closed = server_.close_remote_of(
-        [this](const std::string& principal) { return !tokens_->has_principal(principal); });
+    // A token taken out of the file, or replaced by another (rotated, say because it leaked), is
+    // revoked: the connections it opened must not outlive it.
+    const auto closed = server_.close_remote_of([&](const std::string& principal) {
+      const auto now = tokens_->digest_of(principal);
+      return !now || now != before.digest_of(principal);
+    });
     for (const auto& [principal, count] : closed) {
-      spdlog::warn("remote: token:{} has no token in {} any more; closed its {} connection(s)",
-                   principal, cfg_.remote.tokens_file, count);
+      spdlog::warn("remote: token:{} {} in {}; closed its {} connection(s)", principal,
+                   tokens_->has_principal(principal) ? "has a new token" : "has no token any more",
+                   cfg_.remote.tokens_file, count);
     }
   } else {
     spdlog::error("remote.tokens_file: {}; keeping the {} token(s) in use", tokens.error().message,
@@ -78,6 +83,16 @@ void daemon::reload_remote() {
 }
 
 io::authentication daemon::authenticate(std::string_view line, const std::string& address) {
+  const auto started = clock_.mono();
+  io::authentication verdict = check_hello(line, address);
+  // Counted like every request, as op "hello": refusals show as result "forbidden", which is what
+  // an alert on guessed or revoked tokens watches.
+  metrics_.request("hello", core::reply_result(verdict.reply),
+                   core::seconds_between(started, clock_.mono()));
+  return verdict;
+}
+
+io::authentication daemon::check_hello(std::string_view line, const std::string& address) {
   const auto now = clock_.mono();
   if (const auto wait = auth_failures_.blocked_for(address, now)) {
     // Refused without looking at the token: guessing gets no faster by trying harder.

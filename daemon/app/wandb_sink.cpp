@@ -155,7 +155,7 @@ asio::awaitable<void> wandb_sink::perform(core::delivery_job job) {
   core::attempt_result result = co_await attempt(job);
   --active_;
   if (result.what != core::attempt_result::kind::delivered) {
-    spdlog::debug("W&B write for run {} (outbox {}): {}", job.entry.run, job.entry.seq,
+    spdlog::debug("W&B write for run {} (transition {}): {}", job.entry.run, job.entry.seq,
                   result.error);
   }
   std::uniform_real_distribution<double> unit(0.0, 1.0);
@@ -211,7 +211,7 @@ void wandb_sink::settle() {
   const auto superseded = queue_.take_superseded();
   const auto settled = queue_.take_settled();
   for (const core::dead_letter& d : settled.dead) {
-    spdlog::warn("W&B write for run {} dead-lettered (outbox {}): {}", d.run, d.seq, d.reason);
+    spdlog::warn("W&B write for run {} dead-lettered (transition {}): {}", d.run, d.seq, d.reason);
   }
   if (auto stored = journal_.settle(settled, superseded, clock_.wall()); !stored) {
     // The rows stay pending on disk: after a restart they are sent again (at-least-once).

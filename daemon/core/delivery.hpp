@@ -16,7 +16,7 @@ namespace sweepd::core {
 
 /// One pending W&B write: the newest transition of a run, from the durable outbox.
 struct outbox_entry {
-  std::int64_t seq = 0;  // the outbox row
+  std::int64_t seq = 0;  // the write's identity: the transition it carries (its journal seq)
   std::string run;
   std::string entity;
   std::string project;
@@ -153,7 +153,7 @@ class delivery_queue {
 
   delivery_policy policy_;
   std::map<std::string, run_slot, std::less<>> runs_;
-  std::set<ready_key> ready_;  // (turn, outbox seq, run): oldest write first among those due
+  std::set<ready_key> ready_;  // (turn, write seq, run): oldest write first among those due
   std::size_t in_flight_ = 0;
   std::size_t dead_count_ = 0;
   mono_time paused_until_{};  // a 429 pauses everyone

@@ -458,23 +458,24 @@ std::vector<run_change> supervisor::plan_expiry(instant now, std::size_t limit) 
   return due;
 }
 
-std::vector<std::string> supervisor::due_runs(mono_time now, std::size_t limit) const {
-  std::vector<std::string> ids;
+supervisor::due_listing supervisor::due_runs(mono_time now, std::size_t limit) const {
+  due_listing listed;
+  listed.epoch = forgotten_;
   for (auto it = deadlines_.begin();
-       ids.size() < limit && it != deadlines_.end() && it->first <= now; ++it) {
-    ids.push_back(it->second->id);
+       listed.runs.size() < limit && it != deadlines_.end() && it->first <= now; ++it) {
+    listed.runs.push_back(it->second);
   }
-  std::sort(ids.begin(), ids.end());
-  return ids;
+  std::sort(listed.runs.begin(), listed.runs.end(),
+            [](const run_record* a, const run_record* b) { return a->id < b->id; });
+  return listed;
 }
 
-std::vector<run_change> supervisor::plan_expiry_of(std::span<const std::string> ids,
+std::vector<run_change> supervisor::plan_expiry_of(std::span<const run_record* const> runs,
                                                    instant now) const {
   std::vector<run_change> due;
-  due.reserve(ids.size());
-  for (const std::string& id : ids) {
-    const run_record* r = find(id);
-    if (r != nullptr && r->deadline <= now.mono) due.push_back(timeout_of(*r, now));
+  due.reserve(runs.size());
+  for (const run_record* r : runs) {
+    if (r->deadline <= now.mono) due.push_back(timeout_of(*r, now));
   }
   return due;
 }

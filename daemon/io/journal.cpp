@@ -141,8 +141,20 @@ CREATE INDEX outbox_converging ON outbox(seq) WHERE converging = 1;
 constexpr const char* schema_v5 =
     "ALTER TABLE runs ADD COLUMN owner_principal TEXT NOT NULL DEFAULT '';";
 
+// Version 6: a run's W&B write waiting to be sent is kept in its own row (`wandb_pending`, the
+// transition it carries), which every transition updates anyway, instead of an outbox row per
+// transition that the next one settles: in an expiry storm that was half of the journal's work
+// per timeout. The outbox keeps what was delivered or refused (and, indexed by transition, is
+// found by the identity the delivery queue uses), and the pending writes of runs since pruned or
+// written by an older sweepd, which are delivered as before.
+constexpr const char* schema_v6 = R"sql(
+ALTER TABLE runs ADD COLUMN wandb_pending INTEGER;  -- a transitions.seq; NULL: nothing owed to W&B
+CREATE INDEX outbox_by_transition ON outbox(transition_seq);
+)sql";
+
 /// Schema migrations: entry i takes user_version i to i + 1.
-constexpr const char* migrations[] = {schema_v1, schema_v2, schema_v3, schema_v4, schema_v5};
+constexpr const char* migrations[] = {schema_v1, schema_v2, schema_v3,
+                                      schema_v4, schema_v5, schema_v6};
 
 /// The run columns of schema 3, in the order run_insert binds them (?1 … ?23).
 constexpr const char* run_insert_sql =
@@ -329,14 +341,11 @@ std::optional<core::transition> read_transition(sqlite3_stmt* s, const std::stri
   return read_transition_at(s, 0, run);
 }
 
-/// A run read from a row of schema 3's runs table (the columns of journal::load's query).
-struct read_run_result {
-  std::optional<core::run_record> run;
-  std::string error;
-};
-read_run_result read_run_row(sqlite3_stmt* s, core::instant now, core::name_pool& names,
-                             std::vector<std::string>& warnings) {
-  read_run_result out;
+/// A run read from a row of schema 3's runs table (the columns of journal::load's query), or
+/// why it cannot be.
+core::result<core::run_record> read_run_row(sqlite3_stmt* s, core::instant now,
+                                            core::name_pool& names,
+                                            std::vector<std::string>& warnings) {
   core::run_record r;
   r.id = column_text(s, 0);
   r.sweep = names.intern(column_view(s, 1));
@@ -353,8 +362,7 @@ read_run_result read_run_row(sqlite3_stmt* s, core::instant now, core::name_pool
                       core::max_stored_json_depth));
     } else if (!core::json_text::accepts(text)) {
       // Checked, not parsed: the text is kept as it is and parsed only for a reply that shows it.
-      out.error = "its suggestion is not JSON";
-      return out;
+      return core::failure{"its suggestion is not JSON"};
     } else {
       r.suggestion = core::json_text::from_text(std::move(text));
     }
@@ -384,16 +392,14 @@ read_run_result read_run_row(sqlite3_stmt* s, core::instant now, core::name_pool
   const auto state = core::parse_run_state(column_view(s, 14));
   const auto reason = core::parse_transition_reason(column_view(s, 15));
   if (!state || !reason) {
-    out.error =
-        fmt::format("unknown state or reason '{}'/'{}'", column_text(s, 14), column_text(s, 15));
-    return out;
+    return core::failure{
+        fmt::format("unknown state or reason '{}'/'{}'", column_text(s, 14), column_text(s, 15))};
   }
   r.state = *state;
   r.reason = *reason;
   if (sqlite3_column_type(s, 16) != SQLITE_NULL) r.finished_wall = wall(16, "finished_ms");
   if (out_of_range != nullptr) {
-    out.error = fmt::format("its {} is out of range", out_of_range);
-    return out;
+    return core::failure{fmt::format("its {} is out of range", out_of_range)};
   }
   r.objective = column_optional(s, 17);
   r.cost = column_optional(s, 18);
@@ -403,8 +409,7 @@ read_run_result read_run_row(sqlite3_stmt* s, core::instant now, core::name_pool
   r.progress = column_optional(s, 22);
   r.owner_principal = column_text(s, 23);
   core::rebase_clocks(r, now);
-  out.run = std::move(r);
-  return out;
+  return r;
 }
 
 /// Rolls back an open transaction unless dismissed; keeps every early return all-or-nothing.
@@ -465,8 +470,21 @@ core::result<std::unique_ptr<journal>> journal::open(const std::string& path) {
   std::unique_ptr<journal> j(new journal(path, db, *lock_fd));
   if (rc != SQLITE_OK) return core::failure{j->describe_error("cannot open the state file")};
   if (auto done = j->prepare_schema(); !done) return done.error();
+  if (auto done = j->count_pending_rows(); !done) return done.error();
   if (auto done = j->start_checkpointer(); !done) return done.error();
   return j;
+}
+
+core::result<void> journal::count_pending_rows() {
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(db_, "SELECT COUNT(*) FROM outbox WHERE status = 'pending'", -1, &raw,
+                     nullptr);
+  statement count(raw);
+  if (sqlite3_step(count.get()) != SQLITE_ROW) {
+    return core::failure{describe_error("cannot count the outbox of")};
+  }
+  pending_rows_ = static_cast<std::size_t>(sqlite3_column_int64(count.get(), 0));
+  return {};
 }
 
 core::result<void> journal::prepare_schema() {
@@ -569,7 +587,7 @@ core::result<void> journal::copy_runs_to_v3() {
   return {};
 }
 
-journal::contents journal::load(core::instant now) {
+core::result<journal::contents> journal::load(core::instant now) {
   contents out;
   // Each sweep, entity, project and boot id read once, not once per run.
   core::name_pool names;
@@ -587,16 +605,14 @@ journal::contents journal::load(core::instant now) {
   int rc;
   while ((rc = sqlite3_step(runs.get())) == SQLITE_ROW) {
     auto read = read_run_row(runs.get(), now, names, out.warnings);
-    if (!read.run) {
-      out.error = fmt::format("{}: run '{}' cannot be read back: {}", path_,
-                              column_text(runs.get(), 0), read.error);
-      return out;
+    if (!read) {
+      return core::failure{fmt::format("{}: run '{}' cannot be read back: {}", path_,
+                                       column_text(runs.get(), 0), read.error().message)};
     }
-    out.runs.push_back(std::move(*read.run));
+    out.runs.push_back(std::move(*read));
   }
   if (rc != SQLITE_DONE) {
-    out.error = describe_error("cannot read the runs of");
-    return out;
+    return core::failure{describe_error("cannot read the runs of")};
   }
   const auto id_less = [](const core::run_record& a, const core::run_record& b) {
     return a.id < b.id;
@@ -619,8 +635,8 @@ journal::contents journal::load(core::instant now) {
     if (it == out.runs.end() || it->id != id) continue;
     auto t = read_transition(history.get(), it->id);
     if (!t) {
-      out.error = fmt::format("{}: a transition of run '{}' cannot be read back", path_, it->id);
-      return out;
+      return core::failure{
+          fmt::format("{}: a transition of run '{}' cannot be read back", path_, it->id)};
     }
     auto& run_history = it->history;
     // A registration begins a run: rows before it are those of a pruned run of the same id, kept
@@ -629,21 +645,20 @@ journal::contents journal::load(core::instant now) {
     run_history.push_back(std::move(*t));
   }
   if (rc != SQLITE_DONE) {
-    out.error = describe_error("cannot read the transitions of");
-    return out;
+    return core::failure{describe_error("cannot read the transitions of")};
   }
   for (const auto& r : out.runs) {
     if (r.history.empty()) {
-      out.error = fmt::format("{}: run '{}' has no transitions", path_, r.id);
-      return out;
+      return core::failure{fmt::format("{}: run '{}' has no transitions", path_, r.id)};
     }
   }
-  sqlite3_prepare_v2(db_, "SELECT COUNT(*) FROM outbox WHERE status = 'pending'", -1, &raw,
-                     nullptr);
+  sqlite3_prepare_v2(db_,
+                     "SELECT (SELECT COUNT(*) FROM outbox WHERE status = 'pending') + "
+                     "(SELECT COUNT(*) FROM runs WHERE wandb_pending IS NOT NULL)",
+                     -1, &raw, nullptr);
   statement pending(raw);
   if (sqlite3_step(pending.get()) != SQLITE_ROW) {
-    out.error = describe_error("cannot count the outbox of");
-    return out;
+    return core::failure{describe_error("cannot count the outbox of")};
   }
   out.outbox_pending = static_cast<std::size_t>(sqlite3_column_int64(pending.get(), 0));
   outbox_pending_ = out.outbox_pending;
@@ -665,22 +680,26 @@ core::result<void> journal::prepare_writes() {
     into.reset(raw);
     return raw != nullptr;
   };
+  constexpr const char* update_run_sql =
+      "UPDATE runs SET heartbeat_timeout_s = ?14, state = ?15, reason = ?16, finished_ms = ?17, "
+      "objective = ?18, cost = ?19, error = ?20, runtime_s = ?21, late_by_s = ?22, progress = ?23";
   const bool ok =
       prepare(w->insert_run, fmt::format(run_insert_sql, "runs")) &&
-      prepare(w->update_run,
-              "UPDATE runs SET heartbeat_timeout_s = ?14, state = ?15, reason = ?16, "
-              "finished_ms = ?17, objective = ?18, cost = ?19, error = ?20, runtime_s = ?21, "
-              "late_by_s = ?22, progress = ?23 WHERE id = ?1") &&
+      prepare(w->update_run, fmt::format("{} WHERE id = ?1", update_run_sql)) &&
+      prepare(w->update_run_owing,
+              fmt::format("{}, wandb_pending = ?24 WHERE id = ?1", update_run_sql)) &&
+      prepare(w->set_owing, "UPDATE runs SET wandb_pending = ?2 WHERE id = ?1") &&
+      prepare(w->owing_of_run, "SELECT wandb_pending FROM runs WHERE id = ?1") &&
       prepare(
           w->append,
           "INSERT INTO transitions(run, from_state, to_state, reason, at_ms, runtime_s, "
           "objective, cost, error, late_by_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") &&
-      prepare(w->enqueue, "INSERT INTO outbox(run, transition_seq) VALUES(?1, ?2)") &&
       prepare(w->set_owner_principal, "UPDATE runs SET owner_principal = ?2 WHERE id = ?1") &&
       // Each W&B write carries the run's whole state, so a newer one settles the older pending
-      // ones (superseded), here rather than later: offline, nothing else would. Found first,
-      // then settled one by one: an UPDATE that searched the index it changes would copy its
-      // rows to a temporary table first.
+      // ones (superseded), here rather than later: offline, nothing else would. A run's own row
+      // holds one, replaced in place; outbox rows pending (a pruned run's, or an older sweepd's)
+      // are found first, then settled one by one: an UPDATE that searched the index it changes
+      // would copy its rows to a temporary table first.
       prepare(w->pending_of_run, "SELECT seq FROM outbox WHERE run = ?1 AND status = 'pending'") &&
       prepare(w->supersede, "UPDATE outbox SET status = 'delivered' WHERE seq = ?1") &&
       // The history a run keeps (core::max_history): its registration and the newest
@@ -689,7 +708,7 @@ core::result<void> journal::prepare_writes() {
               "DELETE FROM transitions WHERE run = ?1 AND from_state IS NOT NULL AND seq <= "
               "(SELECT seq FROM transitions WHERE run = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2) "
               "AND seq NOT IN (SELECT transition_seq FROM outbox WHERE run = ?1 AND "
-              "status = 'pending')");
+              "status = 'pending') AND seq IS NOT (SELECT wandb_pending FROM runs WHERE id = ?1)");
   if (!ok) return core::failure{describe_error("cannot prepare a write to")};
   writes_ = std::move(w);
   return {};
@@ -708,8 +727,9 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
   struct resetter {
     write_statements& w;
     ~resetter() {
-      for (statement* s : {&w.insert_run, &w.update_run, &w.append, &w.enqueue, &w.pending_of_run,
-                           &w.supersede, &w.trim, &w.set_owner_principal}) {
+      for (statement* s :
+           {&w.insert_run, &w.update_run, &w.update_run_owing, &w.set_owing, &w.owing_of_run,
+            &w.append, &w.pending_of_run, &w.supersede, &w.trim, &w.set_owner_principal}) {
         sqlite3_reset(s->get());
         sqlite3_clear_bindings(s->get());
       }
@@ -721,13 +741,17 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
     return done;
   };
   std::size_t queued = 0;
-  std::size_t superseded = 0;
+  std::size_t superseded = 0;       // writes runs owed
+  std::size_t superseded_rows = 0;  // pending outbox rows
   std::vector<core::outbox_entry> entries;
   for (const core::run_change& c : changes) {
     const core::run_record* current = c.created ? &*c.created : runs.target_of(c);
     if (current == nullptr)
       return core::failure{fmt::format("{}: no run '{}' to store a change of", path_, c.run)};
     const core::run_state_fields after = core::fields_after(*current, c);
+    bind_transition(w.append.get(), c);
+    if (!run(w.append)) return core::failure{describe_error("cannot store a transition in")};
+    const std::int64_t transition_seq = sqlite3_last_insert_rowid(db_);
     if (c.created) {
       // The run's identity is written once, here; later transitions only update its fields.
       bind_run_row(w.insert_run.get(), *current, after);
@@ -739,25 +763,31 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
         if (!run(w.set_owner_principal))
           return core::failure{describe_error("cannot store a run in")};
       }
-    } else {
+    }
+    if (to_outbox) {
+      // The run's older write still owed to W&B, in its row or the outbox, is superseded. Outbox
+      // rows are rarely pending (a pruned run's, an older sweepd's): looked for only if any are.
+      if (pending_rows_ > superseded_rows) {
+        if (auto done = supersede_pending(c.run, superseded_rows); !done) return done;
+      }
+      if (!c.created) {
+        auto owed = owing_of(c.run);
+        if (!owed) return owed.error();
+        if (*owed) ++superseded;
+      }
+      const statement& s = c.created ? w.set_owing : w.update_run_owing;
+      bind_static_text(s.get(), 1, c.run);
+      if (!c.created) bind_state_fields(s.get(), after);
+      sqlite3_bind_int64(s.get(), c.created ? 2 : 24, transition_seq);
+      if (!run(s)) return core::failure{describe_error("cannot queue a W&B write in")};
+      ++queued;
+      if (queued_entries != nullptr) {
+        entries.push_back({transition_seq, c.run, current->entity, current->project, c});
+      }
+    } else if (!c.created) {
       bind_static_text(w.update_run.get(), 1, c.run);
       bind_state_fields(w.update_run.get(), after);
       if (!run(w.update_run)) return core::failure{describe_error("cannot store a run in")};
-    }
-    bind_transition(w.append.get(), c);
-    if (!run(w.append)) return core::failure{describe_error("cannot store a transition in")};
-    const std::int64_t transition_seq = sqlite3_last_insert_rowid(db_);
-    if (to_outbox) {
-      // Before the new write is queued, so that every pending row found is older.
-      if (auto done = supersede_pending(c.run, superseded); !done) return done;
-      bind_static_text(w.enqueue.get(), 1, c.run);
-      sqlite3_bind_int64(w.enqueue.get(), 2, transition_seq);
-      if (!run(w.enqueue)) return core::failure{describe_error("cannot queue a W&B write in")};
-      const std::int64_t seq = sqlite3_last_insert_rowid(db_);
-      ++queued;
-      if (queued_entries != nullptr) {
-        entries.push_back({seq, c.run, current->entity, current->project, c});
-      }
     }
     if (!c.created && current->history.size() + 1 >= core::max_history) {
       bind_text(w.trim.get(), 1, c.run);
@@ -770,9 +800,27 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
   }
   guard.dismiss();
   checkpoint_if_due();
+  superseded += superseded_rows;
+  pending_rows_ -= std::min(pending_rows_, superseded_rows);
   outbox_pending_ = outbox_pending_ + queued - std::min(outbox_pending_ + queued, superseded);
   if (queued_entries != nullptr) *queued_entries = std::move(entries);
   return {};
+}
+
+core::result<std::optional<std::int64_t>> journal::owing_of(std::string_view run) {
+  if (auto done = prepare_writes(); !done) return done.error();
+  sqlite3_stmt* s = writes_->owing_of_run.get();
+  bind_static_text(s, 1, run);
+  const int rc = sqlite3_step(s);
+  std::optional<std::int64_t> owed;
+  if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+    owed = sqlite3_column_int64(s, 0);
+  }
+  sqlite3_reset(s);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    return core::failure{describe_error("cannot read pending W&B writes in")};
+  }
+  return owed;
 }
 
 core::result<void> journal::supersede_pending(std::string_view run, std::size_t& superseded) {
@@ -848,16 +896,21 @@ void journal::reclaim_space() {
 }
 
 std::vector<journal::outbox_row> journal::outbox_rows(const char* where) {
-  std::vector<outbox_row> out;
+  // A write is known by the transition it carries (outbox_entry::seq), wherever it is kept.
   const std::string sql = fmt::format(
-      "SELECT o.seq, t.run, t.from_state, t.to_state, t.reason, t.at_ms, t.runtime_s, "
+      "SELECT o.transition_seq, t.run, t.from_state, t.to_state, t.reason, t.at_ms, t.runtime_s, "
       "t.objective, t.cost, t.error, t.late_by_s, r.entity, r.project, o.delivered_ms "
       "FROM outbox o "
       "JOIN transitions t ON t.seq = o.transition_seq "
       "LEFT JOIN runs r ON r.id = o.run WHERE {} ORDER BY o.seq",
       where);
+  return read_outbox_rows(sql.c_str());
+}
+
+std::vector<journal::outbox_row> journal::read_outbox_rows(const char* sql) {
+  std::vector<outbox_row> out;
   sqlite3_stmt* raw = nullptr;
-  sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr);
+  sqlite3_prepare_v2(db_, sql, -1, &raw, nullptr);
   statement rows(raw);
   while (sqlite3_step(rows.get()) == SQLITE_ROW) {
     outbox_row row;
@@ -880,13 +933,27 @@ std::vector<journal::outbox_row> journal::outbox_rows(const char* where) {
 }
 
 std::vector<core::outbox_entry> journal::pending_outbox() {
+  // The writes runs owe, then the outbox's pending rows; merged by transition, which is the
+  // order they were made in, so that the delivery queue sees each run's writes oldest first.
+  std::vector<outbox_row> rows = read_outbox_rows(
+      "SELECT t.seq, t.run, t.from_state, t.to_state, t.reason, t.at_ms, t.runtime_s, "
+      "t.objective, t.cost, t.error, t.late_by_s, r.entity, r.project, NULL "
+      "FROM runs r JOIN transitions t ON t.seq = r.wandb_pending");
+  std::vector<outbox_row> legacy = outbox_rows("o.status = 'pending'");
   std::vector<core::outbox_entry> out;
-  for (outbox_row& row : outbox_rows("o.status = 'pending'")) out.push_back(std::move(row.entry));
+  out.reserve(rows.size() + legacy.size());
+  for (outbox_row& row : rows) out.push_back(std::move(row.entry));
+  for (outbox_row& row : legacy) out.push_back(std::move(row.entry));
+  std::stable_sort(out.begin(), out.end(),
+                   [](const auto& a, const auto& b) { return a.seq < b.seq; });
   return out;
 }
 
 std::vector<journal::outbox_row> journal::converging_outbox() {
-  return outbox_rows("o.converging = 1 AND o.status = 'delivered'");
+  // A write sent twice (a resync) has a row per delivery: its newest is the one re-checked.
+  return outbox_rows(
+      "o.converging = 1 AND o.status = 'delivered' AND o.seq = "
+      "(SELECT MAX(seq) FROM outbox WHERE transition_seq = o.transition_seq)");
 }
 
 core::result<void> journal::settle(const core::delivery_queue::settled_rows& rows,
@@ -906,16 +973,31 @@ core::result<void> journal::settle(const core::delivery_queue::settled_rows& row
     sqlite3_prepare_v2(db_, sql, -1, &raw, nullptr);
     return statement(raw);
   };
+  // A write is known by its transition (?1). One a run owes is settled in the run's row and
+  // recorded as an outbox row; one in an outbox row (a pruned run's, an older sweepd's) is
+  // settled in that row. A write no longer pending (a newer one superseded it) is left alone.
   statement deliver = prepare(
       "UPDATE outbox SET status = 'delivered', attempts = ?2, delivered_ms = ?3 "
-      "WHERE seq = ?1 AND status = 'pending'");
-  statement supersede =
-      prepare("UPDATE outbox SET status = 'delivered' WHERE seq = ?1 AND status = 'pending'");
+      "WHERE transition_seq = ?1 AND status = 'pending'");
   statement bury = prepare(
       "UPDATE outbox SET status = 'dead', last_error = ?2, attempts = ?3 "
-      "WHERE seq = ?1 AND status = 'pending'");
-  statement converge = prepare("UPDATE outbox SET converging = ?2 WHERE seq = ?1");
-  if (!deliver || !supersede || !bury || !converge) {
+      "WHERE transition_seq = ?1 AND status = 'pending'");
+  statement supersede = prepare(
+      "UPDATE outbox SET status = 'delivered' WHERE transition_seq = ?1 AND status = 'pending'");
+  statement clear_owed = prepare(
+      "UPDATE runs SET wandb_pending = NULL "
+      "WHERE id = (SELECT run FROM transitions WHERE seq = ?1) AND wandb_pending = ?1");
+  statement record_delivered = prepare(
+      "INSERT INTO outbox(run, transition_seq, status, attempts, delivered_ms) "
+      "SELECT run, seq, 'delivered', ?2, ?3 FROM transitions WHERE seq = ?1");
+  statement record_dead = prepare(
+      "INSERT INTO outbox(run, transition_seq, status, last_error, attempts) "
+      "SELECT run, seq, 'dead', ?2, ?3 FROM transitions WHERE seq = ?1");
+  statement converge = prepare(
+      "UPDATE outbox SET converging = ?2 "
+      "WHERE seq = (SELECT MAX(seq) FROM outbox WHERE transition_seq = ?1)");
+  if (!deliver || !bury || !supersede || !clear_owed || !record_delivered || !record_dead ||
+      !converge) {
     return core::failure{describe_error("cannot prepare a write to")};
   }
   auto attempts_of = [&](std::int64_t seq) {
@@ -927,26 +1009,52 @@ core::result<void> journal::settle(const core::delivery_queue::settled_rows& row
     sqlite3_reset(s);
     return ok;
   };
+  auto changed = [&] { return static_cast<std::size_t>(sqlite3_changes(db_)); };
+  // Settles write `seq` with `in_outbox` (its outbox row's update, bound from ?1), else in its
+  // run's row with `record` (the row recording it, bound likewise): how many were pending.
+  std::size_t rows_settled = 0;  // of them, pending outbox rows
+  auto settle_write = [&](std::int64_t seq, sqlite3_stmt* in_outbox,
+                          sqlite3_stmt* record) -> core::result<std::size_t> {
+    if (!run(in_outbox)) return core::failure{describe_error("cannot update")};
+    if (const std::size_t n = changed(); n > 0) {
+      rows_settled += n;
+      return n;
+    }
+    sqlite3_bind_int64(clear_owed.get(), 1, seq);
+    if (!run(clear_owed.get())) return core::failure{describe_error("cannot update")};
+    if (changed() == 0) return 0;
+    if (!run(record)) return core::failure{describe_error("cannot update")};
+    return 1;
+  };
   std::size_t settled = 0;
   for (std::int64_t seq : rows.delivered) {
-    sqlite3_bind_int64(deliver.get(), 1, seq);
-    sqlite3_bind_int(deliver.get(), 2, attempts_of(seq));
-    sqlite3_bind_int64(deliver.get(), 3, core::to_unix_ms(now));
-    if (!run(deliver.get())) return core::failure{describe_error("cannot update")};
-    settled += static_cast<std::size_t>(sqlite3_changes(db_));
+    for (sqlite3_stmt* s : {deliver.get(), record_delivered.get()}) {
+      sqlite3_bind_int64(s, 1, seq);
+      sqlite3_bind_int(s, 2, attempts_of(seq));
+      sqlite3_bind_int64(s, 3, core::to_unix_ms(now));
+    }
+    auto n = settle_write(seq, deliver.get(), record_delivered.get());
+    if (!n) return n.error();
+    settled += *n;
   }
   for (std::int64_t seq : superseded) {
+    // Only outbox rows: a run's own pending write is replaced, never superseded in place (and
+    // a write queued again by a resync supersedes itself in the queue).
     sqlite3_bind_int64(supersede.get(), 1, seq);
     if (!run(supersede.get())) return core::failure{describe_error("cannot update")};
-    settled += static_cast<std::size_t>(sqlite3_changes(db_));
+    settled += changed();
+    rows_settled += changed();
   }
   std::size_t buried = 0;
   for (const core::dead_letter& d : rows.dead) {
-    sqlite3_bind_int64(bury.get(), 1, d.seq);
-    bind_text(bury.get(), 2, d.reason);
-    sqlite3_bind_int(bury.get(), 3, attempts_of(d.seq));
-    if (!run(bury.get())) return core::failure{describe_error("cannot update")};
-    buried += static_cast<std::size_t>(sqlite3_changes(db_));
+    for (sqlite3_stmt* s : {bury.get(), record_dead.get()}) {
+      sqlite3_bind_int64(s, 1, d.seq);
+      bind_text(s, 2, d.reason);
+      sqlite3_bind_int(s, 3, attempts_of(d.seq));
+    }
+    auto n = settle_write(d.seq, bury.get(), record_dead.get());
+    if (!n) return n.error();
+    buried += *n;
   }
   // Converging before converged: a row that started and ended in the same batch ends at 0.
   for (const auto& [seqs, flag] : {std::pair{&rows.converging, 1}, std::pair{&rows.converged, 0}}) {
@@ -956,16 +1064,17 @@ core::result<void> journal::settle(const core::delivery_queue::settled_rows& row
       if (!run(converge.get())) return core::failure{describe_error("cannot update")};
     }
   }
-  deliver.reset();
-  supersede.reset();
-  bury.reset();
-  converge.reset();
+  for (statement* s :
+       {&deliver, &bury, &supersede, &clear_owed, &record_delivered, &record_dead, &converge}) {
+    s->reset();
+  }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return core::failure{describe_error("cannot commit W&B deliveries to")};
   }
   guard.dismiss();
   checkpoint_if_due();
   outbox_pending_ -= std::min(outbox_pending_, settled + buried);
+  pending_rows_ -= std::min(pending_rows_, rows_settled);
   outbox_dead_ += buried;
   return {};
 }
@@ -979,13 +1088,14 @@ journal::run_delivery journal::delivery_of(const std::string& run) {
                      -1, &raw, nullptr);
   statement latest(raw);
   bind_text(latest.get(), 1, run);
-  if (sqlite3_step(latest.get()) != SQLITE_ROW) return out;
-  out.latest_status = column_text(latest.get(), 0);
-  out.attempts = sqlite3_column_int(latest.get(), 1);
-  if (sqlite3_column_type(latest.get(), 2) != SQLITE_NULL) {
-    out.last_error = column_text(latest.get(), 2);
+  if (sqlite3_step(latest.get()) == SQLITE_ROW) {
+    out.latest_status = column_text(latest.get(), 0);
+    out.attempts = sqlite3_column_int(latest.get(), 1);
+    if (sqlite3_column_type(latest.get(), 2) != SQLITE_NULL) {
+      out.last_error = column_text(latest.get(), 2);
+    }
+    out.converging = sqlite3_column_int(latest.get(), 3) != 0;
   }
-  out.converging = sqlite3_column_int(latest.get(), 3) != 0;
   latest.reset();
   sqlite3_prepare_v2(db_,
                      "SELECT COUNT(*) FILTER (WHERE status = 'pending'), "
@@ -1001,10 +1111,21 @@ journal::run_delivery journal::delivery_of(const std::string& run) {
       out.last_delivered_at = core::from_unix_ms(sqlite3_column_int64(totals.get(), 2));
     }
   }
+  totals.reset();
+  // The write the run owes is its newest: nothing of it is settled yet.
+  if (auto owed = owing_of(run); owed && *owed) {
+    out.latest_status = "pending";
+    out.attempts = 0;
+    out.last_error.reset();
+    out.converging = false;
+    ++out.pending;
+  }
   return out;
 }
 
 core::result<core::outbox_entry> journal::requeue_latest(const core::run_record& r) {
+  auto owed = owing_of(r.id);
+  if (!owed) return owed.error();
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return core::failure{describe_error("cannot write to")};
   }
@@ -1026,23 +1147,21 @@ core::result<core::outbox_entry> journal::requeue_latest(const core::run_record&
   if (!t)
     return core::failure{
         fmt::format("{}: the last transition of run '{}' cannot be read", path_, r.id)};
-  sqlite3_prepare_v2(db_, "INSERT INTO outbox(run, transition_seq) VALUES(?1, ?2)", -1, &raw,
-                     nullptr);
-  statement enqueue(raw);
-  bind_text(enqueue.get(), 1, r.id);
-  sqlite3_bind_int64(enqueue.get(), 2, transition_seq);
-  if (sqlite3_step(enqueue.get()) != SQLITE_DONE) {
+  sqlite3_prepare_v2(db_, "UPDATE runs SET wandb_pending = ?2 WHERE id = ?1", -1, &raw, nullptr);
+  statement owe(raw);
+  bind_text(owe.get(), 1, r.id);
+  sqlite3_bind_int64(owe.get(), 2, transition_seq);
+  if (sqlite3_step(owe.get()) != SQLITE_DONE) {
     return core::failure{describe_error("cannot queue a W&B write in")};
   }
-  enqueue.reset();
-  const std::int64_t seq = sqlite3_last_insert_rowid(db_);
+  owe.reset();
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return core::failure{describe_error("cannot commit to")};
   }
   guard.dismiss();
   checkpoint_if_due();
-  ++outbox_pending_;
-  return core::outbox_entry{seq, r.id, r.entity, r.project, std::move(*t)};
+  if (!*owed) ++outbox_pending_;  // else the write owed before is replaced
+  return core::outbox_entry{transition_seq, r.id, r.entity, r.project, std::move(*t)};
 }
 
 core::result<void> journal::prune(const std::vector<std::string>& run_ids) {
@@ -1052,11 +1171,15 @@ core::result<void> journal::prune(const std::vector<std::string>& run_ids) {
   }
   transaction_guard guard(db_);
   const char* sql[] = {
+      // A write the run still owes W&B outlives it, as an outbox row.
+      "INSERT INTO outbox(run, transition_seq) "
+      "SELECT id, wandb_pending FROM runs WHERE id = ?1 AND wandb_pending IS NOT NULL",
       "DELETE FROM runs WHERE id = ?1",
       "DELETE FROM outbox WHERE run = ?1 AND status <> 'pending'",
       "DELETE FROM transitions WHERE run = ?1 AND seq NOT IN "
       "(SELECT transition_seq FROM outbox WHERE run = ?1)",
   };
+  std::size_t rows_made = 0;  // by the first statement: owed writes become pending rows
   for (const char* text : sql) {
     sqlite3_stmt* raw = nullptr;
     if (sqlite3_prepare_v2(db_, text, -1, &raw, nullptr) != SQLITE_OK) {
@@ -1068,6 +1191,7 @@ core::result<void> journal::prune(const std::vector<std::string>& run_ids) {
       bind_text(s.get(), 1, id);
       if (sqlite3_step(s.get()) != SQLITE_DONE)
         return core::failure{describe_error("cannot prune")};
+      if (text == sql[0]) rows_made += static_cast<std::size_t>(sqlite3_changes(db_));
     }
   }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -1075,6 +1199,7 @@ core::result<void> journal::prune(const std::vector<std::string>& run_ids) {
   }
   guard.dismiss();
   checkpoint_if_due();
+  pending_rows_ += rows_made;
   return {};
 }
 

@@ -33,7 +33,7 @@ struct finalize_statement {
 class journal {
  public:
   /// The schema this build writes (PRAGMA user_version); older ones are migrated on open.
-  static constexpr int schema_version = 5;
+  static constexpr int schema_version = 6;
 
   /// Opens (creating the directory and the database if missing), locks, checks integrity and
   /// migrates. Never starts afresh over a file it cannot read.
@@ -47,20 +47,22 @@ class journal {
   struct contents {
     std::vector<core::run_record> runs;  // each with its history, oldest transition first
     std::size_t outbox_pending = 0;
-    std::string error;                  // set when the stored data cannot be read back
     std::vector<std::string> warnings;  // what was read back only in part
   };
-  contents load(core::instant now);
+  /// Reads everything back; a failure names the file and what (which run) cannot be read.
+  core::result<contents> load(core::instant now);
 
   /// Stores planned changes in one transaction, before they are applied: each transition, the
-  /// run's fields after it (a created run's whole row, its identity written this once), and one
-  /// outbox row per transition when `to_outbox` (settling the run's older pending ones). `runs`
-  /// has each changed run as it is before the change. All or nothing: a failure means
-  /// none of it was stored. `queued`, when given, receives the outbox rows made (for the sink).
+  /// run's fields after it (a created run's whole row, its identity written this once), and,
+  /// when `to_outbox`, the W&B write of each transition as owed by its run (superseding the
+  /// run's older pending write). `runs` has each changed run as it is before the change. All or
+  /// nothing: a failure means none of it was stored. `queued`, when given, receives the writes
+  /// made (for the sink).
   core::result<void> commit(std::span<const core::run_change> changes, const core::supervisor& runs,
                             bool to_outbox, std::vector<core::outbox_entry>* queued = nullptr);
 
-  /// The outbox rows not yet delivered, oldest first, with their runs' entity/project.
+  /// The W&B writes not yet delivered (owed by runs, or in outbox rows), oldest first, with their
+  /// runs' entity/project.
   std::vector<core::outbox_entry> pending_outbox();
   /// An outbox row with when it reached W&B.
   struct outbox_row {
@@ -69,10 +71,11 @@ class journal {
   };
   /// Delivered rows whose re-checks were still due (W&B showed the run live), oldest first.
   std::vector<outbox_row> converging_outbox();
-  /// Records what the delivery queue settled, in one transaction: rows delivered at `now` (with
-  /// their attempts), dead-lettered (with the reason), rows whose convergence started or ended,
-  /// and `superseded` rows (never sent: a newer write of the run carries their state). Rows
-  /// already settled are left as they are.
+  /// Records what the delivery queue settled, in one transaction, each write known by its
+  /// transition: writes delivered at `now` (with their attempts), dead-lettered (with the
+  /// reason), writes whose convergence started or ended, and `superseded` ones (never sent: a
+  /// newer write of the run carries their state). A write delivered or dead-lettered becomes an
+  /// outbox row; one no longer pending is left as it is.
   core::result<void> settle(const core::delivery_queue::settled_rows& rows,
                             const std::vector<std::int64_t>& superseded, core::wall_time now);
 
@@ -87,7 +90,7 @@ class journal {
     std::optional<core::wall_time> last_delivered_at;
   };
   run_delivery delivery_of(const std::string& run);
-  /// Queues the run's newest transition for W&B again (`resync`): a new outbox row, returned.
+  /// Queues the run's newest transition for W&B again (`resync`): owed by the run, returned.
   core::result<core::outbox_entry> requeue_latest(const core::run_record& r);
   /// Outbox rows W&B refused for good.
   std::size_t outbox_dead() const { return outbox_dead_; }
@@ -117,6 +120,8 @@ class journal {
  private:
   journal(std::string path, sqlite3* db, int lock_fd);
   core::result<void> prepare_schema();
+  /// Counts the outbox rows still pending (pending_rows_), from the file as opened.
+  core::result<void> count_pending_rows();
   /// Takes the schema from version `from` to `from + 1`, in one transaction.
   core::result<void> migrate(int from);
   /// Schema 3: every run's JSON record becomes a row of columns.
@@ -125,6 +130,9 @@ class journal {
   core::result<void> prepare_writes();
   /// Outbox rows joined with their transition and run, `where` being an SQL condition on `o`.
   std::vector<outbox_row> outbox_rows(const char* where);
+  /// Rows of `sql`, which selects (write, run, from_state … late_by_s, entity, project,
+  /// delivered_ms).
+  std::vector<outbox_row> read_outbox_rows(const char* sql);
   core::result<void> exec(const char* sql);
   std::string describe_error(const char* what) const;
   /// Hands the log's checkpoints to a thread of their own (wal_checkpointer).
@@ -134,14 +142,17 @@ class journal {
   /// After a commit: has the log checkpointed once it has grown (by the thread, or here past the
   /// bound).
   void checkpoint_if_due();
-  /// Within commit(): settles the pending W&B writes of `run` (a newer one is about to be
+  /// The transition of `run`'s W&B write still owed, kept in its row; nullopt when none (or no
+  /// such run).
+  core::result<std::optional<std::int64_t>> owing_of(std::string_view run);
+  /// Within commit(): settles the pending W&B outbox rows of `run` (a newer one is about to be
   /// queued), adding how many to `superseded`.
   core::result<void> supersede_pending(std::string_view run, std::size_t& superseded);
 
   using statement = std::unique_ptr<sqlite3_stmt, detail::finalize_statement>;
   struct write_statements {
-    statement insert_run, update_run, append, enqueue, pending_of_run, supersede, trim,
-        set_owner_principal;
+    statement insert_run, update_run, update_run_owing, set_owing, owing_of_run, append,
+        pending_of_run, supersede, trim, set_owner_principal;
   };
 
   std::string path_;
@@ -153,6 +164,9 @@ class journal {
   int lock_fd_ = -1;
   std::size_t outbox_pending_ = 0;
   std::size_t outbox_dead_ = 0;
+  // Outbox rows still pending (writes of pruned runs, or queued by schema 5): while there are
+  // none, a commit need not look for the run's.
+  std::size_t pending_rows_ = 0;
 };
 
 }  // namespace sweepd::io

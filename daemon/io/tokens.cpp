@@ -87,8 +87,15 @@ std::optional<std::string> token_store::verify(std::string_view token) const {
 }
 
 bool token_store::has_principal(std::string_view principal) const {
-  return std::any_of(entries_.begin(), entries_.end(),
-                     [&](const core::token_entry& e) { return e.principal == principal; });
+  return digest_of(principal).has_value();
+}
+
+std::optional<core::token_digest> token_store::digest_of(std::string_view principal) const {
+  const auto it = std::find_if(entries_.begin(), entries_.end(), [&](const core::token_entry& e) {
+    return e.principal == principal;
+  });
+  if (it == entries_.end()) return std::nullopt;
+  return it->digest;
 }
 
 }  // namespace sweepd::io

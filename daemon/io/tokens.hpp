@@ -31,6 +31,8 @@ class token_store {
   std::size_t size() const { return entries_.size(); }
   /// True when a token of the file stands for `principal`.
   bool has_principal(std::string_view principal) const;
+  /// The digest of the token that stands for `principal`; nullopt when none does.
+  std::optional<core::token_digest> digest_of(std::string_view principal) const;
 
  private:
   std::vector<core::token_entry> entries_;

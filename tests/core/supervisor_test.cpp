@@ -1116,31 +1116,51 @@ TEST_F(SupervisorTest, DueRunsAreTheEarliestDueListedInIdOrder) {
   ASSERT_TRUE(reg("run-d", 2s).ok());
   ASSERT_TRUE(reg("run-b", 3s).ok());
   ASSERT_TRUE(reg("run-e", 50s).ok());  // not due yet
-  EXPECT_THAT(sup.due_runs(at(303s).mono, 100), ElementsAre("run-a", "run-b", "run-c", "run-d"));
+  const auto ids = [&](std::size_t limit, mono_clock::duration t) {
+    std::vector<std::string> out;
+    for (const core::run_record* r : sup.due_runs(at(t).mono, limit).runs) out.push_back(r->id);
+    return out;
+  };
+  EXPECT_THAT(ids(100, 303s), ElementsAre("run-a", "run-b", "run-c", "run-d"));
   // The limit keeps the earliest deadlines, then sorts them.
-  EXPECT_THAT(sup.due_runs(at(303s).mono, 3), ElementsAre("run-a", "run-c", "run-d"));
-  EXPECT_THAT(sup.due_runs(at(299s).mono, 100), IsEmpty());
+  EXPECT_THAT(ids(3, 303s), ElementsAre("run-a", "run-c", "run-d"));
+  EXPECT_THAT(ids(100, 299s), IsEmpty());
 }
 
 TEST_F(SupervisorTest, ExpiryOfListedRunsSkipsThoseThatReportedOrWentSinceTheListing) {
   for (const char* id : {"run-a", "run-b", "run-c", "run-d"}) ASSERT_TRUE(reg(id, 0s).ok());
-  const std::vector<std::string> listed = sup.due_runs(at(300s).mono, 100);
-  ASSERT_EQ(listed.size(), 4u);
+  const auto listed = sup.due_runs(at(300s).mono, 100);
+  ASSERT_EQ(listed.runs.size(), 4u);
   // Between the listing and the batch: one run ended, one was revived by a heartbeat (its
   // deadline moved), one was timed out by an earlier batch.
   ASSERT_TRUE(fail("run-a", 300s, "bad").ok());
   ASSERT_TRUE(heartbeat("run-b", 300s).ok());
-  const auto earlier_batch = sup.plan_expiry_of(std::vector<std::string>{"run-c"}, at(300s));
+  const auto earlier_batch =
+      sup.plan_expiry_of(std::span<const core::run_record* const>(&listed.runs[2], 1), at(300s));
   ASSERT_EQ(earlier_batch.size(), 1u);
+  EXPECT_EQ(earlier_batch[0].run, "run-c");
   sup.apply(earlier_batch[0]);
-  const std::vector<std::string> with_unknown = {"run-a", "run-b", "run-c", "run-d", "run-z"};
-  const auto due = sup.plan_expiry_of(with_unknown, at(300s));
+  EXPECT_TRUE(sup.is_current(listed));  // nothing was forgotten
+  const auto due = sup.plan_expiry_of(listed.runs, at(300s));
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].run, "run-d");
   EXPECT_EQ(due[0].to, run_state::timeout);
   EXPECT_EQ(due[0].reason, transition_reason::heartbeat_timeout);
   // Planning changed nothing.
   EXPECT_EQ(run("run-d").state, run_state::initializing);
+}
+
+TEST_F(SupervisorTest, ListingOfDueRunsIsNoLongerCurrentOnceARunIsForgotten) {
+  ASSERT_TRUE(reg("run-a", 0s).ok());
+  ASSERT_TRUE(reg("run-b", 0s).ok());
+  ASSERT_TRUE(fail("run-b", 1s, "bad").ok());
+  const auto listed = sup.due_runs(at(300s).mono, 100);
+  ASSERT_EQ(listed.runs.size(), 1u);
+  EXPECT_TRUE(sup.is_current(listed));
+  ASSERT_THAT(sup.prune(at(2s).wall), ElementsAre("run-b"));
+  // Its pointers may dangle now: the caller lists again.
+  EXPECT_FALSE(sup.is_current(listed));
+  EXPECT_TRUE(sup.is_current(sup.due_runs(at(300s).mono, 100)));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -55,8 +55,9 @@ TEST_F(JournalPrincipalTest, RemoteOwnerComesBackAfterARestart) {
     register_and_store(*j, "remote-run", alice);
     register_and_store(*j, "local-run", core::caller{1000, 1, false});
   }
-  auto contents = open()->load(at(5s));
-  ASSERT_EQ(contents.error, "");
+  auto loaded = open()->load(at(5s));
+  ASSERT_TRUE(loaded) << loaded.error();
+  const auto& contents = *loaded;
   ASSERT_EQ(contents.runs.size(), 2u);
   for (const core::run_record& r : contents.runs) {
     EXPECT_EQ(r.owner_principal, r.id == "remote-run" ? "alice" : "") << r.id;
@@ -72,10 +73,13 @@ TEST_F(JournalPrincipalTest, SchemaFourFileIsMigratedWithItsOwnersIntact) {
     register_and_store(*j, "old-run", core::caller{1000, 1, false});
   }
   // Make it the file sweepd wrote before principals: the column gone, version 4.
-  exec(path_, "ALTER TABLE runs DROP COLUMN owner_principal; PRAGMA user_version = 4;");
+  exec(path_,
+       "DROP INDEX outbox_by_transition; ALTER TABLE runs DROP COLUMN wandb_pending; "
+       "ALTER TABLE runs DROP COLUMN owner_principal; PRAGMA user_version = 4;");
   auto j = open();
-  auto contents = j->load(at(5s));
-  ASSERT_EQ(contents.error, "");
+  auto loaded = j->load(at(5s));
+  ASSERT_TRUE(loaded) << loaded.error();
+  const auto& contents = *loaded;
   ASSERT_EQ(contents.runs.size(), 1u);
   EXPECT_EQ(contents.runs[0].owner_uid, 1000u);
   EXPECT_EQ(contents.runs[0].owner_principal, "");
@@ -91,7 +95,7 @@ TEST_F(JournalPrincipalTest, SchemaFourFileIsMigratedWithItsOwnersIntact) {
   EXPECT_EQ(sqlite3_column_int(s, 0), journal::schema_version);
   sqlite3_finalize(s);
   sqlite3_close(db);
-  EXPECT_EQ(open()->load(at(6s)).runs.size(), 2u);
+  EXPECT_EQ(open()->load(at(6s)).value().runs.size(), 2u);
 }
 
 }  // namespace

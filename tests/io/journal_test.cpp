@@ -201,9 +201,9 @@ class JournalTest : public ::testing::Test {
     j.reset();
     j = open_ok();
     if (!j) return {};
-    auto contents = j->load(now);
-    EXPECT_EQ(contents.error, "");
-    return contents;
+    auto loaded = j->load(now);
+    EXPECT_TRUE(loaded) << loaded.error();
+    return loaded ? std::move(*loaded) : journal::contents{};
   }
 
   outcome reg(const std::string& id, instant when) {
@@ -240,6 +240,20 @@ class JournalTest : public ::testing::Test {
     ASSERT_EQ(commit(sup.complete({id, 0.5, 7.0}, alice, at(t0 + 20s))), core::success);
   }
 
+  /// Settles W&B write `seq` (its transition) as delivered at `when`.
+  core::result<void> deliver(std::int64_t seq, instant when) {
+    core::delivery_queue::settled_rows rows;
+    rows.delivered = {seq};
+    return j->settle(rows, {}, when.wall);
+  }
+
+  /// Settles W&B write `seq` of `run` as refused for good at `when`.
+  core::result<void> refuse(std::int64_t seq, const std::string& run, instant when) {
+    core::delivery_queue::settled_rows rows;
+    rows.dead = {{seq, run, "HTTP 403 from W&B"}};
+    return j->settle(rows, {}, when.wall);
+  }
+
   static constexpr core::caller alice{1000, 4242, false};
 
   test::temp_dir dir;
@@ -270,8 +284,9 @@ TEST_F(JournalTest, OpenCreatesDirectoryAndFileInWalModeAtCurrentSchema) {
 TEST_F(JournalTest, FreshJournalLoadsNothing) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  const auto contents = j->load(at(0s));
-  EXPECT_EQ(contents.error, "");
+  const auto loaded = j->load(at(0s));
+  ASSERT_TRUE(loaded) << loaded.error();
+  const auto& contents = *loaded;
   EXPECT_THAT(contents.runs, IsEmpty());
   EXPECT_EQ(contents.outbox_pending, 0u);
   EXPECT_EQ(j->outbox_pending(), 0u);
@@ -294,8 +309,9 @@ TEST_F(JournalTest, SecondOpenWhileFirstIsOpenIsRefused) {
   j.reset();
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  const auto contents = j->load(restarted_at(1000s));
-  EXPECT_EQ(contents.runs.size(), 1u);
+  const auto loaded = j->load(restarted_at(1000s));
+  ASSERT_TRUE(loaded) << loaded.error();
+  EXPECT_EQ(loaded->runs.size(), 1u);
 }
 
 TEST_F(JournalTest, GarbageFileIsRefusedAndLeftUntouched) {
@@ -411,10 +427,11 @@ TEST_F(JournalTest, CommittedRunComesBackWithItsHistoryInOrder) {
   EXPECT_EQ(db.text("SELECT state FROM runs WHERE id = 'r1'"), "success");
   EXPECT_EQ(db.integer("SELECT finished_ms FROM runs WHERE id = 'r1'"),
             core::to_unix_ms(at(20s).wall));
-  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE status = 'pending'"), 1);
-  EXPECT_EQ(db.text("SELECT t.reason FROM outbox o JOIN transitions t ON t.seq = o.transition_seq "
-                    "WHERE o.status = 'pending'"),
+  // The run's row owes W&B its newest write; nothing was sent, so the outbox has no rows.
+  EXPECT_EQ(db.text("SELECT t.reason FROM runs r JOIN transitions t ON t.seq = r.wandb_pending "
+                    "WHERE r.id = 'r1'"),
             "completed");
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), 0);
 }
 
 TEST_F(JournalTest, LiveRunIsStoredWithoutFinishTime) {
@@ -513,7 +530,10 @@ TEST_F(JournalTest, BatchOfTimeoutsIsAllOrNothing) {
   auto expect_only_registrations = [&] {
     db_reader db(path);
     EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions"), static_cast<std::int64_t>(batch));
-    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), static_cast<std::int64_t>(batch));
+    // Each run still owes its registration's write, not a timeout's.
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs r JOIN transitions t "
+                         "ON t.seq = r.wandb_pending WHERE t.reason = 'registered'"),
+              static_cast<std::int64_t>(batch));
     EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs WHERE state <> 'initializing'"), 0);
     EXPECT_EQ(j->outbox_pending(), batch);
   };
@@ -606,9 +626,10 @@ TEST_F(JournalTest, UnreadableRecordIsReportedWithItsRun) {
   j.reset();
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  const auto contents = j->load(restarted_at(1000s));
-  EXPECT_THAT(contents.error, HasSubstr("'r1'"));
-  EXPECT_THAT(contents.error, HasSubstr(path));
+  const auto loaded = j->load(restarted_at(1000s));
+  ASSERT_FALSE(loaded);
+  EXPECT_THAT(loaded.error().message, HasSubstr("'r1'"));
+  EXPECT_THAT(loaded.error().message, HasSubstr(path));
 }
 
 TEST_F(JournalTest, UnreadableTransitionIsReportedWithItsRun) {
@@ -619,9 +640,10 @@ TEST_F(JournalTest, UnreadableTransitionIsReportedWithItsRun) {
   j.reset();
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  const auto contents = j->load(restarted_at(1000s));
-  EXPECT_THAT(contents.error, HasSubstr("'r1'"));
-  EXPECT_THAT(contents.error, HasSubstr(path));
+  const auto loaded = j->load(restarted_at(1000s));
+  ASSERT_FALSE(loaded);
+  EXPECT_THAT(loaded.error().message, HasSubstr("'r1'"));
+  EXPECT_THAT(loaded.error().message, HasSubstr(path));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -630,20 +652,24 @@ TEST_F(JournalTest, UnreadableTransitionIsReportedWithItsRun) {
 TEST_F(JournalTest, PruneKeepsPendingOutboxRowsAndTheTransitionsTheyCarry) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  run_to_success("pending");    // its newest W&B write (the completion) still pending
-  run_to_success("delivered");  // all 3 delivered
-  run_to_success("mixed");      // the first 2 delivered, the completion pending
-  run_to_success("dead");       // all 3 given up on
+  // Transitions 1–3, 4–6, …: each run owes W&B the write of its newest one until settled.
+  run_to_success("pending");  // its newest W&B write (the completion) still pending
+  run_to_success("delivered");
+  ASSERT_EQ(deliver(6, at(20s)), core::success);
+  // Its registration and start delivered as they came, the completion pending.
+  ASSERT_EQ(commit(reg("mixed", at(0s))), core::success);
+  ASSERT_EQ(deliver(7, at(20s)), core::success);
+  ASSERT_EQ(commit(sup.start("mixed", alice, at(10s))), core::success);
+  ASSERT_EQ(deliver(8, at(20s)), core::success);
+  ASSERT_EQ(commit(sup.complete({"mixed", 0.5, 7.0}, alice, at(20s))), core::success);
+  run_to_success("dead");
+  ASSERT_EQ(refuse(12, "dead", at(20s)), core::success);
   ASSERT_EQ(commit(reg("quiet", at(0s)), false), core::success);  // W&B disabled: no outbox
   ASSERT_EQ(commit(sup.start("quiet", alice, at(10s)), false), core::success);
   ASSERT_EQ(commit(sup.complete({"quiet", 1.0, std::nullopt}, alice, at(20s)), false),
             core::success);
   ASSERT_EQ(commit(reg("live", at(100s))), core::success);
-  exec_ok(j->handle(),
-          "UPDATE outbox SET status = 'delivered' WHERE run = 'delivered';"
-          "UPDATE outbox SET status = 'dead' WHERE run = 'dead';"
-          "UPDATE outbox SET status = 'delivered' WHERE seq IN "
-          "(SELECT seq FROM outbox WHERE run = 'mixed' ORDER BY seq LIMIT 2);");
+  ASSERT_EQ(j->outbox_pending(), 3u);
 
   const auto pruned = sup.prune(at(21s).wall);
   ASSERT_EQ(pruned.size(), 5u);
@@ -667,7 +693,8 @@ TEST_F(JournalTest, PruneKeepsPendingOutboxRowsAndTheTransitionsTheyCarry) {
     EXPECT_EQ(count("outbox", "mixed"), 1);
     EXPECT_EQ(db.text("SELECT reason FROM transitions WHERE run = 'mixed'"), "completed");
     EXPECT_EQ(count("transitions", "live"), 1);
-    EXPECT_EQ(count("outbox", "live"), 1);
+    EXPECT_EQ(count("outbox", "live"), 0);  // its write is owed by its row
+    EXPECT_EQ(db.integer("SELECT wandb_pending FROM runs WHERE id = 'live'"), 16);
     // Every pending write still has the transition it carries.
     EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox o WHERE NOT EXISTS "
                          "(SELECT 1 FROM transitions t WHERE t.seq = o.transition_seq)"),
@@ -715,14 +742,15 @@ TEST_F(JournalTest, PruneOfNothingOrUnknownRunsChangesNothing) {
   db_reader db(path);
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs"), 1);
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions"), 3);
-  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), 3);
+  EXPECT_EQ(db.integer("SELECT wandb_pending FROM runs WHERE id = 'r1'"), 3);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), 0);
 }
 
 TEST_F(JournalTest, PruneRefusedByTheDatabaseKeepsEverything) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
   run_to_success("r1");
-  exec_ok(j->handle(), "UPDATE outbox SET status = 'delivered'");
+  ASSERT_EQ(deliver(3, at(30s)), core::success);
   exec_ok(j->handle(), "PRAGMA query_only=1");
   const auto err = j->prune({"r1"});
   ASSERT_FALSE(err);
@@ -731,7 +759,7 @@ TEST_F(JournalTest, PruneRefusedByTheDatabaseKeepsEverything) {
   db_reader db(path);
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs"), 1);
   EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions"), 3);
-  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), 3);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'"), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -740,7 +768,6 @@ TEST_F(JournalTest, PruneRefusedByTheDatabaseKeepsEverything) {
 TEST_F(JournalTest, SchemaOneFileIsMigratedToColumnsWithItsRowsIntact) {
   write_schema_one_file();
   const auto contents = reopen_and_load();
-  ASSERT_EQ(contents.error, "");
   ASSERT_EQ(contents.runs.size(), 2u);
   EXPECT_EQ(contents.outbox_pending, 4u);
   for (const core::run_record& r : contents.runs) {
@@ -790,22 +817,31 @@ TEST_F(JournalTest, SchemaFourKeepsEveryOutboxRowItsStatusAndItsSequence) {
               "HTTP 401 3");
     EXPECT_EQ(db.text("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
                       "WHERE tbl_name = 'outbox' AND type = 'index' ORDER BY name)"),
-              "outbox_by_run,outbox_converging,outbox_dead,outbox_pending");
+              "outbox_by_run,outbox_by_transition,outbox_converging,outbox_dead,outbox_pending");
   }
-  // The check still holds, and the next write is numbered past the deleted one.
+  // The check still holds, and the next row is numbered past the deleted one.
   EXPECT_NE(sqlite3_exec(j->handle(), "UPDATE outbox SET status = 'lost' WHERE seq = 3", nullptr,
                          nullptr, nullptr),
             SQLITE_OK);
+  // A new write supersedes the run's pending row and is owed by its run; once delivered it is
+  // recorded in a row of its own.
   ASSERT_EQ(commit(sup.fail({"live", "boom"}, alice, at(41s))), core::success);
+  EXPECT_EQ(j->outbox_pending(), 2u);
+  core::delivery_queue::settled_rows delivered;
+  delivered.delivered = {5};  // the fail: transition 5, after done's 3 and live's registration
+  ASSERT_EQ(j->settle(delivered, {}, at(42s).wall), core::success);
+  EXPECT_EQ(j->outbox_pending(), 1u);
   db_reader db(path);
   EXPECT_EQ(db.integer("SELECT MAX(seq) FROM outbox"), 6);
-  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE status = 'pending'"), 2);
+  EXPECT_EQ(db.integer("SELECT transition_seq FROM outbox WHERE seq = 6"), 5);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE status = 'pending'"), 1);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs WHERE wandb_pending IS NOT NULL"), 0);
 }
 
 TEST_F(JournalTest, SettleRecordsDeliveryTimeAttemptsAndConvergence) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  run_to_success("r1");  // outbox rows 1, 2, 3
+  run_to_success("r1");  // transitions 1, 2, 3: the run owes the write of 3
   core::delivery_queue::settled_rows rows;
   rows.delivered = {3};
   rows.converging = {3};
@@ -814,10 +850,11 @@ TEST_F(JournalTest, SettleRecordsDeliveryTimeAttemptsAndConvergence) {
   EXPECT_EQ(j->outbox_pending(), 0u);
   {
     db_reader db(path);
-    EXPECT_EQ(db.integer("SELECT attempts FROM outbox WHERE seq = 3"), 4);
-    EXPECT_EQ(db.integer("SELECT delivered_ms FROM outbox WHERE seq = 3"),
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), 1);
+    EXPECT_EQ(db.integer("SELECT attempts FROM outbox WHERE transition_seq = 3"), 4);
+    EXPECT_EQ(db.integer("SELECT delivered_ms FROM outbox WHERE transition_seq = 3"),
               core::to_unix_ms(at(60s).wall));
-    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE delivered_ms IS NULL"), 2);
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs WHERE wandb_pending IS NOT NULL"), 0);
   }
   auto converging = j->converging_outbox();
   ASSERT_EQ(converging.size(), 1u);
@@ -842,9 +879,7 @@ TEST_F(JournalTest, DeliveryOfARunSummarisesItsOutboxRows) {
   EXPECT_EQ(stored.pending, 1u);
   EXPECT_FALSE(stored.last_delivered_at);
 
-  core::delivery_queue::settled_rows delivered;
-  delivered.delivered = {1};
-  ASSERT_EQ(j->settle(delivered, {}, at(30s).wall), core::success);
+  ASSERT_EQ(deliver(1, at(30s)), core::success);
   ASSERT_EQ(commit(sup.start("r1", alice, at(40s))), core::success);                 // row 2
   ASSERT_EQ(commit(sup.complete({"r1", 0.5, 7.0}, alice, at(50s))), core::success);  // row 3
   core::delivery_queue::settled_rows refused;
@@ -882,7 +917,11 @@ TEST_F(JournalTest, FlappingRunKeepsABoundedHistoryOnDisk) {
     db_reader db(path);
     EXPECT_EQ(db.integer("SELECT COUNT(*) FROM transitions WHERE run = 'flap'"),
               static_cast<std::int64_t>(core::max_history));
-    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox WHERE status = 'pending'"), 1);
+    // Only the newest write is owed; the trim kept the transition it carries.
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM runs r JOIN transitions t "
+                         "ON t.seq = r.wandb_pending WHERE t.reason = 'revived'"),
+              1);
+    EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), 0);
   }
   const auto contents = reopen_and_load();
   ASSERT_EQ(contents.runs.size(), 1u);
@@ -893,7 +932,7 @@ TEST_F(JournalTest, FlappingRunKeepsABoundedHistoryOnDisk) {
   EXPECT_EQ(history.back().at, at(t).wall);
 }
 
-TEST_F(JournalTest, RequeueAddsAnOutboxRowForTheNewestTransition) {
+TEST_F(JournalTest, RequeueOwesTheNewestTransitionAgain) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
   run_to_success("r1");
@@ -905,7 +944,7 @@ TEST_F(JournalTest, RequeueAddsAnOutboxRowForTheNewestTransition) {
   auto queued = j->requeue_latest(*sup.find("r1"));
   ASSERT_TRUE(queued) << queued.error();
   const auto& entry = *queued;
-  EXPECT_EQ(entry.seq, 4);
+  EXPECT_EQ(entry.seq, 3);
   EXPECT_EQ(entry.run, "r1");
   EXPECT_EQ(entry.entity, "team");
   EXPECT_EQ(entry.project, "proj");
@@ -917,6 +956,74 @@ TEST_F(JournalTest, RequeueAddsAnOutboxRowForTheNewestTransition) {
   const auto pending = j->pending_outbox();
   ASSERT_EQ(pending.size(), 1u);
   EXPECT_EQ(pending[0].change.reason, transition_reason::completed);
+}
+
+TEST_F(JournalTest, WriteSettledAfterANewerOneWasQueuedIsLeftAsIs) {
+  // The registration's write was in flight when the start was committed: the start's write
+  // replaced it as the one the run owes, and how the older one ended changes nothing.
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  ASSERT_EQ(commit(reg("r1", at(0s))), core::success);
+  ASSERT_EQ(commit(sup.start("r1", alice, at(10s))), core::success);
+  ASSERT_EQ(j->outbox_pending(), 1u);
+  ASSERT_EQ(deliver(1, at(11s)), core::success);
+  ASSERT_EQ(refuse(1, "r1", at(12s)), core::success);
+  EXPECT_EQ(j->outbox_pending(), 1u);
+  EXPECT_EQ(j->outbox_dead(), 0u);
+  const auto stored = j->delivery_of("r1");
+  EXPECT_EQ(stored.latest_status, "pending");
+  EXPECT_EQ(stored.pending, 1u);
+  EXPECT_EQ(stored.dead, 0u);
+  db_reader db(path);
+  EXPECT_EQ(db.integer("SELECT wandb_pending FROM runs WHERE id = 'r1'"), 2);
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), 0);
+}
+
+TEST_F(JournalTest, PrunedRunsOwedWriteIsStillDeliveredAndSettled) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  run_to_success("gone");
+  ASSERT_THAT(sup.prune(at(21s).wall), ElementsAre("gone"));
+  ASSERT_EQ(j->prune({"gone"}), core::success);
+  EXPECT_EQ(j->outbox_pending(), 1u);
+  auto pending = j->pending_outbox();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].seq, 3);
+  EXPECT_EQ(pending[0].change.reason, transition_reason::completed);
+  // Its entity and project went with the run: the sink dead-letters it, naming why.
+  EXPECT_EQ(pending[0].entity, "");
+
+  EXPECT_EQ(reopen_and_load().outbox_pending, 1u);
+  ASSERT_EQ(refuse(3, "gone", at(30s)), core::success);
+  EXPECT_EQ(j->outbox_pending(), 0u);
+  EXPECT_EQ(j->outbox_dead(), 1u);
+  EXPECT_THAT(j->pending_outbox(), IsEmpty());
+  db_reader db(path);
+  EXPECT_EQ(db.text("SELECT status FROM outbox WHERE transition_seq = 3"), "dead");
+  EXPECT_EQ(db.integer("SELECT COUNT(*) FROM outbox"), 1);
+}
+
+TEST_F(JournalTest, PendingWritesOfRunsAndOfTheOutboxComeBackOldestFirst) {
+  j = open_ok();
+  ASSERT_NE(j, nullptr);
+  ASSERT_EQ(commit(reg("kept", at(0s))), core::success);                        // 1
+  ASSERT_EQ(commit(reg("gone", at(0s))), core::success);                        // 2
+  ASSERT_EQ(commit(sup.fail({"gone", "boom"}, alice, at(5s))), core::success);  // 3
+  ASSERT_EQ(commit(sup.start("kept", alice, at(6s))), core::success);           // 4
+  ASSERT_EQ(commit(reg("late", at(7s))), core::success);                        // 5
+  ASSERT_THAT(sup.prune(at(21s).wall), ElementsAre("gone"));
+  ASSERT_EQ(j->prune({"gone"}), core::success);
+  reopen_and_load();
+  const auto pending = j->pending_outbox();
+  ASSERT_EQ(pending.size(), 3u);
+  EXPECT_EQ(pending[0].seq, 3);
+  EXPECT_EQ(pending[0].run, "gone");
+  EXPECT_EQ(pending[1].seq, 4);
+  EXPECT_EQ(pending[1].run, "kept");
+  EXPECT_EQ(pending[1].entity, "team");
+  EXPECT_EQ(pending[1].change.reason, transition_reason::started);
+  EXPECT_EQ(pending[2].seq, 5);
+  EXPECT_EQ(pending[2].run, "late");
 }
 
 TEST_F(JournalTest, WriteAheadLogStaysSmall) {
@@ -969,9 +1076,10 @@ TEST_F(JournalTest, StoredSuggestionThatIsNotJsonStopsTheLoad) {
   j.reset();
   j = open_ok();
   ASSERT_NE(j, nullptr);
-  const auto contents = j->load(restarted_at(1000s));
-  EXPECT_THAT(contents.error, HasSubstr("run 'r1'"));
-  EXPECT_THAT(contents.error, HasSubstr("not JSON"));
+  const auto loaded = j->load(restarted_at(1000s));
+  ASSERT_FALSE(loaded);
+  EXPECT_THAT(loaded.error().message, HasSubstr("run 'r1'"));
+  EXPECT_THAT(loaded.error().message, HasSubstr("not JSON"));
 }
 
 TEST_F(JournalTest, StoredTimesOutOfTheClocksRangeStopTheLoadNamingTheColumn) {
@@ -1001,15 +1109,16 @@ TEST_F(JournalTest, StoredTimesOutOfTheClocksRangeStopTheLoadNamingTheColumn) {
     j.reset();
     j = open_ok();
     ASSERT_NE(j, nullptr);
-    EXPECT_THAT(j->load(restarted_at(1000s)).error,
-                HasSubstr(fmt::format(fmt::runtime(cases[i].second), run)));
+    const auto loaded = j->load(restarted_at(1000s));
+    ASSERT_FALSE(loaded);
+    EXPECT_THAT(loaded.error().message, HasSubstr(fmt::format(fmt::runtime(cases[i].second), run)));
     const std::string repair = fmt::format(
         "DELETE FROM runs WHERE id = '{0}'; DELETE FROM transitions WHERE run = '{0}'; "
         "DELETE FROM outbox WHERE run = '{0}';",
         run);
     exec_ok(j->handle(), repair.c_str());
   }
-  EXPECT_EQ(reopen_and_load().error, "");
+  EXPECT_EQ(reopen_and_load().runs.size(), 0u);
 }
 
 TEST_F(JournalTest, DeeplyNestedStoredSuggestionIsDroppedNotFatal) {

@@ -49,6 +49,17 @@ TEST(TokenStore, VerifiesTokensByTheirDigest) {
   EXPECT_FALSE(loaded->verify(core::to_hex(sha256("tok-a"))));  // the digest is no token
 }
 
+TEST(TokenStore, DigestOfAPrincipalTellsARotatedTokenFromTheSameOne) {
+  const token_store before({{"alice", sha256("tok-a")}, {"bob", sha256("tok-b")}});
+  const token_store after({{"alice", sha256("tok-a2")}, {"bob", sha256("tok-b")}});
+  EXPECT_EQ(before.digest_of("bob"), after.digest_of("bob"));
+  EXPECT_NE(before.digest_of("alice"), after.digest_of("alice"));
+  EXPECT_EQ(after.digest_of("alice"), sha256("tok-a2"));
+  EXPECT_FALSE(after.digest_of("carol"));
+  EXPECT_TRUE(after.has_principal("alice"));
+  EXPECT_FALSE(after.has_principal("carol"));
+}
+
 TEST(TokenStore, ProblemsNameTheFileAndLineAndNeverTheToken) {
   test::temp_dir dir;
   const std::string path = dir.file("tokens");

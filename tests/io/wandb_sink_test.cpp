@@ -4,6 +4,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <boost/asio/post.hpp>
 #include <future>
@@ -40,7 +41,7 @@ class WandbSinkTest : public ::testing::Test {
     auto opened = io::journal::open(dir_.file("state.db"));
     ASSERT_TRUE(opened) << opened.error();
     journal_ = std::move(*opened);
-    journal_->load(now());
+    ASSERT_TRUE(journal_->load(now()));
     cfg_.wandb.mode = core::config::wandb_mode::online;
     cfg_.wandb.base_url = wandb_.base_url();
     cfg_.wandb.entity = entity;
@@ -80,7 +81,7 @@ class WandbSinkTest : public ::testing::Test {
     auto reopened = io::journal::open(dir_.file("state.db"));
     ASSERT_TRUE(reopened) << reopened.error();
     journal_ = std::move(*reopened);
-    journal_->load(now());
+    ASSERT_TRUE(journal_->load(now()));
     start_sink();
   }
 
@@ -372,7 +373,7 @@ TEST_F(WandbSinkTest, ResumesThePendingOutboxAfterARestart) {
   auto reopened = io::journal::open(dir_.file("state.db"));
   ASSERT_TRUE(reopened) << reopened.error();
   journal_ = std::move(*reopened);
-  ASSERT_EQ(journal_->load(now()).outbox_pending, 3u);
+  ASSERT_EQ(journal_->load(now()).value().outbox_pending, 3u);
   start_sink();
   ASSERT_TRUE(wandb_.wait_until(
       [&] {
@@ -381,6 +382,39 @@ TEST_F(WandbSinkTest, ResumesThePendingOutboxAfterARestart) {
       },
       10s));
   ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }, 10s));
+}
+
+TEST_F(WandbSinkTest, PendingRowsAnOlderSweepdQueuedAreDeliveredAndSettled) {
+  // Schema 5 kept every pending write as an outbox row; since schema 6 a run owes its write in
+  // its own row. A file written before the upgrade still has such rows: they go out as before.
+  wandb_.add_run(entity, project, "old");
+  wandb_.add_run(entity, project, "new");
+  core::register_params p;
+  p.run = "old";
+  std::vector<core::outcome> outs{runs_.register_run(p, who_, now())};
+  ASSERT_EQ(journal_->commit(changes_of(outs), runs_, false), core::success);
+  ASSERT_EQ(
+      sqlite3_exec(journal_->handle(), "INSERT INTO outbox(run, transition_seq) VALUES('old', 1)",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  p.run = "new";
+  outs = {runs_.register_run(p, who_, now())};
+  ASSERT_EQ(journal_->commit(changes_of(outs), runs_, true), core::success);
+  journal_.reset();
+  auto reopened = io::journal::open(dir_.file("state.db"));
+  ASSERT_TRUE(reopened) << reopened.error();
+  journal_ = std::move(*reopened);
+  ASSERT_EQ(journal_->load(now()).value().outbox_pending, 2u);
+  start_sink();
+  ASSERT_TRUE(wandb_.wait_until(
+      [&] { return delivered("old", "initializing") && delivered("new", "initializing"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return status()["pending"] == 0; }, 10s));
+  for (const char* run : {"old", "new"}) {
+    const core::run_record& record = *runs_.find(run);
+    const nlohmann::json shown = run_on([&] { return sink_->delivery_of(record); });
+    EXPECT_EQ(shown["status"], "delivered") << run;
+    EXPECT_EQ(shown["pending"], 0) << run;
+  }
 }
 
 // Hostile or broken W&B answers (found by an adversarial pass): each is a dead letter or a retry

@@ -163,6 +163,30 @@ TEST_F(RemoteTest, WrongTokenAndMissingHelloAreForbiddenAndTheTokenIsInNoLog) {
   EXPECT_THAT(log, Not(HasSubstr(alice_token)));
 }
 
+TEST_F(RemoteTest, HellosAreCountedInTheRequestsMetricAcceptedOrForbidden) {
+  ASSERT_EQ(daemon_->stop(), 0);
+  const std::uint16_t metrics_port = test::free_tcp_port();
+  daemon_.emplace(
+      dir_, config() + "metrics: {listen: \"127.0.0.1:" + std::to_string(metrics_port) + "\"}\n");
+  daemon_->start();
+  // The count in a scrape of `sweepd_requests_total{op="hello",result=…}` (0 when absent).
+  const auto hellos = [&](const std::string& result) {
+    const auto scraped = test::http_get(metrics_port, "/metrics");
+    EXPECT_EQ(scraped.status, 200) << scraped.head;
+    const std::string series = R"(sweepd_requests_total{op="hello",result=")" + result + "\"} ";
+    const auto at = scraped.body.find(series);
+    return at == std::string::npos ? 0.0 : std::stod(scraped.body.substr(at + series.size()));
+  };
+  const double ok_before = hellos("ok");  // the fixture's own local hellos
+  io::client alice = remote(alice_token);
+  ok(alice, {{"op", "status"}});
+  io::client wrong;
+  EXPECT_FALSE(wrong.connect(address(), {certs_.ca_cert}, "not-a-token"));
+  EXPECT_TRUE(wrong.refused());
+  EXPECT_EQ(hellos("ok"), ok_before + 1);
+  EXPECT_EQ(hellos("forbidden"), 1);
+}
+
 TEST_F(RemoteTest, RepeatedFailuresFromAnAddressAreRefusedForAWhile) {
   for (int i = 0; i < 10; ++i) {
     io::client c;
@@ -212,12 +236,38 @@ TEST_F(RemoteTest, ConnectionsOfAPrincipalWhoseTokenWasRemovedAreClosedAtTheRelo
   EXPECT_EQ(remote_connections_once_settled(1), 1);
   EXPECT_EQ(daemon_->stop(), 0);
   const std::string log = daemon_->proc().err();
-  const std::string line = "token:alice has no token in " + dir_.file("tokens") +
-                           " any more; closed its 2 connection(s)";
+  const std::string line = "token:alice has no token any more in " + dir_.file("tokens") +
+                           "; closed its 2 connection(s)";
   EXPECT_THAT(log, HasSubstr(line));
   EXPECT_EQ(log.find(line), log.rfind(line));  // once for the principal
-  EXPECT_THAT(log, Not(HasSubstr("token:bob has no token")));
+  EXPECT_THAT(log, Not(HasSubstr("token:bob has")));
   EXPECT_THAT(log, Not(HasSubstr(alice_token)));
+}
+
+TEST_F(RemoteTest, ConnectionsOfARotatedTokenAreClosedAndTheNewTokenIsServed) {
+  // alice's token leaked and was replaced under the same name: what the old one opened is closed.
+  const std::string rotated = "alice-token-rotated-0123456789-abcdefghij";
+  write_tokens(test::tokens_line("alice", alice_token) + test::tokens_line("bob", bob_token));
+  ASSERT_TRUE(daemon_->reload(config())) << daemon_->proc().err();
+  io::client old_alice = remote(alice_token);
+  io::client bob = remote(bob_token);
+  ok(old_alice, {{"op", "register"}, {"run", "ra"}});
+  write_tokens(test::tokens_line("alice", rotated) + test::tokens_line("bob", bob_token));
+  ASSERT_TRUE(daemon_->reload(config())) << daemon_->proc().err();
+  EXPECT_FALSE(old_alice.call({{"op", "heartbeat"}, {"run", "ra"}}))
+      << "still served after the reload";
+  ok(bob, {{"op", "status"}});  // an unchanged token keeps its connections
+  io::client again;
+  EXPECT_FALSE(again.connect(address(), {certs_.ca_cert}, alice_token));
+  EXPECT_TRUE(again.refused());
+  io::client new_alice = remote(rotated);
+  ok(new_alice, {{"op", "heartbeat"}, {"run", "ra"}});  // still alice's run
+  EXPECT_EQ(daemon_->stop(), 0);
+  const std::string log = daemon_->proc().err();
+  EXPECT_THAT(log, HasSubstr("token:alice has a new token in " + dir_.file("tokens") +
+                             "; closed its 1 connection(s)"));
+  EXPECT_THAT(log, Not(HasSubstr("token:bob has")));
+  EXPECT_THAT(log, Not(HasSubstr(rotated)));
 }
 
 TEST_F(RemoteTest, SweepctlTalksToTheTlsListener) {
