@@ -1,7 +1,6 @@
 #include "bench_support.hpp"
 
 #include <fcntl.h>
-#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdio>
