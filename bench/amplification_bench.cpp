@@ -11,6 +11,7 @@
 //
 //   build/bench/amplification_bench [mode=show] [clients=40] [seconds=5] [sweepd=build/sweepd]
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -115,10 +116,10 @@ int main(int argc, char** argv) {
   const double seconds = argc > 3 ? std::atof(argv[3]) : 5.0;
   const std::string binary = argc > 4 ? argv[4] : SWEEPD_BINARY;
   if (mode != "show" && mode != "list") {
-    std::fprintf(stderr, "mode is show or list\n");
+    fmt::print(stderr, "mode is show or list\n");
     return 2;
   }
-  std::signal(SIGPIPE, SIG_IGN);
+  if (std::signal(SIGPIPE, SIG_IGN) == SIG_ERR) sweepd::bench::exit_with("cannot ignore SIGPIPE");
   char dir_template[] = "/tmp/swaXXXXXX";
   const std::string dir = ::mkdtemp(dir_template);
   const std::string socket = dir + "/s.sock";
@@ -131,7 +132,7 @@ int main(int argc, char** argv) {
   const auto start_deadline = clock_type::now() + std::chrono::seconds(10);
   while (!control.connect(socket)) {
     if (clock_type::now() > start_deadline) {
-      std::fprintf(stderr, "sweepd did not start; see %s/sweepd.log\n", dir.c_str());
+      fmt::print(stderr, "sweepd did not start; see {}/sweepd.log\n", dir);
       return 1;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -163,7 +164,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < clients; ++i) {
     attackers.push_back(std::make_unique<pipeliner>(socket, line));
     if (!attackers.back()->connected()) {
-      std::fprintf(stderr, "client %d could not connect\n", i);
+      fmt::print(stderr, "client {} could not connect\n", i);
       return 1;
     }
   }
@@ -183,7 +184,7 @@ int main(int argc, char** argv) {
     auto reply = control.call({{"op", "status"}}, std::chrono::seconds(60));
     status_ms.push_back(ms_since(t));
     if (!reply) {
-      std::fprintf(stderr, "status failed: %s\n", control.last_error().c_str());
+      fmt::print(stderr, "status failed: {}\n", control.last_error());
       break;
     }
     rss_peak = std::max(rss_peak, rss_kib(pid));

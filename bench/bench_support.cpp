@@ -6,10 +6,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <exception>
 #include <optional>
 #include <string_view>
 
 namespace sweepd::bench {
+
+namespace {
+
+[[noreturn]] void exit_naming(std::string_view benchmark, std::string_view why) noexcept {
+  (void)std::fprintf(stderr, "%.*s: ", static_cast<int>(benchmark.size()), benchmark.data());
+  exit_with(why);
+}
+
+}  // namespace
 
 pid_t spawn_sweepd(const std::string& binary, const std::string& config, const std::string& log) {
   const pid_t pid = ::fork();
@@ -34,9 +44,23 @@ void start_sink_or_exit(app::wandb_sink& sink, const core::config& cfg, const st
     if (name == "WANDB_API_KEY") return key;
     return std::nullopt;
   });
-  if (!started) {
-    std::fprintf(stderr, "%s\n", started.error().message.c_str());
-    std::exit(1);
+  if (!started) exit_with(started.error().message);
+}
+
+void exit_with(std::string_view why) noexcept {
+  // Unchecked: the program ends next whether or not stderr took the message.
+  (void)std::fprintf(stderr, "%.*s\n", static_cast<int>(why.size()), why.data());
+  // exit, not _Exit, flushes the figures already printed; a failed run needs no other teardown.
+  std::exit(1);  // NOLINT(concurrency-mt-unsafe): only one thread ever exits
+}
+
+int run_or_exit(std::string_view name, const std::function<int()>& body) noexcept {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    exit_naming(name, e.what());
+  } catch (...) {
+    exit_naming(name, "an exception that is not a std::exception");
   }
 }
 

@@ -3,7 +3,9 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
+#include <string_view>
 
 #include "app/wandb_sink.hpp"
 #include "core/config.hpp"
@@ -12,6 +14,13 @@ namespace sweepd::bench {
 
 /// Forks and execs `binary --config config`, its stdout and stderr to `log`; the child's pid.
 pid_t spawn_sweepd(const std::string& binary, const std::string& config, const std::string& log);
+
+/// Prints `why` to stderr and exits 1: a benchmark that cannot set up has nothing to measure.
+[[noreturn]] void exit_with(std::string_view why) noexcept;
+
+/// A benchmark's main: runs `body` and returns its status; what it throws ends the program
+/// through exit_with, with the benchmark's name, rather than in std::terminate.
+int run_or_exit(std::string_view name, const std::function<int()>& body) noexcept;
 
 /// CPU time of the calling thread, in µs: on shared cores it says more than wall time about code
 /// that does not wait.

@@ -6,6 +6,7 @@
 // second connection until every run is `timeout`, timing each status call.
 //
 //   build/bench/expiry_bench [runs=100000] [timeout_s=3] [log_level=warn] 2>/dev/null
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "app/daemon.hpp"
+#include "bench_support.hpp"
 #include "io/client.hpp"
 #include "io/logging.hpp"
 
@@ -32,9 +34,7 @@ double ms_since(clock_type::time_point t) {
   return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run_benchmark(int argc, char** argv) {
   const int runs = argc > 1 ? std::atoi(argv[1]) : 100000;
   const double timeout_s = argc > 2 ? std::atof(argv[2]) : 3.0;
   char dir_template[] = "/tmp/swbXXXXXX";
@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   sweepd::io::setup_logging(cfg.log);
   sweepd::app::daemon d(cfg, "");
   if (auto opened = d.open(); !opened) {
-    std::fprintf(stderr, "open: %s\n", opened.error().message.c_str());
+    fmt::print(stderr, "open: {}\n", opened.error().message);
     return 1;
   }
   std::thread loop([&] { d.run(); });
@@ -115,4 +115,10 @@ int main(int argc, char** argv) {
   loop.join();
   std::filesystem::remove_all(dir);
   return timed_out == runs ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return sweepd::bench::run_or_exit("expiry_bench", [&] { return run_benchmark(argc, argv); });
 }

@@ -4,6 +4,8 @@
 // request itself, and whether any JSON library parse fits in what 0.9× the echo server leaves.
 //
 //   build/bench/heartbeat_cost_bench [iterations=2000000] [runs=1000]
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -33,7 +35,7 @@ int main(int argc, char** argv) {
   const int n = argc > 1 ? std::atoi(argv[1]) : 2'000'000;
   const int runs = argc > 2 ? std::atoi(argv[2]) : 1000;
   if (n <= 0 || runs <= 0) {
-    std::fprintf(stderr, "usage: heartbeat_cost_bench [iterations>0] [runs>0]\n");
+    fmt::print(stderr, "usage: heartbeat_cost_bench [iterations>0] [runs>0]\n");
     return 2;
   }
   sweepd::core::supervisor sup({300, 0, 0, 1'000'000, "team", "sweeps"});
@@ -43,8 +45,7 @@ int main(int argc, char** argv) {
   };
   std::vector<std::string> lines;
   for (int i = 0; i < runs; ++i) {
-    char id[16];
-    std::snprintf(id, sizeof id, "r%07d", i);
+    const std::string id = fmt::format("r{:07}", i);
     sweepd::core::register_params p;
     p.run = id;
     (void)sup.register_run(p, worker, now());

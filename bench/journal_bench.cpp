@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "app/daemon.hpp"
+#include "bench_support.hpp"
 #include "core/supervisor.hpp"
 #include "io/journal.hpp"
 #include "io/logging.hpp"
@@ -64,10 +65,7 @@ std::vector<sweepd::core::run_change> changes_of(const std::vector<sweepd::core:
 void commit_costs(const std::string& dir, const char* sync, int single_commits) {
   const std::string path = fmt::format("{}/commit-{}.db", dir, sync);
   auto opened = sweepd::io::journal::open(path);
-  if (!opened) {
-    std::fprintf(stderr, "%s\n", opened.error().message.c_str());
-    std::exit(1);
-  }
+  if (!opened) sweepd::bench::exit_with(opened.error().message);
   auto& j = **opened;
   const std::string pragma = fmt::format("PRAGMA synchronous={}", sync);
   sqlite3_exec(j.handle(), pragma.c_str(), nullptr, nullptr, nullptr);
@@ -113,6 +111,7 @@ void storm_commit_cost(const std::string& dir, int runs) {
     auto outs = register_runs(sup, fmt::format("r{:06}-", i), std::min(batch, runs - i));
     j.commit(changes_of(outs), sup, true);
     std::vector<sweepd::core::outcome> started;
+    started.reserve(outs.size());
     for (const auto& o : outs) started.push_back(sup.start(o.change->run, owner(), now()));
     j.commit(changes_of(started), sup, true);
   }
@@ -188,8 +187,7 @@ void startup_cost(const std::string& dir, int runs) {
   sweepd::app::daemon d(cfg, "");
   t = clock_type::now();
   if (auto started = d.open(); !started) {
-    std::fprintf(stderr, "%s\n", started.error().message.c_str());
-    std::exit(1);
+    sweepd::bench::exit_with(started.error().message);
   }
   std::printf("whole daemon open() (journal + restore + socket): %.0f ms (goal: < 2000 ms)\n",
               ms_since(t));

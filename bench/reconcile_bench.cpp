@@ -7,6 +7,8 @@
 // run, then an apply); another asks `status` every 5 ms meanwhile and times each answer.
 //
 //   build/bench/reconcile_bench [runs=10000] [latency_ms=20] 2>/dev/null
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "app/daemon.hpp"
+#include "bench_support.hpp"
 #include "core/time.hpp"
 #include "fakes/fake_wandb.hpp"
 #include "io/client.hpp"
@@ -76,9 +79,7 @@ void measure(const std::string& socket, bool apply, sweepd::test::fake_wandb& wa
       status.percentile(0.99), status.percentile(1.0));
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run_benchmark(int argc, char** argv) {
   const int runs = argc > 1 ? std::atoi(argv[1]) : 10000;
   const int latency_ms = argc > 2 ? std::atoi(argv[2]) : 20;
   char dir_template[] = "/tmp/swbXXXXXX";
@@ -95,7 +96,8 @@ int main(int argc, char** argv) {
     wandb.set_run_meta("team", "sweeps", name, "sw", two_hours_ago, hour_ago);
   }
   wandb.set_latency(std::chrono::milliseconds(latency_ms));
-  ::setenv("WANDB_API_KEY", wandb.api_key().c_str(), 1);
+  // The fake's thread never reads the environment; the daemon reads it below, on this thread.
+  ::setenv("WANDB_API_KEY", wandb.api_key().c_str(), 1);  // NOLINT(concurrency-mt-unsafe)
 
   sweepd::core::config cfg;
   cfg.socket.path = dir + "/s.sock";
@@ -108,7 +110,7 @@ int main(int argc, char** argv) {
   sweepd::io::setup_logging(cfg.log);
   sweepd::app::daemon d(cfg, "");
   if (auto opened = d.open(); !opened) {
-    std::fprintf(stderr, "open: %s\n", opened.error().message.c_str());
+    fmt::print(stderr, "open: {}\n", opened.error().message);
     return 1;
   }
   std::thread loop([&] { d.run(); });
@@ -122,4 +124,10 @@ int main(int argc, char** argv) {
   loop.join();
   std::filesystem::remove_all(dir);
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return sweepd::bench::run_or_exit("reconcile_bench", [&] { return run_benchmark(argc, argv); });
 }

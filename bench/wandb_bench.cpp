@@ -62,6 +62,7 @@ double deliver(int runs, std::size_t in_flight, std::chrono::milliseconds latenc
   boost::asio::post(io, [&] {
     std::vector<sweepd::core::outbox_entry> queued;
     std::vector<sweepd::core::run_change> changes;
+    changes.reserve(outcomes.size());
     for (const auto& o : outcomes) changes.push_back(*o.change);
     journal->commit(changes, sup, true, &queued);
     sink.enqueue(std::move(queued));
@@ -83,9 +84,7 @@ double deliver(int runs, std::size_t in_flight, std::chrono::milliseconds latenc
   return runs / seconds;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run_benchmark(int argc, char** argv) {
   const auto latency = std::chrono::milliseconds(argc > 1 ? std::atoi(argv[1]) : 20);
   const int per_slot = argc > 2 ? std::atoi(argv[2]) : 40;
   spdlog::set_level(spdlog::level::warn);
@@ -101,4 +100,10 @@ int main(int argc, char** argv) {
         in_flight, runs, runs / rate, rate, concurrent);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return sweepd::bench::run_or_exit("wandb_bench", [&] { return run_benchmark(argc, argv); });
 }

@@ -63,8 +63,7 @@ double merge_ms(const std::string& summary) {
     const auto merged = sweepd::core::merge_summary(summary, keys, "protein.");
     best = std::min(best, ms_since(start));
     if (!merged.text) {
-      std::fprintf(stderr, "merge failed: %s\n", merged.error.c_str());
-      std::exit(1);
+      sweepd::bench::exit_with("merge failed: " + merged.error);
     }
   }
   return best;
@@ -121,6 +120,7 @@ delivery_figures deliver_one(const std::string& summary) {
   asio::post(io, [&] {
     std::vector<sweepd::core::outbox_entry> queued;
     std::vector<sweepd::core::run_change> changes;
+    changes.reserve(outcomes.size());
     for (const auto& o : outcomes) changes.push_back(*o.change);
     journal->commit(changes, sup, true, &queued);
     sink.enqueue(std::move(queued));
@@ -141,8 +141,7 @@ delivery_figures deliver_one(const std::string& summary) {
       break;
     }
     if (ms_since(start) > 120000) {
-      std::fprintf(stderr, "the write did not settle: %s\n", status.dump().c_str());
-      std::exit(1);
+      sweepd::bench::exit_with("the write did not settle: " + status.dump());
     }
     std::this_thread::sleep_for(1ms);
   }
@@ -162,9 +161,7 @@ delivery_figures deliver_one(const std::string& summary) {
   return out;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run_benchmark(int argc, char** argv) {
   const std::size_t mib = argc > 1 ? static_cast<std::size_t>(std::atoi(argv[1])) : 7;
   spdlog::set_level(spdlog::level::warn);
   std::printf("answers are capped at %llu bytes\n",
@@ -190,7 +187,14 @@ int main(int argc, char** argv) {
         "longest the loop did not answer a 1 ms timer: %.0f ms\n",
         static_cast<double>(summary.size()) / (1 << 20), name, f.total_ms,
         f.dead.empty() ? "" : fmt::format(" (dead letter: {})", f.dead).c_str(), f.longest_gap_ms);
-    std::fflush(stdout);
+    (void)std::fflush(stdout);  // only so that each line shows at once; exit flushes again
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return sweepd::bench::run_or_exit("wandb_summary_bench",
+                                    [&] { return run_benchmark(argc, argv); });
 }

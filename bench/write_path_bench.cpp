@@ -66,6 +66,8 @@
 #include <thread>
 #include <vector>
 
+#include "io/posix.hpp"
+
 extern char** environ;
 
 namespace {
@@ -103,7 +105,7 @@ double quantile(std::vector<double> v, double q) {
   return v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1))];
 }
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() { return sweepd::io::errno_text(errno); }
 
 sockaddr_un unix_address(const std::string& path) {
   sockaddr_un addr{};
@@ -235,6 +237,7 @@ class sweepd_process {
     }
     env_strings.push_back("NOTIFY_SOCKET=" + notify_path);
     std::vector<char*> envp;
+    envp.reserve(env_strings.size() + 1);
     for (auto& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
     const std::string config = config_path();
@@ -332,7 +335,7 @@ class sweepd_process {
     int status = 0;
     while (::waitpid(pid_, &status, WNOHANG) == 0) {
       if (seconds_since(asked) > 30) {
-        std::fprintf(stderr, "sweepd %d ignored SIGTERM for 30 s; killing it\n", pid_);
+        fmt::print(stderr, "sweepd {} ignored SIGTERM for 30 s; killing it\n", pid_);
         ::kill(pid_, SIGKILL);
         ::waitpid(pid_, &status, 0);
         break;
@@ -340,8 +343,8 @@ class sweepd_process {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      std::fprintf(stderr, "sweepd %d %s on SIGTERM; log %s:\n%s\n", pid_,
-                   describe_exit(status).c_str(), log_path().c_str(), log_tail().c_str());
+      fmt::print(stderr, "sweepd {} {} on SIGTERM; log {}:\n{}\n", pid_, describe_exit(status),
+                 log_path(), log_tail());
     }
     pid_ = -1;
   }
@@ -427,7 +430,7 @@ class line_echo_server {
 
   void loop() {
     std::vector<epoll_event> events(1024);
-    std::vector<char> buf(16 * 1024);  // what sweepd asks for per read
+    std::vector<char> buf(std::size_t{16} * 1024);  // what sweepd asks for per read
     for (;;) {
       const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), -1);
       for (int i = 0; i < n; ++i) {
@@ -591,7 +594,7 @@ load_result drive(const std::string& socket, const load_spec& spec) {
   try {
     for (std::size_t i = 0; i < conns.size(); ++i) issue(i, spec.window);
     std::vector<epoll_event> events(1024);
-    std::vector<char> buf(64 * 1024);
+    std::vector<char> buf(std::size_t{64} * 1024);
     for (;;) {
       check_interrupted();
       const auto now = clock_type::now();
@@ -844,8 +847,8 @@ void heartbeat_throughput(const options& o) {
   temp_dir dir;
   sweepd_process sweepd(o.binary, dir.path());
   sweepd.start();
-  std::fprintf(stderr, "(a) sweepd pid %d; registering and starting %llu runs\n", sweepd.pid(),
-               static_cast<unsigned long long>(o.heartbeat_runs));
+  fmt::print(stderr, "(a) sweepd pid {}; registering and starting {} runs\n", sweepd.pid(),
+             static_cast<unsigned long long>(o.heartbeat_runs));
   populate(sweepd.socket_path(), o.heartbeat_runs, true);
 
   std::string sample_reply;
@@ -919,7 +922,7 @@ void heartbeat_throughput(const options& o) {
         echo_us.push_back((echo.cpu_seconds() - cpu0) * 1e6 /
                           static_cast<double>(std::max<std::uint64_t>(r.all_replies, 1)));
         echo_rates.push_back(r.rate());
-        std::fprintf(stderr, "  %s round %d: echo %.0f/s\n", s.label.c_str(), round + 1, r.rate());
+        fmt::print(stderr, "  {} round {}: echo {:.0f}/s\n", s.label, round + 1, r.rate());
       }
       const double cpu0 = sweepd.cpu_seconds();
       const auto t0 = clock_type::now();
@@ -935,7 +938,7 @@ void heartbeat_throughput(const options& o) {
         throw bench_error(
             fmt::format("{} heartbeats failed, the first: {}", r.failed, r.first_failure));
       }
-      std::fprintf(stderr, "  %s round %d: sweepd %.0f/s\n", s.label.c_str(), round + 1, r.rate());
+      fmt::print(stderr, "  {} round {}: sweepd {:.0f}/s\n", s.label, round + 1, r.rate());
       // Let the closed connections go before the next round.
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
@@ -963,7 +966,7 @@ void durable_transitions(const options& o) {
   temp_dir dir;
   sweepd_process sweepd(o.binary, dir.path());
   sweepd.start();
-  std::fprintf(stderr, "(b) sweepd pid %d\n", sweepd.pid());
+  fmt::print(stderr, "(b) sweepd pid {}\n", sweepd.pid());
   std::vector<double> sync_ms = disk_sync_ms(dir.path());
   constexpr std::size_t connections = 100;
   constexpr std::size_t window = 16;
@@ -1031,8 +1034,8 @@ void durable_transitions(const options& o) {
                                     transitions.first_failure));
     }
     transition_rates.push_back(transitions.rate());
-    std::fprintf(stderr, "  round %d: hello %.0f/s, transitions %.0f/s\n", round + 1, hello.rate(),
-                 transitions.rate());
+    fmt::print(stderr, "  round {}: hello {:.0f}/s, transitions {:.0f}/s\n", round + 1,
+               hello.rate(), transitions.rate());
   }
   for (double ms : disk_sync_ms(dir.path())) sync_ms.push_back(ms);
   const double hello = median(hello_rates);
@@ -1072,8 +1075,8 @@ void rss_per_run(const options& o, sweepd_process& sweepd) {
   const long before = sweepd.rss_kib();
   const long before_anon = sweepd.rss_kib("RssAnon");
   const long before_file = sweepd.rss_kib("RssFile") + sweepd.rss_kib("RssShmem");
-  std::fprintf(stderr, "(d) sweepd pid %d; registering %llu runs\n", sweepd.pid(),
-               static_cast<unsigned long long>(o.runs));
+  fmt::print(stderr, "(d) sweepd pid {}; registering {} runs\n", sweepd.pid(),
+             static_cast<unsigned long long>(o.runs));
   const double took = populate(socket, o.runs, false);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const long after = sweepd.rss_kib();
@@ -1113,8 +1116,8 @@ void expiry_storm(const options& o, sweepd_process& sweepd) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 
-  std::fprintf(stderr, "(c) giving %llu runs one deadline %.0f s from now\n",
-               static_cast<unsigned long long>(o.runs), o.margin);
+  fmt::print(stderr, "(c) giving {} runs one deadline {:.0f} s from now\n",
+             static_cast<unsigned long long>(o.runs), o.margin);
   const auto deadline = clock_type::now() + to_duration(o.margin);
   {
     blocking_client writer(sweepd.socket_path());
@@ -1217,8 +1220,8 @@ void restart_time(const options& o, const std::string& binary, const std::string
     ready.push_back(t.ready_s);
     hello.push_back(t.hello_s);
     cpu.push_back(t.cpu_s);
-    std::fprintf(stderr, "(e) round %d: empty %.0f ms, with the journal %.0f ms to hello\n",
-                 round + 1, empty_hello.back() * 1000, t.hello_s * 1000);
+    fmt::print(stderr, "(e) round {}: empty {:.0f} ms, with the journal {:.0f} ms to hello\n",
+               round + 1, empty_hello.back() * 1000, t.hello_s * 1000);
     if (round == 0) {
       blocking_client c(restarted.socket_path());
       counts = c.call_json(R"({"op":"status"})")["runs"];
@@ -1308,10 +1311,14 @@ options parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // figures and progress (stderr) in order
-  std::signal(SIGPIPE, SIG_IGN);
-  std::signal(SIGINT, [](int) { interrupted = true; });
-  std::signal(SIGTERM, [](int) { interrupted = true; });
+  // Line-buffered so that figures and progress (stderr) interleave in order; only cosmetic.
+  (void)std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (std::signal(SIGPIPE, SIG_IGN) == SIG_ERR ||
+      std::signal(SIGINT, [](int) { interrupted = true; }) == SIG_ERR ||
+      std::signal(SIGTERM, [](int) { interrupted = true; }) == SIG_ERR) {
+    fmt::print(stderr, "write_path_bench: cannot install its signal handlers\n");
+    return 1;
+  }
   // 1000 connections and more: as many descriptors as allowed.
   rlimit files{};
   if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
@@ -1340,7 +1347,7 @@ int main(int argc, char** argv) {
       if (all || o.what == "e") restart_time(o, o.binary, dir.path(), holds);
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "write_path_bench: %s\n", e.what());
+    fmt::print(stderr, "write_path_bench: {}\n", e.what());
     return 1;
   }
   return 0;

@@ -34,11 +34,11 @@ sweepd::io::config_load_result load(const options& opts, std::string& used_path)
 
 int main(int argc, char** argv) {
   const auto parsed = sweepd::app::parse_options({argv + 1, argv + argc});
-  if (!parsed.opts) {
-    std::cerr << "sweepd: " << parsed.error << "\n";
+  if (!parsed) {
+    std::cerr << "sweepd: " << parsed.error().message << "\n";
     return 2;
   }
-  const options& opts = *parsed.opts;
+  const options& opts = *parsed;
   if (opts.what == options::action::help) {
     std::cout << sweepd::app::usage();
     return 0;
@@ -69,7 +69,9 @@ int main(int argc, char** argv) {
   }
   sweepd::io::setup_logging(loaded->log);
   // Over a file-size limit, a write should fail (and be answered `internal`), not kill sweepd.
-  std::signal(SIGXFSZ, SIG_IGN);
+  if (std::signal(SIGXFSZ, SIG_IGN) == SIG_ERR) {
+    spdlog::warn("cannot ignore SIGXFSZ: a write over a file-size limit will stop sweepd");
+  }
   try {
     sweepd::app::daemon d(std::move(*loaded), config_path);
     if (auto opened = d.open(); !opened) {

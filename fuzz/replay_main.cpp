@@ -1,6 +1,8 @@
 // Runs committed inputs through a fuzz target without fuzzing: `sweepd_fuzz_replay TARGET PATH...`
 // where each PATH is an input file or a folder of them. CTest runs it on every corpus, so the
 // corpora and the regression inputs in them keep passing in every build, GCC's included.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -35,7 +37,7 @@ std::vector<fs::path> inputs_of(const fs::path& path) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s TARGET PATH...\n", argv[0]);
+    fmt::print(stderr, "usage: {} TARGET PATH...\n", argv[0]);
     return 2;
   }
   const std::string_view name = argv[1];
@@ -43,14 +45,14 @@ int main(int argc, char** argv) {
       std::find_if(std::begin(sweepd::fuzz::all_targets), std::end(sweepd::fuzz::all_targets),
                    [&](const auto& t) { return t.name == name; });
   if (target == std::end(sweepd::fuzz::all_targets)) {
-    std::fprintf(stderr, "unknown target '%s'\n", argv[1]);
+    fmt::print(stderr, "unknown target '{}'\n", argv[1]);
     return 2;
   }
   std::size_t count = 0;
   for (int i = 2; i < argc; ++i) {
     for (const auto& file : inputs_of(argv[i])) {
       // Named before it runs: a target that aborts leaves its input as the last line.
-      std::fprintf(stderr, "%s\n", file.c_str());
+      fmt::print(stderr, "{}\n", file.string());
       const auto bytes = read_bytes(file);
       target->run(sweepd::fuzz::input(bytes));
       ++count;
@@ -58,7 +60,7 @@ int main(int argc, char** argv) {
   }
   // An empty or misplaced corpus would otherwise pass without testing anything.
   if (count == 0) {
-    std::fprintf(stderr, "%s: no inputs found\n", argv[1]);
+    fmt::print(stderr, "{}: no inputs found\n", argv[1]);
     return 1;
   }
   std::printf("%s: %zu inputs replayed\n", argv[1], count);

@@ -1,4 +1,5 @@
-#include <cstdio>
+#include <fmt/format.h>
+
 #include <cstdlib>
 
 #include "fuzz_targets.hpp"
@@ -7,7 +8,7 @@ namespace sweepd::fuzz {
 
 void require(bool ok, std::string_view what) {
   if (ok) return;
-  std::fprintf(stderr, "fuzz invariant broken: %.*s\n", static_cast<int>(what.size()), what.data());
+  fmt::print(stderr, "fuzz invariant broken: {}\n", what);
   std::abort();
 }
 

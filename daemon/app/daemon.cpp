@@ -76,7 +76,7 @@ std::string describe(const core::transition& t) {
   return line;
 }
 
-void rethrow_if_failed(std::exception_ptr e) {
+void rethrow_if_failed(const std::exception_ptr& e) {
   if (e) std::rethrow_exception(e);  // a bug: io_.run() throws, main logs it and exits non-zero
 }
 
@@ -121,10 +121,11 @@ void daemon::on_clock_moved() {
 }
 
 core::result<void> daemon::open() {
-  const io::open_files_limit files = io::raise_open_files_limit();
-  if (!files.error.empty()) {
+  const auto raised = io::raise_open_files_limit();
+  const io::open_files_limit files = raised ? *raised : raised.error().unchanged;
+  if (!raised) {
     spdlog::warn("cannot raise the open-files limit from {} to {} (its hard limit): {}", files.soft,
-                 files.hard, files.error);
+                 files.hard, raised.error().reason);
   } else if (files.soft != files.before) {
     spdlog::info("open-files limit raised from {} to {}", files.before, files.soft);
   } else {

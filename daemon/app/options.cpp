@@ -15,10 +15,13 @@ std::pair<std::string, std::optional<std::string>> split_flag(const std::string&
 
 }  // namespace
 
-options_result parse_options(const std::vector<std::string>& args) {
+core::result<options> parse_options(const std::vector<std::string>& args) {
   options opts;
   for (std::size_t i = 0; i < args.size(); ++i) {
-    auto [flag, inline_value] = split_flag(args[i]);
+    // Named references, not a structured binding: clang before 16 cannot capture a binding.
+    const auto split = split_flag(args[i]);
+    const std::string& flag = split.first;
+    const std::optional<std::string>& inline_value = split.second;
     auto value = [&]() -> std::optional<std::string> {
       if (inline_value) return inline_value;
       if (i + 1 < args.size()) return args[++i];
@@ -30,14 +33,14 @@ options_result parse_options(const std::vector<std::string>& args) {
       opts.what = options::action::version;
     } else if (flag == "--config" || flag == "-c" || flag == "--check-config") {
       auto path = value();
-      if (!path || path->empty()) return {std::nullopt, fmt::format("{} needs a file path", flag)};
+      if (!path || path->empty()) return core::failure{fmt::format("{} needs a file path", flag)};
       opts.config_path = *path;
       if (flag == "--check-config") opts.what = options::action::check_config;
     } else {
-      return {std::nullopt, fmt::format("unknown argument '{}' (see sweepd --help)", args[i])};
+      return core::failure{fmt::format("unknown argument '{}' (see sweepd --help)", args[i])};
     }
   }
-  return {opts, {}};
+  return opts;
 }
 
 std::string usage() {

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "core/result.hpp"
+
 namespace sweepd::app {
 
 /// What `sweepd` was asked to do on its command line.
@@ -16,12 +18,8 @@ struct options {
 /// The config read when --config is not given.
 inline constexpr const char* default_config_path = "/etc/sweepd/sweepd.yaml";
 
-/// Parses argv (without argv[0]); an error message naming the bad argument on failure.
-struct options_result {
-  std::optional<options> opts;
-  std::string error;
-};
-options_result parse_options(const std::vector<std::string>& args);
+/// Parses argv (without argv[0]); a failure naming the bad argument otherwise.
+core::result<options> parse_options(const std::vector<std::string>& args);
 
 /// `sweepd --help`.
 std::string usage();

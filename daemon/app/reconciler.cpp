@@ -237,7 +237,9 @@ asio::awaitable<void> reconciler::periodic(std::function<const core::config&()> 
         clock_.expiry_for(clock_.mono() + core::to_duration(config().reconcile.interval)));
     co_await timer_.async_wait(as_tuple(use_awaitable));
     if (stopping_) break;
-    const core::config cfg = config();  // a copy: a reload may come while W&B is read
+    // A copy on purpose: a reload may replace the config while W&B is read.
+    // NOLINTNEXTLINE(performance-unnecessary-copy-initialization)
+    const core::config cfg = config();
     if (cfg.reconcile.sweeps.empty() || sink_.client() == nullptr) continue;
     for (const auto& entry : cfg.reconcile.sweeps) {
       core::reconcile_request r;

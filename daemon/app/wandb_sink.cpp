@@ -21,7 +21,7 @@ std::chrono::milliseconds timeout_of(const core::config& cfg) {
   return std::chrono::milliseconds(static_cast<long>(cfg.wandb.request_timeout * 1000));
 }
 
-void rethrow_if_failed(std::exception_ptr e) {
+void rethrow_if_failed(const std::exception_ptr& e) {
   if (e) std::rethrow_exception(e);
 }
 

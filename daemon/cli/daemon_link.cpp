@@ -35,7 +35,7 @@ constexpr steady::duration max_retry_delay = 30s;
 /// fails and is retried with backoff.
 constexpr steady::duration remote_connect_budget = 1s;
 /// A reply line longer than this is not from sweepd (its replies to exec are a few hundred bytes).
-constexpr std::size_t max_reply_bytes = 1024 * 1024;
+constexpr std::size_t max_reply_bytes = std::size_t{1024} * 1024;
 
 std::string seconds_text(steady::duration d) {
   return format_exact(std::chrono::duration<double>(d).count()) + " s";

@@ -58,7 +58,7 @@ using namespace std::chrono_literals;
 
 /// How long the final complete/fail is retried before sweepctl exec exits anyway.
 constexpr steady::duration report_budget = 5s;
-constexpr std::size_t max_result_file_bytes = 1024 * 1024;
+constexpr std::size_t max_result_file_bytes = std::size_t{1024} * 1024;
 /// A result file is a flat object; deeper nesting than this is not one.
 constexpr std::size_t max_result_depth = 64;
 /// How long delivering spooled reports at exec's start may take, at most.
@@ -206,6 +206,7 @@ struct scoped_fd {
 /// its pid, or the errno of the failure (posix_spawnp reports a failed execve too).
 std::pair<pid_t, int> spawn(const std::vector<std::string>& argv, const sigset_t& mask) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   posix_spawnattr_t attr;
@@ -403,7 +404,8 @@ int run_exec(const invocation& in) {
   if (!o.problem.empty()) return usage_error(in, o.problem);
 
   // An inherited SIG_IGN for SIGCHLD would have the kernel reap the child, status and all.
-  std::signal(SIGCHLD, SIG_DFL);
+  // signal() fails only for an invalid signal number, which SIGCHLD is not.
+  (void)std::signal(SIGCHLD, SIG_DFL);
   // Blocked here and read from a signalfd; left blocked on return, since exec exits right after
   // and a pending SIGTERM must not kill it on the way out with a status that is not the child's.
   sigset_t handled;

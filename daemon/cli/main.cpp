@@ -23,6 +23,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/parse.hpp"
+#include "cli/spool.hpp"
 #include "core/version.hpp"
 
 namespace {
@@ -42,10 +43,7 @@ struct command_line {
   std::optional<std::string> token_file;  // --token-file
 };
 
-std::string environment(const char* name) {
-  const char* env = std::getenv(name);
-  return env != nullptr ? std::string(env) : std::string();
-}
+std::string environment(const char* name) { return process_environment()(name).value_or(""); }
 
 /// --address/--socket, else $SWEEPD_ADDRESS, else $SWEEPD_SOCKET, else the packaged socket.
 std::string default_address() {
@@ -84,14 +82,15 @@ std::optional<std::string> read_token_file(const std::string& path, std::string&
 
 /// Where to reach sweepd and, for the TLS listener, with which token.
 void resolve_address(command_line& line) {
-  std::string problem;
   const std::string text = line.address.value_or(default_address());
-  if (!sweepd::io::parse_daemon_address(text, line.global.address, problem))
-    return fail(line, problem);
+  auto address = sweepd::io::parse_daemon_address(text);
+  if (!address) return fail(line, address.error().message);
+  line.global.address = std::move(*address);
   line.global.socket = text.starts_with("unix:") ? text.substr(5) : text;
   if (!line.global.address.remote) return;
   if (line.global.tls.ca_file.empty()) line.global.tls.ca_file = environment("SWEEPD_CA_FILE");
   if (line.token_file) {
+    std::string problem;
     auto token = read_token_file(*line.token_file, problem);
     if (!token) return fail(line, problem);
     line.global.token = std::move(*token);

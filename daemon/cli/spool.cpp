@@ -31,8 +31,8 @@ namespace fs = std::filesystem;
 constexpr std::string_view spool_suffix = ".json";
 /// A spool file holds one report and one register (a suggestion is at most 64 KiB); anything much
 /// larger is not one.
-constexpr std::size_t max_spool_file_bytes = 1024 * 1024;
-constexpr std::size_t max_reply_bytes = 1024 * 1024;
+constexpr std::size_t max_spool_file_bytes = std::size_t{1024} * 1024;
+constexpr std::size_t max_reply_bytes = std::size_t{1024} * 1024;
 
 std::string dump(const json& j, int indent = -1) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
@@ -117,7 +117,8 @@ bool is_transient(std::string_view code) {
 
 env_lookup process_environment() {
   return [](std::string_view name) -> std::optional<std::string> {
-    const char* v = std::getenv(std::string(name).c_str());
+    // sweepctl has one thread and never sets its environment.
+    const char* v = std::getenv(std::string(name).c_str());  // NOLINT(concurrency-mt-unsafe)
     if (v == nullptr) return std::nullopt;
     return std::string(v);
   };

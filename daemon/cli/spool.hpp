@@ -44,6 +44,7 @@ std::string make_spool_dir(const std::filesystem::path& dir, uid_t uid);
 std::string normal_socket_path(std::string_view socket);
 
 /// One spooled report, as its file holds it.
+// NOLINTNEXTLINE(bugprone-exception-escape): its moves are nlohmann::json's, which are noexcept
 struct spool_record {
   std::string socket;
   std::string run;

@@ -65,7 +65,7 @@ std::string table::render() const {
   return out;
 }
 
-void key_values::add(std::string key, std::string value) {
+void key_values::add(std::string key, std::string_view value) {
   items_.emplace_back(std::move(key), printable(value));
 }
 

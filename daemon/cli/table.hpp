@@ -36,7 +36,7 @@ class table {
 /// "key: value" lines with the values lined up, for one record (status, show).
 class key_values {
  public:
-  void add(std::string key, std::string value);
+  void add(std::string key, std::string_view value);
   std::string render() const;
 
  private:

@@ -126,7 +126,7 @@ void metric_registry::family<histogram>::render_samples(std::string& out) const 
       cumulative += h.buckets()[i];
       const std::string le =
           i < bounds_.size() ? format_metric_value(bounds_[i]) : std::string("+Inf");
-      write_sample(out, name, "_bucket", bucket_prefix + "le=\"" + le + "\"}",
+      write_sample(out, name, "_bucket", fmt::format("{}le=\"{}\"}}", bucket_prefix, le),
                    static_cast<double>(cumulative));
     }
     const std::string labels = label_set(label_names, values);

@@ -562,6 +562,7 @@ reply_error error_of_reply(const json& reply) {
 
 std::vector<std::string_view> op_names() {
   std::vector<std::string_view> names;
+  names.reserve(ops.size());
   for (const auto& op : ops) names.push_back(op.name);
   return names;
 }

@@ -19,8 +19,8 @@ namespace sweepd::core {
 inline constexpr int protocol_version = 1;
 inline constexpr std::size_t max_run_id_chars = 128;
 inline constexpr std::size_t max_name_chars = 128;
-inline constexpr std::size_t max_suggestion_bytes = 64 * 1024;
-inline constexpr std::size_t max_error_bytes = 4 * 1024;
+inline constexpr std::size_t max_suggestion_bytes = std::size_t{64} * 1024;
+inline constexpr std::size_t max_error_bytes = std::size_t{4} * 1024;
 inline constexpr std::size_t default_list_limit = 1000;
 inline constexpr std::size_t max_list_limit = 100000;
 /// Largest `list` or `observations` reply: a page stops before it would grow past this (it is
@@ -28,7 +28,7 @@ inline constexpr std::size_t max_list_limit = 100000;
 /// A reply is built whole, so this bounds what one request makes sweepd hold (a client that does
 /// not read holds its output budget and one reply, up to max_connections_per_uid times) and how
 /// long building it keeps the loop from other clients (~18 ms for a page of `list`).
-inline constexpr std::size_t max_reply_bytes = 1024 * 1024;
+inline constexpr std::size_t max_reply_bytes = std::size_t{1024} * 1024;
 /// Longest per-run timeout accepted from a worker: one year.
 inline constexpr double max_timeout_s = 365.0 * 24 * 3600;
 

@@ -511,6 +511,7 @@ std::vector<transition> supervisor::expire(instant now, std::size_t limit) {
   return fired;
 }
 
+// NOLINTNEXTLINE(performance-unnecessary-value-param): it is moved into runs_ when new
 const run_record* supervisor::restore(run_record run, instant now) {
   auto [it, inserted] = runs_.try_emplace(run.id, std::move(run));  // `run` is left if known
   if (!inserted) return nullptr;

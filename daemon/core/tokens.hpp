@@ -18,7 +18,7 @@ inline constexpr std::size_t max_principal_chars = 64;
 /// SHA-256 digests are what the tokens file holds: never the tokens themselves.
 inline constexpr std::size_t token_digest_bytes = 32;
 /// A tokens file larger than this is refused (it holds one short line per worker identity).
-inline constexpr std::size_t max_tokens_file_bytes = 1024 * 1024;
+inline constexpr std::size_t max_tokens_file_bytes = std::size_t{1024} * 1024;
 
 using token_digest = std::array<unsigned char, token_digest_bytes>;
 

@@ -38,8 +38,24 @@ using asio::as_tuple;
 using asio::use_awaitable;
 using stream = asio::local::stream_protocol;
 
+/// The id of group `name`; nullopt when there is no such group or it cannot be looked up.
+/// getgrnam_r rather than getgrnam, whose static result another thread could overwrite.
+std::optional<gid_t> group_id(const std::string& name) {
+  // A group with many members needs a larger buffer (ERANGE); 16 MiB bounds the retries.
+  for (std::size_t size = 16384; size <= std::size_t{16} * 1024 * 1024; size *= 2) {
+    std::vector<char> buffer(size);
+    group entry{};
+    group* found = nullptr;
+    const int rc = ::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+    if (rc == ERANGE) continue;
+    if (rc != 0 || found == nullptr) return std::nullopt;
+    return found->gr_gid;
+  }
+  return std::nullopt;
+}
+
 /// How much a connection asks for per read; its buffer grows only as far as a line needs.
-constexpr std::size_t read_chunk = 16 * 1024;
+constexpr std::size_t read_chunk = std::size_t{16} * 1024;
 /// A connection yields to the others after this many lines or this much time answering them, so
 /// that a long pipelined batch delays another client's request by about one turn.
 constexpr std::size_t lines_per_turn = 64;
@@ -166,12 +182,12 @@ core::result<void> control_server::apply_permissions() {
                                      options_.path, errno_text(errno))};
   }
   if (options_.group.empty()) return {};
-  const group* g = ::getgrnam(options_.group.c_str());
-  if (g == nullptr) {
+  const auto gid = group_id(options_.group);
+  if (!gid) {
     return core::failure{
         fmt::format("socket.group '{}' is not a group on this system", options_.group)};
   }
-  if (::chown(options_.path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) {
+  if (::chown(options_.path.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
     return core::failure{fmt::format("cannot give {} to group '{}': {}", options_.path,
                                      options_.group, errno_text(errno))};
   }
@@ -183,11 +199,11 @@ void control_server::start() {
   // accept4() on the reserve path must never block the loop.
   acceptor_.non_blocking(true, ec);
   open_reserve_descriptor();
-  asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) {
+  asio::co_spawn(io_, accept_loop(), [](const std::exception_ptr& e) {
     if (e) std::rethrow_exception(e);  // a bug: let the daemon stop non-zero
   });
   if (remote_acceptor_.is_open()) {
-    asio::co_spawn(io_, accept_remote_loop(), [](std::exception_ptr e) {
+    asio::co_spawn(io_, accept_remote_loop(), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });
   }
@@ -319,14 +335,15 @@ asio::awaitable<void> control_server::accept_loop() {
             connections_.size(), open_by_uid, peer.uid, is_admin(peer.uid))) {
       if (open_by_uid == 0) open_by_uid_.erase(peer.uid);
       note_refusal(*why);
-      asio::co_spawn(io_, refuse_busy(std::move(sock), std::move(*why)), [](std::exception_ptr e) {
-        if (e) std::rethrow_exception(e);
-      });
+      asio::co_spawn(io_, refuse_busy(std::move(sock), std::move(*why)),
+                     [](const std::exception_ptr& e) {
+                       if (e) std::rethrow_exception(e);
+                     });
       continue;
     }
     ++open_by_uid;
     connections_.push_back(connection{std::move(sock), peer});
-    asio::co_spawn(io_, serve(std::prev(connections_.end())), [](std::exception_ptr e) {
+    asio::co_spawn(io_, serve(std::prev(connections_.end())), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });
   }
@@ -381,15 +398,15 @@ asio::awaitable<bool> control_server::flush(connection& conn, Stream& stream, st
   co_return !ec && !stopped_;
 }
 
-void control_server::connection::close() {
+void control_server::connection::close() noexcept {
   boost::system::error_code ec;
-  std::visit(
-      [&](auto& s) {
-        auto& sock = s.lowest_layer();
-        sock.shutdown(asio::socket_base::shutdown_both, ec);
-        sock.close(ec);
-      },
-      stream);
+  const auto shut = [&ec](auto& sock) {
+    sock.shutdown(asio::socket_base::shutdown_both, ec);
+    sock.close(ec);
+  };
+  // get_if, not std::visit: visit throws on a valueless variant, and ~control_server closes.
+  if (auto* plain = std::get_if<socket_type>(&stream)) shut(*plain);
+  if (auto* tls = std::get_if<tls_stream>(&stream)) shut(tls->lowest_layer());
 }
 
 asio::awaitable<void> control_server::serve(connection_list::iterator it) {
@@ -546,14 +563,10 @@ asio::awaitable<std::string> control_server::await_later(const reply& r) {
 
 namespace {
 
-/// "HOST:PORT" (an IPv6 host in brackets) as an endpoint; an error message otherwise.
-std::optional<asio::ip::tcp::endpoint> parse_endpoint(const std::string& listen,
-                                                      std::string& error) {
+/// "HOST:PORT" (an IPv6 host in brackets) as an endpoint; what is wrong with it otherwise.
+core::result<asio::ip::tcp::endpoint> parse_endpoint(const std::string& listen) {
   const auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    error = "expected HOST:PORT";
-    return std::nullopt;
-  }
+  if (colon == std::string::npos || colon == 0) return core::failure{"expected HOST:PORT"};
   std::string host = listen.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
@@ -562,17 +575,15 @@ std::optional<asio::ip::tcp::endpoint> parse_endpoint(const std::string& listen,
   const std::string_view digits = std::string_view(listen).substr(colon + 1);
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
   if (ec != std::errc{} || end != digits.data() + digits.size() || port > 65535) {
-    error = "the port is not a number from 0 to 65535";
-    return std::nullopt;
+    return core::failure{"the port is not a number from 0 to 65535"};
   }
   boost::system::error_code aec;
   const auto address = asio::ip::make_address(host, aec);
   if (aec) {
     // A name would be resolved once, at start, to one of possibly many addresses: ask for the
     // address meant instead (0.0.0.0 or [::] for every interface).
-    error = fmt::format("'{}' is not an IP address (use 0.0.0.0, [::] or an interface's address)",
-                        host);
-    return std::nullopt;
+    return core::failure{fmt::format(
+        "'{}' is not an IP address (use 0.0.0.0, [::] or an interface's address)", host)};
   }
   return asio::ip::tcp::endpoint(address, static_cast<unsigned short>(port));
 }
@@ -588,9 +599,11 @@ std::string format_endpoint(const asio::ip::tcp::endpoint& e) {
 core::result<void> control_server::open_remote(remote_options options,
                                                std::shared_ptr<asio::ssl::context> tls,
                                                authenticator authenticate) {
-  std::string why;
-  const auto endpoint = parse_endpoint(options.listen, why);
-  if (!endpoint) return core::failure{fmt::format("remote.listen '{}': {}", options.listen, why)};
+  const auto endpoint = parse_endpoint(options.listen);
+  if (!endpoint) {
+    return core::failure{
+        fmt::format("remote.listen '{}': {}", options.listen, endpoint.error().message)};
+  }
   boost::system::error_code ec;
   remote_acceptor_.open(endpoint->protocol(), ec);
   if (!ec) remote_acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
@@ -662,9 +675,10 @@ asio::awaitable<void> control_server::accept_remote_loop() {
     sock.set_option(asio::ip::tcp::no_delay(true), peer_ec);  // one line, one reply: no Nagle
     ++remote_open_;
     connections_.push_back(connection{tls_stream(std::move(sock), *tls_), std::move(peer)});
-    asio::co_spawn(io_, serve_remote(std::prev(connections_.end())), [](std::exception_ptr e) {
-      if (e) std::rethrow_exception(e);
-    });
+    asio::co_spawn(io_, serve_remote(std::prev(connections_.end())),
+                   [](const std::exception_ptr& e) {
+                     if (e) std::rethrow_exception(e);
+                   });
   }
 }
 

@@ -73,7 +73,7 @@ struct control_server_limits {
 
 /// Reply bytes a connection may have waiting before sweepd stops answering it until they are
 /// written (a client that does not read then holds at most this plus one reply).
-inline constexpr std::size_t default_output_budget = 256 * 1024;
+inline constexpr std::size_t default_output_budget = std::size_t{256} * 1024;
 
 /// The TLS listener for remote workers (config remote.*).
 struct remote_options {
@@ -170,7 +170,7 @@ class control_server {
     peer_credentials peer;
     std::size_t queued = 0;  // reply bytes answered, not yet written
     /// Closes the underlying socket, ending whatever waits on it.
-    void close();
+    void close() noexcept;
   };
   using connection_list = std::list<connection>;
 

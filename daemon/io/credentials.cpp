@@ -18,8 +18,8 @@ namespace {
 
 constexpr std::string_view whitespace = " \t\r\n\v\f";
 // Key files hold one key; a .netrc a few entries. Anything bigger is not what we think it is.
-constexpr std::size_t max_key_file = 64 * 1024;
-constexpr std::size_t max_netrc_file = 1024 * 1024;
+constexpr std::size_t max_key_file = std::size_t{64} * 1024;
+constexpr std::size_t max_netrc_file = std::size_t{1024} * 1024;
 
 std::string_view trim(std::string_view s) {
   const auto first = s.find_first_not_of(whitespace);
@@ -214,7 +214,8 @@ std::string base_url_from(const std::string& configured, const env_lookup& env) 
 
 env_lookup process_environment() {
   return [](std::string_view name) -> std::optional<std::string> {
-    const char* value = std::getenv(std::string(name).c_str());
+    // sweepd reads it at start and on reload, on its one thread, and never sets it.
+    const char* value = std::getenv(std::string(name).c_str());  // NOLINT(concurrency-mt-unsafe)
     if (!value) return std::nullopt;
     return std::string(value);
   };

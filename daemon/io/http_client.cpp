@@ -490,7 +490,7 @@ void http_client::release(connection_ptr c, bool reusable) {
 void http_client::discard(connection_ptr c, bool graceful) {
   if (c->tls && graceful && c->tcp().socket().is_open()) {
     asio::co_spawn(io_, close_tls(std::move(c), std::min(timeout_, max_tls_shutdown)),
-                   [](std::exception_ptr e) {
+                   [](const std::exception_ptr& e) {
                      if (!e) return;
                      try {
                        std::rethrow_exception(e);

@@ -107,7 +107,7 @@ std::uint16_t metrics_server::local_port() const {
 }
 
 void metrics_server::start() {
-  asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) {
+  asio::co_spawn(io_, accept_loop(), [](const std::exception_ptr& e) {
     if (e) std::rethrow_exception(e);  // a bug: let the daemon stop non-zero
   });
 }
@@ -141,7 +141,7 @@ asio::awaitable<void> metrics_server::accept_loop() {
       continue;
     }
     connections_.push_back(std::move(sock));
-    asio::co_spawn(io_, serve(std::prev(connections_.end())), [](std::exception_ptr e) {
+    asio::co_spawn(io_, serve(std::prev(connections_.end())), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });
   }

@@ -29,7 +29,7 @@ struct metrics_server_options {
   /// HOST:PORT (IPv6 hosts in brackets; port 0 lets the kernel choose).
   std::string listen;
   /// Largest request head (request line and headers) read; a larger one is answered 431.
-  std::size_t max_header_bytes = 8 * 1024;
+  std::size_t max_header_bytes = std::size_t{8} * 1024;
   /// A request must arrive whole within this; an idle keep-alive connection is closed after it.
   std::chrono::milliseconds read_timeout{5000};
   /// Connections served at once; one past it is closed at once (a scraper opens one or two).

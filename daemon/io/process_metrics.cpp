@@ -1,12 +1,13 @@
 #include "io/process_metrics.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <string>
+#include <system_error>
 
 #include "core/proc_stat.hpp"
 
@@ -31,14 +32,16 @@ double seconds_of(clockid_t clock) {
 }
 
 std::optional<double> count_open_fds() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return std::nullopt;
+  // std::filesystem rather than readdir(), which clang-tidy cannot tell is safe on a private DIR.
+  namespace fs = std::filesystem;
+  std::error_code ec;
   double n = 0;
-  while (const dirent* e = ::readdir(dir)) {
-    if (e->d_name[0] != '.') ++n;
+  for (fs::directory_iterator it("/proc/self/fd", ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    ++n;
   }
-  ::closedir(dir);
-  return n - 1;  // the directory's own descriptor
+  if (ec) return std::nullopt;
+  return n - 1;  // the iterator's own descriptor
 }
 
 }  // namespace

@@ -16,24 +16,18 @@ constexpr rlim_t unlimited_cap = 1048576;
 
 }  // namespace
 
-open_files_limit raise_open_files_limit() {
+core::result<open_files_limit, open_files_failure> raise_open_files_limit() {
   open_files_limit out;
   rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
-    out.error = errno_text(errno);
-    return out;
-  }
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return open_files_failure{errno_text(errno), out};
   out.before = out.soft = lim.rlim_cur;
   out.hard = lim.rlim_max;
   const rlim_t target = lim.rlim_max == RLIM_INFINITY ? unlimited_cap : lim.rlim_max;
   if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < target) {
     rlimit raised = lim;
     raised.rlim_cur = target;
-    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
-      out.soft = target;
-    } else {
-      out.error = errno_text(errno);
-    }
+    if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) return open_files_failure{errno_text(errno), out};
+    out.soft = target;
   }
   return out;
 }

@@ -76,15 +76,14 @@ struct addrinfo_free {
 
 }  // namespace
 
-bool parse_daemon_address(std::string_view text, daemon_address& out, std::string& error) {
-  out = {};
+core::result<daemon_address> parse_daemon_address(std::string_view text) {
+  daemon_address out;
   if (text.starts_with("tls://")) {
     std::string_view rest = text.substr(6);
     if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
     const auto colon = rest.rfind(':');
     if (colon == std::string_view::npos || colon == 0 || colon + 1 == rest.size()) {
-      error = fmt::format("address '{}': expected tls://HOST:PORT", text);
-      return false;
+      return core::failure{fmt::format("address '{}': expected tls://HOST:PORT", text)};
     }
     std::string_view host = rest.substr(0, colon);
     const std::string_view port = rest.substr(colon + 1);
@@ -93,26 +92,22 @@ bool parse_daemon_address(std::string_view text, daemon_address& out, std::strin
     }
     for (char c : port) {
       if (c < '0' || c > '9' || port.size() > 5) {
-        error = fmt::format("address '{}': the port is not a number", text);
-        return false;
+        return core::failure{fmt::format("address '{}': the port is not a number", text)};
       }
     }
     out.remote = true;
     out.host = host;
     out.port = port;
-    return true;
+    return out;
   }
   if (text.find("://") != std::string_view::npos) {
-    error = fmt::format("address '{}': only tls://HOST:PORT or a socket path are known", text);
-    return false;
+    return core::failure{
+        fmt::format("address '{}': only tls://HOST:PORT or a socket path are known", text)};
   }
   if (text.starts_with("unix:")) text.remove_prefix(5);
-  if (text.empty()) {
-    error = "the socket path is empty";
-    return false;
-  }
+  if (text.empty()) return core::failure{"the socket path is empty"};
   out.path = text;
-  return true;
+  return out;
 }
 
 tls_connection::~tls_connection() { close(); }

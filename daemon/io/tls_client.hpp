@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/result.hpp"
+
 namespace sweepd::io {
 
 /// Where a client finds sweepd: a Unix socket path, or `tls://HOST:PORT` for the TLS listener.
@@ -17,8 +19,8 @@ struct daemon_address {
   std::string port;
 };
 
-/// Reads "tls://HOST:PORT", "unix:PATH" or a plain path; false with `error` set otherwise.
-bool parse_daemon_address(std::string_view text, daemon_address& out, std::string& error);
+/// Reads "tls://HOST:PORT", "unix:PATH" or a plain path; a failure naming the text otherwise.
+core::result<daemon_address> parse_daemon_address(std::string_view text);
 
 /// What a remote client needs besides the address.
 struct tls_client_options {

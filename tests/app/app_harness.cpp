@@ -41,7 +41,14 @@ daemon_in_process::daemon_in_process(const temp_dir& dir, const std::string& ext
   write_daemon_config(paths_, extra);
 }
 
-daemon_in_process::~daemon_in_process() { stop(); }
+daemon_in_process::~daemon_in_process() {
+  // Nothing may leave a destructor: a stop that throws (a failed join) fails the test instead.
+  try {
+    stop();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "stopping the daemon: " << e.what();
+  }
+}
 
 void daemon_in_process::capture_log() {
   auto logger = std::make_shared<spdlog::logger>("sweepd-app-test", log_);

@@ -199,7 +199,7 @@ TEST_F(DaemonLink, ASlowReplyIsGivenUpOnAtItsDeadline) {
 TEST_F(DaemonLink, AnOversizedReplyIsCutOff) {
   link_.step(now_, false);
   ASSERT_FALSE(daemon().request().is_null());
-  const std::string block(64 * 1024, 'x');
+  const std::string block(std::size_t{64} * 1024, 'x');
   // Up to 2 MiB without a newline, read as it comes; the link gives up past 1 MiB.
   for (int i = 0; i < 32 && link_.fd() >= 0; ++i) {
     daemon().send_some(block);

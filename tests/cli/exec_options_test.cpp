@@ -2,6 +2,7 @@
 
 #include "cli/exec_options.hpp"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -18,12 +19,12 @@ using namespace std::chrono_literals;
 using json = nlohmann::json;
 using ::testing::HasSubstr;
 
-exec_options parse(std::vector<std::pair<std::string, std::string>> options,
+exec_options parse(const std::vector<std::pair<std::string, std::string>>& options,
                    std::vector<std::string> command = {"true"}) {
   arguments a;
   a.operands = std::move(command);
   a.options["--run"] = "r1";
-  for (auto& [name, value] : options) a.options[name] = value;
+  for (const auto& [name, value] : options) a.options[name] = value;
   return parse_exec_options(a);
 }
 
@@ -69,8 +70,8 @@ TEST(ExecOptions, EveryRefusalNamesItsOption) {
       {"--run", "not a run id"},
   };
   for (const auto& [option, value] : refused) {
-    SCOPED_TRACE(option + " " + value);
-    EXPECT_THAT(parse({{option, value}}).problem, HasSubstr("'" + option + "'"));
+    SCOPED_TRACE(fmt::format("{} {}", option, value));
+    EXPECT_THAT(parse({{option, value}}).problem, HasSubstr(fmt::format("'{}'", option)));
   }
 }
 

@@ -17,10 +17,10 @@ using json = nlohmann::json;
 using ::testing::HasSubstr;
 
 arguments args_of(std::vector<std::string> operands,
-                  std::vector<std::pair<std::string, std::string>> options = {}) {
+                  const std::vector<std::pair<std::string, std::string>>& options = {}) {
   arguments a;
   a.operands = std::move(operands);
-  for (auto& [name, value] : options) a.options[name] = value;
+  for (const auto& [name, value] : options) a.options[name] = value;
   return a;
 }
 

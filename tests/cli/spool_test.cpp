@@ -28,7 +28,7 @@ namespace fs = std::filesystem;
 
 const uid_t me = ::getuid();
 
-env_lookup env_of(std::map<std::string, std::string> vars) {
+env_lookup env_of(const std::map<std::string, std::string>& vars) {
   return [vars](std::string_view name) -> std::optional<std::string> {
     const auto it = vars.find(std::string(name));
     if (it == vars.end()) return std::nullopt;

@@ -84,6 +84,7 @@ std::vector<delivery_job> start_some(delivery_queue& q, mono_time now) {
 
 std::vector<std::int64_t> seqs(const std::vector<delivery_job>& jobs) {
   std::vector<std::int64_t> out;
+  out.reserve(jobs.size());
   for (const auto& j : jobs) out.push_back(j.entry.seq);
   return out;
 }

@@ -47,8 +47,7 @@ TEST(Readme, PointsAtNothingOutsideTheRepository) {
     // Every repository path it names exists.
     static const std::regex path(
         R"((?:^|[\s`(])((?:docs|config|systemd|contrib|examples|clients|scripts|man|packaging|bench|tests|third_party)/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*))");
-    const std::string body = text;
-    for (auto it = std::sregex_iterator(body.begin(), body.end(), path);
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), path);
          it != std::sregex_iterator(); ++it) {
       std::string p = (*it)[1];
       while (!p.empty() && (p.back() == '.' || p.back() == ',')) p.pop_back();

@@ -41,6 +41,7 @@ std::size_t count_of(const supervisor& s, run_state state) {
 
 std::vector<std::string> ids_of(const std::vector<transition>& ts) {
   std::vector<std::string> ids;
+  ids.reserve(ts.size());
   for (const transition& t : ts) ids.push_back(t.run);
   return ids;
 }
@@ -466,6 +467,7 @@ class DurabilityPlanTest : public DurabilityTest {
   static std::vector<std::pair<std::string, transition_reason>> reasons_of(
       const std::vector<run_change>& changes) {
     std::vector<std::pair<std::string, transition_reason>> out;
+    out.reserve(changes.size());
     for (const run_change& c : changes) out.emplace_back(c.run, c.reason);
     return out;
   }

@@ -58,6 +58,7 @@ TEST(NamePool, UnusedNamesAreDroppedAsThePoolGrows) {
 TEST(NamePool, NamesInUseAreKeptAndStillShared) {
   name_pool pool;
   std::vector<shared_name> held;
+  held.reserve(1000);
   for (int i = 0; i < 1000; ++i) held.push_back(pool.intern("s" + std::to_string(i)));
   for (int i = 0; i < 1000; ++i) {
     EXPECT_EQ(&pool.intern("s" + std::to_string(i)).str(),

@@ -33,9 +33,9 @@ register_params full_register() {
 
 /// A request of type T for `run` (or `sweep`), every optional field left out.
 template <typename T>
-T with_run(std::string run) {
+T with_run(const std::string& run) {
   T r;
-  r.run = std::move(run);
+  r.run = run;
   return r;
 }
 
@@ -103,6 +103,7 @@ TEST(EncodeRequest, EncodingTheParsedLineGivesTheSameObject) {
       R"({"op":"hello"})",
       R"({"op":"list","sweep":"s1","state":"running","limit":5,"after":"r1:5:r1"})",
       R"({"op":"observations","limit":20,"after":"f1:5:r1"})",
+      // NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one line, split for width
       R"({"op":"register","run":"r1","suggestion":{"lr":0.01},"watch_peer":true,)"
       R"("heartbeat_timeout_s":600,"max_runtime_s":86400})",
       R"({"op":"heartbeat","run":"r1","progress":1200,"timeout_s":900})",

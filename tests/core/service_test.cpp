@@ -421,13 +421,13 @@ TEST_F(ServiceTest, ObservationsPageInTheOrderRunsFinished) {
 }
 
 TEST_F(ServiceTest, PagesStopBeforeTheReplyByteCap) {
-  constexpr std::size_t cap = 16 * 1024;
+  constexpr std::size_t cap = std::size_t{16} * 1024;
   svc.set_max_reply_bytes(cap);
   const std::string filler(3000, 'x');
   for (int i = 0; i < 20; ++i) {
     const std::string id = "r" + std::to_string(100 + i);
-    ok(R"({"op":"register","run":")" + id + R"(","sweep":"s","suggestion":{"pad":")" + filler +
-           "\"}}",
+    ok(json{{"op", "register"}, {"run", id}, {"sweep", "s"}, {"suggestion", {{"pad", filler}}}}
+           .dump(),
        std::chrono::seconds(i));
     ok(R"({"op":"fail","run":")" + id + R"(","error":"e"})", std::chrono::seconds(100 + i));
   }
@@ -438,6 +438,7 @@ TEST_F(ServiceTest, PagesStopBeforeTheReplyByteCap) {
   EXPECT_GE(per_page, 4u);  // ~3.1 KB each
   EXPECT_LT(per_page, 6u);
   std::vector<std::string> all;
+  all.reserve(20);
   for (int i = 0; i < 20; ++i) all.push_back("r" + std::to_string(100 + i));
   EXPECT_EQ(ids_of_all_pages(json{{"op", "observations"}}, "observations", "run_id", 200s), all);
   // `list` lines are small but capped the same way.
@@ -458,10 +459,10 @@ TEST_F(ServiceTest, PagesStopBeforeTheReplyByteCap) {
 
 TEST_F(ServiceTest, ObservationsReplyStaysUnderOneMebibyte) {
   // 20 runs with 60 KB suggestions are ~1.2 MB of observations: more than one reply may carry.
-  const std::string filler(60 * 1000, 'x');
+  const std::string filler(std::size_t{60} * 1000, 'x');
   for (int i = 0; i < 20; ++i) {
     const std::string id = "big" + std::to_string(i);
-    ok(R"({"op":"register","run":")" + id + R"(","suggestion":{"pad":")" + filler + "\"}}",
+    ok(json{{"op", "register"}, {"run", id}, {"suggestion", {{"pad", filler}}}}.dump(),
        std::chrono::seconds(i));
     ok(R"({"op":"complete","run":")" + id + R"(","objective":1})", std::chrono::seconds(100 + i));
   }

@@ -50,7 +50,7 @@ using request = http::request<http::string_body>;
 using response = http::response<http::string_body>;
 
 /// Large enough for any summary a test writes; Beast's default (1 MB) is not.
-constexpr std::uint64_t max_body_bytes = 64u * 1024 * 1024;
+constexpr std::uint64_t max_body_bytes = std::uint64_t{64} * 1024 * 1024;
 
 std::string base64(const std::string& in) {
   static constexpr char alphabet[] =
@@ -210,8 +210,13 @@ struct fake_wandb::impl {
   }
 
   ~impl() {
-    asio::post(io, [this] { stop(); });
-    if (thread.joinable()) thread.join();
+    // Nothing may leave a destructor; a fake that cannot stop its thread is a broken test run.
+    try {
+      asio::post(io, [this] { stop(); });
+      if (thread.joinable()) thread.join();
+    } catch (const std::exception& e) {
+      fail_loudly(e.what());
+    }
   }
 
   impl(const impl&) = delete;
@@ -223,8 +228,14 @@ struct fake_wandb::impl {
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& ex) {
-      std::fprintf(stderr, "fake_wandb: %s\n", ex.what());
+      fail_loudly(ex.what());
     }
+    std::terminate();
+  }
+
+  [[noreturn]] static void fail_loudly(const char* why) noexcept {
+    // No check: the process ends on the next line whether or not stderr took the message.
+    (void)std::fprintf(stderr, "fake_wandb: %s\n", why);
     std::terminate();
   }
 

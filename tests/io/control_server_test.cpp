@@ -28,6 +28,7 @@
 #include "core/service.hpp"
 #include "core/supervisor.hpp"
 #include "io/client.hpp"
+#include "io/posix.hpp"
 #include "support/process_support.hpp"
 
 namespace sweepd::io {
@@ -86,7 +87,7 @@ class ControlServerTest : public ::testing::Test {
   /// Waits (at most 5 s) until `done` holds on the loop's thread. It is asked once per turn of
   /// the loop, each turn running what the kernel has made ready meanwhile: the wait ends on the
   /// turn that runs the awaited completion, with no guessed pause.
-  bool on_loop_until(std::function<bool()> done) {
+  bool on_loop_until(const std::function<bool()>& done) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     auto result = std::make_shared<std::promise<bool>>();
     auto check = std::make_shared<std::function<void()>>();
@@ -232,6 +233,7 @@ TEST_F(ControlServerTest, AcceptsCrLfLineEndings) {
 TEST_F(ControlServerTest, ServesANewClientWithThreeHundredIdleConnections) {
   start_server();
   std::vector<client> idle;
+  idle.reserve(300);
   for (int i = 0; i < 300; ++i) idle.push_back(connect());
   client c = connect();
   EXPECT_TRUE(wait_for_connections(c, 301));
@@ -543,7 +545,7 @@ TEST_F(ControlServerTest, ARefusedClientCanStillSendItsRequestAndRead) {
   ASSERT_TRUE(line);
   EXPECT_EQ(json::parse(*line)["error"]["code"], "busy");
   EXPECT_FALSE(refused.read_line(std::chrono::seconds(5)));
-  EXPECT_TRUE(refused.send(hello().dump() + "\n")) << std::strerror(errno);
+  EXPECT_TRUE(refused.send(hello().dump() + "\n")) << sweepd::io::errno_text(errno);
 }
 
 TEST_F(ControlServerTest, TheLastSlotsAreKeptForAdmins) {

@@ -272,10 +272,11 @@ TEST_F(Credentials, BaseUrlFromEnvironmentWinsOverConfig) {
 }
 
 TEST_F(Credentials, ProcessEnvironmentReadsTheRealEnvironment) {
-  ::setenv("SWEEPD_CREDENTIALS_TEST", "value", 1);
+  // One test at a time on one thread: nothing reads the environment concurrently.
+  ::setenv("SWEEPD_CREDENTIALS_TEST", "value", 1);  // NOLINT(concurrency-mt-unsafe)
   auto env = process_environment();
   EXPECT_EQ(env("SWEEPD_CREDENTIALS_TEST"), "value");
-  ::unsetenv("SWEEPD_CREDENTIALS_TEST");
+  ::unsetenv("SWEEPD_CREDENTIALS_TEST");  // NOLINT(concurrency-mt-unsafe)
   EXPECT_EQ(env("SWEEPD_CREDENTIALS_TEST"), std::nullopt);
 }
 

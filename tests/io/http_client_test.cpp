@@ -56,7 +56,7 @@ void run(asio::io_context& io, const std::function<asio::awaitable<void>()>& bod
   bool done = false;
   std::exception_ptr error;
   asio::co_spawn(io, body(), [&](std::exception_ptr e) {
-    error = e;
+    error = std::move(e);
     done = true;
     io.stop();
   });
@@ -118,7 +118,7 @@ class test_server {
   std::string server_name;  // SNI of the last TLS connection
 
  private:
-  static void rethrow(std::exception_ptr e) {
+  static void rethrow(const std::exception_ptr& e) {
     if (e) std::rethrow_exception(e);
   }
 
@@ -590,7 +590,7 @@ test_certificate make_certificate(const std::string& subject_alt_names) {
   X509_set_version(cert, 2);
   ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
   X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(cert), 24 * 3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 24L * 3600);
   X509_set_pubkey(cert, key);
   X509_NAME* name = X509_get_subject_name(cert);
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,

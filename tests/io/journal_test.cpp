@@ -340,7 +340,7 @@ TEST_F(JournalTest, CorruptDatabaseIsRefusedNotStartedAfresh) {
   std::string bytes = read_bytes(path);
   ASSERT_GT(bytes.size(), 8u * 4096);
   // Overwrite pages 3 to 6 (b-tree pages of the tables) with garbage; the header stays valid.
-  for (std::size_t i = 2 * 4096; i < 6 * 4096; ++i) bytes[i] = 'x';
+  for (std::size_t i = std::size_t{2} * 4096; i < std::size_t{6} * 4096; ++i) bytes[i] = 'x';
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 
   auto opened = journal::open(path);
@@ -577,6 +577,7 @@ TEST_F(JournalTest, LoadRestoresThousandRunsWithTheirHistories) {
   j = open_ok();
   ASSERT_NE(j, nullptr);
   std::vector<outcome> batch;
+  batch.reserve(1000);
   for (int i = 0; i < 1000; ++i) batch.push_back(reg("run-" + std::to_string(i), at(0s)));
   ASSERT_EQ(commit_all(batch), core::success);
   batch.clear();

@@ -21,7 +21,7 @@ using test::temp_dir;
 using ::testing::HasSubstr;
 
 std::string write_file(const temp_dir& dir, std::string_view name, const std::string& content) {
-  const auto path = dir.file(name);
+  auto path = dir.file(name);
   std::ofstream(path, std::ios::binary) << content;
   return path;
 }

@@ -248,24 +248,58 @@ TEST(ServerTls, MissingOrMismatchedFilesNameTheKey) {
               HasSubstr("remote.key_file"));
 }
 
+TEST_F(RemoteServerTest, NamesWhatIsWrongWithTheListenAddress) {
+  ASSERT_TRUE(certs_.ok);
+  auto tls = load_server_tls(certs_.server_cert, certs_.server_key);
+  ASSERT_TRUE(tls) << tls.error();
+  control_server server(io_, {}, [](std::string_view, const peer_credentials&, bool) {
+    return reply(core::ok_reply({}));
+  });
+  const auto refusal = [&](const std::string& listen) -> std::string {
+    remote_options remote;
+    remote.listen = listen;
+    auto opened = server.open_remote(
+        remote, *tls, [](std::string_view, const std::string&) { return authentication{}; });
+    return opened ? "opened" : opened.error().message;
+  };
+  EXPECT_EQ(refusal("7443"), "remote.listen '7443': expected HOST:PORT");
+  EXPECT_EQ(refusal("127.0.0.1:https"),
+            "remote.listen '127.0.0.1:https': the port is not a number from 0 to 65535");
+  EXPECT_EQ(refusal("127.0.0.1:65536"),
+            "remote.listen '127.0.0.1:65536': the port is not a number from 0 to 65535");
+  EXPECT_EQ(refusal("localhost:7443"),
+            "remote.listen 'localhost:7443': 'localhost' is not an IP address (use 0.0.0.0, [::] "
+            "or an interface's address)");
+  EXPECT_EQ(refusal("127.0.0.1:0"), "opened");
+}
+
 TEST(DaemonAddress, ParsesTlsAddressesAndSocketPaths) {
-  daemon_address a;
-  std::string error;
-  ASSERT_TRUE(parse_daemon_address("tls://sweeps.lab:7443", a, error));
-  EXPECT_TRUE(a.remote);
-  EXPECT_EQ(a.host, "sweeps.lab");
-  EXPECT_EQ(a.port, "7443");
-  ASSERT_TRUE(parse_daemon_address("tls://[::1]:7443", a, error));
-  EXPECT_EQ(a.host, "::1");
-  ASSERT_TRUE(parse_daemon_address("/run/sweepd/sweepd.sock", a, error));
-  EXPECT_FALSE(a.remote);
-  EXPECT_EQ(a.path, "/run/sweepd/sweepd.sock");
-  ASSERT_TRUE(parse_daemon_address("unix:/x.sock", a, error));
-  EXPECT_EQ(a.path, "/x.sock");
-  EXPECT_FALSE(parse_daemon_address("tls://host", a, error));
-  EXPECT_FALSE(parse_daemon_address("tls://host:port", a, error));
-  EXPECT_FALSE(parse_daemon_address("http://host:80", a, error));
-  EXPECT_FALSE(parse_daemon_address("", a, error));
+  const auto tls = parse_daemon_address("tls://sweeps.lab:7443");
+  ASSERT_TRUE(tls) << tls.error();
+  EXPECT_TRUE(tls->remote);
+  EXPECT_EQ(tls->host, "sweeps.lab");
+  EXPECT_EQ(tls->port, "7443");
+  const auto v6 = parse_daemon_address("tls://[::1]:7443");
+  ASSERT_TRUE(v6) << v6.error();
+  EXPECT_EQ(v6->host, "::1");
+  const auto path = parse_daemon_address("/run/sweepd/sweepd.sock");
+  ASSERT_TRUE(path) << path.error();
+  EXPECT_FALSE(path->remote);
+  EXPECT_EQ(path->path, "/run/sweepd/sweepd.sock");
+  const auto prefixed = parse_daemon_address("unix:/x.sock");
+  ASSERT_TRUE(prefixed) << prefixed.error();
+  EXPECT_EQ(prefixed->path, "/x.sock");
+}
+
+TEST(DaemonAddress, RefusesWhatItCannotReachWithAReason) {
+  EXPECT_EQ(parse_daemon_address("tls://host").error().message,
+            "address 'tls://host': expected tls://HOST:PORT");
+  EXPECT_EQ(parse_daemon_address("tls://host:port").error().message,
+            "address 'tls://host:port': the port is not a number");
+  EXPECT_EQ(parse_daemon_address("http://host:80").error().message,
+            "address 'http://host:80': only tls://HOST:PORT or a socket path are known");
+  EXPECT_EQ(parse_daemon_address("").error().message, "the socket path is empty");
+  EXPECT_EQ(parse_daemon_address("unix:").error().message, "the socket path is empty");
 }
 
 }  // namespace

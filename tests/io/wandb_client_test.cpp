@@ -44,7 +44,7 @@ class WandbClientTest : public ::testing::Test {
     bool done = false;
     std::exception_ptr error;
     asio::co_spawn(io_, body(), [&](std::exception_ptr e) {
-      error = e;
+      error = std::move(e);
       done = true;
       io_.stop();
     });
@@ -241,7 +241,9 @@ TEST_F(WandbClientTest, UpsertWithoutAStringBucketIdIsADeadLetter) {
       {R"({"data":{"upsertBucket":null}})", "it returned no `upsertBucket`"},
       {R"({"data":{"upsertBucket":[]}})", "`data.upsertBucket` is an array"},
   };
-  for (const auto& [body, expected] : cases) {
+  // Plain names, not a structured binding: clang before 16 cannot capture a binding.
+  for (const auto& [body_text, expected] : cases) {
+    const char* const body = body_text;
     wandb_client client = make_client();
     attempt_result out;
     run([&]() -> asio::awaitable<void> {
@@ -298,7 +300,7 @@ TEST_F(WandbClientTest, DeepSummaryComesBackAsTextAndTheMergeRefusesIt) {
 }
 
 TEST_F(WandbClientTest, AnswerOverTheCapIsADeadLetterAndTheNextRequestStillWorks) {
-  wandb_.add_run(entity, project, "huge", fake_wandb::large_summary(9 * 1024 * 1024));
+  wandb_.add_run(entity, project, "huge", fake_wandb::large_summary(std::size_t{9} * 1024 * 1024));
   wandb_.add_run(entity, project, "small");
   wandb_client client = make_client();
   read_answer huge;
@@ -315,7 +317,7 @@ TEST_F(WandbClientTest, AnswerOverTheCapIsADeadLetterAndTheNextRequestStillWorks
 
 TEST_F(WandbClientTest, SummaryJustUnderTheCapIsRead) {
   // The answer carries the summary escaped inside a string, a little larger than the summary.
-  const std::string summary = fake_wandb::large_summary(7 * 1024 * 1024);
+  const std::string summary = fake_wandb::large_summary(std::size_t{7} * 1024 * 1024);
   wandb_.add_run(entity, project, "r1", summary);
   const auto [result, view] = read("r1");
   ASSERT_EQ(result.what, attempt_result::kind::delivered) << result.error;
@@ -681,7 +683,7 @@ TEST_F(WandbClientTest, AListingWBRefusesIsADeadLetterWithItsMessage) {
 
 TEST_F(WandbClientTest, APageOverTheCapIsADeadLetterAndSmallerPagesStillWork) {
   // Two runs whose summaries are each well under the cap, but not together.
-  const std::string big = fake_wandb::large_summary(5 * 1024 * 1024);
+  const std::string big = fake_wandb::large_summary(std::size_t{5} * 1024 * 1024);
   wandb_.add_run(entity, project, "a", big);
   wandb_.add_run(entity, project, "b", big);
   const auto [both, none] = list_page("{}", std::nullopt, 2);

@@ -476,7 +476,7 @@ TEST_F(WandbSinkTest, SummaryNestedTooDeepIsDeadLetteredUntouchedAndOthersStillG
 }
 
 TEST_F(WandbSinkTest, AnswerOverTheSizeCapIsDeadLetteredAndOthersStillGo) {
-  wandb_.add_run(entity, project, "huge", fake_wandb::large_summary(9 * 1024 * 1024));
+  wandb_.add_run(entity, project, "huge", fake_wandb::large_summary(std::size_t{9} * 1024 * 1024));
   wandb_.add_run(entity, project, "good");
   start_sink();
   core::register_params p;

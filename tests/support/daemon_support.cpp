@@ -67,7 +67,7 @@ bool notify_listener::wait_for(const std::string& field, milliseconds timeout, i
   }
 }
 
-sweepd_under_test::sweepd_under_test(const temp_dir& dir, std::string extra,
+sweepd_under_test::sweepd_under_test(const temp_dir& dir, const std::string& extra,
                                      std::vector<std::string> env)
     : socket_(daemon_paths::in(dir).socket),
       state_(daemon_paths::in(dir).state),

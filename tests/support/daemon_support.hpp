@@ -61,7 +61,8 @@ void write_daemon_config(const daemon_paths& paths, const std::string& extra, bo
 /// otherwise; `extra` is YAML appended to the base keys).
 class sweepd_under_test {
  public:
-  sweepd_under_test(const temp_dir& dir, std::string extra = "", std::vector<std::string> env = {});
+  sweepd_under_test(const temp_dir& dir, const std::string& extra = "",
+                    std::vector<std::string> env = {});
 
   /// Starts sweepd and waits (at most 10 s) for READY=1; a test failure if it does not come.
   void start();

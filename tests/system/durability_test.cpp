@@ -193,7 +193,8 @@ TEST_F(DurabilityTest, PipelinedMixedRequestsKilledWhileCommittingLoseNothingAck
       const std::string run = run_name(c, k);
       SCOPED_TRACE(run);
       const auto acked = [&](int request) {
-        const std::size_t i = static_cast<std::size_t>(k * requests_per_run + request);
+        const std::size_t i =
+            static_cast<std::size_t>(k) * requests_per_run + static_cast<std::size_t>(request);
         return i < acknowledged[c].size() && acknowledged[c][i];
       };
       const json reply = show(run);
@@ -201,7 +202,7 @@ TEST_F(DurabilityTest, PipelinedMixedRequestsKilledWhileCommittingLoseNothingAck
         ASSERT_FALSE(acked(0)) << "an acknowledged register was lost";
         continue;
       }
-      const json record = reply["run"];
+      const json& record = reply["run"];
       const std::size_t transitions = record["transitions"].size();
       const std::string end = k % 2 == 0 ? "success" : "failed";
       // What was acknowledged is there; what is there is a prefix of the worker's requests.
@@ -273,7 +274,8 @@ TEST_F(DurabilityTest, DamagedDatabaseStopsStartupAndIsLeftAlone) {
   ASSERT_FALSE(std::filesystem::exists(d_.state_path() + "-wal")) << "expected a checkpointed file";
   std::string damaged = read_file(d_.state_path());
   ASSERT_GE(damaged.size(), 2 * 4096u);
-  for (std::size_t i = 4096; i < 2 * 4096; ++i) damaged[i] = static_cast<char>((i * 31) % 256);
+  for (std::size_t i = 4096; i < std::size_t{2} * 4096; ++i)
+    damaged[i] = static_cast<char>((i * 31) % 256);
   std::ofstream(d_.state_path(), std::ios::binary | std::ios::trunc) << damaged;
 
   const std::string err = refused_start();
@@ -338,7 +340,7 @@ TEST_F(DurabilityNamespaceTest, FullDiskAnswersInternalAndAcknowledgesOnlyWhatIs
     FAIL() << "namespaced sweepd did not start: " << d_.proc().err();
   }
   // Space to give back later: a file on the daemon's tmpfs, reached through its /proc root.
-  std::ofstream(inside("filler"), std::ios::binary) << std::string(448 * 1024, '\0');
+  std::ofstream(inside("filler"), std::ios::binary) << std::string(std::size_t{448} * 1024, '\0');
   ASSERT_EQ(std::filesystem::file_size(inside("filler")), 448 * 1024u);
 
   // Each run is stored with its suggestion, so 60 KB ones (under the 64 KiB limit) fill the rest

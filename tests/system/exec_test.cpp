@@ -756,8 +756,9 @@ TEST_F(ExecTest, ExampleShellSweepRecordsEveryTrial) {
   start_daemon();
   auto r = test::run_command(
       {"/bin/sh", std::string(SWEEPD_SOURCE_DIR) + "/examples/sweep.sh", "3"},
-      test::environment_with({"SWEEPCTL=" SWEEPCTL_BINARY, "SWEEPD_SOCKET=" + socket_path(),
-                              "SWEEPD_SPOOL_DIR=" + spool_dir(), "SWEEP=demo", "TRAIN_SECONDS=0"}),
+      test::environment_with({std::string("SWEEPCTL=") + SWEEPCTL_BINARY,
+                              "SWEEPD_SOCKET=" + socket_path(), "SWEEPD_SPOOL_DIR=" + spool_dir(),
+                              "SWEEP=demo", "TRAIN_SECONDS=0"}),
       60s);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const json reply = daemon_->call({{"op", "observations"}, {"sweep", "demo"}});

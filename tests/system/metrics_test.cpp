@@ -13,6 +13,7 @@
 #include <fstream>
 #include <regex>
 
+#include "io/posix.hpp"
 #include "support/daemon_support.hpp"
 #include "support/http_support.hpp"
 
@@ -109,7 +110,7 @@ std::vector<json> pipelined(const std::string& socket_path, const std::vector<js
   std::strncpy(addr.sun_path, socket_path.c_str(), sizeof(addr.sun_path) - 1);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     ::close(fd);
-    ADD_FAILURE() << "connect: " << std::strerror(errno);
+    ADD_FAILURE() << "connect: " << sweepd::io::errno_text(errno);
     return replies;
   }
   std::string out;

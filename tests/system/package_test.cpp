@@ -151,10 +151,10 @@ TEST(DebianPackage, BuildsLintsCleanHoldsEverythingAndChecksItsConfig) {
   test::temp_dir out;
   const auto env = test::environment_with({});
   // CPack packages what the build directory already has (the install rules of sweepd's targets).
-  const auto packed =
-      test::run_command({"/usr/bin/cpack", "-G", "DEB", "--config",
-                         SWEEPD_BUILD_DIR "/CPackConfig.cmake", "-B", out.path().string()},
-                        env, seconds(300));
+  const auto packed = test::run_command(
+      {"/usr/bin/cpack", "-G", "DEB", "--config",
+       std::string(SWEEPD_BUILD_DIR) + "/CPackConfig.cmake", "-B", out.path().string()},
+      env, seconds(300));
   ASSERT_EQ(packed.exit_code, 0) << packed.out << packed.err;
   fs::path deb;
   for (const auto& e : fs::directory_iterator(out.path())) {

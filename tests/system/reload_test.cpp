@@ -65,6 +65,7 @@ TEST(ReloadTest, HundredReloadsWhileClientsPipelineRequests) {
   std::atomic<int> answered{0};
   std::atomic<int> refused{0};
   std::vector<std::thread> threads;
+  threads.reserve(clients);
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
       io::client conn;

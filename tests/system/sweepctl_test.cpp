@@ -78,7 +78,7 @@ TEST(SweepctlProcessSupport, TempDirIsShortAndRemovedWithItsContents) {
     std::filesystem::create_directory(dir.path() / "sub");
     std::FILE* f = std::fopen(dir.file("sub/x").c_str(), "w");
     ASSERT_NE(f, nullptr);
-    std::fclose(f);
+    EXPECT_EQ(std::fclose(f), 0);
   }
   EXPECT_FALSE(std::filesystem::exists(where));
 }
@@ -799,7 +799,7 @@ TEST_F(SweepctlFake, ObservationsPrintATable) {
     EXPECT_TRUE(contains(lines[0], column)) << column << " missing in " << lines[0];
   }
   EXPECT_EQ(lines[2].find("timeout"), lines[0].find("STATE")) << r.out;
-  EXPECT_EQ(lines[2].find("-") + 1, lines[0].find("OBJECTIVE") + 9) << r.out;
+  EXPECT_EQ(lines[2].find('-') + 1, lines[0].find("OBJECTIVE") + 9) << r.out;
   EXPECT_EQ(lines[2].find("33.25") + 5, lines[0].find("COST") + 4) << r.out;
   EXPECT_EQ(lines[2].find("yes"), lines[0].find("FAILURE")) << r.out;
   EXPECT_EQ(lines[1].find("no"), lines[0].find("FAILURE")) << r.out;

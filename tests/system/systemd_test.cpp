@@ -15,6 +15,7 @@
 #include <fstream>
 #include <thread>
 
+#include "io/posix.hpp"
 #include "support/daemon_support.hpp"
 
 namespace sweepd {
@@ -97,7 +98,7 @@ class listening_socket {
     std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
     if (::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 ||
         ::listen(fd_, 64) != 0) {
-      ADD_FAILURE() << "listen on " << path << ": " << std::strerror(errno);
+      ADD_FAILURE() << "listen on " << path << ": " << sweepd::io::errno_text(errno);
     }
   }
   ~listening_socket() { ::close(fd_); }
@@ -160,7 +161,7 @@ TEST(SocketActivation, ThePassedSocketOutlivesARestartAndConnectionsMadeMeanwhil
 
   // sweepd is down; a worker connects and sends its heartbeat: the kernel queues both.
   raw_client worker(d.socket_path());
-  ASSERT_TRUE(worker.connected()) << std::strerror(errno);
+  ASSERT_TRUE(worker.connected()) << sweepd::io::errno_text(errno);
   ASSERT_TRUE(worker.send(R"({"op":"heartbeat","run":"act1"})"
                           "\n"));
   EXPECT_EQ(worker.read_line(milliseconds(200)), "") << "no one answers while sweepd is down";
