@@ -56,11 +56,12 @@ int main(int argc, char** argv) {
   if (opts.what == options::action::check_config) {
     // Every check start makes that needs neither the socket nor the state file, with the same
     // message: a config that passes here does not then fail to start for these reasons.
-    const auto wandb = sweepd::app::resolve_wandb(*loaded, sweepd::io::process_environment());
-    if (!wandb.error.empty()) {
-      std::cerr << config_path << ": " << wandb.error << "\n";
+    const auto resolved = sweepd::app::resolve_wandb(*loaded, sweepd::io::process_environment());
+    if (!resolved) {
+      std::cerr << config_path << ": " << resolved.error().message << "\n";
       return 1;
     }
+    const sweepd::app::wandb_setup& wandb = *resolved;
     std::cout << sweepd::core::describe(*loaded) << "\n";
     std::cout << "# wandb: " << sweepd::core::to_string(wandb.mode);
     if (!wandb.key_source.empty()) std::cout << " (key from " << wandb.key_source << ")";

@@ -43,7 +43,7 @@ void wandb_sink::override_policy(core::delivery_policy policy) {
   queue_.set_policy(std::move(policy));
 }
 
-wandb_setup resolve_wandb(const core::config& cfg, const io::env_lookup& env) {
+core::result<wandb_setup> resolve_wandb(const core::config& cfg, const io::env_lookup& env) {
   using mode = core::config::wandb_mode;
   wandb_setup out;
   if (cfg.wandb.mode == mode::disabled || cfg.wandb.mode == mode::offline) {
@@ -53,19 +53,16 @@ wandb_setup resolve_wandb(const core::config& cfg, const io::env_lookup& env) {
   out.base_text = io::base_url_from(cfg.wandb.base_url, env);
   out.base = io::parse_url(out.base_text);
   if (!out.base) {
-    out.error = "wandb.base_url '" + out.base_text + "' is not an http:// or https:// URL";
-    return out;
+    return core::failure{"wandb.base_url '" + out.base_text +
+                         "' is not an http:// or https:// URL"};
   }
   const auto key = io::find_api_key(cfg.wandb.api_key_file, *out.base, env);
-  if (!key) {
-    out.error = key.error().message;
-    return out;
-  }
+  if (!key) return key.error();
   if (!*key) {
     if (cfg.wandb.mode == mode::online) {
-      out.error =
+      return core::failure{
           "wandb.mode is online but no W&B API key was found ($WANDB_API_KEY, "
-          "wandb.api_key_file, $CREDENTIALS_DIRECTORY/wandb-api-key, ~/.netrc)";
+          "wandb.api_key_file, $CREDENTIALS_DIRECTORY/wandb-api-key, ~/.netrc)"};
     }
     out.mode = mode::offline;
     return out;
@@ -80,8 +77,9 @@ core::result<void> wandb_sink::start(const core::config& cfg, const io::env_look
   prefix_ = cfg.wandb.summary_prefix;
   state_names_ = cfg.wandb.state_names;
   queue_.set_policy(policy_from(cfg));
-  const wandb_setup setup = resolve_wandb(cfg, env);
-  if (!setup.error.empty()) return core::failure{setup.error};
+  auto resolved = resolve_wandb(cfg, env);
+  if (!resolved) return resolved.error();
+  const wandb_setup& setup = *resolved;
   mode_ = setup.mode;
   if (setup.mode != core::config::wandb_mode::online) {
     if (cfg.wandb.mode == core::config::wandb_mode::auto_) {

@@ -31,13 +31,13 @@ struct wandb_setup {
   std::string base_text;
   std::optional<std::string> key;  // online only; never logged
   std::string key_source;          // where the key came from, e.g. "$WANDB_API_KEY"
-  std::string error;               // set when sweepd cannot start with this config
 };
 
 /// Resolves `wandb.mode`: auto becomes online when a key is found, else offline; online without a
-/// key, an unusable key source or a bad base URL is an error. Shared by start and --check-config,
-/// so that both refuse the same configs with the same message.
-wandb_setup resolve_wandb(const core::config& cfg, const io::env_lookup& env);
+/// key, an unusable key source or a bad base URL is a failure (sweepd cannot start with this
+/// config). Shared by start and --check-config, so that both refuse the same configs with the
+/// same message.
+core::result<wandb_setup> resolve_wandb(const core::config& cfg, const io::env_lookup& env);
 
 /// Delivers the durable outbox to W&B (DESIGN §4): the core delivery policy decides what to send
 /// and when; this drives it on the event loop with the W&B client and records every settled row
