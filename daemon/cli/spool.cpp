@@ -115,15 +115,6 @@ bool is_transient(std::string_view code) {
 
 }  // namespace
 
-env_lookup process_environment() {
-  return [](std::string_view name) -> std::optional<std::string> {
-    // sweepctl has one thread and never sets its environment.
-    const char* v = std::getenv(std::string(name).c_str());  // NOLINT(concurrency-mt-unsafe)
-    if (v == nullptr) return std::nullopt;
-    return std::string(v);
-  };
-}
-
 fs::path spool_dir_for(const std::optional<std::string>& explicit_dir, const env_lookup& env,
                        std::string_view socket, uid_t uid) {
   if (explicit_dir) return *explicit_dir;

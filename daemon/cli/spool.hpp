@@ -16,15 +16,13 @@
 #include <string_view>
 #include <vector>
 
+#include "io/posix.hpp"
 #include "io/tls_client.hpp"
 
 namespace sweepd::cli {
 
-/// An environment variable's value, or nullopt when it is not set.
-using env_lookup = std::function<std::optional<std::string>(std::string_view name)>;
-
-/// This process's environment as an env_lookup.
-env_lookup process_environment();
+using io::env_lookup;
+using io::process_environment;
 
 /// The spool directory (docs/spool.md "Where"): the first of `explicit_dir`, $SWEEPD_SPOOL_DIR,
 /// $XDG_STATE_HOME/sweepd/spool (when absolute), $HOME/.local/state/sweepd/spool, and

@@ -212,13 +212,4 @@ std::string base_url_from(const std::string& configured, const env_lookup& env) 
   return value.empty() ? std::string("https://api.wandb.ai") : std::string(value);
 }
 
-env_lookup process_environment() {
-  return [](std::string_view name) -> std::optional<std::string> {
-    // sweepd reads it at start and on reload, on its one thread, and never sets it.
-    const char* value = std::getenv(std::string(name).c_str());  // NOLINT(concurrency-mt-unsafe)
-    if (!value) return std::nullopt;
-    return std::string(value);
-  };
-}
-
 }  // namespace sweepd::io

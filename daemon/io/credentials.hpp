@@ -7,6 +7,7 @@
 
 #include "core/result.hpp"
 #include "io/http_client.hpp"
+#include "io/posix.hpp"
 
 namespace sweepd::io {
 
@@ -24,9 +25,6 @@ struct api_key {
 /// at a broken source rather than fall back to a later one, so "none" and "broken" must differ.
 using api_key_result = core::result<std::optional<api_key>>;
 
-/// Reads one environment variable; nullopt when unset.
-using env_lookup = std::function<std::optional<std::string>(std::string_view name)>;
-
 /// The W&B API key (DESIGN §4), first found of:
 ///  1. `$WANDB_API_KEY` (non-empty);
 ///  2. the file `api_key_file` (config `wandb.api_key_file`, when set): trimmed, must be one
@@ -43,8 +41,5 @@ api_key_result find_api_key(const std::string& api_key_file, const url& base,
 /// wins, as in the W&B SDK (its settings files are applied before the environment); this lets a
 /// test or a one-off run point at another server without editing the config.
 std::string base_url_from(const std::string& configured, const env_lookup& env);
-
-/// The process environment (getenv).
-env_lookup process_environment();
 
 }  // namespace sweepd::io

@@ -156,13 +156,14 @@ CREATE INDEX outbox_by_transition ON outbox(transition_seq);
 constexpr const char* migrations[] = {schema_v1, schema_v2, schema_v3,
                                       schema_v4, schema_v5, schema_v6};
 
-/// The run columns of schema 3, in the order run_insert binds them (?1 … ?23).
+/// The run columns of schema 3, in the order run_insert binds them (?1 … ?23), then `{1}` (more
+/// columns, with their parameters in `{2}`), into table `{0}`.
 constexpr const char* run_insert_sql =
-    "INSERT OR REPLACE INTO {}(id, sweep, entity, project, suggestion, owner_uid, watch_peer, "
+    "INSERT OR REPLACE INTO {0}(id, sweep, entity, project, suggestion, owner_uid, watch_peer, "
     "peer_pid, peer_start_time, peer_boot_id, registered_ms, max_runtime_s, stall_timeout_s, "
     "heartbeat_timeout_s, state, reason, finished_ms, objective, cost, error, runtime_s, "
-    "late_by_s, progress) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
-    "?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+    "late_by_s, progress{1}) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+    "?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23{2})";
 static_assert(std::size(migrations) == journal::schema_version);
 
 /// Takes the lock file beside the database: its descriptor, or why not (another process holds it).
@@ -279,6 +280,15 @@ void bind_state_fields(sqlite3_stmt* s, const core::run_state_fields& f) {
   bind_optional(s, 21, f.runtime_s);
   bind_optional(s, 22, f.late_by_s);
   bind_optional(s, 23, f.progress);
+}
+
+/// Binds `index` to the transition a run owes W&B the write of, or NULL when it owes none.
+void bind_transition_seq(sqlite3_stmt* s, int index, bool owed, std::int64_t transition_seq) {
+  if (owed) {
+    sqlite3_bind_int64(s, index, transition_seq);
+  } else {
+    sqlite3_bind_null(s, index);
+  }
 }
 
 /// Binds a whole run row (run_insert_sql): its identity and `f`.
@@ -560,7 +570,7 @@ core::result<void> journal::copy_runs_to_v3() {
     return core::failure{describe_error("cannot read the runs of")};
   }
   statement rows(raw);
-  const std::string insert_sql = fmt::format(run_insert_sql, "runs_v3");
+  const std::string insert_sql = fmt::format(run_insert_sql, "runs_v3", "", "");
   if (sqlite3_prepare_v2(db_, insert_sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
     return core::failure{describe_error("cannot prepare a write to")};
   }
@@ -598,12 +608,14 @@ core::result<journal::contents> journal::load(core::instant now) {
                      "SELECT id, sweep, entity, project, suggestion, owner_uid, watch_peer, "
                      "peer_pid, peer_start_time, peer_boot_id, registered_ms, max_runtime_s, "
                      "stall_timeout_s, heartbeat_timeout_s, state, reason, finished_ms, objective, "
-                     "cost, error, runtime_s, late_by_s, progress, owner_principal FROM runs "
-                     "ORDER BY id",
+                     "cost, error, runtime_s, late_by_s, progress, owner_principal, "
+                     "wandb_pending IS NOT NULL FROM runs ORDER BY id",
                      -1, &raw, nullptr);
   statement runs(raw);
+  std::size_t runs_owing = 0;  // W&B writes owed by runs (the outbox's are pending_rows_)
   int rc;
   while ((rc = sqlite3_step(runs.get())) == SQLITE_ROW) {
+    runs_owing += static_cast<std::size_t>(sqlite3_column_int(runs.get(), 24));
     auto read = read_run_row(runs.get(), now, names, out.warnings);
     if (!read) {
       return core::failure{fmt::format("{}: run '{}' cannot be read back: {}", path_,
@@ -652,17 +664,8 @@ core::result<journal::contents> journal::load(core::instant now) {
       return core::failure{fmt::format("{}: run '{}' has no transitions", path_, r.id)};
     }
   }
-  sqlite3_prepare_v2(db_,
-                     "SELECT (SELECT COUNT(*) FROM outbox WHERE status = 'pending') + "
-                     "(SELECT COUNT(*) FROM runs WHERE wandb_pending IS NOT NULL)",
-                     -1, &raw, nullptr);
-  statement pending(raw);
-  if (sqlite3_step(pending.get()) != SQLITE_ROW) {
-    return core::failure{describe_error("cannot count the outbox of")};
-  }
-  out.outbox_pending = static_cast<std::size_t>(sqlite3_column_int64(pending.get(), 0));
+  out.outbox_pending = runs_owing + pending_rows_;
   outbox_pending_ = out.outbox_pending;
-  pending.reset();
   sqlite3_prepare_v2(db_, "SELECT COUNT(*) FROM outbox WHERE status = 'dead'", -1, &raw, nullptr);
   statement dead(raw);
   if (sqlite3_step(dead.get()) == SQLITE_ROW) {
@@ -684,11 +687,10 @@ core::result<void> journal::prepare_writes() {
       "UPDATE runs SET heartbeat_timeout_s = ?14, state = ?15, reason = ?16, finished_ms = ?17, "
       "objective = ?18, cost = ?19, error = ?20, runtime_s = ?21, late_by_s = ?22, progress = ?23";
   const bool ok =
-      prepare(w->insert_run, fmt::format(run_insert_sql, "runs")) &&
+      prepare(w->insert_run, fmt::format(run_insert_sql, "runs", ", wandb_pending", ", ?24")) &&
       prepare(w->update_run, fmt::format("{} WHERE id = ?1", update_run_sql)) &&
       prepare(w->update_run_owing,
               fmt::format("{}, wandb_pending = ?24 WHERE id = ?1", update_run_sql)) &&
-      prepare(w->set_owing, "UPDATE runs SET wandb_pending = ?2 WHERE id = ?1") &&
       prepare(w->owing_of_run, "SELECT wandb_pending FROM runs WHERE id = ?1") &&
       prepare(
           w->append,
@@ -728,8 +730,8 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
     write_statements& w;
     ~resetter() {
       for (statement* s :
-           {&w.insert_run, &w.update_run, &w.update_run_owing, &w.set_owing, &w.owing_of_run,
-            &w.append, &w.pending_of_run, &w.supersede, &w.trim, &w.set_owner_principal}) {
+           {&w.insert_run, &w.update_run, &w.update_run_owing, &w.owing_of_run, &w.append,
+            &w.pending_of_run, &w.supersede, &w.trim, &w.set_owner_principal}) {
         sqlite3_reset(s->get());
         sqlite3_clear_bindings(s->get());
       }
@@ -752,9 +754,12 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
     bind_transition(w.append.get(), c);
     if (!run(w.append)) return core::failure{describe_error("cannot store a transition in")};
     const std::int64_t transition_seq = sqlite3_last_insert_rowid(db_);
+    // With W&B on, the run owes it this transition's write, which replaces (supersedes) the one
+    // it owed before, if any.
     if (c.created) {
       // The run's identity is written once, here; later transitions only update its fields.
       bind_run_row(w.insert_run.get(), *current, after);
+      bind_transition_seq(w.insert_run.get(), 24, to_outbox, transition_seq);
       if (!run(w.insert_run)) return core::failure{describe_error("cannot store a run in")};
       if (!current->owner_principal.empty()) {
         // Schema 3's row has no such column; only remote runs need the second statement.
@@ -763,31 +768,28 @@ core::result<void> journal::commit(std::span<const core::run_change> changes,
         if (!run(w.set_owner_principal))
           return core::failure{describe_error("cannot store a run in")};
       }
-    }
-    if (to_outbox) {
-      // The run's older write still owed to W&B, in its row or the outbox, is superseded. Outbox
-      // rows are rarely pending (a pruned run's, an older sweepd's): looked for only if any are.
-      if (pending_rows_ > superseded_rows) {
-        if (auto done = supersede_pending(c.run, superseded_rows); !done) return done;
-      }
-      if (!c.created) {
+    } else {
+      if (to_outbox) {
         auto owed = owing_of(c.run);
         if (!owed) return owed.error();
         if (*owed) ++superseded;
       }
-      const statement& s = c.created ? w.set_owing : w.update_run_owing;
-      bind_static_text(s.get(), 1, c.run);
-      if (!c.created) bind_state_fields(s.get(), after);
-      sqlite3_bind_int64(s.get(), c.created ? 2 : 24, transition_seq);
-      if (!run(s)) return core::failure{describe_error("cannot queue a W&B write in")};
+      const statement& update = to_outbox ? w.update_run_owing : w.update_run;
+      bind_static_text(update.get(), 1, c.run);
+      bind_state_fields(update.get(), after);
+      if (to_outbox) sqlite3_bind_int64(update.get(), 24, transition_seq);
+      if (!run(update)) return core::failure{describe_error("cannot store a run in")};
+    }
+    if (to_outbox) {
+      // Outbox rows are rarely pending (a pruned run's, an older sweepd's): looked for only if any
+      // are.
+      if (pending_rows_ > superseded_rows) {
+        if (auto done = supersede_pending(c.run, superseded_rows); !done) return done;
+      }
       ++queued;
       if (queued_entries != nullptr) {
         entries.push_back({transition_seq, c.run, current->entity, current->project, c});
       }
-    } else if (!c.created) {
-      bind_static_text(w.update_run.get(), 1, c.run);
-      bind_state_fields(w.update_run.get(), after);
-      if (!run(w.update_run)) return core::failure{describe_error("cannot store a run in")};
     }
     if (!c.created && current->history.size() + 1 >= core::max_history) {
       bind_text(w.trim.get(), 1, c.run);

@@ -151,8 +151,8 @@ class journal {
 
   using statement = std::unique_ptr<sqlite3_stmt, detail::finalize_statement>;
   struct write_statements {
-    statement insert_run, update_run, update_run_owing, set_owing, owing_of_run, append,
-        pending_of_run, supersede, trim, set_owner_principal;
+    statement insert_run, update_run, update_run_owing, owing_of_run, append, pending_of_run,
+        supersede, trim, set_owner_principal;
   };
 
   std::string path_;

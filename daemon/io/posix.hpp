@@ -4,11 +4,22 @@
 // each is fixed (EINTR, O_CLOEXEC, the size bound) in one place.
 
 #include <cstddef>
+#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "core/result.hpp"
 
 namespace sweepd::io {
+
+/// Reads one environment variable; nullopt when unset. Injected, so that tests need not set
+/// the process's own environment.
+using env_lookup = std::function<std::optional<std::string>(std::string_view name)>;
+
+/// This process's environment (getenv). Both programs read it on their one thread and never set
+/// it, which is what makes getenv safe here.
+env_lookup process_environment();
 
 /// The text of an errno value, e.g. "No such file or directory" (thread-safe, unlike strerror).
 std::string errno_text(int err);

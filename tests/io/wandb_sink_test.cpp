@@ -77,12 +77,21 @@ class WandbSinkTest : public ::testing::Test {
     sink_.reset();  // before the old loop, whose pending handlers refer to it, goes
     io_ = std::make_unique<asio::io_context>();
     work_.emplace(asio::make_work_guard(*io_));
+    ASSERT_TRUE(reopen_journal());
+    start_sink();
+  }
+
+  /// Closes the journal and opens and loads it again, as a restarted daemon does; what it loaded.
+  std::optional<io::journal::contents> reopen_journal() {
     journal_.reset();
     auto reopened = io::journal::open(dir_.file("state.db"));
-    ASSERT_TRUE(reopened) << reopened.error();
+    EXPECT_TRUE(reopened) << reopened.error();
+    if (!reopened) return std::nullopt;
     journal_ = std::move(*reopened);
-    ASSERT_TRUE(journal_->load(now()));
-    start_sink();
+    auto loaded = journal_->load(now());
+    EXPECT_TRUE(loaded) << loaded.error();
+    if (!loaded) return std::nullopt;
+    return std::move(*loaded);
   }
 
   static core::instant now() { return {core::mono_clock::now(), std::chrono::system_clock::now()}; }
@@ -369,11 +378,9 @@ TEST_F(WandbSinkTest, ResumesThePendingOutboxAfterARestart) {
     ASSERT_EQ(journal_->commit(changes_of(outs), runs_, true),
               core::success);  // while nothing delivers
   }
-  journal_.reset();
-  auto reopened = io::journal::open(dir_.file("state.db"));
-  ASSERT_TRUE(reopened) << reopened.error();
-  journal_ = std::move(*reopened);
-  ASSERT_EQ(journal_->load(now()).value().outbox_pending, 3u);
+  const auto loaded = reopen_journal();
+  ASSERT_TRUE(loaded);
+  ASSERT_EQ(loaded->outbox_pending, 3u);
   start_sink();
   ASSERT_TRUE(wandb_.wait_until(
       [&] {
@@ -400,11 +407,9 @@ TEST_F(WandbSinkTest, PendingRowsAnOlderSweepdQueuedAreDeliveredAndSettled) {
   p.run = "new";
   outs = {runs_.register_run(p, who_, now())};
   ASSERT_EQ(journal_->commit(changes_of(outs), runs_, true), core::success);
-  journal_.reset();
-  auto reopened = io::journal::open(dir_.file("state.db"));
-  ASSERT_TRUE(reopened) << reopened.error();
-  journal_ = std::move(*reopened);
-  ASSERT_EQ(journal_->load(now()).value().outbox_pending, 2u);
+  const auto loaded = reopen_journal();
+  ASSERT_TRUE(loaded);
+  ASSERT_EQ(loaded->outbox_pending, 2u);
   start_sink();
   ASSERT_TRUE(wandb_.wait_until(
       [&] { return delivered("old", "initializing") && delivered("new", "initializing"); }, 10s));
